@@ -1,0 +1,57 @@
+# PeaceLand's two commands (see README.md):
+#   make up     set up everything and run the platform locally
+#   make test   run the whole test suite: ruff, mypy, import-linter, pytest on real servers
+# Everything else here is what those two are made of.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: up test down status check lint typecheck architecture pytest install lock clean
+
+up: $(STAMP)
+	$(BIN)/peaceland demo
+
+test: check pytest
+
+check: lint typecheck architecture
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy tenants operator services api cli tests
+
+architecture: $(STAMP)
+	$(BIN)/lint-imports
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+down: $(STAMP)
+	$(BIN)/peaceland stack down
+
+status: $(STAMP)
+	$(BIN)/peaceland stack status
+
+install: $(STAMP)
+
+# The virtual environment is rebuilt whenever the lock file or pyproject changes.
+$(STAMP): requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+# Regenerates requirements.lock from pyproject.toml (every transitive dependency pinned).
+lock:
+	$(PYTHON) -m pip install --quiet uv==0.13.8
+	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+		--no-header --output-file requirements.lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""The tenant-management REST API: plans, police forces, their keys and settings."""

@@ -1,0 +1,5 @@
+"""``python -m peaceland.cli``."""
+
+from peaceland.cli.app import main
+
+main()

@@ -1,0 +1,31 @@
+"""The ``peaceland`` command: one entry point for the local stack, the demo and benchmarks."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from peaceland.cli import bench_commands, stack_commands
+
+app = typer.Typer(
+    name="peaceland",
+    help="PeaceLand: drone reports kept, alerts raised, for every police force.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(stack_commands.app, name="stack")
+app.add_typer(bench_commands.app, name="bench")
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # The Cassandra driver is chatty at INFO about every connection it opens.
+    logging.getLogger("cassandra").setLevel(logging.WARNING)
+    app()

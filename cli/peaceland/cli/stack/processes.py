@@ -1,0 +1,146 @@
+"""Starting server processes in the background and stopping exactly those, by pid.
+
+A pid file holds the pid and the process's start time (from /proc), so that a pid reused
+by the system after our server died is never mistaken for ours, and ``down`` never kills a
+stranger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Tracked:
+    pid: int
+    start_time: int
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22 (starttime) counted after the ")" that ends the command name.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] == "Z"
+
+
+def track(pid_file: Path, pid: int) -> None:
+    """Remember ``pid`` as ours in ``pid_file``."""
+    start = _start_time(pid)
+    if start is None:
+        raise ProcessLookupError(pid)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(json.dumps({"pid": pid, "start_time": start}))
+
+
+def tracked(pid_file: Path) -> Tracked | None:
+    """The process recorded in ``pid_file`` if it is still the same process and alive."""
+    try:
+        data = json.loads(pid_file.read_text())
+        recorded = Tracked(int(data["pid"]), int(data["start_time"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if _start_time(recorded.pid) != recorded.start_time or _is_zombie(recorded.pid):
+        return None
+    return recorded
+
+
+def spawn(
+    argv: list[str],
+    *,
+    log_file: Path,
+    pid_file: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    user: str | None = None,
+) -> int:
+    """Start ``argv`` detached from us (own session), output appended to ``log_file``.
+
+    With ``user``, the process runs as that user (and its primary group): the pid we track
+    is then still the server's own, which a wrapper such as runuser would not give.
+    """
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+            cwd=cwd,
+            user=user,
+            group=_primary_group(user) if user else None,
+            extra_groups=[] if user else None,
+        )
+    track(pid_file, proc.pid)
+    return proc.pid
+
+
+def _primary_group(user: str) -> int:
+    return pwd.getpwnam(user).pw_gid
+
+
+def stop(pid_file: Path, *, sig: signal.Signals = signal.SIGTERM, timeout: float = 60.0) -> bool:
+    """Stop the process recorded in ``pid_file``; returns whether one was running.
+
+    Sends ``sig`` to the process, then SIGKILL to it and its process group if it is still
+    alive after ``timeout`` seconds. Removes the pid file either way.
+    """
+    proc = tracked(pid_file)
+    if proc is None:
+        pid_file.unlink(missing_ok=True)
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, sig)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and tracked(pid_file) is not None:
+        time.sleep(0.2)
+    if tracked(pid_file) is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        while tracked(pid_file) is not None:
+            time.sleep(0.1)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether nothing listens on ``host:port`` (so a server of ours may take it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def port_answers(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False

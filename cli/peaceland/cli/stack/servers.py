@@ -1,0 +1,524 @@
+"""The three servers of the local stack: how each is fetched, configured, started and probed.
+
+Each server keeps its configuration, data and pid file under ``<state_dir>/<name>/`` and its
+output in ``<state_dir>/logs/<name>.log``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import pwd
+import signal
+import subprocess
+import textwrap
+import uuid
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Final
+
+import psycopg
+from confluent_kafka.admin import AdminClient
+
+from peaceland.cli.stack import fetch, processes
+from peaceland.cli.stack.errors import StackError
+from peaceland.cli.stack.fetch import Progress
+from peaceland.cli.stack.settings import (
+    CASSANDRA_VERSION,
+    KAFKA_VERSION,
+    LOG4J_VERSION,
+    SCALA_VERSION,
+    StackSettings,
+)
+from peaceland.tenants.cassandra import connect, parse_contact_points, shutdown_session
+
+POSTGRES_USER: Final = "peaceland"
+POSTGRES_PASSWORD: Final = "peaceland"  # noqa: S105 - a loopback-only development server
+POSTGRES_DATABASE: Final = "peaceland"
+
+
+class Server(ABC):
+    """One server of the stack, started by us or reached at an external address."""
+
+    name: str
+    stop_signal: signal.Signals = signal.SIGTERM
+
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.home = settings.state_dir / self.name
+        self.pid_file = self.home / "server.pid"
+        self.log_file = settings.state_dir / "logs" / f"{self.name}.log"
+
+    @property
+    @abstractmethod
+    def external(self) -> str | None:
+        """The external server's address when one is configured: then we start nothing."""
+
+    @property
+    @abstractmethod
+    def address(self) -> str:
+        """Where clients reach the server (what to put in the environment variable)."""
+
+    @property
+    @abstractmethod
+    def ports(self) -> list[int]:
+        """The ports our own server listens on."""
+
+    @abstractmethod
+    def prepare(self, progress: Progress) -> None:
+        """Fetch and configure, once: everything that must happen before the first start."""
+
+    @abstractmethod
+    def command(self) -> tuple[list[str], dict[str, str] | None, str | None]:
+        """argv, environment and user to run the server as."""
+
+    @abstractmethod
+    def probe(self) -> str | None:
+        """None when the server answers real requests, else why not (quick, one attempt)."""
+
+    def after_ready(self) -> None:  # noqa: B027 - most servers need nothing more
+        """One-time set-up that needs the server running (a database, say)."""
+
+    def pid(self) -> int | None:
+        proc = processes.tracked(self.pid_file)
+        return proc.pid if proc else None
+
+    def start(self) -> int:
+        argv, env, user = self.command()
+        return processes.spawn(
+            argv, log_file=self.log_file, pid_file=self.pid_file, env=env, cwd=self.home, user=user
+        )
+
+    def stop(self) -> bool:
+        return processes.stop(self.pid_file, sig=self.stop_signal)
+
+
+# --------------------------------------------------------------------------- Kafka
+
+
+class Kafka(Server):
+    """Apache Kafka in KRaft mode: one node that is both broker and controller."""
+
+    name = "kafka"
+
+    @property
+    def external(self) -> str | None:
+        return self.settings.kafka_bootstrap_servers
+
+    @property
+    def address(self) -> str:
+        return self.external or f"{self.settings.host}:{self.settings.kafka_port}"
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.settings.kafka_port, self.settings.kafka_controller_port]
+
+    @property
+    def lib(self) -> Path:
+        return self.settings.cache_dir / f"kafka-{KAFKA_VERSION}" / "lib"
+
+    def prepare(self, progress: Progress) -> None:
+        fetch.maven_artifacts(
+            self.settings.cache_dir,
+            f"kafka-{KAFKA_VERSION}",
+            [
+                f"org.apache.kafka:kafka_{SCALA_VERSION}:{KAFKA_VERSION}",
+                f"org.apache.logging.log4j:log4j-slf4j-impl:{LOG4J_VERSION}",
+            ],
+            progress,
+        )
+        self.home.mkdir(parents=True, exist_ok=True)
+        s = self.settings
+        (self.home / "server.properties").write_text(
+            textwrap.dedent(f"""\
+            process.roles=broker,controller
+            node.id=1
+            controller.quorum.voters=1@{s.host}:{s.kafka_controller_port}
+            listeners=PLAINTEXT://{s.host}:{s.kafka_port},CONTROLLER://{s.host}:{s.kafka_controller_port}
+            advertised.listeners=PLAINTEXT://{s.host}:{s.kafka_port}
+            controller.listener.names=CONTROLLER
+            inter.broker.listener.name=PLAINTEXT
+            listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+            log.dirs={self.home / "data"}
+            num.partitions=6
+            auto.create.topics.enable=false
+            offsets.topic.replication.factor=1
+            transaction.state.log.replication.factor=1
+            transaction.state.log.min.isr=1
+            share.coordinator.state.topic.replication.factor=1
+            share.coordinator.state.topic.min.isr=1
+            group.initial.rebalance.delay.ms=0
+            """)
+        )
+        (self.home / "log4j2.properties").write_text(_LOG4J2)
+        if not (self.home / "data" / "meta.properties").exists():
+            progress("formatting Kafka's log directory (first start)")
+            self._run_tool(
+                [
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    _kafka_cluster_id(),
+                    "-c",
+                    str(self.home / "server.properties"),
+                ]
+            )
+
+    def _java(self, *jvm_options: str) -> list[str]:
+        java = fetch.find_java(None, self.settings.java_home)
+        return [
+            str(java),
+            *jvm_options,
+            "-cp",
+            f"{self.lib}/*",
+            f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={self.home / 'logs'}",
+        ]
+
+    def _run_tool(self, args: list[str]) -> None:
+        result = subprocess.run(
+            [*self._java(), *args], capture_output=True, text=True, check=False, timeout=120
+        )
+        if result.returncode != 0:
+            raise StackError(f"Kafka's {args[0]} failed:\n{result.stdout}{result.stderr}")
+
+    def command(self) -> tuple[list[str], dict[str, str] | None, str | None]:
+        heap = self.settings.kafka_heap
+        argv = self._java(
+            f"-Xms{heap}",
+            f"-Xmx{heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+        )
+        return [*argv, "kafka.Kafka", str(self.home / "server.properties")], None, None
+
+    def probe(self) -> str | None:
+        host, _, port = self.address.split(",")[0].rpartition(":")
+        if not self.external and not processes.port_answers(host, int(port)):
+            return "not listening yet"
+        try:
+            admin = AdminClient({"bootstrap.servers": self.address, "log_level": 0})
+            metadata = admin.list_topics(timeout=3)
+        except Exception as exc:  # any failure means "not ready", with its reason
+            return f"no answer to a metadata request: {exc}"
+        if not metadata.brokers:
+            return "answers but lists no broker"
+        return None
+
+
+def _kafka_cluster_id() -> str:
+    # Kafka's Uuid.randomUuid(): 16 random bytes, URL-safe base64 without padding, never
+    # starting with '-' (it would read as a command-line flag).
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
+_LOG4J2 = textwrap.dedent("""\
+    status = warn
+    appender.console.type = Console
+    appender.console.name = STDOUT
+    appender.console.layout.type = PatternLayout
+    appender.console.layout.pattern = [%d] %p %m (%c)%n
+    rootLogger.level = INFO
+    rootLogger.appenderRef.stdout.ref = STDOUT
+    logger.state.name = state.change.logger
+    logger.state.level = WARN
+    """)
+
+
+# --------------------------------------------------------------------------- Cassandra
+
+
+class Cassandra(Server):
+    """Apache Cassandra 5.0, one node, on JDK 17 (5.0 does not run on JDK 24 or newer)."""
+
+    name = "cassandra"
+
+    @property
+    def external(self) -> str | None:
+        return self.settings.cassandra_contact_points
+
+    @property
+    def address(self) -> str:
+        return self.external or f"{self.settings.host}:{self.settings.cassandra_port}"
+
+    @property
+    def ports(self) -> list[int]:
+        s = self.settings
+        return [s.cassandra_port, s.cassandra_storage_port, s.cassandra_jmx_port]
+
+    @property
+    def lib(self) -> Path:
+        return self.settings.cache_dir / f"cassandra-{CASSANDRA_VERSION}" / "lib"
+
+    def prepare(self, progress: Progress) -> None:
+        fetch.maven_artifacts(
+            self.settings.cache_dir,
+            f"cassandra-{CASSANDRA_VERSION}",
+            [f"org.apache.cassandra:cassandra-all:{CASSANDRA_VERSION}"],
+            progress,
+        )
+        conf = self.home / "conf"
+        conf.mkdir(parents=True, exist_ok=True)
+        s = self.settings
+        data = self.home / "data"
+        (conf / "cassandra.yaml").write_text(
+            textwrap.dedent(f"""\
+            cluster_name: peaceland
+            num_tokens: 16
+            partitioner: org.apache.cassandra.dht.Murmur3Partitioner
+            endpoint_snitch: SimpleSnitch
+            seed_provider:
+              - class_name: org.apache.cassandra.locator.SimpleSeedProvider
+                parameters:
+                  - seeds: "{s.host}:{s.cassandra_storage_port}"
+            listen_address: {s.host}
+            rpc_address: {s.host}
+            storage_port: {s.cassandra_storage_port}
+            native_transport_port: {s.cassandra_port}
+            start_native_transport: true
+            data_file_directories:
+              - {data / "data"}
+            commitlog_directory: {data / "commitlog"}
+            saved_caches_directory: {data / "saved_caches"}
+            hints_directory: {data / "hints"}
+            cdc_raw_directory: {data / "cdc_raw"}
+            commitlog_sync: periodic
+            commitlog_sync_period: 10000ms
+            # Tests create and drop a keyspace each: snapshots on drop would fill the disk.
+            auto_snapshot: false
+            """)
+        )
+        (conf / "logback.xml").write_text(_LOGBACK)
+
+    def command(self) -> tuple[list[str], dict[str, str] | None, str | None]:
+        java = fetch.find_java(17, None)
+        heap = self.settings.cassandra_heap
+        jamm = sorted(self.lib.glob("jamm-*.jar"))
+        if not jamm:
+            raise StackError(f"the jamm agent jar is missing from {self.lib}; delete that folder")
+        conf = self.home / "conf"
+        argv = [
+            str(java),
+            f"-Xms{heap}",
+            f"-Xmx{heap}",
+            "-Xss256k",
+            *_CASSANDRA_JVM17,
+            f"-javaagent:{jamm[0]}",
+            f"-Dcassandra.config=file://{conf / 'cassandra.yaml'}",
+            f"-Dlogback.configurationFile={conf / 'logback.xml'}",
+            "-Dcassandra-foreground=yes",
+            f"-Dcassandra.storagedir={self.home / 'data'}",
+            f"-Dcassandra.logdir={self.home / 'logs'}",
+            f"-Dcassandra.jmx.local.port={self.settings.cassandra_jmx_port}",
+            # One node: nothing to wait for in gossip.
+            "-Dcassandra.skip_wait_for_gossip_to_settle=0",
+            "-cp",
+            f"{conf}:{self.lib}/*",
+            "org.apache.cassandra.service.CassandraDaemon",
+        ]
+        env = {**os.environ, "JAVA_HOME": str(java.parent.parent)}
+        return argv, env, None
+
+    def probe(self) -> str | None:
+        hosts, port = parse_contact_points(self.address)
+        if not self.external and not processes.port_answers(hosts[0], port):
+            return "native transport not open yet"
+        try:
+            session = connect(self.address, timeout=5)
+        except Exception as exc:  # any failure means "not ready", with its reason
+            return f"no CQL session: {exc}"
+        try:
+            session.execute("SELECT release_version FROM system.local")
+        except Exception as exc:
+            return f"CQL query failed: {exc}"
+        finally:
+            shutdown_session(session)
+        return None
+
+
+# From upstream conf/jvm17-server.options (5.0), plus the two opens that the embedded
+# daemon needs without the upstream start script.
+_CASSANDRA_JVM17: Final = [
+    "-XX:+UseG1GC",
+    "-XX:+ParallelRefProcEnabled",
+    "-XX:MaxTenuringThreshold=1",
+    "-XX:G1HeapRegionSize=16m",
+    "-XX:G1RSetUpdatingPauseTimePercent=5",
+    "-XX:MaxGCPauseMillis=300",
+    "-XX:InitiatingHeapOccupancyPercent=70",
+    "-Djava.net.preferIPv4Stack=true",
+    "-Djdk.attach.allowAttachSelf=true",
+    "-Dio.netty.tryReflectionSetAccessible=true",
+    "-Dio.netty.allocator.useCacheForAllThreads=true",
+    "-Dio.netty.allocator.maxOrder=11",
+    *(
+        f"--add-exports={m}=ALL-UNNAMED"
+        for m in (
+            "java.base/jdk.internal.misc",
+            "java.management.rmi/com.sun.jmx.remote.internal.rmi",
+            "java.rmi/sun.rmi.registry",
+            "java.rmi/sun.rmi.server",
+            "java.sql/java.sql",
+            "java.base/java.lang.ref",
+            "jdk.unsupported/sun.misc",
+            "jdk.compiler/com.sun.tools.javac.file",
+            "jdk.attach/sun.tools.attach",
+        )
+    ),
+    *(
+        f"--add-opens={m}=ALL-UNNAMED"
+        for m in (
+            "java.base/java.lang.module",
+            "java.base/jdk.internal.loader",
+            "java.base/jdk.internal.ref",
+            "java.base/jdk.internal.reflect",
+            "java.base/jdk.internal.math",
+            "java.base/jdk.internal.module",
+            "java.base/jdk.internal.util.jar",
+            "jdk.management/com.sun.management.internal",
+            "java.base/sun.nio.ch",
+            "java.base/java.io",
+            "java.base/java.lang.reflect",
+            "jdk.compiler/com.sun.tools.javac",
+            "java.base/java.lang",
+            "java.base/java.util",
+            "java.management/com.sun.jmx.remote.security",
+            "java.base/java.nio",
+        )
+    ),
+]
+
+_LOGBACK = textwrap.dedent("""\
+    <configuration>
+      <appender name="STDOUT" class="ch.qos.logback.core.ConsoleAppender">
+        <encoder><pattern>%-5level [%thread] %date{ISO8601} %logger{0} - %msg%n</pattern></encoder>
+      </appender>
+      <root level="INFO"><appender-ref ref="STDOUT"/></root>
+    </configuration>
+    """)
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+class Postgres(Server):
+    """PostgreSQL from Debian's packages, our own cluster on our own port.
+
+    PostgreSQL refuses to run as root: when we are root, the cluster belongs to the
+    ``postgres`` user that Debian's package creates, and runs as that user.
+    """
+
+    name = "postgres"
+    # SIGINT is PostgreSQL's "fast" shutdown: roll back open transactions, stop cleanly.
+    stop_signal = signal.SIGINT
+
+    @property
+    def external(self) -> str | None:
+        return self.settings.database_url
+
+    @property
+    def address(self) -> str:
+        if self.external:
+            return self.external
+        s = self.settings
+        return (
+            f"postgresql://{POSTGRES_USER}:{POSTGRES_PASSWORD}@{s.host}:{s.postgres_port}/"
+            f"{POSTGRES_DATABASE}"
+        )
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.settings.postgres_port]
+
+    @property
+    def _user(self) -> str | None:
+        return "postgres" if os.geteuid() == 0 else None
+
+    def prepare(self, progress: Progress) -> None:
+        bin_dir = fetch.postgres_bin_dir(progress)
+        data = self.home / "data"
+        self.home.mkdir(parents=True, exist_ok=True)
+        if (data / "PG_VERSION").exists():
+            return
+        progress("creating the PostgreSQL cluster (first start)")
+        pwfile = self.home / "pwfile"
+        pwfile.write_text(POSTGRES_PASSWORD + "\n")
+        if self._user:
+            owner = pwd.getpwnam(self._user)
+            for path in (self.home, pwfile):
+                os.chown(path, owner.pw_uid, owner.pw_gid)
+        argv = [
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            POSTGRES_USER,
+            f"--pwfile={pwfile}",
+            "--auth-host=scram-sha-256",
+            "--auth-local=peer",
+            "-E",
+            "UTF8",
+            "--no-locale",
+        ]
+        user = self._user
+        result = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=self.home,
+            user=user,
+            group=pwd.getpwnam(user).pw_gid if user else None,
+            extra_groups=[] if user else None,
+        )
+        pwfile.unlink()
+        if result.returncode != 0:
+            raise StackError(f"initdb failed:\n{result.stdout}{result.stderr}")
+
+    def command(self) -> tuple[list[str], dict[str, str] | None, str | None]:
+        bin_dir = fetch.postgres_bin_dir(lambda _: None)
+        s = self.settings
+        argv = [
+            str(bin_dir / "postgres"),
+            "-D",
+            str(self.home / "data"),
+            "-p",
+            str(s.postgres_port),
+            "-c",
+            f"listen_addresses={s.host}",
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "max_connections=200",
+        ]
+        return argv, None, self._user
+
+    def probe(self) -> str | None:
+        url = self.address if self.external else self._url("postgres")
+        try:
+            with psycopg.connect(url, connect_timeout=3) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            return f"no connection: {str(exc).strip()}"
+        return None
+
+    def after_ready(self) -> None:
+        if self.external:
+            return
+        with psycopg.connect(self._url("postgres"), autocommit=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (POSTGRES_DATABASE,)
+            ).fetchone()
+            if not exists:
+                conn.execute(f"CREATE DATABASE {POSTGRES_DATABASE}")
+
+    def _url(self, database: str) -> str:
+        s = self.settings
+        return (
+            f"postgresql://{POSTGRES_USER}:{POSTGRES_PASSWORD}@{s.host}:{s.postgres_port}/"
+            f"{database}"
+        )

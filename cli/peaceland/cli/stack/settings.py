@@ -1,0 +1,71 @@
+"""Settings of the local stack: versions, ports, directories and external servers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Final
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Pinned server versions: changing one is a deliberate, reviewed change (docs/development.md).
+KAFKA_VERSION: Final = "4.1.1"
+SCALA_VERSION: Final = "2.13"
+CASSANDRA_VERSION: Final = "5.0.8"
+# Kafka 4 logs through log4j2 but its POM brings no SLF4J binding (KAFKA-18466): without
+# this one the broker logs nothing at all.
+LOG4J_VERSION: Final = "2.24.3"
+
+
+def _default_dir(kind: str) -> Path:
+    # root runs services the way a system does (/var/...), where the unprivileged user that
+    # PostgreSQL insists on can reach its data; anyone else keeps everything in their home.
+    if os.geteuid() == 0:
+        return Path("/var/cache/peaceland") if kind == "cache" else Path("/var/lib/peaceland")
+    if kind == "cache":
+        return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "peaceland"
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local/state")) / "peaceland"
+
+
+class StackSettings(BaseSettings):
+    """Where the stack keeps its files and listens. Environment: ``PEACELAND_<NAME>``.
+
+    ``KAFKA_BOOTSTRAP_SERVERS``, ``CASSANDRA_CONTACT_POINTS`` and ``DATABASE_URL`` name
+    external servers: the stack then starts none of its own for that server and only checks
+    the external one, which is how a user points the platform and the tests at a real cluster.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="PEACELAND_", extra="ignore")
+
+    cache_dir: Path = Field(default_factory=lambda: _default_dir("cache"))
+    state_dir: Path = Field(default_factory=lambda: _default_dir("state"))
+    host: str = "127.0.0.1"
+
+    kafka_port: int = Field(default=19092, ge=1024, le=65535)
+    kafka_controller_port: int = Field(default=19093, ge=1024, le=65535)
+    kafka_heap: str = "1g"
+    cassandra_port: int = Field(default=19042, ge=1024, le=65535)
+    cassandra_storage_port: int = Field(default=17000, ge=1024, le=65535)
+    cassandra_jmx_port: int = Field(default=17199, ge=1024, le=65535)
+    cassandra_heap: str = "2g"
+    postgres_port: int = Field(default=15432, ge=1024, le=65535)
+
+    #: JDK for Kafka (17 or newer). Cassandra 5.0 needs a JDK 17 and finds one by itself.
+    java_home: Path | None = Field(default=None, validation_alias="JAVA_HOME")
+    startup_timeout: float = Field(default=180.0, gt=0)
+
+    kafka_bootstrap_servers: str | None = Field(
+        default=None, validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS")
+    )
+    cassandra_contact_points: str | None = Field(
+        default=None, validation_alias=AliasChoices("CASSANDRA_CONTACT_POINTS")
+    )
+    database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL"))
+
+    @field_validator("kafka_heap", "cassandra_heap")
+    @classmethod
+    def _heap_size(cls, value: str) -> str:
+        if not value[:-1].isdigit() or value[-1] not in "mg":
+            raise ValueError("a JVM heap size such as 512m or 2g")
+        return value

@@ -1,0 +1,178 @@
+"""Bringing the stack up, reporting its health, and taking down exactly what we started."""
+
+from __future__ import annotations
+
+import fcntl
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from peaceland.cli.stack import processes
+from peaceland.cli.stack.errors import StackError
+from peaceland.cli.stack.fetch import Progress
+from peaceland.cli.stack.servers import Cassandra, Kafka, Postgres, Server
+from peaceland.cli.stack.settings import StackSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Where clients reach the stack's servers, in the form of the usual variables."""
+
+    kafka_bootstrap_servers: str
+    cassandra_contact_points: str
+    database_url: str
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
+            "CASSANDRA_CONTACT_POINTS": self.cassandra_contact_points,
+            "DATABASE_URL": self.database_url,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStatus:
+    name: str
+    address: str
+    external: bool
+    healthy: bool
+    pid: int | None
+    detail: str
+    log_file: str | None
+
+
+class Stack:
+    """The local stack's servers, in the order they are started."""
+
+    def __init__(
+        self, settings: StackSettings | None = None, progress: Progress = lambda _: None
+    ) -> None:
+        self.settings = settings or StackSettings()
+        self.progress = progress
+        self.servers: list[Server] = [
+            Kafka(self.settings),
+            Cassandra(self.settings),
+            Postgres(self.settings),
+        ]
+
+    def server(self, name: str) -> Server:
+        for server in self.servers:
+            if server.name == name:
+                return server
+        raise KeyError(name)
+
+    def endpoints(self) -> Endpoints:
+        kafka, cassandra, postgres = (self.server(n) for n in ("kafka", "cassandra", "postgres"))
+        return Endpoints(kafka.address, cassandra.address, postgres.address)
+
+    def status(self) -> list[ServerStatus]:
+        return [self._status(server) for server in self.servers]
+
+    def up(self, names: list[str] | None = None) -> list[str]:
+        """Start what is not running yet and wait until every server answers.
+
+        Returns the names of the servers this call started (running ones are reused,
+        external ones only checked).
+        """
+        chosen = [s for s in self.servers if names is None or s.name in names]
+        with self._lock():
+            to_start = [s for s in chosen if not s.external and s.pid() is None]
+            for server in to_start:
+                self._check_ports(server)
+            for server in to_start:
+                server.prepare(self.progress)
+            for server in to_start:
+                self.progress(f"starting {server.name} on {server.address}")
+                server.start()
+            self._wait_ready(chosen)
+            for server in chosen:
+                server.after_ready()
+        return [s.name for s in to_start]
+
+    def down(self, names: list[str] | None = None) -> list[str]:
+        """Stop the servers we started (by their recorded pid); returns those stopped."""
+        stopped: list[str] = []
+        with self._lock():
+            for server in reversed(self.servers):
+                if names is not None and server.name not in names:
+                    continue
+                if server.stop():
+                    stopped.append(server.name)
+        return stopped
+
+    def _status(self, server: Server) -> ServerStatus:
+        external = server.external is not None
+        pid = None if external else server.pid()
+        if not external and pid is None:
+            detail: str | None = "not running"
+        else:
+            detail = server.probe()
+        return ServerStatus(
+            name=server.name,
+            address=server.address,
+            external=external,
+            healthy=detail is None,
+            pid=pid,
+            detail=detail or "healthy",
+            log_file=None if external else str(server.log_file),
+        )
+
+    def _check_ports(self, server: Server) -> None:
+        for port in server.ports:
+            if not processes.port_is_free(self.settings.host, port):
+                raise StackError(
+                    f"cannot start {server.name}: port {port} on {self.settings.host} is taken by "
+                    f"another program. Stop it, or choose other ports with PEACELAND_*_PORT "
+                    "(see docs/development.md)"
+                )
+
+    def _wait_ready(self, servers: list[Server]) -> None:
+        deadline = time.monotonic() + self.settings.startup_timeout
+        waiting = {s.name: s for s in servers}
+        reasons: dict[str, str] = {}
+        last_report = time.monotonic()
+        while waiting:
+            for name, server in list(waiting.items()):
+                if not server.external and server.pid() is None:
+                    raise StackError(
+                        f"{name} exited during start-up; its log is {server.log_file}:\n"
+                        + _tail(server.log_file)
+                    )
+                reason = server.probe()
+                if reason is None:
+                    self.progress(f"{name} is up on {server.address}")
+                    del waiting[name]
+                else:
+                    reasons[name] = reason
+            if not waiting:
+                return
+            now = time.monotonic()
+            if now > deadline:
+                details = "; ".join(
+                    f"{n}: {reasons.get(n, '?')} (log: {waiting[n].log_file})" for n in waiting
+                )
+                raise StackError(f"not ready after {self.settings.startup_timeout:.0f}s: {details}")
+            if now - last_report > 15:
+                self.progress("still waiting for " + ", ".join(sorted(waiting)))
+                last_report = now
+            time.sleep(1.0)
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        # Two `up`s at once (a developer's and a test session's) must not start two copies.
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        with (self.settings.state_dir / "stack.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _tail(path: object, lines: int = 30) -> str:
+    try:
+        with open(str(path), errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,65 @@
+"""The alert: a citizen with a low score seen by a drone, and its versioned JSON wire format.
+
+An alert carries what an officer needs to act (where the drone is, who was seen, the score)
+and what the platform needs to keep it unique: a deterministic ``alert_id`` derived from the
+force, the citizen and the sighting, so that a redelivered report raises the same alert id
+and consumers downstream can upsert instead of doubling it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Final, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from peaceland.tenants.errors import FieldError, InvalidRecordError
+from peaceland.tenants.reports import CitizenName, DroneId, Latitude, Longitude, Score
+
+ALERT_VERSION: Final = 1
+
+# Fixed namespace for alert ids (uuid5): the same inputs give the same id on every machine.
+_ALERT_NAMESPACE: Final = uuid.UUID("6f0d3f5e-3c1a-4b8e-9a57-2f1e0c9b7d41")
+
+
+class Alert(BaseModel):
+    """A low score seen by a drone, raised to the force's officers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    version: Literal[1] = ALERT_VERSION
+    alert_id: uuid.UUID
+    force_id: Annotated[str, Field(min_length=1, max_length=63)]
+    drone_id: DroneId
+    report_id: uuid.UUID
+    citizen: CitizenName
+    score: Score
+    latitude: Latitude
+    longitude: Longitude
+    reported_at: AwareDatetime
+    raised_at: AwareDatetime
+
+
+def alert_id_for(force_id: str, citizen: str, opened_by_report: uuid.UUID) -> uuid.UUID:
+    """The id of the alert that ``opened_by_report`` opens for ``citizen`` in ``force_id``.
+
+    Deterministic, so that reprocessing the same report after a crash yields the same id.
+    """
+    return uuid.uuid5(_ALERT_NAMESPACE, f"{force_id}\x1f{citizen}\x1f{opened_by_report}")
+
+
+def decode_alert(data: bytes | str) -> Alert:
+    """Decode and validate one alert from its JSON wire format."""
+    try:
+        return Alert.model_validate_json(data)
+    except ValidationError as exc:
+        errors = [
+            FieldError(".".join(str(p) for p in e["loc"]) or "(alert)", e["msg"])
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        raise InvalidRecordError("alert", errors) from None
+
+
+def encode_alert(alert: Alert) -> bytes:
+    """The JSON wire format of an alert."""
+    return alert.model_dump_json().encode()

@@ -1,0 +1,46 @@
+"""Errors of the domain.
+
+    PeaceLandError
+    ├── InvalidRecordError     a report or alert that breaks the data contract
+    └── InvalidForceIdError    a police force identifier we cannot name resources after
+
+Components translate these at their edges only: an HTTP 4xx in the API and the gateway,
+the dead-letter topic in consumers, a permanent error in the operator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class PeaceLandError(Exception):
+    """Base of every error raised by PeaceLand code."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One broken rule: the field, as a dotted path (``citizens.3.score``), and why."""
+
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"
+
+
+class InvalidRecordError(PeaceLandError, ValueError):
+    """A record that breaks the data contract. Names every field at fault and the reason."""
+
+    def __init__(self, kind: str, errors: list[FieldError]) -> None:
+        self.kind = kind
+        self.errors = errors
+        super().__init__(f"invalid {kind}: " + "; ".join(str(e) for e in errors))
+
+    @property
+    def reason(self) -> str:
+        """A one-line reason fit for a log line, an HTTP body or a dead-letter header."""
+        return str(self)
+
+
+class InvalidForceIdError(PeaceLandError, ValueError):
+    """A police force identifier that cannot name Kafka topics and a Cassandra keyspace."""

@@ -1,0 +1,64 @@
+"""A police force's identity and the names of the resources that hold its data.
+
+A force is identified by a Kubernetes-style name (``lyon-metropole``). Every resource of a
+force is named from that id alone, here and nowhere else, so the operator that creates
+them, the services that use them and the API that reports on them always agree, and one
+force's names can never collide with another's.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from peaceland.tenants.errors import InvalidForceIdError
+
+# A DNS-1123 label (what Kubernetes takes as a resource name), short enough that the
+# keyspace name below stays within Cassandra's 48-character limit.
+MAX_FORCE_ID_LENGTH: Final = 40
+_FORCE_ID: Final = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
+TOPIC_PREFIX: Final = "peaceland"
+KEYSPACE_PREFIX: Final = "pf_"
+
+
+@dataclass(frozen=True, slots=True)
+class ForceResources:
+    """Where one police force's data lives."""
+
+    force_id: str
+    reports_topic: str
+    alerts_topic: str
+    dead_letter_topic: str
+    keyspace: str
+
+    @property
+    def topics(self) -> tuple[str, str, str]:
+        return (self.reports_topic, self.alerts_topic, self.dead_letter_topic)
+
+
+def validate_force_id(force_id: str) -> str:
+    """Return ``force_id`` if it can name a force's resources, else raise InvalidForceIdError."""
+    if not 0 < len(force_id) <= MAX_FORCE_ID_LENGTH or not _FORCE_ID.match(force_id):
+        raise InvalidForceIdError(
+            f"invalid police force id {force_id!r}: use 1 to {MAX_FORCE_ID_LENGTH} lowercase "
+            "letters, digits and '-', starting and ending with a letter or digit"
+        )
+    return force_id
+
+
+def resources_for(force_id: str) -> ForceResources:
+    """The names of every resource of the force ``force_id``.
+
+    Topic names keep the id as it is; the keyspace replaces '-' by '_' (Cassandra takes
+    only letters, digits and '_'), which stays one-to-one because ids hold no '_'.
+    """
+    validate_force_id(force_id)
+    base = f"{TOPIC_PREFIX}.{force_id}"
+    return ForceResources(
+        force_id=force_id,
+        reports_topic=f"{base}.reports",
+        alerts_topic=f"{base}.alerts",
+        dead_letter_topic=f"{base}.dead-letter",
+        keyspace=KEYSPACE_PREFIX + force_id.replace("-", "_"),
+    )

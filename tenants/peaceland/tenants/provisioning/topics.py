@@ -1,0 +1,86 @@
+"""A force's Kafka topics: reports, alerts and dead letters."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewPartitions, NewTopic
+
+from peaceland.tenants.forces import ForceResources
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSettings:
+    """How a force's topics are laid out. Partitions may grow, never shrink (Kafka's rule)."""
+
+    partitions: int = 6
+    replication_factor: int = 1
+    retention_ms: int = 7 * 24 * 3600 * 1000
+    min_insync_replicas: int = 1
+
+    def config(self) -> dict[str, str]:
+        return {
+            "retention.ms": str(self.retention_ms),
+            "min.insync.replicas": str(self.min_insync_replicas),
+        }
+
+
+def ensure_topics(
+    admin: AdminClient, resources: ForceResources, settings: TopicSettings, timeout: float = 30.0
+) -> list[str]:
+    """Create the force's missing topics and grow partition counts; returns topics created.
+
+    A topic that already exists with fewer partitions than asked is grown; one with more is
+    left alone (shrinking is impossible in Kafka).
+    """
+    existing = admin.list_topics(timeout=timeout).topics
+    missing = [t for t in resources.topics if t not in existing]
+    created: list[str] = []
+    if missing:
+        futures = admin.create_topics(
+            [
+                NewTopic(
+                    t, settings.partitions, settings.replication_factor, config=settings.config()
+                )
+                for t in missing
+            ],
+            operation_timeout=timeout,
+            request_timeout=timeout,
+        )
+        for topic, future in futures.items():
+            try:
+                future.result()
+                created.append(topic)
+                log.info("created topic %s", topic)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+    to_grow = [
+        NewPartitions(t, settings.partitions)
+        for t in resources.topics
+        if t in existing and len(existing[t].partitions) < settings.partitions
+    ]
+    if to_grow:
+        for topic, future in admin.create_partitions(to_grow, request_timeout=timeout).items():
+            future.result()
+            log.info("grew topic %s to %d partitions", topic, settings.partitions)
+    return created
+
+
+def delete_topics(admin: AdminClient, resources: ForceResources, timeout: float = 30.0) -> None:
+    """Delete the force's topics (the ``Delete`` deletion policy, and tests)."""
+    existing = admin.list_topics(timeout=timeout).topics
+    doomed = [t for t in resources.topics if t in existing]
+    if not doomed:
+        return
+    for future in admin.delete_topics(doomed, operation_timeout=timeout).values():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise
