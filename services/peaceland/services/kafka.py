@@ -1,0 +1,88 @@
+"""Kafka plumbing shared by the consumers: client settings, record times, dead letters."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Final
+
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, KafkaException, Message, Producer
+
+log = logging.getLogger(__name__)
+
+REASON_HEADER: Final = "peaceland-reject-reason"
+SOURCE_HEADER: Final = "peaceland-source"
+
+
+def consumer_config(bootstrap_servers: str, group_id: str) -> dict[str, object]:
+    """A consumer that commits only what we tell it to, after our writes succeeded."""
+    return {
+        "bootstrap.servers": bootstrap_servers,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        # Cooperative rebalancing: partitions that stay with us keep flowing during a rebalance.
+        "partition.assignment.strategy": "cooperative-sticky",
+        "enable.partition.eof": False,
+    }
+
+
+def producer_config(bootstrap_servers: str, *, linger_ms: int = 0) -> dict[str, object]:
+    """A producer whose acknowledged records are on every in-sync replica, never doubled."""
+    return {
+        "bootstrap.servers": bootstrap_servers,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": linger_ms,
+        "compression.type": "lz4",
+    }
+
+
+def received_at(message: Message) -> datetime:
+    """When Kafka received the record: the reference time for judging a report's timestamp.
+
+    Using the record's own time, not the consumer's clock, keeps a replay deterministic.
+    """
+    kind, millis = message.timestamp()
+    if kind == TIMESTAMP_NOT_AVAILABLE:
+        return datetime.now(UTC)
+    return datetime.fromtimestamp(millis / 1000, UTC)
+
+
+class DeadLetters:
+    """Sends records that can never be processed to the force's dead-letter topic.
+
+    The original key and value are kept byte for byte; headers say why and where from.
+    ``flush`` must succeed before the source offsets are committed, so a rejected record is
+    either in the dead-letter topic or still in its source topic, never lost.
+    """
+
+    def __init__(self, producer: Producer, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._failures: list[KafkaError] = []
+        self.sent = 0
+
+    def send(self, message: Message, reason: str) -> None:
+        source = f"{message.topic()}/{message.partition()}/{message.offset()}"
+        log.warning("dead-lettering %s: %s", source, reason)
+        self._producer.produce(
+            self._topic,
+            key=message.key(),
+            value=message.value(),
+            headers=[(REASON_HEADER, reason.encode()), (SOURCE_HEADER, source.encode())],
+            on_delivery=self._delivered,
+        )
+        self.sent += 1
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until every dead letter is acknowledged; raise if any was not."""
+        remaining = self._producer.flush(timeout)
+        failures, self._failures = self._failures, []
+        if remaining or failures:
+            raise KafkaException(failures[0] if failures else KafkaError(KafkaError._TIMED_OUT))
+
+    def _delivered(self, error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            self._failures.append(error)

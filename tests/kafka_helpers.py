@@ -1,0 +1,95 @@
+"""Producing to and reading from the real Kafka in tests."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+
+from peaceland.services.kafka import producer_config
+
+
+def produce(
+    bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]
+) -> int:
+    """Produce ``(key, value)`` records with acks=all; returns how many Kafka acknowledged."""
+    producer = Producer(producer_config(bootstrap, linger_ms=5))
+    acked = 0
+    errors: list[object] = []
+
+    def delivered(err: object, _msg: Message) -> None:
+        nonlocal acked
+        if err is None:
+            acked += 1
+        else:
+            errors.append(err)
+
+    for key, value in records:
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value, on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+    assert not errors, errors[:3]
+    return acked
+
+
+def read_all(bootstrap: str, topic: str, timeout: float = 30.0) -> list[Message]:
+    """Every record of ``topic`` from the beginning up to its current end."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-reader-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        }
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        records: list[Message] = []
+        deadline = time.monotonic() + timeout
+        positions = {p: 0 for p in partitions}
+        while any(positions[p] < ends[p] for p in partitions):
+            assert time.monotonic() < deadline, f"read {len(records)} records of {topic} only"
+            message = consumer.poll(0.5)
+            if message is None or message.error():
+                continue
+            records.append(message)
+            positions[message.partition() or 0] = (message.offset() or 0) + 1
+        return records
+    finally:
+        consumer.close()
+
+
+def committed_total(bootstrap: str, group: str, topic: str) -> int:
+    """Sum over partitions of the offsets ``group`` has committed on ``topic``.
+
+    -1 while Kafka answers with a retriable error (its group coordinator still loading).
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        return sum(max(tp.offset, 0) for tp in committed)
+    except KafkaException as exc:
+        if exc.args[0].retriable():
+            return -1
+        raise
+    finally:
+        consumer.close()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.25)

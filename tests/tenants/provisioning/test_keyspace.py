@@ -1,0 +1,78 @@
+"""Provisioning a force's keyspace and schema on the real Cassandra."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from cassandra.cluster import Session
+
+from peaceland.tenants.provisioning.keyspace import (
+    LATEST_VERSION,
+    MIGRATIONS,
+    Replication,
+    checked_keyspace,
+    drop_keyspace,
+    ensure_keyspace,
+    schema_version,
+)
+
+
+def test_a_new_keyspace_gets_every_migration_once(cassandra: Session):
+    keyspace = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        assert ensure_keyspace(cassandra, keyspace, Replication()) == [
+            m.version for m in MIGRATIONS
+        ]
+        assert ensure_keyspace(cassandra, keyspace, Replication()) == []
+        assert schema_version(cassandra, keyspace) == LATEST_VERSION
+        tables = {
+            row.table_name
+            for row in cassandra.execute(
+                "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,)
+            )
+        }
+        assert {"reports_by_drone_day", "schema_migrations"} <= tables
+    finally:
+        drop_keyspace(cassandra, keyspace)
+
+
+def test_two_processes_migrating_at_once_both_succeed(cassandra: Session):
+    keyspace = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            results = list(
+                pool.map(lambda _: ensure_keyspace(cassandra, keyspace, Replication()), range(2))
+            )
+        assert all(isinstance(r, list) for r in results)
+        assert schema_version(cassandra, keyspace) == LATEST_VERSION
+    finally:
+        drop_keyspace(cassandra, keyspace)
+
+
+def test_the_keyspace_gets_the_asked_replication(cassandra: Session):
+    keyspace = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        ensure_keyspace(
+            cassandra, keyspace, Replication("NetworkTopologyStrategy", 1, {"datacenter1": 1})
+        )
+        row = cassandra.execute(
+            "SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = %s",
+            (keyspace,),
+        ).one()
+        assert row.replication["class"].endswith("NetworkTopologyStrategy")
+        assert row.replication["datacenter1"] == "1"
+    finally:
+        drop_keyspace(cassandra, keyspace)
+
+
+@pytest.mark.parametrize("name", ["", "1abc", "a-b", "a;DROP KEYSPACE x", "a" * 49])
+def test_a_keyspace_name_that_could_inject_cql_is_refused(name):
+    with pytest.raises(ValueError, match="is not a keyspace name"):
+        checked_keyspace(name)
+
+
+def test_an_unknown_replication_strategy_is_refused():
+    with pytest.raises(ValueError, match="replication strategy"):
+        Replication("EverywhereStrategy").cql()

@@ -1,0 +1,61 @@
+"""Provisioning a force's topics on the real Kafka."""
+
+from __future__ import annotations
+
+import uuid
+
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import ConfigResource
+
+from peaceland.tenants.forces import resources_for
+from peaceland.tenants.provisioning.topics import TopicSettings, delete_topics, ensure_topics
+
+
+def _force() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+def test_topics_are_created_once_with_the_asked_partitions(kafka_admin: AdminClient):
+    resources = resources_for(_force())
+    try:
+        assert sorted(ensure_topics(kafka_admin, resources, TopicSettings(partitions=2))) == sorted(
+            resources.topics
+        )
+        assert ensure_topics(kafka_admin, resources, TopicSettings(partitions=2)) == []
+        topics = kafka_admin.list_topics(timeout=10).topics
+        for name in resources.topics:
+            assert len(topics[name].partitions) == 2
+    finally:
+        delete_topics(kafka_admin, resources)
+
+
+def test_partitions_grow_but_never_shrink(kafka_admin: AdminClient):
+    resources = resources_for(_force())
+    try:
+        ensure_topics(kafka_admin, resources, TopicSettings(partitions=2))
+        ensure_topics(kafka_admin, resources, TopicSettings(partitions=4))
+        ensure_topics(kafka_admin, resources, TopicSettings(partitions=1))
+        topics = kafka_admin.list_topics(timeout=10).topics
+        assert {len(topics[n].partitions) for n in resources.topics} == {4}
+    finally:
+        delete_topics(kafka_admin, resources)
+
+
+def test_retention_is_set_on_every_topic(kafka_admin: AdminClient):
+    resources = resources_for(_force())
+    try:
+        ensure_topics(kafka_admin, resources, TopicSettings(retention_ms=3_600_000))
+        for name in resources.topics:
+            future = kafka_admin.describe_configs([ConfigResource("topic", name)])
+            config = next(iter(future.values())).result()
+            assert config["retention.ms"].value == "3600000"
+    finally:
+        delete_topics(kafka_admin, resources)
+
+
+def test_deleting_topics_twice_is_harmless(kafka_admin: AdminClient):
+    resources = resources_for(_force())
+    ensure_topics(kafka_admin, resources, TopicSettings(partitions=1))
+    delete_topics(kafka_admin, resources)
+    delete_topics(kafka_admin, resources)
+    assert not set(resources.topics) & set(kafka_admin.list_topics(timeout=10).topics)
