@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import typer
 
-from peaceland.cli import bench_commands, stack_commands
+from peaceland.cli import bench_commands, demo_commands, stack_commands
 
 app = typer.Typer(
     name="peaceland",
@@ -18,11 +19,13 @@ app = typer.Typer(
 )
 app.add_typer(stack_commands.app, name="stack")
 app.add_typer(bench_commands.app, name="bench")
+app.command(name="demo")(demo_commands.demo)
 
 
 def main() -> None:
+    # Commands speak through their own output; logs are for what goes wrong, unless asked.
     logging.basicConfig(
-        level=logging.INFO,
+        level=os.environ.get("PEACELAND_LOG_LEVEL", "WARNING").upper(),
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )

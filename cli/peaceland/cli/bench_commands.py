@@ -1,9 +1,73 @@
-"""``peaceland bench …``: benchmarks that print their figures as JSON."""
+"""``peaceland bench …``: benchmarks that print their figures as one JSON object."""
 
 from __future__ import annotations
 
+import json
+import platform
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
+from typing import Annotated
+
 import typer
+
+from peaceland.cli.simulator import Fleet
+from peaceland.tenants.reports import decode_report, encode_report
 
 app = typer.Typer(
     help="Benchmarks: each prints one JSON object of measured figures.", no_args_is_help=True
 )
+
+
+@app.command()
+def decode(
+    reports: Annotated[int, typer.Option(min=1_000, help="Reports decoded per round.")] = 50_000,
+    rounds: Annotated[int, typer.Option(min=1, help="Timed rounds; the median is reported.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated fleet.")] = 1,
+) -> None:
+    """Decode-and-validate rate of the report contract on one core (one thread)."""
+    start = datetime(2026, 11, 29, tzinfo=UTC)
+    fleet = Fleet(drones=100, seed=seed)
+    minutes = -(-reports // fleet.drones)
+    raw = [encode_report(r) for r in fleet.reports(start, minutes)][:reports]
+    received = start + timedelta(minutes=minutes)
+    for data in raw[:1_000]:  # warm-up
+        decode_report(data, received_at=received)
+    rates = []
+    for _ in range(rounds):
+        began = time.perf_counter()
+        for data in raw:
+            decode_report(data, received_at=received)
+        rates.append(len(raw) / (time.perf_counter() - began))
+    mean_bytes = sum(map(len, raw)) / len(raw)
+    rate = statistics.median(rates)
+    typer.echo(
+        json.dumps(
+            {
+                "benchmark": "decode",
+                "reports_per_round": len(raw),
+                "rounds": rounds,
+                "reports_per_second_per_core": round(rate),
+                "reports_per_second_min": round(min(rates)),
+                "reports_per_second_max": round(max(rates)),
+                "mean_report_bytes": round(mean_bytes, 1),
+                "megabytes_per_second_per_core": round(rate * mean_bytes / 1e6, 2),
+                "python": platform.python_version(),
+                "pydantic": version("pydantic"),
+                "cpu": _cpu_model(),
+            },
+            indent=2,
+        )
+    )
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()

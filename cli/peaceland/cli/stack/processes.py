@@ -64,36 +64,42 @@ def tracked(pid_file: Path) -> Tracked | None:
     return recorded
 
 
-def spawn(
-    argv: list[str],
-    *,
-    log_file: Path,
-    pid_file: Path,
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-    user: str | None = None,
-) -> int:
+# Runs the server in the background with its output appended to the log ($0), prints its pid
+# and exits: the server is re-parented to init, never our child, so it outlives us cleanly
+# and leaves no zombie behind when it stops.
+_LAUNCHER = 'exec </dev/null; "$@" >>"$0" 2>&1 & echo $!'
+
+
+def spawn(argv: list[str], *, log_file: Path, pid_file: Path, env: dict[str, str] | None = None,
+          cwd: Path | None = None, user: str | None = None) -> int:
     """Start ``argv`` detached from us (own session), output appended to ``log_file``.
 
-    With ``user``, the process runs as that user (and its primary group): the pid we track
-    is then still the server's own, which a wrapper such as runuser would not give.
+    With ``user``, the process runs as that user (and its primary group), which also owns
+    the log file.
     """
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("ab") as log:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-            cwd=cwd,
-            user=user,
-            group=_primary_group(user) if user else None,
-            extra_groups=[] if user else None,
-        )
-    track(pid_file, proc.pid)
-    return proc.pid
+    log_file.touch()
+    if user:
+        owner = pwd.getpwnam(user)
+        os.chown(log_file, owner.pw_uid, owner.pw_gid)
+    launched = subprocess.run(
+        ["/bin/sh", "-c", _LAUNCHER, str(log_file), *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        start_new_session=True,
+        env=env,
+        cwd=cwd,
+        user=user,
+        group=_primary_group(user) if user else None,
+        extra_groups=[] if user else None,
+        timeout=30,
+    )
+    if launched.returncode != 0 or not launched.stdout.strip().isdigit():
+        raise OSError(f"could not launch {argv[0]}: {launched.stderr.strip()}")
+    pid = int(launched.stdout.strip())
+    track(pid_file, pid)
+    return pid
 
 
 def _primary_group(user: str) -> int:
