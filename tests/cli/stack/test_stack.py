@@ -24,9 +24,12 @@ def free_port() -> int:
 def isolated(tmp_path: Path, **overrides: object) -> StackSettings:
     """Settings of a second stack beside the session's: own state, own ports, shared cache."""
     ports = {
-        "kafka_port": free_port(), "kafka_controller_port": free_port(),
-        "cassandra_port": free_port(), "cassandra_storage_port": free_port(),
-        "cassandra_jmx_port": free_port(), "postgres_port": free_port(),
+        "kafka_port": free_port(),
+        "kafka_controller_port": free_port(),
+        "cassandra_port": free_port(),
+        "cassandra_storage_port": free_port(),
+        "cassandra_jmx_port": free_port(),
+        "postgres_port": free_port(),
     }
     return StackSettings(state_dir=tmp_path / "state", **(ports | overrides))
 
@@ -47,7 +50,7 @@ def test_every_server_of_the_session_stack_is_healthy(stack: Stack):
 
 def test_a_second_up_reuses_the_servers_and_fetches_nothing(stack: Stack, monkeypatch):
     # With Maven gone from PATH, any attempt to fetch would fail loudly.
-    monkeypatch.setattr(fetch.shutil, "which", lambda name: None)
+    monkeypatch.setattr(fetch.shutil, "which", lambda _name: None)
     assert stack.up() == []
 
 
@@ -119,8 +122,11 @@ def test_an_external_server_is_checked_never_started(tmp_path: Path, stack: Stac
 
 
 def test_an_unreachable_external_server_is_unhealthy_with_a_reason(tmp_path: Path):
-    own = Stack(isolated(tmp_path).model_copy(
-        update={"database_url": f"postgresql://u:p@127.0.0.1:{free_port()}/db"}))
+    own = Stack(
+        isolated(tmp_path).model_copy(
+            update={"database_url": f"postgresql://u:p@127.0.0.1:{free_port()}/db"}
+        )
+    )
     started = time.monotonic()
     [status] = [s for s in own.status() if s.name == "postgres"]
     assert not status.healthy
@@ -145,5 +151,5 @@ def test_a_bad_setting_fails_fast_naming_it(monkeypatch):
 
 
 def test_a_missing_jdk_says_how_to_install_one():
-    with pytest.raises(StackError, match="no JDK 99 found.*apt-get install"):
+    with pytest.raises(StackError, match=r"no JDK 99 found.*apt-get install"):
         fetch.find_java(99, None)

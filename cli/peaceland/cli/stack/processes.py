@@ -70,8 +70,15 @@ def tracked(pid_file: Path) -> Tracked | None:
 _LAUNCHER = 'exec </dev/null; "$@" >>"$0" 2>&1 & echo $!'
 
 
-def spawn(argv: list[str], *, log_file: Path, pid_file: Path, env: dict[str, str] | None = None,
-          cwd: Path | None = None, user: str | None = None) -> int:
+def spawn(
+    argv: list[str],
+    *,
+    log_file: Path,
+    pid_file: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    user: str | None = None,
+) -> int:
     """Start ``argv`` detached from us (own session), output appended to ``log_file``.
 
     With ``user``, the process runs as that user (and its primary group), which also owns
