@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -31,7 +32,7 @@ def isolated(tmp_path: Path, **overrides: object) -> StackSettings:
         "cassandra_jmx_port": free_port(),
         "postgres_port": free_port(),
     }
-    return StackSettings(state_dir=tmp_path / "state", **(ports | overrides))
+    return StackSettings(state_dir=tmp_path / "state").model_copy(update=ports | overrides)
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ def test_every_server_of_the_session_stack_is_healthy(stack: Stack):
 
 def test_a_second_up_reuses_the_servers_and_fetches_nothing(stack: Stack, monkeypatch):
     # With Maven gone from PATH, any attempt to fetch would fail loudly.
-    monkeypatch.setattr(fetch.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
     assert stack.up() == []
 
 
