@@ -8,7 +8,13 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
 
 from peaceland.tenants.forces import resources_for
-from peaceland.tenants.provisioning.topics import TopicSettings, delete_topics, ensure_topics
+from peaceland.tenants.provisioning.topics import (
+    TopicSettings,
+    delete_topics,
+    ensure_topics,
+    partition_count,
+)
+from tests.kafka_helpers import wait_until
 
 
 def _force() -> str:
@@ -34,9 +40,10 @@ def test_partitions_grow_but_never_shrink(kafka_admin: AdminClient):
     try:
         ensure_topics(kafka_admin, resources, TopicSettings(partitions=2))
         ensure_topics(kafka_admin, resources, TopicSettings(partitions=4))
+        # At once again, while metadata may still say 2: must neither fail nor change anything.
+        ensure_topics(kafka_admin, resources, TopicSettings(partitions=4))
         ensure_topics(kafka_admin, resources, TopicSettings(partitions=1))
-        topics = kafka_admin.list_topics(timeout=10).topics
-        assert {len(topics[n].partitions) for n in resources.topics} == {4}
+        assert {partition_count(kafka_admin, n) for n in resources.topics} == {4}
     finally:
         delete_topics(kafka_admin, resources)
 
@@ -58,4 +65,9 @@ def test_deleting_topics_twice_is_harmless(kafka_admin: AdminClient):
     ensure_topics(kafka_admin, resources, TopicSettings(partitions=1))
     delete_topics(kafka_admin, resources)
     delete_topics(kafka_admin, resources)
-    assert not set(resources.topics) & set(kafka_admin.list_topics(timeout=10).topics)
+    # Deletion reaches every broker's metadata a moment after it is acknowledged.
+    wait_until(
+        lambda: not set(resources.topics) & set(kafka_admin.list_topics(timeout=10).topics),
+        timeout=30,
+        what="the deleted topics to leave the metadata",
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewPartitions, NewTopic
 
@@ -67,9 +67,26 @@ def ensure_topics(
     ]
     if to_grow:
         for topic, future in admin.create_partitions(to_grow, request_timeout=timeout).items():
-            future.result()
-            log.info("grew topic %s to %d partitions", topic, settings.partitions)
+            try:
+                future.result()
+                log.info("grew topic %s to %d partitions", topic, settings.partitions)
+            except KafkaException as exc:
+                # Metadata lags a growth by a moment: a second reconcile right after the first
+                # may ask for a count the topic already has, which Kafka refuses. That is done.
+                if (
+                    exc.args[0].code() != KafkaError.INVALID_PARTITIONS
+                    or partition_count(admin, topic, timeout) < settings.partitions
+                ):
+                    raise
     return created
+
+
+def partition_count(admin: AdminClient, topic: str, timeout: float = 30.0) -> int:
+    """How many partitions ``topic`` has, asked of the controller (not cached metadata)."""
+    description = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)[
+        topic
+    ].result()
+    return len(description.partitions)
 
 
 def delete_topics(admin: AdminClient, resources: ForceResources, timeout: float = 30.0) -> None:
