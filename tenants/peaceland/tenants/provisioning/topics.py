@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
@@ -60,6 +61,7 @@ def ensure_topics(
             except KafkaException as exc:
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
+        _wait_until_usable(admin, missing, timeout)
     to_grow = [
         NewPartitions(t, settings.partitions)
         for t in resources.topics
@@ -79,6 +81,26 @@ def ensure_topics(
                 ):
                     raise
     return created
+
+
+def _wait_until_usable(admin: AdminClient, topics: list[str], timeout: float) -> None:
+    """Return once every broker answers for ``topics``: creation is acknowledged by the
+    controller a moment before brokers serve the new topic, and callers mean to use it."""
+    deadline = time.monotonic() + timeout
+    pending = set(topics)
+    while pending:
+        futures = admin.describe_topics(TopicCollection(sorted(pending)), request_timeout=timeout)
+        for topic, future in futures.items():
+            try:
+                future.result()
+                pending.discard(topic)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise
+        if pending and time.monotonic() > deadline:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"topics not usable: {pending}"))
+        if pending:
+            time.sleep(0.05)
 
 
 def partition_count(admin: AdminClient, topic: str, timeout: float = 30.0) -> int:
