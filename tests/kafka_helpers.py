@@ -40,32 +40,39 @@ def produce(
 
 
 def read_all(bootstrap: str, topic: str, timeout: float = 30.0) -> list[Message]:
-    """Every record of ``topic`` from the beginning up to its current end."""
+    """Every committed record of ``topic``, from the beginning up to its current end.
+
+    Reads as a read_committed consumer: records of aborted transactions never show, and
+    the transaction markers that follow committed ones count towards the end, not as records.
+    """
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": f"test-reader-{uuid.uuid4()}",
             "enable.auto.commit": False,
+            "isolation.level": "read_committed",
         }
     )
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        partitions = [
+            TopicPartition(topic, p)
+            for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ]
         ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in partitions
+            tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions
         }
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        consumer.assign([TopicPartition(topic, tp.partition, 0) for tp in partitions])
         records: list[Message] = []
         deadline = time.monotonic() + timeout
-        positions = {p: 0 for p in partitions}
-        while any(positions[p] < ends[p] for p in partitions):
-            assert time.monotonic() < deadline, f"read {len(records)} records of {topic} only"
-            message = consumer.poll(0.5)
-            if message is None or message.error():
+        while True:
+            message = consumer.poll(0.2)
+            if message is not None and not message.error():
+                records.append(message)
                 continue
-            records.append(message)
-            positions[message.partition() or 0] = (message.offset() or 0) + 1
-        return records
+            positions = {tp.partition: tp.offset for tp in consumer.position(partitions)}
+            if all(positions[p] >= end or end == 0 for p, end in ends.items()):
+                return records
+            assert time.monotonic() < deadline, f"read {len(records)} records of {topic} only"
     finally:
         consumer.close()
 

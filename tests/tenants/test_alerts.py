@@ -34,6 +34,7 @@ def test_a_different_force_citizen_or_report_gets_another_alert_id(force, citize
 def test_an_alert_survives_its_wire_format():
     at = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
     alert = Alert(
+        event="raised",
         alert_id=alert_id_for("paris", "Alice Martin", REPORT),
         force_id="paris",
         drone_id="paris-07",
@@ -43,6 +44,7 @@ def test_an_alert_survives_its_wire_format():
         latitude=48.85,
         longitude=2.35,
         reported_at=at,
+        opened_at=at,
         raised_at=at,
     )
     assert decode_alert(encode_alert(alert)) == alert

@@ -1,9 +1,12 @@
-"""The alert: a citizen with a low score seen by a drone, and its versioned JSON wire format.
+"""Alerts: a citizen with a low score seen by a drone, and their versioned JSON wire format.
 
-An alert carries what an officer needs to act (where the drone is, who was seen, the score)
-and what the platform needs to keep it unique: a deterministic ``alert_id`` derived from the
-force, the citizen and the sighting, so that a redelivered report raises the same alert id
-and consumers downstream can upsert instead of doubling it.
+An alert is opened by one sighting and stays open for the force's dedup window; sightings of
+the same citizen in that window update it (where and when the citizen was last seen)
+instead of raising another. The alerts topic carries one event per sighting: ``raised``
+once per alert, then ``updated``. Every event carries what an officer needs to act (where
+the drone is, who was seen, the score) and the alert's deterministic ``alert_id``, derived
+from the force, the citizen and the report that opened it, so that reprocessing a report
+yields the same id.
 """
 
 from __future__ import annotations
@@ -22,21 +25,32 @@ ALERT_VERSION: Final = 1
 _ALERT_NAMESPACE: Final = uuid.UUID("6f0d3f5e-3c1a-4b8e-9a57-2f1e0c9b7d41")
 
 
+AlertEventKind = Literal["raised", "updated"]
+
+
 class Alert(BaseModel):
-    """A low score seen by a drone, raised to the force's officers."""
+    """One event of an alert: its raising, or a later sighting that updates it.
+
+    ``drone_id``, ``report_id``, the position, ``score`` and ``reported_at`` describe the
+    sighting of this event; ``opened_at`` is the report time of the sighting that raised the
+    alert (equal to ``reported_at`` on the ``raised`` event); ``raised_at`` is when the
+    platform emitted this event.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     version: Literal[1] = ALERT_VERSION
+    event: AlertEventKind
     alert_id: uuid.UUID
     force_id: Annotated[str, Field(min_length=1, max_length=63)]
-    drone_id: DroneId
-    report_id: uuid.UUID
     citizen: CitizenName
     score: Score
+    drone_id: DroneId
+    report_id: uuid.UUID
     latitude: Latitude
     longitude: Longitude
     reported_at: AwareDatetime
+    opened_at: AwareDatetime
     raised_at: AwareDatetime
 
 

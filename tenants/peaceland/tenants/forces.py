@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final
+from pathlib import Path
+from typing import Annotated, Final
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from peaceland.tenants.errors import InvalidForceIdError
+from peaceland.tenants.reports import SCORE_MAX, SCORE_MIN
 
 # A DNS-1123 label (what Kubernetes takes as a resource name), short enough that the
 # keyspace name below stays within Cassandra's 48-character limit.
@@ -62,3 +66,31 @@ def resources_for(force_id: str) -> ForceResources:
         dead_letter_topic=f"{base}.dead-letter",
         keyspace=KEYSPACE_PREFIX + force_id.replace("-", "_"),
     )
+
+
+class AlertingSettings(BaseModel):
+    """When a force's alerts are raised. Changeable while consumers run (see SettingsFile)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: A citizen whose score is strictly below this raises an alert.
+    score_threshold: Annotated[float, Field(ge=SCORE_MIN, le=SCORE_MAX)] = 20.0
+    #: One alert per citizen within this many seconds of the sighting that opened it: later
+    #: sightings update that alert instead of raising another.
+    dedup_window_seconds: Annotated[int, Field(ge=0, le=7 * 86_400)] = 600
+
+
+class ForceSettings(BaseModel):
+    """A police force's run-time settings, shared by its consumers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    force_id: str
+    alerting: AlertingSettings = AlertingSettings()
+    #: How long reports, sightings and alerts are kept in Cassandra.
+    retention_days: Annotated[int, Field(ge=1, le=3_650)] = 30
+
+    @classmethod
+    def read(cls, path: Path) -> ForceSettings:
+        """Settings from a JSON file, such as the force's ConfigMap mounted in a pod."""
+        return cls.model_validate_json(path.read_bytes())

@@ -11,7 +11,9 @@ from cassandra.cluster import Session
 from peaceland.tenants.provisioning.keyspace import (
     LATEST_VERSION,
     MIGRATIONS,
+    RETAINED_TABLES,
     Replication,
+    apply_retention,
     checked_keyspace,
     drop_keyspace,
     ensure_keyspace,
@@ -76,3 +78,25 @@ def test_a_keyspace_name_that_could_inject_cql_is_refused(name):
 def test_an_unknown_replication_strategy_is_refused():
     with pytest.raises(ValueError, match="replication strategy"):
         Replication("EverywhereStrategy").cql()
+
+
+def test_retention_sets_ttl_and_compaction_window_and_is_idempotent(cassandra: Session):
+    keyspace = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        ensure_keyspace(cassandra, keyspace, Replication(), retention_days=90)
+        rows = {
+            row.table_name: row
+            for row in cassandra.execute(
+                "SELECT table_name, default_time_to_live, compaction FROM system_schema.tables "
+                "WHERE keyspace_name = %s",
+                (keyspace,),
+            )
+        }
+        for table in RETAINED_TABLES:
+            assert rows[table].default_time_to_live == 90 * 86_400
+        assert rows["reports_by_drone_day"].compaction["compaction_window_size"] == "3"
+        assert rows["alerts_by_day"].compaction["class"].endswith("SizeTieredCompactionStrategy")
+        assert apply_retention(cassandra, keyspace, 90) == []
+        assert sorted(apply_retention(cassandra, keyspace, 7)) == sorted(RETAINED_TABLES)
+    finally:
+        drop_keyspace(cassandra, keyspace)

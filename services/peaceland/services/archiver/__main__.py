@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 
+from peaceland.services import metrics
 from peaceland.services.archiver.consumer import Archiver
 from peaceland.services.archiver.settings import ArchiverSettings
 from peaceland.services.archiver.store import ReportStore
@@ -26,6 +27,7 @@ def main() -> None:
     # SIGTERM (Kubernetes stopping the pod) and Ctrl-C: finish the batch, commit, close.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    metrics.serve(settings.metrics_port)
     session = connect(settings.cassandra_contact_points)
     try:
         store = ReportStore(

@@ -1,7 +1,6 @@
-"""The archiver's poll loop: take a batch, write it, then commit it.
+"""The archiver's consumer: take a batch of reports, store it, dead-letter the rest, commit.
 
-Nothing here sleeps on the happy path: ``consume`` returns as soon as records arrive. While
-Cassandra refuses writes, the loop pauses its partitions and retries the same batch with
+While Cassandra refuses writes, it pauses its partitions and retries the same batch with
 backoff, so it keeps its place without crashing, and resumes when Cassandra is back.
 """
 
@@ -9,14 +8,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Message, Producer, TopicPartition
 
+from peaceland.services import metrics
 from peaceland.services.archiver.settings import ArchiverSettings
 from peaceland.services.archiver.store import ReportStore
 from peaceland.services.kafka import DeadLetters, consumer_config, producer_config, received_at
+from peaceland.services.stream import StreamConsumer
 from peaceland.tenants.errors import InvalidRecordError
 from peaceland.tenants.forces import resources_for
 from peaceland.tenants.reports import Report, decode_report
@@ -30,9 +31,7 @@ class Counters:
 
     stored: int = 0
     rejected: int = 0
-    batches: int = 0
     write_retries: int = 0
-    by_reason: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +41,7 @@ class Decoded:
 
 
 def decode_batch(messages: Sequence[Message]) -> Decoded:
-    """Split a batch into valid reports and records to dead-letter, each with its reason."""
+    """Split a batch into valid reports and records to reject, each with its reason."""
     reports: list[Report] = []
     rejects: list[tuple[Message, str]] = []
     for message in messages:
@@ -57,61 +56,30 @@ def decode_batch(messages: Sequence[Message]) -> Decoded:
     return Decoded(reports, rejects)
 
 
-def next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
-    """The offsets to commit once ``messages`` are all handled: one past the last, per partition."""
-    highest: dict[tuple[str, int], int] = {}
-    for m in messages:
-        key = (m.topic() or "", m.partition() or 0)
-        highest[key] = max(highest.get(key, -1), m.offset() or 0)
-    return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(highest.items())]
+class Archiver(StreamConsumer):
+    """Stores every report of one force; the only consumer that dead-letters bad records."""
 
+    name = "archiver"
 
-class Archiver:
-    """Archives one force's reports until ``stop`` is set, then commits and closes."""
-
-    def __init__(
-        self,
-        settings: ArchiverSettings,
-        store: ReportStore,
-        consumer_factory: Callable[[dict[str, object]], Consumer] = Consumer,
-    ) -> None:
+    def __init__(self, settings: ArchiverSettings, store: ReportStore) -> None:
         self.settings = settings
         self.resources = resources_for(settings.force_id)
+        super().__init__(
+            settings.force_id,
+            self.resources.reports_topic,
+            consumer_config(settings.kafka_bootstrap_servers, settings.consumer_group),
+            batch_size=settings.batch_size,
+            poll_timeout=settings.poll_timeout,
+        )
         self.store = store
         self.counters = Counters()
-        self._consumer = consumer_factory(
-            consumer_config(settings.kafka_bootstrap_servers, settings.consumer_group)
-        )
         self._producer = Producer(producer_config(settings.kafka_bootstrap_servers))
         self._dead_letters = DeadLetters(self._producer, self.resources.dead_letter_topic)
+        self._stored = metrics.REPORTS_STORED.labels(settings.force_id)
+        self._rejected = metrics.RECORDS_REJECTED.labels(settings.force_id, self.name)
+        self._retries = metrics.WRITE_RETRIES.labels(settings.force_id, self.name)
 
-    def run(self, stop: threading.Event) -> None:
-        self._consumer.subscribe([self.resources.reports_topic])
-        log.info(
-            "archiving %s into keyspace %s (group %s)",
-            self.resources.reports_topic,
-            self.resources.keyspace,
-            self.settings.consumer_group,
-        )
-        try:
-            while not stop.is_set():
-                messages = self._consumer.consume(
-                    num_messages=self.settings.batch_size, timeout=self.settings.poll_timeout
-                )
-                records = [m for m in messages if not self._is_error(m)]
-                if records and self._handle(records, stop):
-                    self._commit(records)
-        finally:
-            # A batch interrupted by stop is not committed: it is replayed on restart.
-            self._consumer.close()
-            self._producer.flush(10)
-            log.info(
-                "archiver stopped: %d stored, %d rejected",
-                self.counters.stored,
-                self.counters.rejected,
-            )
-
-    def _handle(self, records: list[Message], stop: threading.Event) -> bool:
+    def process(self, records: list[Message], stop: threading.Event) -> bool:
         """Store a batch, then dead-letter its rejects; False if stopped before it was done."""
         decoded = decode_batch(records)
         if not self._store(decoded.reports, stop):
@@ -120,7 +88,17 @@ class Archiver:
             self._dead_letters.send(message, reason)
         self._dead_letters.flush()
         self.counters.rejected += len(decoded.rejects)
+        self._rejected.inc(len(decoded.rejects))
         return True
+
+    def close(self) -> None:
+        self._producer.flush(10)
+        log.info(
+            "archiver of %s: %d stored, %d rejected",
+            self.force_id,
+            self.counters.stored,
+            self.counters.rejected,
+        )
 
     def _store(self, reports: list[Report], stop: threading.Event) -> bool:
         """Write until every report is stored (retrying with backoff) or ``stop`` is set."""
@@ -131,6 +109,7 @@ class Archiver:
             while pending:
                 outcome = self.store.write(pending)
                 self.counters.stored += outcome.written
+                self._stored.inc(outcome.written)
                 if not outcome.failed:
                     return True
                 if stop.is_set():
@@ -144,53 +123,10 @@ class Archiver:
                 )
                 pending = [report for report, _ in outcome.failed]
                 self.counters.write_retries += 1
-                paused = self._wait_paused(paused, backoff)
+                self._retries.inc()
+                paused = self.pause_while(paused, backoff)
                 backoff = min(backoff * 2, self.settings.retry_backoff_max)
             return True
         finally:
             if paused:
-                self._consumer.resume(paused)
-
-    def _wait_paused(self, paused: list[TopicPartition], seconds: float) -> list[TopicPartition]:
-        """Wait with every partition paused, still polling so the group keeps us as a member.
-
-        A record can still come back from a partition assigned during the wait: it is put
-        back (seek) and its partition paused too, so it is processed later, never skipped.
-        """
-        assignment = self._consumer.assignment()
-        new = [
-            tp
-            for tp in assignment
-            if (tp.topic, tp.partition) not in {(p.topic, p.partition) for p in paused}
-        ]
-        if new:
-            self._consumer.pause(new)
-            paused = paused + new
-        message = self._consumer.poll(seconds)
-        if message is not None and message.error() is None:
-            where = TopicPartition(
-                message.topic() or "", message.partition() or 0, message.offset() or 0
-            )
-            self._consumer.seek(where)
-            self._consumer.pause([where])
-            paused = [*paused, where]
-        return paused
-
-    def _commit(self, records: list[Message]) -> None:
-        try:
-            self._consumer.commit(offsets=next_offsets(records), asynchronous=False)
-        except KafkaException as exc:
-            # Typically a rebalance took the partitions away mid-batch. Nothing is lost: the
-            # new owner replays the batch, and the rewrites land on the same rows.
-            log.warning("commit failed, the batch will be replayed: %s", exc)
-            return
-        self.counters.batches += 1
-
-    def _is_error(self, message: Message) -> bool:
-        error = message.error()
-        if error is None:
-            return False
-        if error.code() == KafkaError._PARTITION_EOF:
-            return True
-        log.error("consumer error: %s", error)
-        return True
+                self.consumer.resume(paused)

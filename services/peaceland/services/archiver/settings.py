@@ -35,6 +35,8 @@ class ArchiverSettings(BaseSettings):
     #: First and longest pause between retries while Cassandra refuses writes, in seconds.
     retry_backoff: float = Field(default=0.5, gt=0)
     retry_backoff_max: float = Field(default=10.0, gt=0)
+    #: Port of the Prometheus /metrics endpoint; 0 serves none.
+    metrics_port: int = Field(default=9101, ge=0, le=65535)
 
     @field_validator("force_id")
     @classmethod

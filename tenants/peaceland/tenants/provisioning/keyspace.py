@@ -76,7 +76,74 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             """,
         ),
     ),
+    Migration(
+        2,
+        "sightings by citizen, open alerts, alerts by day",
+        (
+            # "Where was citizen C seen on day D": one row per citizen per report.
+            """
+            CREATE TABLE IF NOT EXISTS {ks}.sightings_by_citizen (
+                citizen text,
+                day date,
+                reported_at timestamp,
+                report_id uuid,
+                drone_id text,
+                latitude double,
+                longitude double,
+                score double,
+                PRIMARY KEY ((citizen, day), reported_at, report_id)
+            ) WITH CLUSTERING ORDER BY (reported_at DESC, report_id ASC)
+              AND compaction = {{'class': 'TimeWindowCompactionStrategy',
+                                 'compaction_window_unit': 'DAYS',
+                                 'compaction_window_size': 1}}
+              AND compression = {{'class': 'ZstdCompressor'}}
+            """,
+            # The alerting consumer's dedup state: the one open alert of each citizen. Written
+            # only with lightweight transactions, so replicas reading different partitions
+            # agree on a single alert; rows expire with a TTL once the window is over.
+            # opened_by: the Kafka record (partition/offset) whose sighting opened the alert.
+            """
+            CREATE TABLE IF NOT EXISTS {ks}.open_alerts (
+                citizen text PRIMARY KEY,
+                alert_id uuid,
+                opened_at timestamp,
+                opened_by text
+            )
+            """,
+            # "Which alerts on day D, in which state": one partition per day of opening.
+            """
+            CREATE TABLE IF NOT EXISTS {ks}.alerts_by_day (
+                day date,
+                alert_id uuid,
+                citizen text,
+                score double,
+                drone_id text,
+                report_id uuid,
+                latitude double,
+                longitude double,
+                opened_at timestamp,
+                raised_at timestamp,
+                last_seen_at timestamp,
+                last_drone_id text,
+                last_latitude double,
+                last_longitude double,
+                last_score double,
+                state text,
+                opened_by text,
+                PRIMARY KEY ((day), alert_id)
+            ) WITH compression = {{'class': 'ZstdCompressor'}}
+            """,
+        ),
+    ),
 )
+
+#: Tables whose rows expire after the force's retention.
+RETAINED_TABLES: Final = ("reports_by_drone_day", "sightings_by_citizen", "alerts_by_day")
+#: Of those, the append-only time series, compacted by time window (alerts are updated for
+#: as long as they are open, which time windows handle badly).
+_TIME_SERIES_TABLES: Final = ("reports_by_drone_day", "sightings_by_citizen")
+#: Time-window compaction works best with fewer than ~50 windows over a row's life.
+_MAX_WINDOWS: Final = 30
 
 LATEST_VERSION: Final = MIGRATIONS[-1].version
 
@@ -93,8 +160,11 @@ def checked_keyspace(keyspace: str) -> str:
     return keyspace
 
 
-def ensure_keyspace(session: Session, keyspace: str, replication: Replication) -> list[int]:
-    """Create ``keyspace`` if missing and bring its schema to the latest version.
+def ensure_keyspace(
+    session: Session, keyspace: str, replication: Replication, retention_days: int | None = None
+) -> list[int]:
+    """Create ``keyspace`` if missing, bring its schema to the latest version and, when
+    ``retention_days`` is given, make rows expire after it.
 
     Returns the migration versions applied by this call (empty when already up to date).
     An existing keyspace keeps its replication: changing it needs a repair, which is a
@@ -129,7 +199,46 @@ def ensure_keyspace(session: Session, keyspace: str, replication: Replication) -
             (migration.version, migration.description, utc_now()),
         )
         done.append(migration.version)
+    if retention_days is not None:
+        apply_retention(session, keyspace, retention_days)
     return done
+
+
+def apply_retention(session: Session, keyspace: str, retention_days: int) -> list[str]:
+    """Set each retained table's TTL and compaction window from ``retention_days``.
+
+    Only tables whose settings differ are altered; returns their names. New rows get the new
+    TTL; rows already written keep the one they were written with.
+    """
+    checked_keyspace(keyspace)
+    ttl = retention_days * 86_400
+    window_days = max(1, -(-retention_days // _MAX_WINDOWS))
+    rows = session.execute(
+        "SELECT table_name, default_time_to_live, compaction FROM system_schema.tables "
+        "WHERE keyspace_name = %s",
+        (keyspace,),
+    )
+    current = {row.table_name: row for row in rows}
+    altered = []
+    for table in RETAINED_TABLES:
+        row = current[table]
+        compaction = row.compaction or {}
+        windowed = table in _TIME_SERIES_TABLES
+        if row.default_time_to_live == ttl and (
+            not windowed or compaction.get("compaction_window_size") == str(window_days)
+        ):
+            continue
+        statement = f"ALTER TABLE {keyspace}.{table} WITH default_time_to_live = {ttl}"
+        if windowed:
+            statement += (
+                " AND compaction = {'class': 'TimeWindowCompactionStrategy', "
+                f"'compaction_window_unit': 'DAYS', 'compaction_window_size': {window_days}}}"
+            )
+        session.execute(statement)
+        altered.append(table)
+    if altered:
+        log.info("keyspace %s: retention %d days set on %s", keyspace, retention_days, altered)
+    return altered
 
 
 def schema_version(session: Session, keyspace: str) -> int:

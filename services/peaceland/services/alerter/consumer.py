@@ -1,0 +1,205 @@
+"""The alerter's consumer: reports in, alert events out, in one Kafka transaction per batch.
+
+For each batch: decide every low-score sighting against the book of open alerts (Cassandra),
+then produce the alert events and commit the batch's offsets in one transaction. Either both
+are visible or neither: a crash before the commit aborts the events and the batch is read
+again, and the book's decisions being idempotent, it yields the very same events.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+
+from cassandra import DriverException
+from confluent_kafka import KafkaException, Message, Producer, TopicPartition
+
+from peaceland.services import metrics
+from peaceland.services.alerter.book import AlertBook, ContendedError, Sighting
+from peaceland.services.alerter.settings import AlerterSettings
+from peaceland.services.force_settings import SettingsSource
+from peaceland.services.kafka import consumer_config, producer_config, received_at
+from peaceland.services.stream import StreamConsumer, next_offsets
+from peaceland.tenants.alerts import Alert, encode_alert
+from peaceland.tenants.errors import InvalidRecordError
+from peaceland.tenants.forces import AlertingSettings, resources_for
+from peaceland.tenants.reports import Citizen, Report, decode_report
+
+log = logging.getLogger(__name__)
+
+
+def low_sightings(report: Report, threshold: float) -> list[Citizen]:
+    """Citizens of ``report`` scoring below ``threshold``, each name once (its lowest score):
+    one sighting per citizen per report, so one report never raises a citizen twice."""
+    lowest: dict[str, Citizen] = {}
+    for citizen in report.citizens:
+        if citizen.score < threshold and (
+            citizen.name not in lowest or citizen.score < lowest[citizen.name].score
+        ):
+            lowest[citizen.name] = citizen
+    return list(lowest.values())
+
+
+class Alerter(StreamConsumer):
+    """Raises one force's alerts."""
+
+    name = "alerter"
+
+    def __init__(
+        self, settings: AlerterSettings, book: AlertBook, alerting: SettingsSource | None = None
+    ) -> None:
+        self.settings = settings
+        self.resources = resources_for(settings.force_id)
+        super().__init__(
+            settings.force_id,
+            self.resources.reports_topic,
+            {
+                **consumer_config(settings.kafka_bootstrap_servers, settings.consumer_group),
+                "isolation.level": "read_committed",
+            },
+            batch_size=settings.batch_size,
+            poll_timeout=settings.poll_timeout,
+        )
+        self.book = book
+        self.alerting = alerting or SettingsSource(settings.force_id, settings.default_alerting())
+        self._producer = Producer(
+            {
+                **producer_config(settings.kafka_bootstrap_servers),
+                "transactional.id": settings.transactional_id,
+            }
+        )
+        self._producer.init_transactions(30)
+        self.raised = 0
+        self.updated = 0
+        force = settings.force_id
+        self._events = {
+            kind: metrics.ALERT_EVENTS.labels(force, kind) for kind in ("raised", "updated")
+        }
+        self._rejected = metrics.RECORDS_REJECTED.labels(force, self.name)
+        self._latency = metrics.ALERT_LATENCY.labels(force)
+
+    def process(self, records: list[Message], stop: threading.Event) -> bool:
+        backoff = self.settings.retry_backoff
+        paused: list[TopicPartition] = []
+        try:
+            while not stop.is_set():
+                try:
+                    self._transact(records, self.alerting.current())
+                    return True
+                except (DriverException, ContendedError) as exc:
+                    log.warning(
+                        "alerter of %s: Cassandra failed (%s); retrying the batch in %.1fs",
+                        self.force_id,
+                        exc,
+                        backoff,
+                    )
+                except KafkaException as exc:
+                    if exc.args[0].fatal():
+                        raise  # fenced by a newer instance: stop, nothing was committed
+                    log.warning(
+                        "alerter of %s: Kafka transaction failed (%s); retrying the batch in %.1fs",
+                        self.force_id,
+                        exc,
+                        backoff,
+                    )
+                paused = self.pause_while(paused, backoff)
+                backoff = min(backoff * 2, self.settings.retry_backoff_max)
+            return False
+        finally:
+            if paused:
+                self.consumer.resume(paused)
+
+    def commit(self, records: list[Message]) -> None:
+        """Nothing to do: the offsets were committed in the batch's transaction."""
+
+    def close(self) -> None:
+        self._producer.flush(10)
+        log.info(
+            "alerter of %s: %d alerts raised, %d updates", self.force_id, self.raised, self.updated
+        )
+
+    def _transact(self, records: list[Message], alerting: AlertingSettings) -> None:
+        alerts: list[tuple[Alert, Message]] = []
+        for message in records:
+            report = self._decode(message)
+            if report is None:
+                continue
+            for citizen in low_sightings(report, alerting.score_threshold):
+                source = f"{message.partition()}/{message.offset()}"
+                sighting = Sighting(report, citizen, source, datetime.now(UTC))
+                decision = self.book.decide(sighting, alerting.dedup_window_seconds)
+                alerts.append(
+                    (
+                        Alert(
+                            event=decision.event,
+                            alert_id=decision.alert_id,
+                            force_id=self.force_id,
+                            citizen=citizen.name,
+                            score=citizen.score,
+                            drone_id=report.drone_id,
+                            report_id=report.report_id,
+                            latitude=report.latitude,
+                            longitude=report.longitude,
+                            reported_at=report.timestamp,
+                            opened_at=decision.opened_at,
+                            raised_at=sighting.handled_at,
+                        ),
+                        message,
+                    )
+                )
+        self._producer.begin_transaction()
+        try:
+            for alert, _ in alerts:
+                self._producer.produce(
+                    self.resources.alerts_topic,
+                    key=alert.citizen.encode(),
+                    value=encode_alert(alert),
+                )
+            self._producer.send_offsets_to_transaction(
+                next_offsets(records), self.consumer.consumer_group_metadata(), 30
+            )
+            self._commit_transaction()
+        except KafkaException as exc:
+            if not exc.args[0].fatal():
+                self._producer.abort_transaction(30)
+            raise
+        committed = time.time()
+        for alert, message in alerts:
+            self._events[alert.event].inc()
+            self._latency.observe(max(0.0, committed - received_at(message).timestamp()))
+            if alert.event == "raised":
+                self.raised += 1
+                log.info(
+                    "ALERT %s: %s (score %.2f) seen by %s at %.5f,%.5f",
+                    alert.alert_id,
+                    alert.citizen,
+                    alert.score,
+                    alert.drone_id,
+                    alert.latitude,
+                    alert.longitude,
+                )
+            else:
+                self.updated += 1
+
+    def _commit_transaction(self) -> None:
+        for attempt in range(5):
+            try:
+                self._producer.commit_transaction(30)
+                return
+            except KafkaException as exc:
+                # A retriable failure leaves the transaction open: committing again is right.
+                if not exc.args[0].retriable() or attempt == 4:
+                    raise
+
+    def _decode(self, message: Message) -> Report | None:
+        value = message.value()
+        try:
+            if value is None:
+                raise InvalidRecordError("report", [])
+            return decode_report(value, received_at=received_at(message))
+        except InvalidRecordError:
+            # The archiver dead-letters it; here it only must not stop the alerts.
+            self._rejected.inc()
+            return None
