@@ -1,0 +1,75 @@
+"""Producing to Kafka from async code and awaiting the acknowledgements.
+
+One idempotent, acks=all producer for the whole process, served by a thread that polls for
+delivery reports and hands each one to the event loop that is waiting for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient
+
+from peaceland.services.kafka import producer_config
+
+
+class KafkaSender:
+    def __init__(self, bootstrap_servers: str, delivery_timeout_seconds: float) -> None:
+        self._bootstrap = bootstrap_servers
+        self._producer = Producer(
+            {
+                **producer_config(bootstrap_servers, linger_ms=1),
+                # After this, a report Kafka has not acknowledged fails and the drone gets a 503.
+                "message.timeout.ms": int(delivery_timeout_seconds * 1000),
+            }
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="kafka-deliveries", daemon=True)
+        self._thread.start()
+
+    async def send(self, topic: str, records: list[tuple[bytes, bytes]]) -> list[KafkaError | None]:
+        """Produce ``records`` (key, value); returns each one's delivery error, or None."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[KafkaError | None]] = []
+        for key, value in records:
+            future: asyncio.Future[KafkaError | None] = loop.create_future()
+            futures.append(future)
+
+            def delivered(
+                error: KafkaError | None,
+                _message: Message,
+                future: asyncio.Future[KafkaError | None] = future,
+            ) -> None:
+                loop.call_soon_threadsafe(_settle, future, error)
+
+            try:
+                self._producer.produce(topic, key=key, value=value, on_delivery=delivered)
+            except BufferError:
+                future.set_result(KafkaError(KafkaError._QUEUE_FULL, "producer queue is full"))
+            except KafkaException as exc:
+                future.set_result(exc.args[0])
+        return list(await asyncio.gather(*futures))
+
+    def reachable(self, timeout: float = 2.0) -> bool:
+        """Whether a Kafka broker answers a metadata request now."""
+        try:
+            admin = AdminClient({"bootstrap.servers": self._bootstrap})
+            return bool(admin.list_topics(timeout=timeout).brokers)
+        except KafkaException:
+            return False
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._producer.flush(timeout)
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+
+def _settle(future: asyncio.Future[KafkaError | None], error: KafkaError | None) -> None:
+    if not future.done():
+        future.set_result(error)

@@ -1,0 +1,60 @@
+"""Settings of the ingest gateway. Environment: ``PEACELAND_GATEWAY_<NAME>``."""
+
+from __future__ import annotations
+
+import hashlib
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from peaceland.tenants.forces import validate_force_id
+
+
+def key_digest(key: str) -> str:
+    """How a drone key is compared and kept in memory: never as itself."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class GatewaySettings(BaseSettings):
+    """One gateway serves every force whose drone keys it holds."""
+
+    model_config = SettingsConfigDict(env_prefix="PEACELAND_GATEWAY_", extra="ignore")
+
+    kafka_bootstrap_servers: str = Field(
+        validation_alias=AliasChoices(
+            "PEACELAND_GATEWAY_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"
+        )
+    )
+    #: Drone keys by force id, as JSON: ``{"lyon": ["key-1", "key-2"]}``. Until the
+    #: tenant-management API manages keys, they come from configuration.
+    drone_keys: dict[str, list[SecretStr]] = Field(default_factory=dict)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    #: Largest request body accepted, in bytes.
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    #: Most reports in one batch.
+    max_batch: int = Field(default=1_000, ge=1, le=100_000)
+    #: How long Kafka may take to acknowledge before the gateway answers 503.
+    delivery_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+
+    @field_validator("drone_keys")
+    @classmethod
+    def _keys(cls, value: dict[str, list[SecretStr]]) -> dict[str, list[SecretStr]]:
+        seen: set[str] = set()
+        for force_id, keys in value.items():
+            validate_force_id(force_id)
+            for key in keys:
+                secret = key.get_secret_value()
+                if len(secret) < 16:
+                    raise ValueError(f"a drone key of {force_id} is shorter than 16 characters")
+                if secret in seen:
+                    raise ValueError("one drone key is given to two forces")
+                seen.add(secret)
+        return value
+
+    def force_by_key_digest(self) -> dict[str, str]:
+        return {
+            key_digest(key.get_secret_value()): force_id
+            for force_id, keys in self.drone_keys.items()
+            for key in keys
+        }
