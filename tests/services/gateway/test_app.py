@@ -45,7 +45,8 @@ def auth(key: str = KEY) -> dict[str, str]:
 
 
 def report_json(seed: int) -> dict[str, Any]:
-    return json.loads(encode_report(make_report(random.Random(seed))))
+    doc: dict[str, Any] = json.loads(encode_report(make_report(random.Random(seed))))
+    return doc
 
 
 def test_one_report_is_accepted_once_kafka_has_it(client, force, endpoints):
