@@ -11,8 +11,12 @@ from importlib.metadata import version
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
+from peaceland.cli import bench_pipeline
+from peaceland.cli.errors import CommandError
 from peaceland.cli.simulator import Fleet
+from peaceland.cli.stack import Stack, StackError, StackSettings
 from peaceland.tenants.reports import decode_report, encode_report
 
 app = typer.Typer(
@@ -60,6 +64,37 @@ def decode(
             indent=2,
         )
     )
+
+
+@app.command()
+def pipeline(
+    reports: Annotated[int, typer.Option(min=100, help="Reports to send.")] = 20_000,
+    rate: Annotated[float, typer.Option(min=1, help="Target reports per second.")] = 1_000,
+    drones: Annotated[int, typer.Option(min=1, help="Simulated drones.")] = 100,
+    batch: Annotated[int, typer.Option(min=1, max=1_000, help="Reports per request.")] = 50,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated fleet.")] = 1,
+    keep: Annotated[bool, typer.Option(help="Keep the bench force's topics and keyspace.")] = False,
+) -> None:
+    """Drive the whole data path (gateway, archiver, alerter) and check it against the
+    simulator's ground truth; prints one JSON object."""
+    console = Console(stderr=True)
+    stack = Stack(StackSettings(), progress=lambda m: console.print(f"[dim]·[/dim] {m}"))
+    try:
+        stack.up()
+        result = bench_pipeline.run(
+            stack,
+            reports=reports,
+            rate=rate,
+            drones=drones,
+            seed=seed,
+            batch=batch,
+            keep=keep,
+            say=lambda m: console.print(f"[dim]·[/dim] {m}"),
+        )
+    except (StackError, CommandError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(result, indent=2))
 
 
 def _cpu_model() -> str:

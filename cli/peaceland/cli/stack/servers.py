@@ -339,6 +339,44 @@ class Cassandra(Server):
             shutdown_session(session)
         return None
 
+    def nodetool(self, *args: str, timeout: float = 120.0) -> str:
+        """Run ``nodetool`` against our own server (over its local JMX port)."""
+        if self.external:
+            raise StackError("nodetool runs only against the stack's own Cassandra")
+        java = fetch.find_java(17, None)
+        argv = [
+            str(java),
+            *(f for f in _CASSANDRA_JVM17 if f.startswith("--add")),
+            f"-Dcassandra.logdir={self.home / 'logs'}",
+            f"-Dlogback.configurationFile={self.home / 'conf' / 'logback.xml'}",
+            "-cp",
+            f"{self.lib}/*",
+            "org.apache.cassandra.tools.NodeTool",
+            "-h",
+            self.settings.host,
+            "-p",
+            str(self.settings.cassandra_jmx_port),
+            *args,
+        ]
+        result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)
+        if result.returncode != 0:
+            raise StackError(f"nodetool {' '.join(args)} failed: {result.stdout}{result.stderr}")
+        return result.stdout
+
+    def table_bytes(self, keyspace: str) -> dict[str, int]:
+        """Bytes on disk of each table of ``keyspace`` once flushed and compacted.
+
+        Compacted, because Cassandra 5 flushes with LZ4 (``flush_compression: fast``) and
+        applies a table's own compressor only when compacting: the steady state on disk.
+        """
+        self.nodetool("flush", keyspace)
+        self.nodetool("compact", keyspace, timeout=600)
+        sizes: dict[str, int] = {}
+        for table_dir in (self.home / "data" / "data" / keyspace).glob("*-*"):
+            table = table_dir.name.rsplit("-", 1)[0]
+            sizes[table] = sum(f.stat().st_size for f in table_dir.rglob("*") if f.is_file())
+        return sizes
+
 
 # From upstream conf/jvm17-server.options (5.0), plus the two opens that the embedded
 # daemon needs without the upstream start script.

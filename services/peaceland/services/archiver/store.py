@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent
-from cassandra.query import PreparedStatement
+from cassandra.query import BatchStatement, BatchType, PreparedStatement
 
+from peaceland.tenants.forces import sighting_bucket
 from peaceland.tenants.provisioning.keyspace import checked_keyspace
 from peaceland.tenants.reports import Report
 
@@ -44,65 +45,63 @@ class ReportStore:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
         )
         self._sighting: PreparedStatement = session.prepare(
-            f"INSERT INTO {ks}.sightings_by_citizen (citizen, day, reported_at, report_id, "
-            "drone_id, latitude, longitude, score) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-            "USING TIMESTAMP ?"
+            f"INSERT INTO {ks}.sightings_by_citizen (day, bucket, citizen, reported_at, "
+            "drone_id, score) VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
         )
 
     def write(self, reports: Sequence[Report]) -> WriteOutcome:
         """Write ``reports`` concurrently; returns which ones failed (none raised).
 
-        A report counts as written only when its row and all its sightings are.
+        Each report's row and its sightings go as one unlogged batch: one request instead of
+        one per face, which is what the Python driver's CPU cost is counted in. Unlogged,
+        because every statement is an idempotent upsert: a half-applied batch is simply
+        written again whole.
         """
         if not reports:
             return WriteOutcome(0, [])
-        statements: list[tuple[PreparedStatement, tuple[object, ...]]] = []
-        owners: list[int] = []
-        for index, report in enumerate(reports):
-            ts = report.timestamp.astimezone(UTC)
-            day, micros = ts.date(), (ts - _EPOCH) // _MICROSECOND
-            statements.append(
-                (
-                    self._report,
-                    (
-                        report.drone_id,
-                        day,
-                        ts,
-                        report.report_id,
-                        report.latitude,
-                        report.longitude,
-                        [c.name for c in report.citizens],
-                        [c.score for c in report.citizens],
-                        report.words,
-                        micros,
-                    ),
-                )
-            )
-            owners.append(index)
-            for citizen in report.citizens:
-                statements.append(
-                    (
-                        self._sighting,
-                        (
-                            citizen.name,
-                            day,
-                            ts,
-                            report.report_id,
-                            report.drone_id,
-                            report.latitude,
-                            report.longitude,
-                            citizen.score,
-                            micros,
-                        ),
-                    )
-                )
-                owners.append(index)
         results = execute_concurrent(
-            self._session, statements, concurrency=self._concurrency, raise_on_first_error=False
+            self._session,
+            [(self._batch(report), ()) for report in reports],
+            concurrency=self._concurrency,
+            raise_on_first_error=False,
         )
-        failures: dict[int, Exception] = {}
-        for owner, (ok, result) in zip(owners, results, strict=True):
-            if not ok:
-                failures.setdefault(owner, result)
-        failed = [(reports[i], exc) for i, exc in sorted(failures.items())]
+        failed = [
+            (report, result)
+            for report, (ok, result) in zip(reports, results, strict=True)
+            if not ok
+        ]
         return WriteOutcome(len(reports) - len(failed), failed)
+
+    def _batch(self, report: Report) -> BatchStatement:
+        ts = report.timestamp.astimezone(UTC)
+        day, micros = ts.date(), (ts - _EPOCH) // _MICROSECOND
+        batch = BatchStatement(BatchType.UNLOGGED)
+        batch.add(
+            self._report,
+            (
+                report.drone_id,
+                day,
+                ts,
+                report.report_id,
+                report.latitude,
+                report.longitude,
+                [c.name for c in report.citizens],
+                [c.score for c in report.citizens],
+                report.words,
+                micros,
+            ),
+        )
+        for citizen in report.citizens:
+            batch.add(
+                self._sighting,
+                (
+                    day,
+                    sighting_bucket(citizen.name),
+                    citizen.name,
+                    ts,
+                    report.drone_id,
+                    citizen.score,
+                    micros,
+                ),
+            )
+        return batch

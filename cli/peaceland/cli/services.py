@@ -1,0 +1,142 @@
+"""A police force's data-path processes on this machine: gateway, archiver, alerter.
+
+Each runs as its own Python process (``python -m peaceland.services.<name>``), exactly as in
+a pod, configured only through its environment, with its output in
+``<state>/logs/<force>-<name>.log``. Used by the demo, the benchmarks and the fault tests,
+which kill and restart them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import httpx2
+
+from peaceland.cli.errors import CommandError
+from peaceland.cli.stack import Endpoints, processes
+
+SERVICES: Final = ("gateway", "archiver", "alerter")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    force_id: str
+    env: dict[str, str]
+    state_dir: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / "services" / f"{self.force_id}-{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "logs" / f"{self.force_id}-{self.name}.log"
+
+    def start(self) -> int:
+        return processes.spawn(
+            [sys.executable, "-m", f"peaceland.services.{self.name}"],
+            log_file=self.log_file,
+            pid_file=self.pid_file,
+            env={**os.environ, **self.env},
+        )
+
+    def alive(self) -> bool:
+        return processes.tracked(self.pid_file) is not None
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """SIGTERM: finish the batch, commit, exit."""
+        return processes.stop(self.pid_file, sig=signal.SIGTERM, timeout=timeout)
+
+    def kill(self) -> bool:
+        """SIGKILL: what a crash looks like; nothing is finished or committed."""
+        return processes.stop(self.pid_file, sig=signal.SIGKILL, timeout=10)
+
+
+@dataclass
+class ForceServices:
+    """The gateway, archiver and alerter of one force."""
+
+    endpoints: Endpoints
+    force_id: str
+    state_dir: Path
+    drone_key: str
+    settings_file: Path | None = None
+    gateway_port: int = field(default_factory=free_port)
+    processes: dict[str, ServiceProcess] = field(init=False)
+
+    def __post_init__(self) -> None:
+        common = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.endpoints.kafka_bootstrap_servers,
+            "CASSANDRA_CONTACT_POINTS": self.endpoints.cassandra_contact_points,
+        }
+        alerter = {
+            "PEACELAND_ALERTER_FORCE_ID": self.force_id,
+            "PEACELAND_ALERTER_METRICS_PORT": str(free_port()),
+            "PEACELAND_ALERTER_INSTANCE": f"{self.force_id}-local",
+        }
+        if self.settings_file is not None:
+            alerter["PEACELAND_ALERTER_SETTINGS_FILE"] = str(self.settings_file)
+        envs = {
+            "gateway": {
+                "PEACELAND_GATEWAY_PORT": str(self.gateway_port),
+                "PEACELAND_GATEWAY_DRONE_KEYS": f'{{"{self.force_id}": ["{self.drone_key}"]}}',
+            },
+            "archiver": {
+                "PEACELAND_ARCHIVER_FORCE_ID": self.force_id,
+                "PEACELAND_ARCHIVER_METRICS_PORT": str(free_port()),
+            },
+            "alerter": alerter,
+        }
+        self.processes = {
+            name: ServiceProcess(name, self.force_id, {**common, **envs[name]}, self.state_dir)
+            for name in SERVICES
+        }
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start every service that is not running, and wait for the gateway to be ready."""
+        for process in self.processes.values():
+            if not process.alive():
+                process.start()
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            dead = [p for p in self.processes.values() if not p.alive()]
+            if dead:
+                raise CommandError(
+                    f"{dead[0].name} of {self.force_id} exited; its log is {dead[0].log_file}"
+                )
+            try:
+                if httpx2.get(f"{self.gateway_url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx2.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise CommandError(
+                    f"the gateway of {self.force_id} was not ready within "
+                    f"{timeout:.0f}s; its log is {self.processes['gateway'].log_file}"
+                )
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.stop()

@@ -1,0 +1,219 @@
+"""Driving a simulated fleet into the platform at a target rate, keeping its ground truth.
+
+Reports go straight to the force's Kafka topic, or through the ingest gateway in batches,
+as drones behind a base station would; reports the gateway could not hand to Kafka (503)
+are sent again, like a drone keeps a report until it is accepted. The ground truth records
+when each report was accepted (to measure alert latency from there) and which sightings
+must raise alerts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import httpx2
+from confluent_kafka import KafkaError, Message, Producer
+
+from peaceland.cli.errors import CommandError
+from peaceland.cli.simulator import Fleet
+from peaceland.services.kafka import producer_config
+from peaceland.tenants.reports import Report, encode_report, utc_now
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class GroundTruth:
+    """What the simulator sent and what the platform must make of it."""
+
+    threshold: float
+    sent: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    raw_bytes: int = 0
+    #: When each accepted report was acknowledged (wall clock, seconds).
+    accepted_at: dict[uuid.UUID, float] = field(default_factory=dict)
+    #: (report, citizen) of every sighting below the threshold: one alert event each.
+    low_sightings: set[tuple[uuid.UUID, str]] = field(default_factory=set)
+    low_citizens: set[str] = field(default_factory=set)
+    reports_by_id: dict[uuid.UUID, Report] = field(default_factory=dict)
+
+    def record(self, report: Report, raw: bytes) -> None:
+        self.sent += 1
+        self.raw_bytes += len(raw)
+        for citizen in report.citizens:
+            if citizen.score < self.threshold:
+                self.low_sightings.add((report.report_id, citizen.name))
+                self.low_citizens.add(citizen.name)
+
+    def expected_alerts(self) -> int:
+        """Alerts to raise when the dedup window spans the whole run: one per citizen."""
+        return len(self.low_citizens)
+
+
+def fleet_reports(fleet: Fleet, total: int) -> Iterator[Report]:
+    """``total`` reports, the last one timestamped about now (simulated time runs faster)."""
+    minutes = -(-total // fleet.drones)
+    start = utc_now() - timedelta(minutes=minutes)
+    for index, report in enumerate(fleet.reports(start, minutes)):
+        if index == total:
+            return
+        yield report
+
+
+def _pace(began: float, index: int, rate: float) -> None:
+    ahead = began + index / rate - time.perf_counter()
+    if ahead > 0:
+        time.sleep(ahead)
+
+
+def send_to_kafka(
+    fleet: Fleet,
+    *,
+    bootstrap: str,
+    topic: str,
+    total: int,
+    rate: float,
+    progress: Progress = lambda _: None,
+) -> GroundTruth:
+    """Produce ``total`` reports at ``rate`` a second, acks=all; accepted = acknowledged."""
+    truth = GroundTruth(threshold=fleet.threshold)
+    producer = Producer(producer_config(bootstrap, linger_ms=1))
+    failures: list[KafkaError] = []
+
+    def on_delivery(report_id: uuid.UUID) -> Callable[[KafkaError | None, Message], None]:
+        def delivered(error: KafkaError | None, _message: Message) -> None:
+            if error is not None:
+                failures.append(error)
+                return
+            truth.accepted += 1
+            truth.accepted_at[report_id] = time.time()
+
+        return delivered
+
+    began = time.perf_counter()
+    for index, report in enumerate(fleet_reports(fleet, total)):
+        _pace(began, index, rate)
+        raw = encode_report(report)
+        truth.record(report, raw)
+        truth.reports_by_id[report.report_id] = report
+        while True:
+            try:
+                producer.produce(
+                    topic,
+                    key=report.drone_id.encode(),
+                    value=raw,
+                    on_delivery=on_delivery(report.report_id),
+                )
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+        if index % 500 == 0:
+            progress(index)
+    if producer.flush(60) or failures:
+        raise CommandError(f"Kafka did not acknowledge every report: {failures[:1]}")
+    progress(total)
+    return truth
+
+
+def send_to_gateway(
+    fleet: Fleet,
+    *,
+    url: str,
+    drone_key: str,
+    total: int,
+    rate: float,
+    batch: int = 50,
+    concurrency: int = 8,
+    progress: Progress = lambda _: None,
+) -> GroundTruth:
+    """POST ``total`` reports at ``rate`` a second in batches of ``batch``."""
+    return asyncio.run(
+        _gateway(
+            fleet,
+            url=url,
+            drone_key=drone_key,
+            total=total,
+            rate=rate,
+            batch_size=batch,
+            concurrency=concurrency,
+            progress=progress,
+        )
+    )
+
+
+async def _gateway(
+    fleet: Fleet,
+    *,
+    url: str,
+    drone_key: str,
+    total: int,
+    rate: float,
+    batch_size: int,
+    concurrency: int,
+    progress: Progress,
+) -> GroundTruth:
+    truth = GroundTruth(threshold=fleet.threshold)
+    slots = asyncio.Semaphore(concurrency)
+    headers = {"Authorization": f"Bearer {drone_key}", "Content-Type": "application/json"}
+    tasks: list[asyncio.Task[None]] = []
+    async with httpx2.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+        began = time.perf_counter()
+        pending: list[tuple[Report, bytes]] = []
+        reports = fleet_reports(fleet, total)
+        for index, report in enumerate(reports, start=1):
+            raw = encode_report(report)
+            truth.record(report, raw)
+            pending.append((report, raw))
+            if len(pending) == batch_size or index == total:
+                ahead = began + index / rate - time.perf_counter()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+                await slots.acquire()
+                tasks.append(asyncio.create_task(_post(client, pending, truth, slots)))
+                pending = []
+                progress(index)
+        await asyncio.gather(*tasks)
+    return truth
+
+
+async def _post(
+    client: httpx2.AsyncClient,
+    batch: list[tuple[Report, bytes]],
+    truth: GroundTruth,
+    slots: asyncio.Semaphore,
+    attempts: int = 10,
+) -> None:
+    try:
+        for attempt in range(attempts):
+            body = b"[" + b",".join(raw for _, raw in batch) + b"]"
+            response = await client.post("/v1/reports", content=body)
+            now = time.time()
+            if response.status_code not in (202, 422, 503):
+                raise CommandError(
+                    f"the gateway answered {response.status_code}: {response.text[:500]}"
+                )
+            unsent = []
+            for result in response.json()["results"]:
+                report = batch[result["index"]]
+                if result["status"] == "accepted":
+                    truth.accepted += 1
+                    truth.accepted_at[report[0].report_id] = now
+                elif result["status"] == "rejected":
+                    truth.rejected += 1
+                else:
+                    unsent.append(report)
+            if not unsent:
+                return
+            # Kafka was unavailable: keep those reports and send them again, as a drone does.
+            batch = unsent
+            await asyncio.sleep(min(0.5 * 2**attempt, 5.0))
+        raise CommandError(f"the gateway could not take {len(batch)} reports in {attempts} tries")
+    finally:
+        slots.release()
