@@ -17,6 +17,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
@@ -26,7 +27,7 @@ from peaceland.cli.errors import CommandError
 from peaceland.cli.services import ForceServices
 from peaceland.cli.simulate import GroundTruth, send_to_gateway
 from peaceland.cli.simulator import Fleet
-from peaceland.cli.stack import Stack
+from peaceland.cli.stack import Endpoints, Stack
 from peaceland.cli.stack.servers import Cassandra
 from peaceland.tenants.alerts import decode_alert
 from peaceland.tenants.cassandra import connect, shutdown_session
@@ -78,49 +79,60 @@ class AlertWatcher:
             self._thread.join(10)
 
 
-def run(
-    stack: Stack,
-    *,
-    reports: int,
-    rate: float,
-    drones: int,
-    seed: int,
-    batch: int,
-    keep: bool,
-    say: Say,
-) -> dict[str, Any]:
-    endpoints = stack.endpoints()
-    bootstrap = endpoints.kafka_bootstrap_servers
-    force = resources_for(f"bench-{secrets.token_hex(4)}")
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    session = connect(endpoints.cassandra_contact_points)
-    # A window longer than the run: each low-score citizen must raise exactly one alert.
-    alerting = AlertingSettings(score_threshold=20.0, dedup_window_seconds=7 * 86_400)
-    settings_file = stack.settings.state_dir / "services" / f"{force.force_id}.json"
+#: A window longer than any run: each low-score citizen must raise exactly one alert.
+BENCH_ALERTING = AlertingSettings(score_threshold=20.0, dedup_window_seconds=7 * 86_400)
+
+
+def start_services(
+    endpoints: Endpoints, force: ForceResources, state_dir: Path, say: Say = lambda _: None
+) -> ForceServices:
+    """The force's gateway, archiver and alerter, running and joined to their groups."""
+    settings_file = state_dir / "services" / f"{force.force_id}.json"
     settings_file.parent.mkdir(parents=True, exist_ok=True)
     settings_file.write_text(
-        ForceSettings(force_id=force.force_id, alerting=alerting).model_dump_json()
+        ForceSettings(force_id=force.force_id, alerting=BENCH_ALERTING).model_dump_json()
     )
     services = ForceServices(
         endpoints,
         force.force_id,
-        stack.settings.state_dir,
+        state_dir,
         drone_key=secrets.token_urlsafe(24),
         settings_file=settings_file,
     )
+    services.start()
+    admin = AdminClient({"bootstrap.servers": endpoints.kafka_bootstrap_servers})
+    _wait_groups(
+        admin, [f"peaceland.{force.force_id}.archiver", f"peaceland.{force.force_id}.alerter"], say
+    )
+    return services
+
+
+def drive(
+    endpoints: Endpoints,
+    force: ForceResources,
+    services: ForceServices,
+    *,
+    reports: int,
+    rate: float,
+    drones: int = 100,
+    seed: int = 1,
+    batch: int = 50,
+    fault: Callable[[], None] | None = None,
+    say: Say = lambda _: None,
+    sizes: Callable[[str], dict[str, int]] | None = None,
+) -> dict[str, Any]:
+    """Send ``reports`` through the gateway at ``rate``, run ``fault`` halfway through, wait
+    until both consumers committed everything, and compare with the ground truth."""
+    bootstrap = endpoints.kafka_bootstrap_servers
     watcher = AlertWatcher(bootstrap, force.alerts_topic)
+    watcher.start()
+    faults: list[BaseException] = []
     try:
-        ensure_topics(admin, force, TopicSettings(partitions=6))
-        ensure_keyspace(session, force.keyspace, Replication(), retention_days=30)
-        say(f"bench force {force.force_id}: topics and keyspace ready")
-        services.start()
-        _wait_groups(
-            admin,
-            [f"peaceland.{force.force_id}.archiver", f"peaceland.{force.force_id}.alerter"],
-            say,
-        )
-        watcher.start()
-        fleet = Fleet(drones=drones, seed=seed, threshold=alerting.score_threshold)
+        fleet = Fleet(drones=drones, seed=seed, threshold=BENCH_ALERTING.score_threshold)
+        injector = None
+        if fault is not None:
+            injector = threading.Timer(reports / rate / 2, _capture(fault, faults))
+            injector.start()
         say(f"sending {reports} reports at {rate:.0f}/s through the gateway")
         began = time.time()
         truth = send_to_gateway(
@@ -132,26 +144,86 @@ def run(
             batch=batch,
         )
         sent_seconds = time.time() - began
+        if injector is not None:
+            injector.join()
+        if faults:
+            raise faults[0]
         say(f"sent in {sent_seconds:.1f}s; waiting for the consumers to drain")
-        _wait_drained(admin, bootstrap, force, timeout=max(120.0, reports / 200))
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        _wait_drained(admin, bootstrap, force, timeout=max(180.0, reports / 100))
         drained_seconds = time.time() - began
         time.sleep(0.5)  # the last alert events reach the watcher
-        watcher.stop()
-        result = _verify(stack, session, force, truth, watcher.events, bootstrap)
-        result |= {
-            "rate_target_rps": rate,
-            "send_rps": round(truth.accepted / sent_seconds, 1),
-            "throughput_rps": round(truth.accepted / drained_seconds, 1),
-            "seconds": round(drained_seconds, 1),
-            "force": force.force_id,
-        }
-        return result
     finally:
         watcher.stop()
-        services.stop()
+    session = connect(endpoints.cassandra_contact_points)
+    try:
+        result = verify(session, force, truth, watcher.events, bootstrap, sizes)
+    finally:
+        shutdown_session(session)
+    return result | {
+        "rate_target_rps": rate,
+        "send_rps": round(truth.accepted / sent_seconds, 1),
+        "throughput_rps": round(truth.accepted / drained_seconds, 1),
+        "seconds": round(drained_seconds, 1),
+    }
+
+
+def _capture(fault: Callable[[], None], errors: list[BaseException]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            fault()
+        except BaseException as exc:  # re-raised by drive() in the main thread
+            errors.append(exc)
+
+    return run
+
+
+def run(
+    stack: Stack,
+    *,
+    reports: int,
+    rate: float,
+    drones: int,
+    seed: int,
+    batch: int,
+    keep: bool,
+    say: Say,
+) -> dict[str, Any]:
+    """The benchmark: a fresh force on the stack, driven and checked, then removed."""
+    endpoints = stack.endpoints()
+    force = resources_for(f"bench-{secrets.token_hex(4)}")
+    admin = AdminClient({"bootstrap.servers": endpoints.kafka_bootstrap_servers})
+    session = connect(endpoints.cassandra_contact_points)
+    cassandra = stack.server("cassandra")
+    sizes = None
+    if isinstance(cassandra, Cassandra) and not cassandra.external:
+        sizes = cassandra.table_bytes
+    services: ForceServices | None = None
+    try:
+        ensure_topics(admin, force, TopicSettings(partitions=6))
+        ensure_keyspace(session, force.keyspace, Replication(), retention_days=30)
+        say(f"bench force {force.force_id}: topics and keyspace ready")
+        services = start_services(endpoints, force, stack.settings.state_dir, say)
+        result = drive(
+            endpoints,
+            force,
+            services,
+            reports=reports,
+            rate=rate,
+            drones=drones,
+            seed=seed,
+            batch=batch,
+            say=say,
+            sizes=sizes,
+        )
+        return result | {"force": force.force_id}
+    finally:
+        if services is not None:
+            services.stop()
         if not keep:
             delete_topics(admin, force)
             drop_keyspace(session, force.keyspace)
+            settings_file = stack.settings.state_dir / "services" / f"{force.force_id}.json"
             settings_file.unlink(missing_ok=True)
         shutdown_session(session)
 
@@ -202,14 +274,16 @@ def _wait_drained(
         consumer.close()
 
 
-def _verify(
-    stack: Stack,
+def verify(
     session: Any,
     force: ForceResources,
     truth: GroundTruth,
     events: list[tuple[float, Any]],
     bootstrap: str,
+    sizes: Callable[[str], dict[str, int]] | None = None,
 ) -> dict[str, Any]:
+    """Cassandra and the alerts topic against the ground truth; ``sizes`` measures the
+    keyspace on disk when given."""
     stored = Counter(
         row.report_id
         for row in session.execute(f"SELECT report_id FROM {force.keyspace}.reports_by_drone_day")
@@ -224,12 +298,7 @@ def _verify(
         for seen, alert in events
         if alert.report_id in report_times
     )
-    cassandra = stack.server("cassandra")
-    table_bytes = (
-        cassandra.table_bytes(force.keyspace)
-        if isinstance(cassandra, Cassandra) and not cassandra.external
-        else {}
-    )
+    table_bytes = sizes(force.keyspace) if sizes is not None else {}
     stored_bytes = sum(size for table, size in table_bytes.items() if table != "open_alerts")
     return {
         "reports_sent": truth.sent,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,14 +20,9 @@ import httpx2
 
 from peaceland.cli.errors import CommandError
 from peaceland.cli.stack import Endpoints, processes
+from peaceland.cli.stack.processes import free_port
 
 SERVICES: Final = ("gateway", "archiver", "alerter")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
-from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra import DriverException, OperationTimedOut
+from cassandra.cluster import (
+    EXEC_PROFILE_DEFAULT,
+    Cluster,
+    ExecutionProfile,
+    NoHostAvailable,
+    Session,
+)
+from cassandra.policies import (
+    DCAwareRoundRobinPolicy,
+    ExponentialReconnectionPolicy,
+    TokenAwarePolicy,
+)
 
 DEFAULT_PORT = 9042
+
+#: What the driver raises while Cassandra is down, restarting or overloaded: a consumer
+#: pauses and retries on these. NoHostAvailable and OperationTimedOut do not derive from
+#: DriverException.
+UNAVAILABLE: tuple[type[Exception], ...] = (DriverException, NoHostAvailable, OperationTimedOut)
 
 
 def parse_contact_points(contact_points: str) -> tuple[list[str], int]:
@@ -52,6 +68,8 @@ def connect(
         protocol_version=5,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         connect_timeout=timeout,
+        # Back within seconds of a node's return: the driver's default waits up to 10 min.
+        reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.2, max_delay=2.0),
     )
     try:
         return cluster.connect()

@@ -9,6 +9,6 @@ external one through the usual environment variables (see ``settings``).
 
 from peaceland.cli.stack.errors import StackError
 from peaceland.cli.stack.settings import StackSettings
-from peaceland.cli.stack.stack import Endpoints, ServerStatus, Stack
+from peaceland.cli.stack.stack import Endpoints, KafkaCluster, ServerStatus, Stack
 
-__all__ = ["Endpoints", "ServerStatus", "Stack", "StackError", "StackSettings"]
+__all__ = ["Endpoints", "KafkaCluster", "ServerStatus", "Stack", "StackError", "StackSettings"]

@@ -150,6 +150,13 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the system's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 def port_answers(host: str, port: int, timeout: float = 1.0) -> bool:
     """Whether something accepts TCP connections on ``host:port``."""
     try:

@@ -14,6 +14,7 @@ import subprocess
 import textwrap
 import uuid
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -96,22 +97,55 @@ class Server(ABC):
 # --------------------------------------------------------------------------- Kafka
 
 
+@dataclass(frozen=True, slots=True)
+class KafkaNode:
+    """One node of a Kafka cluster: its id, its ports and the cluster's controller quorum.
+
+    The stack's own Kafka is a cluster of one; the fault tests start clusters of three.
+    """
+
+    node_id: int = 1
+    port: int | None = None
+    controller_port: int | None = None
+    #: Controller port of every voter, by node id; None: this node alone.
+    voters: tuple[tuple[int, int], ...] | None = None
+    cluster_id: str | None = None
+
+    @property
+    def replication(self) -> int:
+        return len(self.voters) if self.voters else 1
+
+
 class Kafka(Server):
-    """Apache Kafka in KRaft mode: one node that is both broker and controller."""
+    """Apache Kafka in KRaft mode, each node both broker and controller."""
 
     name = "kafka"
 
+    def __init__(self, settings: StackSettings, node: KafkaNode | None = None) -> None:
+        self.node = node or KafkaNode()
+        if node is not None:
+            self.name = f"kafka-{self.node.node_id}"
+        super().__init__(settings)
+
     @property
     def external(self) -> str | None:
-        return self.settings.kafka_bootstrap_servers
+        return self.settings.kafka_bootstrap_servers if self.name == "kafka" else None
+
+    @property
+    def port(self) -> int:
+        return self.node.port or self.settings.kafka_port
+
+    @property
+    def controller_port(self) -> int:
+        return self.node.controller_port or self.settings.kafka_controller_port
 
     @property
     def address(self) -> str:
-        return self.external or f"{self.settings.host}:{self.settings.kafka_port}"
+        return self.external or f"{self.settings.host}:{self.port}"
 
     @property
     def ports(self) -> list[int]:
-        return [self.settings.kafka_port, self.settings.kafka_controller_port]
+        return [self.port, self.controller_port]
 
     @property
     def lib(self) -> Path:
@@ -128,25 +162,31 @@ class Kafka(Server):
             progress,
         )
         self.home.mkdir(parents=True, exist_ok=True)
-        s = self.settings
+        host, node = self.settings.host, self.node
+        voters = node.voters or ((node.node_id, self.controller_port),)
+        quorum = ",".join(f"{i}@{host}:{p}" for i, p in voters)
+        # With three nodes: three copies of everything, and an acknowledged write is on two.
+        replicas, min_isr = node.replication, min(2, node.replication)
         (self.home / "server.properties").write_text(
             textwrap.dedent(f"""\
             process.roles=broker,controller
-            node.id=1
-            controller.quorum.voters=1@{s.host}:{s.kafka_controller_port}
-            listeners=PLAINTEXT://{s.host}:{s.kafka_port},CONTROLLER://{s.host}:{s.kafka_controller_port}
-            advertised.listeners=PLAINTEXT://{s.host}:{s.kafka_port}
+            node.id={node.node_id}
+            controller.quorum.voters={quorum}
+            listeners=PLAINTEXT://{host}:{self.port},CONTROLLER://{host}:{self.controller_port}
+            advertised.listeners=PLAINTEXT://{host}:{self.port}
             controller.listener.names=CONTROLLER
             inter.broker.listener.name=PLAINTEXT
             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
             log.dirs={self.home / "data"}
             num.partitions=6
             auto.create.topics.enable=false
-            offsets.topic.replication.factor=1
-            transaction.state.log.replication.factor=1
-            transaction.state.log.min.isr=1
-            share.coordinator.state.topic.replication.factor=1
-            share.coordinator.state.topic.min.isr=1
+            default.replication.factor={replicas}
+            min.insync.replicas={min_isr}
+            offsets.topic.replication.factor={replicas}
+            transaction.state.log.replication.factor={replicas}
+            transaction.state.log.min.isr={min_isr}
+            share.coordinator.state.topic.replication.factor={replicas}
+            share.coordinator.state.topic.min.isr={min_isr}
             group.initial.rebalance.delay.ms=0
             """)
         )
@@ -158,7 +198,7 @@ class Kafka(Server):
                     "kafka.tools.StorageTool",
                     "format",
                     "-t",
-                    _kafka_cluster_id(),
+                    node.cluster_id or kafka_cluster_id(),
                     "-c",
                     str(self.home / "server.properties"),
                 ]
@@ -207,7 +247,7 @@ class Kafka(Server):
         return None
 
 
-def _kafka_cluster_id() -> str:
+def kafka_cluster_id() -> str:
     # Kafka's Uuid.randomUuid(): 16 random bytes, URL-safe base64 without padding, never
     # starting with '-' (it would read as a command-line flag).
     while True:

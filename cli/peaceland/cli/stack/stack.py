@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +12,14 @@ from dataclasses import dataclass
 from peaceland.cli.stack import processes
 from peaceland.cli.stack.errors import StackError
 from peaceland.cli.stack.fetch import Progress
-from peaceland.cli.stack.servers import Cassandra, Kafka, Postgres, Server
+from peaceland.cli.stack.servers import (
+    Cassandra,
+    Kafka,
+    KafkaNode,
+    Postgres,
+    Server,
+    kafka_cluster_id,
+)
 from peaceland.cli.stack.settings import StackSettings
 
 
@@ -168,6 +176,62 @@ class Stack:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+class KafkaCluster:
+    """Kafka nodes forming one cluster beside the stack's, to test the loss of a broker.
+
+    Every node is broker and controller; topics default to one copy per node, and an
+    acknowledged write is on at least two (min.insync.replicas).
+    """
+
+    def __init__(
+        self, settings: StackSettings, size: int = 3, progress: Progress = lambda _: None
+    ) -> None:
+        ports = [(processes.free_port(), processes.free_port()) for _ in range(size)]
+        voters = tuple((i + 1, controller) for i, (_, controller) in enumerate(ports))
+        cluster_id = kafka_cluster_id()
+        self.progress = progress
+        self.nodes = [
+            Kafka(settings, KafkaNode(i + 1, port, controller, voters, cluster_id))
+            for i, (port, controller) in enumerate(ports)
+        ]
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(node.address for node in self.nodes)
+
+    def up(self, timeout: float = 120.0) -> None:
+        for node in self.nodes:
+            node.prepare(self.progress)
+        for node in self.nodes:
+            node.start()
+        for node in self.nodes:
+            self.wait_ready(node, timeout)
+
+    def wait_ready(self, node: Kafka, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while (reason := node.probe()) is not None:
+            if node.pid() is None:
+                raise StackError(
+                    f"{node.name} exited during start-up; its log is "
+                    f"{node.log_file}:\n{_tail(node.log_file)}"
+                )
+            if time.monotonic() > deadline:
+                raise StackError(f"{node.name} not ready after {timeout:.0f}s: {reason}")
+            time.sleep(0.5)
+
+    def kill(self, index: int) -> None:
+        """SIGKILL one node: a broker lost, with whatever it had not yet replicated."""
+        processes.stop(self.nodes[index].pid_file, sig=signal.SIGKILL, timeout=10)
+
+    def restart(self, index: int) -> None:
+        self.nodes[index].start()
+        self.wait_ready(self.nodes[index])
+
+    def down(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 def _tail(path: object, lines: int = 30) -> str:

@@ -13,7 +13,6 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from cassandra import DriverException
 from confluent_kafka import KafkaException, Message, Producer, TopicPartition
 
 from peaceland.services import metrics
@@ -23,11 +22,16 @@ from peaceland.services.force_settings import SettingsSource
 from peaceland.services.kafka import consumer_config, producer_config, received_at
 from peaceland.services.stream import StreamConsumer, next_offsets
 from peaceland.tenants.alerts import Alert, encode_alert
+from peaceland.tenants.cassandra import UNAVAILABLE
 from peaceland.tenants.errors import InvalidRecordError
 from peaceland.tenants.forces import AlertingSettings, resources_for
 from peaceland.tenants.reports import Citizen, Report, decode_report
 
 log = logging.getLogger(__name__)
+
+
+#: Cassandra down or contended: the batch is retried as a whole (its decisions are idempotent).
+_RETRIED: tuple[type[Exception], ...] = (*UNAVAILABLE, ContendedError)
 
 
 def low_sightings(report: Report, threshold: float) -> list[Citizen]:
@@ -88,7 +92,7 @@ class Alerter(StreamConsumer):
                 try:
                     self._transact(records, self.alerting.current())
                     return True
-                except (DriverException, ContendedError) as exc:
+                except _RETRIED as exc:
                     log.warning(
                         "alerter of %s: Cassandra failed (%s); retrying the batch in %.1fs",
                         self.force_id,
