@@ -20,6 +20,7 @@ app = typer.Typer(
 app.add_typer(stack_commands.app, name="stack")
 app.add_typer(bench_commands.app, name="bench")
 app.command(name="demo")(demo_commands.demo)
+app.command(name="simulate")(demo_commands.simulate)
 
 
 def main() -> None:

@@ -44,6 +44,8 @@ class AlertWatcher:
 
     bootstrap: str
     topic: str
+    #: Called with each event as it arrives (the demo prints them).
+    on_event: Callable[[Any], None] = lambda _alert: None
     events: list[tuple[float, Any]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -66,7 +68,9 @@ class AlertWatcher:
                 while not self._stop.is_set():
                     message = consumer.poll(0.1)
                     if message is not None and message.error() is None:
-                        self.events.append((time.time(), decode_alert(message.value() or b"")))
+                        alert = decode_alert(message.value() or b"")
+                        self.events.append((time.time(), alert))
+                        self.on_event(alert)
             finally:
                 consumer.close()
 

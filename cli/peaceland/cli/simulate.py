@@ -10,11 +10,12 @@ must raise alerts.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, date, timedelta
 
 import httpx2
 from confluent_kafka import KafkaError, Message, Producer
@@ -41,11 +42,16 @@ class GroundTruth:
     #: (report, citizen) of every sighting below the threshold: one alert event each.
     low_sightings: set[tuple[uuid.UUID, str]] = field(default_factory=set)
     low_citizens: set[str] = field(default_factory=set)
-    reports_by_id: dict[uuid.UUID, Report] = field(default_factory=dict)
+    #: Where each report belongs in Cassandra (drone, UTC day), to read it back.
+    partitions: dict[uuid.UUID, tuple[str, date]] = field(default_factory=dict)
 
     def record(self, report: Report, raw: bytes) -> None:
         self.sent += 1
         self.raw_bytes += len(raw)
+        self.partitions[report.report_id] = (
+            report.drone_id,
+            report.timestamp.astimezone(UTC).date(),
+        )
         for citizen in report.citizens:
             if citizen.score < self.threshold:
                 self.low_sightings.add((report.report_id, citizen.name))
@@ -56,8 +62,12 @@ class GroundTruth:
         return len(self.low_citizens)
 
 
-def fleet_reports(fleet: Fleet, total: int) -> Iterator[Report]:
-    """``total`` reports, the last one timestamped about now (simulated time runs faster)."""
+def fleet_reports(fleet: Fleet, total: int | None) -> Iterator[Report]:
+    """``total`` reports, the last one timestamped about now (simulated time runs faster);
+    with no total, reports on the real clock for ever."""
+    if total is None:
+        yield from fleet.live_reports()
+        return
     minutes = -(-total // fleet.drones)
     start = utc_now() - timedelta(minutes=minutes)
     for index, report in enumerate(fleet.reports(start, minutes)):
@@ -101,7 +111,6 @@ def send_to_kafka(
         _pace(began, index, rate)
         raw = encode_report(report)
         truth.record(report, raw)
-        truth.reports_by_id[report.report_id] = report
         while True:
             try:
                 producer.produce(
@@ -127,13 +136,15 @@ def send_to_gateway(
     *,
     url: str,
     drone_key: str,
-    total: int,
+    total: int | None,
     rate: float,
     batch: int = 50,
     concurrency: int = 8,
     progress: Progress = lambda _: None,
+    stop: threading.Event | None = None,
 ) -> GroundTruth:
-    """POST ``total`` reports at ``rate`` a second in batches of ``batch``."""
+    """POST ``total`` reports at ``rate`` a second in batches of ``batch``, or fewer if
+    ``stop`` is set first."""
     return asyncio.run(
         _gateway(
             fleet,
@@ -144,6 +155,7 @@ def send_to_gateway(
             batch_size=batch,
             concurrency=concurrency,
             progress=progress,
+            stop=stop or threading.Event(),
         )
     )
 
@@ -153,11 +165,12 @@ async def _gateway(
     *,
     url: str,
     drone_key: str,
-    total: int,
+    total: int | None,
     rate: float,
     batch_size: int,
     concurrency: int,
     progress: Progress,
+    stop: threading.Event,
 ) -> GroundTruth:
     truth = GroundTruth(threshold=fleet.threshold)
     slots = asyncio.Semaphore(concurrency)
@@ -171,7 +184,7 @@ async def _gateway(
             raw = encode_report(report)
             truth.record(report, raw)
             pending.append((report, raw))
-            if len(pending) == batch_size or index == total:
+            if len(pending) == batch_size or index == total or stop.is_set():
                 ahead = began + index / rate - time.perf_counter()
                 if ahead > 0:
                     await asyncio.sleep(ahead)
@@ -179,6 +192,8 @@ async def _gateway(
                 tasks.append(asyncio.create_task(_post(client, pending, truth, slots)))
                 pending = []
                 progress(index)
+                if stop.is_set():
+                    break
         await asyncio.gather(*tasks)
     return truth
 

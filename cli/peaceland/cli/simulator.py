@@ -13,7 +13,7 @@ import random
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from peaceland.tenants.reports import Citizen, Report
@@ -226,6 +226,15 @@ class Fleet:
                 self._fly(drone, 60.0)
                 yield self._report(drone, at)
             minute += 1
+
+    def live_reports(self) -> Iterator[Report]:
+        """Reports stamped with the real clock, round after round, for as long as asked."""
+        while True:
+            # Each report falls within the minute before it is made, never in the future.
+            at = datetime.now(UTC) - timedelta(minutes=1)
+            for drone in self._fleet:
+                self._fly(drone, 60.0)
+                yield self._report(drone, at)
 
     def _report(self, drone: _Drone, at: datetime) -> Report:
         rng = self.rng

@@ -1,0 +1,175 @@
+"""``peaceland demo``: the platform running on this machine for a demo police force.
+
+Brings the stack up, provisions the demo force (topics, keyspace), starts its gateway,
+archiver and alerter as processes, flies a simulated fleet through the gateway and shows
+every alert as it is raised, until stopped. Then it stops the force's processes, reads
+every accepted report back from Cassandra and says what happened.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from cassandra.cluster import Session
+from confluent_kafka.admin import AdminClient
+
+from peaceland.cli.bench_pipeline import AlertWatcher
+from peaceland.cli.services import ForceServices
+from peaceland.cli.simulate import GroundTruth, send_to_gateway
+from peaceland.cli.simulator import Fleet
+from peaceland.cli.stack import Stack
+from peaceland.tenants.alerts import Alert
+from peaceland.tenants.cassandra import connect, shutdown_session
+from peaceland.tenants.forces import ForceSettings, resources_for
+from peaceland.tenants.provisioning.keyspace import Replication, checked_keyspace, ensure_keyspace
+from peaceland.tenants.provisioning.topics import TopicSettings, ensure_topics
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSummary:
+    sent: int
+    accepted: int
+    read_back: int
+    alerts_raised: int
+    alert_updates: int
+    seconds: float
+
+
+def provision(stack: Stack, settings: ForceSettings, say: Say) -> None:
+    """Create the force's topics and keyspace (idempotent: a second run changes nothing)."""
+    endpoints = stack.endpoints()
+    resources = resources_for(settings.force_id)
+    admin = AdminClient({"bootstrap.servers": endpoints.kafka_bootstrap_servers})
+    created = ensure_topics(admin, resources, TopicSettings(partitions=6))
+    say(
+        f"topics of {settings.force_id}: {', '.join(resources.topics)}"
+        + (" (created)" if created else " (already there)")
+    )
+    session = connect(endpoints.cassandra_contact_points)
+    try:
+        applied = ensure_keyspace(
+            session, resources.keyspace, Replication(), retention_days=settings.retention_days
+        )
+    finally:
+        shutdown_session(session)
+    say(
+        f"keyspace of {settings.force_id}: {resources.keyspace}"
+        + (f" (migrations {applied} applied)" if applied else " (schema up to date)")
+    )
+
+
+def drone_key(state_dir: Path, force_id: str) -> str:
+    """The demo force's drone key: made once, kept in the state directory."""
+    path = state_dir / "services" / f"{force_id}.drone-key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def run(
+    stack: Stack,
+    settings: ForceSettings,
+    *,
+    drones: int,
+    rate: float,
+    duration: float | None,
+    say: Say,
+    show: Callable[[Alert], None],
+    stop: threading.Event,
+) -> DemoSummary:
+    """Run the force until ``stop`` is set or ``duration`` seconds have passed."""
+    endpoints = stack.endpoints()
+    force_id = settings.force_id
+    state_dir = stack.settings.state_dir
+    settings_file = state_dir / "services" / f"{force_id}.json"
+    settings_file.parent.mkdir(parents=True, exist_ok=True)
+    settings_file.write_text(settings.model_dump_json(indent=2))
+    services = ForceServices(
+        endpoints,
+        force_id,
+        state_dir,
+        drone_key=drone_key(state_dir, force_id),
+        settings_file=settings_file,
+    )
+    services.start()
+    say(
+        f"gateway of {force_id} on {services.gateway_url} (docs: {services.gateway_url}/docs); "
+        f"archiver and alerter running; logs in {state_dir / 'logs'}"
+    )
+    raised = updates = 0
+
+    def on_event(alert: Alert) -> None:
+        nonlocal raised, updates
+        if alert.event == "raised":
+            raised += 1
+        else:
+            updates += 1
+        show(alert)
+
+    watcher = AlertWatcher(
+        endpoints.kafka_bootstrap_servers, resources_for(force_id).alerts_topic, on_event=on_event
+    )
+    began = time.monotonic()
+    try:
+        watcher.start()
+        if duration:
+            threading.Timer(duration, stop.set).start()
+        say(
+            f"{drones} simulated drones are reporting through the gateway, {rate:g} reports/s;"
+            " alerts appear below" + ("" if duration else " (Ctrl-C stops)")
+        )
+        fleet = Fleet(
+            drones=drones, seed=int(time.time()), threshold=settings.alerting.score_threshold
+        )
+        truth = send_to_gateway(
+            fleet,
+            url=services.gateway_url,
+            drone_key=services.drone_key,
+            total=None,
+            rate=rate,
+            batch=max(1, min(50, int(rate // 10))),
+            stop=stop,
+        )
+        say(f"stopping: {truth.accepted} reports accepted; letting the consumers catch up")
+        time.sleep(3)
+    finally:
+        services.stop()
+        watcher.stop()
+    read_back = _read_back(
+        endpoints.cassandra_contact_points, resources_for(force_id).keyspace, truth
+    )
+    return DemoSummary(
+        truth.sent, truth.accepted, read_back, raised, updates, time.monotonic() - began
+    )
+
+
+def _read_back(contact_points: str, keyspace: str, truth: GroundTruth) -> int:
+    """How many of the accepted reports Cassandra returns, by drone, day and report id."""
+    by_partition: dict[tuple[str, date], set[uuid.UUID]] = defaultdict(set)
+    for report_id in truth.accepted_at:
+        by_partition[truth.partitions[report_id]].add(report_id)
+    session: Session = connect(contact_points)
+    try:
+        query = session.prepare(
+            f"SELECT report_id FROM {checked_keyspace(keyspace)}.reports_by_drone_day "
+            "WHERE drone_id = ? AND day = ?"
+        )
+        found = 0
+        for (drone_id, day), ids in by_partition.items():
+            stored = {row.report_id for row in session.execute(query, (drone_id, day))}
+            found += len(ids & stored)
+        return found
+    finally:
+        shutdown_session(session)
