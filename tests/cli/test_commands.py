@@ -1,0 +1,83 @@
+"""The peaceland commands as a user runs them, on the session's stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from peaceland.cli.stack import Endpoints, Stack
+from peaceland.tenants.forces import ForceResources
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def peaceland(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "peaceland.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_the_demo_shows_live_alerts_and_reads_every_report_back(stack: Stack):
+    result = peaceland(
+        "demo", "--force", "demo-test", "--duration", "12", "--rate", "100", "--threshold", "30"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ALERT" in result.stderr
+    summary = next(line for line in result.stderr.splitlines() if "read back" in line)
+    accepted = int(summary.split("✓ ")[1].split(" of ")[0])
+    assert accepted > 500
+    assert f"{accepted} read back from Cassandra" in summary
+
+
+def test_simulate_straight_to_kafka_prints_its_ground_truth(
+    force: ForceResources, endpoints: Endpoints
+):
+    result = peaceland(
+        "simulate",
+        "--force",
+        force.force_id,
+        "--via",
+        "kafka",
+        "--reports",
+        "2000",
+        "--rate",
+        "2000",
+        "--low-share",
+        "0.05",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    truth = json.loads(result.stdout)
+    assert truth["reports_sent"] == truth["reports_accepted"] == 2000
+    assert 50 <= truth["low_score_sightings"] <= 150  # 5 % of 2,000, give or take chance
+
+
+def test_simulate_through_the_gateway_needs_a_drone_key():
+    result = peaceland("simulate", "--reports", "10")
+    assert result.returncode == 1
+    assert "--drone-key" in result.stderr
+
+
+def test_the_pipeline_benchmark_prints_its_figures_as_json(stack: Stack):
+    result = peaceland("bench", "pipeline", "--reports", "1000", "--rate", "250")
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout)
+    assert figures["reports_accepted"] == figures["reports_stored"] == 1000
+    assert figures["lost"] == figures["duplicates"] == 0
+    assert figures["alerts_raised"] == figures["alerts_expected"]
+    assert set(figures["alert_latency_ms"]) == {"p50", "p95", "p99", "max"}
+    assert figures["stored_bytes_per_report"] > 0
+
+
+def test_the_decode_benchmark_prints_its_rate():
+    result = peaceland("bench", "decode", "--reports", "2000", "--rounds", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout)["reports_per_second_per_core"] > 0
