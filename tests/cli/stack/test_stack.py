@@ -154,3 +154,12 @@ def test_a_bad_setting_fails_fast_naming_it(monkeypatch):
 def test_a_missing_jdk_says_how_to_install_one():
     with pytest.raises(StackError, match=r"no JDK 99 found.*apt-get install"):
         fetch.find_java(99, None)
+
+
+def test_down_also_stops_the_processes_of_forces(tmp_path: Path):
+    own = Stack(isolated(tmp_path))
+    pid_file = own.settings.state_dir / "services" / "demo-archiver.pid"
+    processes.spawn(["sleep", "300"], log_file=tmp_path / "log", pid_file=pid_file)
+    assert processes.tracked(pid_file) is not None
+    assert own.down() == ["demo-archiver"]
+    assert processes.tracked(pid_file) is None

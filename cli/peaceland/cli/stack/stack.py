@@ -99,8 +99,16 @@ class Stack:
         return [s.name for s in to_start]
 
     def down(self, names: list[str] | None = None) -> list[str]:
-        """Stop the servers we started (by their recorded pid); returns those stopped."""
+        """Stop the servers we started (by their recorded pid); returns those stopped.
+
+        With no names, first the forces' processes (gateways, consumers) the demo or a
+        benchmark left running, then every server: nothing of ours keeps running.
+        """
         stopped: list[str] = []
+        if names is None:
+            for pid_file in sorted((self.settings.state_dir / "services").glob("*.pid")):
+                if processes.stop(pid_file, timeout=30):
+                    stopped.append(pid_file.stem)
         with self._lock():
             for server in reversed(self.servers):
                 if names is not None and server.name not in names:
