@@ -100,17 +100,31 @@ class StreamConsumer(ABC):
             # new owner replays the batch, and replays are idempotent.
             log.warning("%s: commit failed, the batch will be replayed: %s", self.name, exc)
 
+    def idle(self) -> None:  # noqa: B027 - a hook
+        """Called when a poll brought nothing: time for deferred work."""
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:  # noqa: B027 - a hook
+        """Called when a rebalance takes ``partitions`` away (before another consumer gets them)."""
+
+    def finish(self) -> None:  # noqa: B027 - a hook
+        """Called on the way out, while the consumer is still a member of its group."""
+
     def close(self) -> None:  # noqa: B027 - a hook: most consumers hold nothing more
         """Release what ``process`` holds, after the consumer has left the group."""
 
     def run(self, stop: threading.Event) -> None:
-        self.consumer.subscribe([self.topic])
+        self.consumer.subscribe(
+            [self.topic],
+            on_revoke=lambda _consumer, partitions: self.revoked(partitions),
+            on_lost=lambda _consumer, partitions: self.revoked(partitions),
+        )
         log.info("%s of %s: consuming %s", self.name, self.force_id, self.topic)
         try:
             while not stop.is_set():
                 batch = take_batch(self.consumer, self.batch_size, self.poll_timeout)
                 records = [m for m in batch if not _is_error(m)]
                 if not records:
+                    self.idle()
                     continue
                 began = time.perf_counter()
                 self._consumed.inc(len(records))
@@ -119,6 +133,15 @@ class StreamConsumer(ABC):
                 self._batch_seconds.observe(time.perf_counter() - began)
         finally:
             # A batch interrupted by stop is not committed: it is replayed on restart.
+            try:
+                self.finish()
+            except KafkaException as exc:
+                log.warning(
+                    "%s of %s: could not finish (%s); the rest is replayed on restart",
+                    self.name,
+                    self.force_id,
+                    exc,
+                )
             self.consumer.close()
             self.close()
             log.info("%s of %s stopped", self.name, self.force_id)

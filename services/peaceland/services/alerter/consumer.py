@@ -77,6 +77,9 @@ class Alerter(StreamConsumer):
         self._producer.init_transactions(30)
         self.raised = 0
         self.updated = 0
+        # Offsets of batches that raised nothing, committed with the next transaction.
+        self._pending: dict[tuple[str, int], int] = {}
+        self._committed_at = time.monotonic()
         force = settings.force_id
         self._events = {
             kind: metrics.ALERT_EVENTS.labels(force, kind) for kind in ("raised", "updated")
@@ -90,7 +93,8 @@ class Alerter(StreamConsumer):
         try:
             while not stop.is_set():
                 try:
-                    self._transact(records, self.alerting.current())
+                    if records:
+                        self._transact(records, self.alerting.current())
                     return True
                 except _RETRIED as exc:
                     log.warning(
@@ -110,13 +114,31 @@ class Alerter(StreamConsumer):
                     )
                 paused = self.pause_while(paused, backoff)
                 backoff = min(backoff * 2, self.settings.retry_backoff_max)
+                # A rebalance during the wait may have taken partitions away: their records
+                # are the new owner's now, and their offsets no longer ours to commit.
+                owned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+                records = [m for m in records if (m.topic(), m.partition()) in owned]
             return False
         finally:
             if paused:
                 self.consumer.resume(paused)
 
     def commit(self, records: list[Message]) -> None:
-        """Nothing to do: the offsets were committed in the batch's transaction."""
+        """Nothing to do: offsets go with the transactions (see ``_transact``)."""
+
+    def idle(self) -> None:
+        if self._pending and time.monotonic() - self._committed_at >= self.settings.commit_interval:
+            self._commit_offsets([], dict(self._pending))
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        # Those offsets are no longer ours to commit; the new owner replays a batch that
+        # raised nothing, which raises nothing again.
+        for tp in partitions:
+            self._pending.pop((tp.topic, tp.partition), None)
+
+    def finish(self) -> None:
+        if self._pending:
+            self._commit_offsets([], dict(self._pending))
 
     def close(self) -> None:
         self._producer.flush(10)
@@ -153,22 +175,14 @@ class Alerter(StreamConsumer):
                         message,
                     )
                 )
-        self._producer.begin_transaction()
-        try:
-            for alert, _ in alerts:
-                self._producer.produce(
-                    self.resources.alerts_topic,
-                    key=alert.citizen.encode(),
-                    value=encode_alert(alert),
-                )
-            self._producer.send_offsets_to_transaction(
-                next_offsets(records), self.consumer.consumer_group_metadata(), 30
-            )
-            self._commit_transaction()
-        except KafkaException as exc:
-            if not exc.args[0].fatal():
-                self._producer.abort_transaction(30)
-            raise
+        offsets = {
+            **self._pending,
+            **{(tp.topic, tp.partition): tp.offset for tp in next_offsets(records)},
+        }
+        if not alerts and time.monotonic() - self._committed_at < self.settings.commit_interval:
+            self._pending = offsets
+            return
+        self._commit_offsets(alerts, offsets)
         committed = time.time()
         for alert, message in alerts:
             self._events[alert.event].inc()
@@ -186,6 +200,31 @@ class Alerter(StreamConsumer):
                 )
             else:
                 self.updated += 1
+
+    def _commit_offsets(
+        self, alerts: list[tuple[Alert, Message]], offsets: dict[tuple[str, int], int]
+    ) -> None:
+        """Produce ``alerts`` and commit ``offsets`` in one transaction."""
+        self._producer.begin_transaction()
+        try:
+            for alert, _ in alerts:
+                self._producer.produce(
+                    self.resources.alerts_topic,
+                    key=alert.citizen.encode(),
+                    value=encode_alert(alert),
+                )
+            self._producer.send_offsets_to_transaction(
+                [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())],
+                self.consumer.consumer_group_metadata(),
+                30,
+            )
+            self._commit_transaction()
+        except KafkaException as exc:
+            if not exc.args[0].fatal():
+                self._producer.abort_transaction(30)
+            raise
+        self._pending = {}
+        self._committed_at = time.monotonic()
 
     def _commit_transaction(self) -> None:
         for attempt in range(5):

@@ -43,6 +43,9 @@ class AlerterSettings(BaseSettings):
     retry_backoff: float = Field(default=0.2, gt=0)
     retry_backoff_max: float = Field(default=5.0, gt=0)
     metrics_port: int = Field(default=9102, ge=0, le=65535)
+    #: Batches that raise nothing commit their offsets with the next transaction, or at
+    #: most this many seconds later: an alert never waits for an empty transaction.
+    commit_interval: float = Field(default=1.0, gt=0, le=60)
 
     @field_validator("force_id")
     @classmethod
