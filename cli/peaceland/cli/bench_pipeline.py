@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 from peaceland.cli.errors import CommandError
@@ -103,11 +109,14 @@ def start_services(
         drone_key=secrets.token_urlsafe(24),
         settings_file=settings_file,
     )
-    services.start()
-    admin = AdminClient({"bootstrap.servers": endpoints.kafka_bootstrap_servers})
-    _wait_groups(
-        admin, [f"peaceland.{force.force_id}.archiver", f"peaceland.{force.force_id}.alerter"], say
-    )
+    try:
+        services.start()
+        admin = AdminClient({"bootstrap.servers": endpoints.kafka_bootstrap_servers})
+        groups = [f"peaceland.{force.force_id}.{name}" for name in ("archiver", "alerter")]
+        _wait_groups(admin, groups, say)
+    except BaseException:
+        services.stop()  # nobody else holds them yet
+        raise
     return services
 
 
@@ -227,9 +236,23 @@ def run(
         if not keep:
             delete_topics(admin, force)
             drop_keyspace(session, force.keyspace)
-            settings_file = stack.settings.state_dir / "services" / f"{force.force_id}.json"
-            settings_file.unlink(missing_ok=True)
         shutdown_session(session)
+
+
+_COORDINATOR_MOVING = (
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError._TIMED_OUT,
+)
+
+
+def _transient(exc: KafkaException) -> bool:
+    """An admin error that a moment's wait cures: a coordinator being elected or moving.
+
+    The admin client does not always flag these retriable."""
+    error = exc.args[0]
+    return bool(error.retriable()) or error.code() in _COORDINATOR_MOVING
 
 
 def _wait_groups(admin: AdminClient, groups: list[str], say: Say, timeout: float = 60) -> None:
@@ -237,7 +260,13 @@ def _wait_groups(admin: AdminClient, groups: list[str], say: Say, timeout: float
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         described = admin.describe_consumer_groups(groups, request_timeout=10)
-        states = [future.result() for future in described.values()]
+        try:
+            states = [future.result() for future in described.values()]
+        except KafkaException as exc:
+            if not _transient(exc):
+                raise
+            time.sleep(0.5)  # coordinators still being elected or moving
+            continue
         if all(
             str(g.state).endswith("STABLE")
             and g.members
@@ -266,11 +295,15 @@ def _wait_drained(
         for group in ("archiver", "alerter"):
             name = f"peaceland.{force.force_id}.{group}"
             while True:
-                offsets = admin.list_consumer_group_offsets(
-                    [ConsumerGroupTopicPartitions(name, partitions)]
-                )[name].result()
-                if sum(max(tp.offset, 0) for tp in offsets.topic_partitions) >= ends:
-                    break
+                try:
+                    offsets = admin.list_consumer_group_offsets(
+                        [ConsumerGroupTopicPartitions(name, partitions)]
+                    )[name].result()
+                    if sum(max(tp.offset, 0) for tp in offsets.topic_partitions) >= ends:
+                        break
+                except KafkaException as exc:
+                    if not _transient(exc):
+                        raise
                 if time.monotonic() > deadline:
                     raise CommandError(f"the {group} did not drain within {timeout:.0f}s")
                 time.sleep(0.25)

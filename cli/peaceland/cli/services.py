@@ -132,5 +132,10 @@ class ForceServices:
             time.sleep(0.2)
 
     def stop(self) -> None:
+        """Stop every process (SIGTERM, then SIGKILL after 30 s) and forget its settings."""
         for process in self.processes.values():
             process.stop()
+        if self.settings_file is not None and self.settings_file.parent == (
+            self.state_dir / "services"
+        ):
+            self.settings_file.unlink(missing_ok=True)
