@@ -48,29 +48,16 @@ def services(force: ForceResources, endpoints: Endpoints, stack: Stack) -> Itera
     running.stop()
 
 
-def test_killing_the_archiver_mid_run_loses_and_doubles_nothing(
-    force: ForceResources, endpoints: Endpoints, services: ForceServices
+@pytest.mark.parametrize("consumer", ["archiver", "alerter"])
+def test_killing_a_consumer_mid_run_loses_and_doubles_nothing(
+    consumer: str, force: ForceResources, endpoints: Endpoints, services: ForceServices
 ):
-    archiver = services.processes["archiver"]
+    process = services.processes[consumer]
 
     def crash_and_restart() -> None:
-        assert archiver.kill()
+        assert process.kill()
         time.sleep(1)
-        archiver.start()
-
-    result = drive(endpoints, force, services, reports=REPORTS, rate=RATE, fault=crash_and_restart)
-    assert_nothing_lost_or_doubled(result)
-
-
-def test_killing_the_alerter_mid_run_raises_every_alert_exactly_once(
-    force: ForceResources, endpoints: Endpoints, services: ForceServices
-):
-    alerter = services.processes["alerter"]
-
-    def crash_and_restart() -> None:
-        assert alerter.kill()
-        time.sleep(1)
-        alerter.start()
+        process.start()
 
     result = drive(endpoints, force, services, reports=REPORTS, rate=RATE, fault=crash_and_restart)
     assert_nothing_lost_or_doubled(result)

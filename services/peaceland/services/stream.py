@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import sys
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from cassandra.cluster import Session
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Gauge
 
 from peaceland.services import metrics
+from peaceland.services.settings import ConsumerSettings
+from peaceland.tenants.cassandra import connect, shutdown_session
 
 log = logging.getLogger(__name__)
 
@@ -182,3 +187,26 @@ def _is_error(message: Message) -> bool:
     if error.code() != KafkaError._PARTITION_EOF:
         log.error("consumer error: %s", error)
     return True
+
+
+def main(settings: ConsumerSettings, build: Callable[[Session], StreamConsumer]) -> None:
+    """Run a consumer process until SIGTERM: logs, metrics, a Cassandra session, the loop.
+
+    ``build`` makes the consumer from the session. SIGTERM (Kubernetes stopping the pod) and
+    Ctrl-C let the current batch finish and commit before the process exits.
+    """
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("cassandra").setLevel(logging.WARNING)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    metrics.serve(settings.metrics_port)
+    session = connect(settings.cassandra_contact_points)
+    try:
+        build(session).run(stop)
+    finally:
+        shutdown_session(session)

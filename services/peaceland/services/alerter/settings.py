@@ -5,40 +5,28 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import ClassVar
 
-from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
-from peaceland.tenants.forces import AlertingSettings, validate_force_id
+from peaceland.services.settings import ConsumerSettings
+from peaceland.tenants.forces import AlertingSettings
 
 
-class AlerterSettings(BaseSettings):
-    """One alerter process serves one police force; replicas share its consumer group."""
-
+class AlerterSettings(ConsumerSettings):
     model_config = SettingsConfigDict(env_prefix="PEACELAND_ALERTER_", extra="ignore")
+    consumer_name: ClassVar[str] = "alerter"
 
-    force_id: str
-    kafka_bootstrap_servers: str = Field(
-        validation_alias=AliasChoices(
-            "PEACELAND_ALERTER_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"
-        )
-    )
-    cassandra_contact_points: str = Field(
-        validation_alias=AliasChoices(
-            "PEACELAND_ALERTER_CASSANDRA_CONTACT_POINTS", "CASSANDRA_CONTACT_POINTS"
-        )
-    )
     #: The force's settings file (its ConfigMap); re-read when it changes. Without it, the
     #: two settings below apply.
     settings_file: Path | None = None
     score_threshold: float = Field(default=20.0, ge=0, le=100)
     dedup_window_seconds: int = Field(default=600, ge=0)
-    group_id: str | None = None
     #: Names this replica's Kafka transactions; stable across restarts of the same pod.
     instance: str = Field(
         default_factory=lambda: os.environ.get("HOSTNAME") or socket.gethostname()
     )
-    batch_size: int = Field(default=500, ge=1, le=10_000)
     poll_timeout: float = Field(default=0.1, gt=0, le=10)
     retry_backoff: float = Field(default=0.2, gt=0)
     retry_backoff_max: float = Field(default=5.0, gt=0)
@@ -46,15 +34,6 @@ class AlerterSettings(BaseSettings):
     #: Batches that raise nothing commit their offsets with the next transaction, or at
     #: most this many seconds later: an alert never waits for an empty transaction.
     commit_interval: float = Field(default=1.0, gt=0, le=60)
-
-    @field_validator("force_id")
-    @classmethod
-    def _force_id(cls, value: str) -> str:
-        return validate_force_id(value)
-
-    @property
-    def consumer_group(self) -> str:
-        return self.group_id or f"peaceland.{self.force_id}.alerter"
 
     @property
     def transactional_id(self) -> str:
