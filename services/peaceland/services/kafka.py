@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, KafkaException, Message, Producer
+
+from peaceland.tenants.errors import InvalidRecordError
+from peaceland.tenants.reports import Report, decode_report
 
 log = logging.getLogger(__name__)
 
@@ -86,3 +91,41 @@ class DeadLetters:
     def _delivered(self, error: KafkaError | None, _message: Message) -> None:
         if error is not None:
             self._failures.append(error)
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A batch of report records, split: ``reports[i]`` came from ``messages[i]``."""
+
+    reports: list[Report]
+    messages: list[Message]
+    rejects: list[tuple[Message, str]]
+
+    def only(self, partitions: set[tuple[str, int]]) -> Decoded:
+        """The part of the batch read from ``partitions`` (topic, partition)."""
+        kept = [
+            (r, m)
+            for r, m in zip(self.reports, self.messages, strict=True)
+            if (m.topic(), m.partition()) in partitions
+        ]
+        return Decoded(
+            [r for r, _ in kept],
+            [m for _, m in kept],
+            [(m, why) for m, why in self.rejects if (m.topic(), m.partition()) in partitions],
+        )
+
+
+def decode_batch(messages: Sequence[Message]) -> Decoded:
+    """Split a batch into valid reports and records to reject, each with its reason."""
+    decoded = Decoded([], [], [])
+    for message in messages:
+        value = message.value()
+        if value is None:
+            decoded.rejects.append((message, "empty record: a report topic takes no tombstones"))
+            continue
+        try:
+            decoded.reports.append(decode_report(value, received_at=received_at(message)))
+            decoded.messages.append(message)
+        except InvalidRecordError as exc:
+            decoded.rejects.append((message, exc.reason))
+    return decoded

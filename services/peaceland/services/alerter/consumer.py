@@ -19,13 +19,18 @@ from peaceland.services import metrics
 from peaceland.services.alerter.book import AlertBook, ContendedError, Sighting
 from peaceland.services.alerter.settings import AlerterSettings
 from peaceland.services.force_settings import SettingsSource
-from peaceland.services.kafka import consumer_config, producer_config, received_at
+from peaceland.services.kafka import (
+    Decoded,
+    consumer_config,
+    decode_batch,
+    producer_config,
+    received_at,
+)
 from peaceland.services.stream import StreamConsumer, next_offsets
 from peaceland.tenants.alerts import Alert, encode_alert
 from peaceland.tenants.cassandra import UNAVAILABLE
-from peaceland.tenants.errors import InvalidRecordError
 from peaceland.tenants.forces import AlertingSettings, resources_for
-from peaceland.tenants.reports import Citizen, Report, decode_report
+from peaceland.tenants.reports import Citizen, Report
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +93,16 @@ class Alerter(StreamConsumer):
         self._latency = metrics.ALERT_LATENCY.labels(force)
 
     def process(self, records: list[Message], stop: threading.Event) -> bool:
+        decoded = decode_batch(records)
+        # The archiver dead-letters rejects; here they only must not stop the alerts.
+        self._rejected.inc(len(decoded.rejects))
         backoff = self.settings.retry_backoff
         paused: list[TopicPartition] = []
         try:
             while not stop.is_set():
                 try:
                     if records:
-                        self._transact(records, self.alerting.current())
+                        self._transact(records, decoded, self.alerting.current())
                     return True
                 except _RETRIED as exc:
                     log.warning(
@@ -118,6 +126,7 @@ class Alerter(StreamConsumer):
                 # are the new owner's now, and their offsets no longer ours to commit.
                 owned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
                 records = [m for m in records if (m.topic(), m.partition()) in owned]
+                decoded = decoded.only(owned)
             return False
         finally:
             if paused:
@@ -146,12 +155,11 @@ class Alerter(StreamConsumer):
             "alerter of %s: %d alerts raised, %d updates", self.force_id, self.raised, self.updated
         )
 
-    def _transact(self, records: list[Message], alerting: AlertingSettings) -> None:
+    def _transact(
+        self, records: list[Message], decoded: Decoded, alerting: AlertingSettings
+    ) -> None:
         alerts: list[tuple[Alert, Message]] = []
-        for message in records:
-            report = self._decode(message)
-            if report is None:
-                continue
+        for report, message in zip(decoded.reports, decoded.messages, strict=True):
             for citizen in low_sightings(report, alerting.score_threshold):
                 source = f"{message.partition()}/{message.offset()}"
                 sighting = Sighting(report, citizen, source, datetime.now(UTC))
@@ -235,14 +243,3 @@ class Alerter(StreamConsumer):
                 # A retriable failure leaves the transaction open: committing again is right.
                 if not exc.args[0].retriable() or attempt == 4:
                     raise
-
-    def _decode(self, message: Message) -> Report | None:
-        value = message.value()
-        try:
-            if value is None:
-                raise InvalidRecordError("report", [])
-            return decode_report(value, received_at=received_at(message))
-        except InvalidRecordError:
-            # The archiver dead-letters it; here it only must not stop the alerts.
-            self._rejected.inc()
-            return None

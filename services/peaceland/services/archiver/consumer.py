@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import Message, Producer, TopicPartition
@@ -16,11 +15,10 @@ from confluent_kafka import Message, Producer, TopicPartition
 from peaceland.services import metrics
 from peaceland.services.archiver.settings import ArchiverSettings
 from peaceland.services.archiver.store import ReportStore
-from peaceland.services.kafka import DeadLetters, consumer_config, producer_config, received_at
+from peaceland.services.kafka import DeadLetters, consumer_config, decode_batch, producer_config
 from peaceland.services.stream import StreamConsumer
-from peaceland.tenants.errors import InvalidRecordError
 from peaceland.tenants.forces import resources_for
-from peaceland.tenants.reports import Report, decode_report
+from peaceland.tenants.reports import Report
 
 log = logging.getLogger(__name__)
 
@@ -32,28 +30,6 @@ class Counters:
     stored: int = 0
     rejected: int = 0
     write_retries: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Decoded:
-    reports: list[Report]
-    rejects: list[tuple[Message, str]]
-
-
-def decode_batch(messages: Sequence[Message]) -> Decoded:
-    """Split a batch into valid reports and records to reject, each with its reason."""
-    reports: list[Report] = []
-    rejects: list[tuple[Message, str]] = []
-    for message in messages:
-        value = message.value()
-        if value is None:
-            rejects.append((message, "empty record: a report topic takes no tombstones"))
-            continue
-        try:
-            reports.append(decode_report(value, received_at=received_at(message)))
-        except InvalidRecordError as exc:
-            rejects.append((message, exc.reason))
-    return Decoded(reports, rejects)
 
 
 class Archiver(StreamConsumer):
