@@ -9,6 +9,7 @@ import sys
 import typer
 
 from peaceland.cli import bench_commands, demo_commands, stack_commands
+from peaceland.cli.manifests import crd_yaml
 
 app = typer.Typer(
     name="peaceland",
@@ -21,6 +22,12 @@ app.add_typer(stack_commands.app, name="stack")
 app.add_typer(bench_commands.app, name="bench")
 app.command(name="demo")(demo_commands.demo)
 app.command(name="simulate")(demo_commands.simulate)
+
+
+@app.command()
+def crd() -> None:
+    """Print the PoliceForce CustomResourceDefinition (what crds/ holds), as YAML."""
+    typer.echo(crd_yaml(), nl=False)
 
 
 def main() -> None:
