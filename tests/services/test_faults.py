@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,11 @@ from confluent_kafka.admin import AdminClient
 from peaceland.cli.bench_pipeline import drive, start_services
 from peaceland.cli.services import ForceServices
 from peaceland.cli.stack import Endpoints, KafkaCluster, Stack
+from peaceland.tenants.cassandra import UNAVAILABLE
 from peaceland.tenants.forces import ForceResources, resources_for
 from peaceland.tenants.provisioning.keyspace import Replication, drop_keyspace, ensure_keyspace
 from peaceland.tenants.provisioning.topics import TopicSettings, delete_topics, ensure_topics
+from tests.kafka_helpers import wait_until
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -81,6 +84,18 @@ def test_restarting_cassandra_mid_run_loses_and_doubles_nothing(
 
     result = drive(endpoints, force, services, reports=REPORTS, rate=RATE, fault=restart)
     assert_nothing_lost_or_doubled(result)
+    # Sessions opened before the restart (this test session's own) come back too.
+    wait_until(
+        partial(_answers, cassandra), timeout=60, what="the test session to reconnect to Cassandra"
+    )
+
+
+def _answers(session: Session) -> bool:
+    try:
+        session.execute("SELECT release_version FROM system.local")
+    except UNAVAILABLE:
+        return False
+    return True
 
 
 def test_losing_one_broker_of_three_loses_and_doubles_nothing(
