@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -81,3 +83,25 @@ def test_the_decode_benchmark_prints_its_rate():
     result = peaceland("bench", "decode", "--reports", "2000", "--rounds", "1")
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout)["reports_per_second_per_core"] > 0
+
+
+def test_ctrl_c_stops_the_demo_and_still_reads_every_report_back(stack: Stack):
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "peaceland.cli", "demo", "--force", "demo-test", "--rate", "100"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        time.sleep(15)
+        demo.send_signal(signal.SIGINT)
+        _, err = demo.communicate(timeout=120)
+    finally:
+        demo.kill()
+    assert demo.returncode == 0, err[-3000:]
+    assert "stopping the demo force" in err
+    summary = next(line for line in err.splitlines() if "read back" in line)
+    accepted = int(summary.split("✓ ")[1].split(" of ")[0])
+    assert accepted > 0
+    assert f"{accepted} read back from Cassandra" in summary

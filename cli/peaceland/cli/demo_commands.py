@@ -51,7 +51,16 @@ def demo(
 ) -> None:
     """Run the platform locally: stack, a demo force, simulated drones, live alerts."""
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def on_signal(*_: object) -> None:
+        if stop.is_set():  # a second Ctrl-C: stop now, without the summary
+            raise KeyboardInterrupt
+        console.print("[dim]stopping the demo force (Ctrl-C again to quit at once)…[/dim]")
+        stop.set()
+
+    # Ctrl-C (and SIGTERM) ends the demo cleanly: services stopped, reports read back.
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     stack = Stack(StackSettings(), progress=lambda m: console.print(f"[dim]·[/dim] {m}"))
     settings = ForceSettings(
         force_id=force,
@@ -66,20 +75,16 @@ def demo(
             )
         )
         demo_run.provision(stack, settings, _say)
-        try:
-            summary = demo_run.run(
-                stack,
-                settings,
-                drones=drones,
-                rate=rate,
-                duration=duration or None,
-                say=_say,
-                show=_show,
-                stop=stop,
-            )
-        except KeyboardInterrupt:  # pragma: no cover - interactive
-            stop.set()
-            raise
+        summary = demo_run.run(
+            stack,
+            settings,
+            drones=drones,
+            rate=rate,
+            duration=duration or None,
+            say=_say,
+            show=_show,
+            stop=stop,
+        )
     except (StackError, CommandError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
