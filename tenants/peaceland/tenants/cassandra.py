@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from cassandra import DriverException, OperationTimedOut
 from cassandra.cluster import (
     EXEC_PROFILE_DEFAULT,
@@ -22,6 +24,16 @@ DEFAULT_PORT = 9042
 #: pauses and retries on these. NoHostAvailable and OperationTimedOut do not derive from
 #: DriverException.
 UNAVAILABLE: tuple[type[Exception], ...] = (DriverException, NoHostAvailable, OperationTimedOut)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def write_time(moment: datetime) -> int:
+    """``moment`` as a cell write timestamp (``USING TIMESTAMP``): microseconds since the
+    epoch, exact (no float rounding), so a replayed write carries the very same version."""
+    return (moment - _EPOCH) // _MICROSECOND
 
 
 def parse_contact_points(contact_points: str) -> tuple[list[str], int]:

@@ -31,13 +31,12 @@ from cassandra.cluster import Session
 from cassandra.query import PreparedStatement
 
 from peaceland.tenants.alerts import alert_id_for
+from peaceland.tenants.cassandra import write_time
 from peaceland.tenants.provisioning.keyspace import checked_keyspace
 from peaceland.tenants.reports import Citizen, Report
 
 log = logging.getLogger(__name__)
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND: Final = timedelta(microseconds=1)
 #: open_alerts rows outlive their window by this much (in processing time) so that reports
 #: arriving a little late still find the alert they belong to; then Cassandra drops them.
 _STATE_MARGIN_SECONDS: Final = 3_600
@@ -173,7 +172,7 @@ class AlertBook:
                 report.longitude,
                 citizen.score,
                 sighting.source,
-                _micros(seen_at),
+                write_time(seen_at),
             ),
         )
         return Decision("raised", alert_id, seen_at)
@@ -184,7 +183,7 @@ class AlertBook:
         self._session.execute(
             self._seen,
             (
-                _micros(seen_at),
+                write_time(seen_at),
                 seen_at,
                 report.drone_id,
                 report.latitude,
@@ -195,10 +194,6 @@ class AlertBook:
             ),
         )
         return Decision("updated", alert_id, opened_at)
-
-
-def _micros(moment: datetime) -> int:
-    return (moment - _EPOCH) // _MICROSECOND
 
 
 def _aware(moment: datetime) -> datetime:

@@ -5,20 +5,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
 
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
 
+from peaceland.tenants.cassandra import write_time
 from peaceland.tenants.forces import sighting_bucket
 from peaceland.tenants.provisioning.keyspace import checked_keyspace
 from peaceland.tenants.reports import Report
 
 log = logging.getLogger(__name__)
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +72,7 @@ class ReportStore:
 
     def _batch(self, report: Report) -> BatchStatement:
         ts = report.timestamp.astimezone(UTC)
-        day, micros = ts.date(), (ts - _EPOCH) // _MICROSECOND
+        day, micros = ts.date(), write_time(ts)
         batch = BatchStatement(BatchType.UNLOGGED)
         batch.add(
             self._report,
