@@ -1,0 +1,132 @@
+"""The Kubernetes objects that run a police force's consumers, rendered from its spec.
+
+Plain functions from a PoliceForce to manifests (dicts), so the operator only applies what
+they return and tests read them directly. Every object is owned by the PoliceForce
+(ownerReference), so deleting the force deletes them, and labelled with the force's id.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from peaceland.tenants.forces import resources_for
+from peaceland.tenants.policeforce import GROUP, KIND, VERSION, PoliceForceSpec
+
+CONSUMERS: Final = ("archiver", "alerter")
+SETTINGS_KEY: Final = "force.json"
+SETTINGS_DIR: Final = "/etc/peaceland"
+_APP: Final = "peaceland"
+
+
+def labels(force_id: str, component: str | None = None) -> dict[str, str]:
+    out = {
+        "app.kubernetes.io/name": _APP,
+        "app.kubernetes.io/managed-by": "peaceland-operator",
+        "peaceland.io/police-force": force_id,
+    }
+    if component:
+        out["app.kubernetes.io/component"] = component
+    return out
+
+
+def owner_reference(force_id: str, uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "name": force_id,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def settings_config_map(force_id: str, uid: str, spec: PoliceForceSpec) -> dict[str, Any]:
+    """The force's run-time settings, mounted into its consumers and re-read live."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": f"{force_id}-settings",
+            "labels": labels(force_id, "settings"),
+            "ownerReferences": [owner_reference(force_id, uid)],
+        },
+        "data": {SETTINGS_KEY: spec.force_settings(force_id).model_dump_json(indent=2)},
+    }
+
+
+def consumer_deployment(
+    force_id: str,
+    uid: str,
+    spec: PoliceForceSpec,
+    consumer: str,
+    *,
+    kafka_bootstrap_servers: str,
+    cassandra_contact_points: str,
+) -> dict[str, Any]:
+    """The Deployment of one of the force's consumers (``archiver`` or ``alerter``)."""
+    if consumer not in CONSUMERS:
+        raise ValueError(f"no consumer called {consumer!r}; there are {CONSUMERS}")
+    prefix = f"PEACELAND_{consumer.upper()}_"
+    env: list[dict[str, Any]] = [
+        {"name": f"{prefix}FORCE_ID", "value": force_id},
+        {"name": "KAFKA_BOOTSTRAP_SERVERS", "value": kafka_bootstrap_servers},
+        {"name": "CASSANDRA_CONTACT_POINTS", "value": cassandra_contact_points},
+        {"name": f"{prefix}METRICS_PORT", "value": "9100"},
+    ]
+    if consumer == "alerter":
+        env += [
+            {"name": f"{prefix}SETTINGS_FILE", "value": f"{SETTINGS_DIR}/{SETTINGS_KEY}"},
+            # The pod's name: a stable transactional id per replica.
+            {
+                "name": f"{prefix}INSTANCE",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+            },
+        ]
+    selector = labels(force_id, consumer)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": f"{force_id}-{consumer}",
+            "labels": selector,
+            "ownerReferences": [owner_reference(force_id, uid)],
+        },
+        "spec": {
+            "replicas": spec.consumers.replicas,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": selector},
+                "spec": {
+                    # SIGTERM lets a batch finish and commit; give it time.
+                    "terminationGracePeriodSeconds": 60,
+                    "containers": [
+                        {
+                            "name": consumer,
+                            "image": spec.consumers.image,
+                            "args": ["python", "-m", f"peaceland.services.{consumer}"],
+                            "env": env,
+                            "ports": [{"name": "metrics", "containerPort": 9100}],
+                            "resources": spec.consumers.resources.model_dump(),
+                            "volumeMounts": [
+                                {"name": "settings", "mountPath": SETTINGS_DIR, "readOnly": True}
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "settings", "configMap": {"name": f"{force_id}-settings"}}
+                    ],
+                },
+            },
+        },
+    }
+
+
+def status_names(force_id: str) -> dict[str, str]:
+    """The resource names a PoliceForce's status reports."""
+    r = resources_for(force_id)
+    return {
+        "reportsTopic": r.reports_topic,
+        "alertsTopic": r.alerts_topic,
+        "deadLetterTopic": r.dead_letter_topic,
+        "keyspace": r.keyspace,
+    }

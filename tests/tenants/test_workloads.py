@@ -1,0 +1,100 @@
+"""The Kubernetes objects of a force's consumers, as the operator will apply them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from peaceland.services.alerter.settings import AlerterSettings
+from peaceland.services.archiver.settings import ArchiverSettings
+from peaceland.tenants.forces import ForceSettings
+from peaceland.tenants.policeforce import spec_from
+from peaceland.tenants.workloads import (
+    SETTINGS_KEY,
+    consumer_deployment,
+    settings_config_map,
+    status_names,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+LYON = yaml.safe_load((ROOT / "tenants/examples/lyon-metropole.yaml").read_text())
+SPEC = spec_from(LYON["spec"])
+UID = "0b6f3e4c-7d0a-4c52-9a7e-1f2d3c4b5a69"
+
+
+def deployment(consumer: str) -> dict[str, Any]:
+    return consumer_deployment(
+        "lyon-metropole",
+        UID,
+        SPEC,
+        consumer,
+        kafka_bootstrap_servers="kafka:9092",
+        cassandra_contact_points="cassandra:9042",
+    )
+
+
+def env_of(manifest: dict[str, Any]) -> dict[str, str]:
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", "") for e in container["env"]}
+
+
+def test_the_settings_config_map_holds_the_force_settings():
+    config_map = settings_config_map("lyon-metropole", UID, SPEC)
+    settings = ForceSettings.model_validate_json(config_map["data"][SETTINGS_KEY])
+    assert settings.force_id == "lyon-metropole"
+    assert settings.alerting.score_threshold == 15
+    assert settings.alerting.dedup_window_seconds == 900
+    assert settings.retention_days == 90
+
+
+@pytest.mark.parametrize("consumer", ["archiver", "alerter"])
+def test_every_object_is_owned_by_its_police_force(consumer):
+    for manifest in (deployment(consumer), settings_config_map("lyon-metropole", UID, SPEC)):
+        [owner] = manifest["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"], owner["uid"]) == (
+            "PoliceForce",
+            "lyon-metropole",
+            UID,
+        )
+        assert owner["controller"] is True
+
+
+@pytest.mark.parametrize(
+    ("consumer", "settings_class"), [("archiver", ArchiverSettings), ("alerter", AlerterSettings)]
+)
+def test_a_consumer_deployment_configures_its_process(consumer, settings_class, monkeypatch):
+    manifest = deployment(consumer)
+    assert manifest["spec"]["replicas"] == 3
+    for name, value in env_of(manifest).items():
+        monkeypatch.setenv(name, value or "pod-0")
+    settings = settings_class()
+    assert settings.force_id == "lyon-metropole"
+    assert settings.kafka_bootstrap_servers == "kafka:9092"
+    assert settings.cassandra_contact_points == "cassandra:9042"
+
+
+def test_the_alerter_reads_the_mounted_settings_file():
+    manifest = deployment("alerter")
+    pod = manifest["spec"]["template"]["spec"]
+    mount = pod["containers"][0]["volumeMounts"][0]["mountPath"]
+    assert env_of(manifest)["PEACELAND_ALERTER_SETTINGS_FILE"] == f"{mount}/{SETTINGS_KEY}"
+    assert pod["volumes"][0]["configMap"]["name"] == "lyon-metropole-settings"
+
+
+def test_an_unknown_consumer_is_refused():
+    with pytest.raises(ValueError, match="no consumer called"):
+        deployment("lake")
+
+
+def test_status_names_the_force_resources():
+    assert status_names("lyon-metropole") == {
+        "reportsTopic": "peaceland.lyon-metropole.reports",
+        "alertsTopic": "peaceland.lyon-metropole.alerts",
+        "deadLetterTopic": "peaceland.lyon-metropole.dead-letter",
+        "keyspace": "pf_lyon_metropole",
+    }
+    json.dumps(deployment("archiver"))  # plain JSON, ready for the API server
