@@ -256,25 +256,25 @@ def _transient(exc: KafkaException) -> bool:
 
 
 def _wait_groups(admin: AdminClient, groups: list[str], say: Say, timeout: float = 60) -> None:
-    """Until both consumer groups have members with partitions: latency is measured warm."""
+    """Until both consumer groups are stable (joined, partitions assigned): latency is then
+    measured warm.
+
+    Asks with ListGroups, not describe_consumer_groups: against a freshly started three-node
+    cluster, librdkafka 2.16's ConsumerGroupDescribe retries aborted the whole process
+    (a C-level abort) in CI.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        described = admin.describe_consumer_groups(groups, request_timeout=10)
         try:
-            states = [future.result() for future in described.values()]
+            listed = admin.list_consumer_groups(request_timeout=10).result()
         except KafkaException as exc:
             if not _transient(exc):
                 raise
-            time.sleep(0.5)  # coordinators still being elected or moving
-            continue
-        if all(
-            str(g.state).endswith("STABLE")
-            and g.members
-            and any(m.assignment.topic_partitions for m in g.members)
-            for g in states
-        ):
-            say("archiver and alerter have joined their groups")
-            return
+        else:
+            states = {g.group_id: str(g.state) for g in listed.valid}
+            if all(states.get(group, "").endswith("STABLE") for group in groups):
+                say("archiver and alerter have joined their groups")
+                return
         time.sleep(0.5)
     raise CommandError(f"consumer groups {groups} did not settle within {timeout}s")
 
