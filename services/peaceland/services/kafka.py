@@ -67,7 +67,6 @@ class DeadLetters:
         self._producer = producer
         self._topic = topic
         self._failures: list[KafkaError] = []
-        self.sent = 0
 
     def send(self, message: Message, reason: str) -> None:
         source = f"{message.topic()}/{message.partition()}/{message.offset()}"
@@ -79,7 +78,6 @@ class DeadLetters:
             headers=[(REASON_HEADER, reason.encode()), (SOURCE_HEADER, source.encode())],
             on_delivery=self._delivered,
         )
-        self.sent += 1
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until every dead letter is acknowledged; raise if any was not."""
@@ -100,6 +98,11 @@ class Decoded:
     reports: list[Report]
     messages: list[Message]
     rejects: list[tuple[Message, str]]
+
+    @property
+    def records(self) -> list[Message]:
+        """Every record of the batch, valid or not (what its offsets cover)."""
+        return self.messages + [message for message, _ in self.rejects]
 
     def only(self, partitions: set[tuple[str, int]]) -> Decoded:
         """The part of the batch read from ``partitions`` (topic, partition)."""

@@ -101,8 +101,8 @@ class Alerter(StreamConsumer):
         try:
             while not stop.is_set():
                 try:
-                    if records:
-                        self._transact(records, decoded, self.alerting.current())
+                    if decoded.records:
+                        self._transact(decoded, self.alerting.current())
                     return True
                 except _RETRIED as exc:
                     log.warning(
@@ -125,7 +125,6 @@ class Alerter(StreamConsumer):
                 # A rebalance during the wait may have taken partitions away: their records
                 # are the new owner's now, and their offsets no longer ours to commit.
                 owned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
-                records = [m for m in records if (m.topic(), m.partition()) in owned]
                 decoded = decoded.only(owned)
             return False
         finally:
@@ -155,9 +154,7 @@ class Alerter(StreamConsumer):
             "alerter of %s: %d alerts raised, %d updates", self.force_id, self.raised, self.updated
         )
 
-    def _transact(
-        self, records: list[Message], decoded: Decoded, alerting: AlertingSettings
-    ) -> None:
+    def _transact(self, decoded: Decoded, alerting: AlertingSettings) -> None:
         alerts: list[tuple[Alert, Message]] = []
         for report, message in zip(decoded.reports, decoded.messages, strict=True):
             for citizen in low_sightings(report, alerting.score_threshold):
@@ -185,7 +182,7 @@ class Alerter(StreamConsumer):
                 )
         offsets = {
             **self._pending,
-            **{(tp.topic, tp.partition): tp.offset for tp in next_offsets(records)},
+            **{(tp.topic, tp.partition): tp.offset for tp in next_offsets(decoded.records)},
         }
         if not alerts and time.monotonic() - self._committed_at < self.settings.commit_interval:
             self._pending = offsets
