@@ -13,7 +13,8 @@ from rich.table import Table
 from peaceland.cli.stack import ServerStatus, Stack, StackError, StackSettings
 
 app = typer.Typer(
-    help="The local stack: real Kafka, Cassandra and PostgreSQL on loopback.", no_args_is_help=True
+    help="The local stack: real Kafka, Cassandra and PostgreSQL (and a Kubernetes API server).",
+    no_args_is_help=True,
 )
 console = Console(stderr=True)
 
@@ -23,21 +24,39 @@ def _stack() -> Stack:
 
 
 @app.command()
-def up() -> None:
+def up(
+    kubernetes: Annotated[
+        bool,
+        typer.Option(
+            "--kubernetes",
+            help="Also run a real Kubernetes API server (etcd, kube-apiserver), built from "
+            "source through the Go module proxy the first time (about 5 minutes).",
+        ),
+    ] = False,
+) -> None:
     """Fetch (once), start and wait for every server; reuse those already running."""
     stack = _stack()
     try:
-        started = stack.up()
+        started = stack.up(kubernetes=kubernetes)
     except StackError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
-    reused = [s.name for s in stack.servers if s.name not in started]
+    reused = [s.name for s in stack.status() if s.name not in started]
     if reused:
         console.print(f"reused: {', '.join(reused)}")
     _print_status(stack)
     console.print("\nPoint clients at the stack with:")
     for key, value in stack.endpoints().environment().items():
         typer.echo(f"export {key}={value}")
+    if kubernetes:
+        api = stack.kube_apiserver
+        typer.echo(f"export PATH={api.kubectl.parent}:$PATH")
+        console.print(
+            "\nkubectl (built alongside, same version) then talks to the local API server as "
+            "admin:\n  kubectl apply -f crds/ && kubectl get policeforces\n"
+            "The operator's own identity, with only the Helm chart's RBAC: "
+            f"{api.operator_kubeconfig}"
+        )
 
 
 @app.command()

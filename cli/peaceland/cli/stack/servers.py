@@ -43,6 +43,8 @@ class Server(ABC):
 
     name: str
     stop_signal: signal.Signals = signal.SIGTERM
+    #: Servers that must answer before this one starts.
+    needs: tuple[str, ...] = ()
 
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings

@@ -16,6 +16,11 @@ CASSANDRA_VERSION: Final = "5.0.8"
 # Kafka 4 logs through log4j2 but its POM brings no SLF4J binding (KAFKA-18466): without
 # this one the broker logs nothing at all.
 LOG4J_VERSION: Final = "2.24.3"
+# Built from source through the Go module proxy (docs/kubernetes.md): the newest patches the
+# proxy served when pinned. etcd 3.6 is what Kubernetes 1.34 is released with.
+KUBERNETES_VERSION: Final = "v1.34.12"
+ETCD_VERSION: Final = "v3.6.16"
+HELM_VERSION: Final = "v3.22.0"
 
 
 def _default_dir(kind: str) -> Path:
@@ -50,6 +55,9 @@ class StackSettings(BaseSettings):
     cassandra_jmx_port: int = Field(default=17199, ge=1024, le=65535)
     cassandra_heap: str = "2g"
     postgres_port: int = Field(default=15432, ge=1024, le=65535)
+    etcd_port: int = Field(default=12379, ge=1024, le=65535)
+    etcd_peer_port: int = Field(default=12380, ge=1024, le=65535)
+    kube_apiserver_port: int = Field(default=16443, ge=1024, le=65535)
 
     #: JDK for Kafka (17 or newer). Cassandra 5.0 needs a JDK 17 and finds one by itself.
     java_home: Path | None = Field(default=None, validation_alias="JAVA_HOME")

@@ -8,10 +8,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Final
 
 from peaceland.cli.stack import processes
 from peaceland.cli.stack.errors import StackError
 from peaceland.cli.stack.fetch import Progress
+from peaceland.cli.stack.kube import Etcd, KubeApiServer
 from peaceland.cli.stack.servers import (
     Cassandra,
     Kafka,
@@ -30,13 +32,18 @@ class Endpoints:
     kafka_bootstrap_servers: str
     cassandra_contact_points: str
     database_url: str
+    #: The admin kubeconfig of the stack's API server, when it runs.
+    kubeconfig: str | None = None
 
     def environment(self) -> dict[str, str]:
-        return {
+        env = {
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
             "CASSANDRA_CONTACT_POINTS": self.cassandra_contact_points,
             "DATABASE_URL": self.database_url,
         }
+        if self.kubeconfig:
+            env["KUBECONFIG"] = self.kubeconfig
+        return env
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +57,15 @@ class ServerStatus:
     log_file: str | None
 
 
+KUBERNETES: Final = ("etcd", "kube-apiserver")
+
+
 class Stack:
-    """The local stack's servers, in the order they are started."""
+    """The local stack's servers, in the order they are started.
+
+    etcd and kube-apiserver (a real Kubernetes API server, for the operator) start only
+    when asked for (``up(kubernetes=True)``): they are built from source the first time.
+    """
 
     def __init__(
         self, settings: StackSettings | None = None, progress: Progress = lambda _: None
@@ -62,7 +76,15 @@ class Stack:
             Kafka(self.settings),
             Cassandra(self.settings),
             Postgres(self.settings),
+            Etcd(self.settings),
+            KubeApiServer(self.settings),
         ]
+
+    @property
+    def kube_apiserver(self) -> KubeApiServer:
+        server = self.server("kube-apiserver")
+        assert isinstance(server, KubeApiServer)
+        return server
 
     def server(self, name: str) -> Server:
         for server in self.servers:
@@ -72,18 +94,28 @@ class Stack:
 
     def endpoints(self) -> Endpoints:
         kafka, cassandra, postgres = (self.server(n) for n in ("kafka", "cassandra", "postgres"))
-        return Endpoints(kafka.address, cassandra.address, postgres.address)
+        api = self.kube_apiserver
+        kubeconfig = str(api.kubeconfig) if api.pid() and api.kubeconfig.exists() else None
+        return Endpoints(kafka.address, cassandra.address, postgres.address, kubeconfig)
 
     def status(self) -> list[ServerStatus]:
-        return [self._status(server) for server in self.servers]
+        """Every server's health; the Kubernetes ones only when they run."""
+        return [
+            self._status(server)
+            for server in self.servers
+            if server.name not in KUBERNETES or server.pid() is not None
+        ]
 
-    def up(self, names: list[str] | None = None) -> list[str]:
+    def up(self, names: list[str] | None = None, *, kubernetes: bool = False) -> list[str]:
         """Start what is not running yet and wait until every server answers.
 
-        Returns the names of the servers this call started (running ones are reused,
-        external ones only checked).
+        Without names: Kafka, Cassandra and PostgreSQL, and etcd and kube-apiserver too
+        with ``kubernetes``. Returns the names of the servers this call started (running
+        ones are reused, external ones only checked).
         """
-        chosen = [s for s in self.servers if names is None or s.name in names]
+        if names is None:
+            names = [s.name for s in self.servers if kubernetes or s.name not in KUBERNETES]
+        chosen = [s for s in self.servers if s.name in names]
         with self._lock():
             to_start = [s for s in chosen if not s.external and s.pid() is None]
             for server in to_start:
@@ -91,6 +123,8 @@ class Stack:
             for server in to_start:
                 server.prepare(self.progress)
             for server in to_start:
+                if server.needs:
+                    self._wait_ready([self.server(n) for n in server.needs])
                 self.progress(f"starting {server.name} on {server.address}")
                 server.start()
             self._wait_ready(chosen)
