@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from cassandra import DriverException, OperationTimedOut
+from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import (
     EXEC_PROFILE_DEFAULT,
     Cluster,
@@ -63,7 +64,11 @@ def parse_contact_points(contact_points: str) -> tuple[list[str], int]:
 
 
 def connect(
-    contact_points: str, *, local_dc: str = "datacenter1", timeout: float = 10.0
+    contact_points: str,
+    *,
+    local_dc: str = "datacenter1",
+    timeout: float = 10.0,
+    credentials: tuple[str, str] | None = None,
 ) -> Session:
     """A session on the cluster behind ``contact_points``; close it with ``shutdown_session``.
 
@@ -82,6 +87,7 @@ def connect(
         connect_timeout=timeout,
         # Back within seconds of a node's return: the driver's default waits up to 10 min.
         reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.2, max_delay=2.0),
+        auth_provider=PlainTextAuthProvider(*credentials) if credentials else None,
     )
     try:
         return cluster.connect()

@@ -2,7 +2,8 @@
 
     PeaceLandError
     ├── InvalidRecordError     a report or alert that breaks the data contract
-    └── InvalidForceIdError    a police force identifier we cannot name resources after
+    ├── InvalidForceIdError    a police force identifier we cannot name resources after
+    └── ProvisioningError      what a force's spec asks cannot be done on these servers now
 
 Components translate these at their edges only: an HTTP 4xx in the API and the gateway,
 the dead-letter topic in consumers, a permanent error in the operator.
@@ -44,3 +45,13 @@ class InvalidRecordError(PeaceLandError, ValueError):
 
 class InvalidForceIdError(PeaceLandError, ValueError):
     """A police force identifier that cannot name Kafka topics and a Cassandra keyspace."""
+
+
+class ProvisioningError(PeaceLandError):
+    """A force's resources cannot be made as its spec asks on the servers as they are now
+    (more Kafka copies than brokers, a data centre Cassandra does not know). Not a server
+    outage: retrying soon will not help, a change of spec or of the cluster will."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)

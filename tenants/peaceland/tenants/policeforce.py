@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from peaceland.tenants.forces import AlertingSettings, ForceSettings
+from peaceland.tenants.provisioning.keyspace import Replication
+from peaceland.tenants.provisioning.topics import TopicSettings
 from peaceland.tenants.reports import SCORE_MAX, SCORE_MIN
 
 GROUP: Final = "peaceland.io"
@@ -96,6 +98,17 @@ class Kafka(BaseModel):
             ),
         ),
     ] = 3
+    retention_hours: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=8_760,
+            description=(
+                "Hours Kafka keeps records: how far back consumers can replay after an outage. "
+                "Cassandra keeps the archive (retentionDays)."
+            ),
+        ),
+    ] = 168
 
 
 class Cassandra(BaseModel):
@@ -116,8 +129,11 @@ class Cassandra(BaseModel):
 
     replication_strategy: Annotated[
         Literal["SimpleStrategy", "NetworkTopologyStrategy"],
-        Field(description="SimpleStrategy for one data centre only."),
-    ] = "NetworkTopologyStrategy"
+        Field(
+            description="SimpleStrategy for one data centre; NetworkTopologyStrategy, with "
+            "dataCenters, for several."
+        ),
+    ] = "SimpleStrategy"
     replication_factor: Annotated[
         int, Field(ge=1, le=9, description="Copies of each row, with SimpleStrategy.")
     ] = 3
@@ -187,6 +203,24 @@ class PoliceForceSpec(BaseModel):
         ),
     ] = "Retain"
 
+    def topic_settings(self) -> TopicSettings:
+        """How the force's topics are laid out. An acknowledged record is on two brokers
+        whenever there are copies to spare."""
+        return TopicSettings(
+            partitions=self.kafka.partitions,
+            replication_factor=self.kafka.replication_factor,
+            retention_ms=self.kafka.retention_hours * 3_600_000,
+            min_insync_replicas=min(2, self.kafka.replication_factor - 1) or 1,
+        )
+
+    def replication(self) -> Replication:
+        """How the force's keyspace is replicated."""
+        return Replication(
+            strategy=self.cassandra.replication_strategy,
+            factor=self.cassandra.replication_factor,
+            data_centers=dict(self.cassandra.data_centers),
+        )
+
     def force_settings(self, force_id: str) -> ForceSettings:
         """The run-time settings the force's consumers read (their ConfigMap)."""
         return ForceSettings(
@@ -217,7 +251,7 @@ class PoliceForceStatus(BaseModel):
 
     model_config = _SPEC
 
-    phase: Literal["Pending", "Provisioning", "Ready", "Degraded", "Deleting"] = "Pending"
+    phase: Literal["Pending", "Provisioning", "Ready", "Degraded", "Failed", "Deleting"] = "Pending"
     observed_generation: int | None = None
     conditions: list[Condition] = []
     reports_topic: str | None = None

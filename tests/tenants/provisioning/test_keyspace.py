@@ -8,11 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from cassandra.cluster import Session
 
+from peaceland.tenants.errors import ProvisioningError
 from peaceland.tenants.provisioning.keyspace import (
     LATEST_VERSION,
     MIGRATIONS,
     RETAINED_TABLES,
     Replication,
+    apply_replication,
     apply_retention,
     checked_keyspace,
     drop_keyspace,
@@ -67,6 +69,32 @@ def test_the_keyspace_gets_the_asked_replication(cassandra: Session):
         assert row.replication["datacenter1"] == "1"
     finally:
         drop_keyspace(cassandra, keyspace)
+
+
+def test_a_changed_replication_is_applied_once(cassandra: Session):
+    keyspace = f"t_{uuid.uuid4().hex[:12]}"
+    two = Replication("NetworkTopologyStrategy", 1, {"datacenter1": 2})
+    try:
+        ensure_keyspace(cassandra, keyspace, Replication())
+        assert apply_replication(cassandra, keyspace, Replication()) is False
+        assert apply_replication(cassandra, keyspace, two) is True
+        assert apply_replication(cassandra, keyspace, two) is False
+        row = cassandra.execute(
+            "SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = %s",
+            (keyspace,),
+        ).one()
+        assert dict(row.replication) == two.options()
+    finally:
+        drop_keyspace(cassandra, keyspace)
+
+
+def test_a_data_centre_cassandra_does_not_know_is_a_provisioning_error(cassandra: Session):
+    keyspace = f"t_{uuid.uuid4().hex[:12]}"
+    with pytest.raises(ProvisioningError, match="nowhere") as raised:
+        ensure_keyspace(
+            cassandra, keyspace, Replication("NetworkTopologyStrategy", 1, {"nowhere": 1})
+        )
+    assert raised.value.reason == "InvalidReplication"
 
 
 @pytest.mark.parametrize("name", ["", "1abc", "a-b", "a;DROP KEYSPACE x", "a" * 49])

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
 
+from peaceland.tenants.errors import ProvisioningError
 from peaceland.tenants.forces import resources_for
 from peaceland.tenants.provisioning.topics import (
     TopicSettings,
@@ -58,6 +60,37 @@ def test_retention_is_set_on_every_topic(kafka_admin: AdminClient):
             assert config["retention.ms"].value == "3600000"
     finally:
         delete_topics(kafka_admin, resources)
+
+
+def test_a_changed_retention_is_applied_to_existing_topics(kafka_admin: AdminClient):
+    resources = resources_for(_force())
+    try:
+        ensure_topics(kafka_admin, resources, TopicSettings(retention_ms=3_600_000))
+        assert ensure_topics(kafka_admin, resources, TopicSettings(retention_ms=7_200_000)) == []
+
+        def retention(name: str) -> str:
+            future = kafka_admin.describe_configs([ConfigResource("topic", name)])
+            return str(next(iter(future.values())).result()["retention.ms"].value)
+
+        # The controller acknowledges the change a moment before brokers serve it.
+        wait_until(
+            lambda: all(retention(n) == "7200000" for n in resources.topics),
+            10,
+            "the new retention",
+        )
+    finally:
+        delete_topics(kafka_admin, resources)
+
+
+def test_more_copies_than_brokers_is_refused_before_anything_is_created(
+    kafka_admin: AdminClient,
+):
+    resources = resources_for(_force())
+    brokers = len(kafka_admin.list_topics(timeout=10).brokers)
+    with pytest.raises(ProvisioningError, match=f"cluster has {brokers} broker") as raised:
+        ensure_topics(kafka_admin, resources, TopicSettings(replication_factor=brokers + 1))
+    assert raised.value.reason == "NotEnoughBrokers"
+    assert not set(resources.topics) & set(kafka_admin.list_topics(timeout=10).topics)
 
 
 def test_deleting_topics_twice_is_harmless(kafka_admin: AdminClient):

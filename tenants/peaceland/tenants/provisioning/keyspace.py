@@ -12,8 +12,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
+from cassandra import InvalidRequest
 from cassandra.cluster import Session
+from cassandra.protocol import ConfigurationException
 
+from peaceland.tenants.errors import ProvisioningError
 from peaceland.tenants.reports import utc_now
 
 log = logging.getLogger(__name__)
@@ -26,6 +29,18 @@ class Replication:
     strategy: str = "SimpleStrategy"
     factor: int = 1
     data_centers: dict[str, int] = field(default_factory=dict)
+
+    def options(self) -> dict[str, str]:
+        """The replication map as Cassandra reports it in ``system_schema.keyspaces``."""
+        if self.strategy == "SimpleStrategy":
+            return {
+                "class": "org.apache.cassandra.locator.SimpleStrategy",
+                "replication_factor": str(self.factor),
+            }
+        return {
+            "class": "org.apache.cassandra.locator.NetworkTopologyStrategy",
+            **{dc: str(n) for dc, n in self.data_centers.items()},
+        }
 
     def cql(self) -> str:
         if self.strategy == "SimpleStrategy":
@@ -173,9 +188,14 @@ def ensure_keyspace(
     deliberate operation, not something a reconcile loop should do behind an operator's back.
     """
     checked_keyspace(keyspace)
-    session.execute(
-        f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {replication.cql()}"
-    )
+    try:
+        session.execute(
+            f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {replication.cql()}"
+        )
+    except (ConfigurationException, InvalidRequest) as exc:
+        raise ProvisioningError(
+            "InvalidReplication", f"Cassandra refused {keyspace}: {exc}"
+        ) from exc
     session.execute(
         f"CREATE TABLE IF NOT EXISTS {keyspace}.schema_migrations ("
         "version int PRIMARY KEY, description text, applied_at timestamp)"
@@ -204,6 +224,28 @@ def ensure_keyspace(
     if retention_days is not None:
         apply_retention(session, keyspace, retention_days)
     return done
+
+
+def apply_replication(session: Session, keyspace: str, replication: Replication) -> bool:
+    """Give an existing keyspace ``replication``; returns whether it changed.
+
+    Only the keyspace's metadata changes: rows already written reach their new replicas by a
+    repair (``nodetool repair``), which the caller must say is needed.
+    """
+    checked_keyspace(keyspace)
+    row = session.execute(
+        "SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = %s", (keyspace,)
+    ).one()
+    if row is None or dict(row.replication) == replication.options():
+        return False
+    try:
+        session.execute(f"ALTER KEYSPACE {keyspace} WITH replication = {replication.cql()}")
+    except (ConfigurationException, InvalidRequest) as exc:
+        raise ProvisioningError(
+            "InvalidReplication", f"Cassandra refused {keyspace}: {exc}"
+        ) from exc
+    log.info("keyspace %s: replication set to %s", keyspace, replication.cql())
+    return True
 
 
 def apply_retention(session: Session, keyspace: str, retention_days: int) -> list[str]:

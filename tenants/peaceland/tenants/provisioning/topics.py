@@ -8,8 +8,11 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
+from confluent_kafka.admin._resource import ResourceType
 from confluent_kafka.cimpl import NewPartitions, NewTopic
 
+from peaceland.tenants.errors import ProvisioningError
 from peaceland.tenants.forces import ForceResources
 
 log = logging.getLogger(__name__)
@@ -37,11 +40,21 @@ def ensure_topics(
     """Create the force's missing topics and grow partition counts; returns topics created.
 
     A topic that already exists with fewer partitions than asked is grown; one with more is
-    left alone (shrinking is impossible in Kafka).
+    left alone (shrinking is impossible in Kafka). Retention and min.insync.replicas are set
+    on existing topics too. Raises ProvisioningError when the cluster has fewer brokers than
+    the copies asked for.
     """
-    existing = admin.list_topics(timeout=timeout).topics
+    metadata = admin.list_topics(timeout=timeout)
+    existing = metadata.topics
     missing = [t for t in resources.topics if t not in existing]
     created: list[str] = []
+    if missing and settings.replication_factor > len(metadata.brokers):
+        raise ProvisioningError(
+            "NotEnoughBrokers",
+            f"the topics need {settings.replication_factor} copies of each record but the Kafka "
+            f"cluster has {len(metadata.brokers)} broker(s): add brokers or lower "
+            "spec.kafka.replicationFactor",
+        )
     if missing:
         futures = admin.create_topics(
             [
@@ -80,7 +93,39 @@ def ensure_topics(
                     or partition_count(admin, topic, timeout) < settings.partitions
                 ):
                     raise
+    _configure(admin, [t for t in resources.topics if t in existing], settings, timeout)
     return created
+
+
+def _configure(
+    admin: AdminClient, topics: list[str], settings: TopicSettings, timeout: float
+) -> None:
+    """Bring existing topics' configuration to ``settings`` (only what differs)."""
+    if not topics:
+        return
+    wanted = settings.config()
+    described = admin.describe_configs(
+        [ConfigResource(ResourceType.TOPIC, t) for t in topics], request_timeout=timeout
+    )
+    changes = []
+    for resource, future in described.items():
+        current = {name: entry.value for name, entry in future.result().items()}
+        entries = [
+            ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+            for name, value in wanted.items()
+            if current.get(name) != value
+        ]
+        if entries:
+            changes.append(
+                ConfigResource(ResourceType.TOPIC, resource.name, incremental_configs=entries)
+            )
+    if not changes:
+        return
+    for resource, future in admin.incremental_alter_configs(
+        changes, request_timeout=timeout
+    ).items():
+        future.result()
+        log.info("topic %s: configuration set to %s", resource.name, wanted)
 
 
 def _wait_until_usable(admin: AdminClient, topics: list[str], timeout: float) -> None:
