@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 import typer
 
-from peaceland.cli import bench_commands, demo_commands, stack_commands
-from peaceland.cli.manifests import crd_yaml
+from peaceland.cli import bench_commands, demo_commands, manifests, stack_commands
 
 app = typer.Typer(
     name="peaceland",
@@ -27,7 +27,18 @@ app.command(name="simulate")(demo_commands.simulate)
 @app.command()
 def crd() -> None:
     """Print the PoliceForce CustomResourceDefinition (what crds/ holds), as YAML."""
-    typer.echo(crd_yaml(), nl=False)
+    typer.echo(manifests.crd_yaml(), nl=False)
+
+
+@app.command(name="manifests")
+def write_manifests() -> None:
+    """Rewrite the generated manifests (crds/ and the Helm chart's CRDs) from the code."""
+    root = Path(__file__).resolve().parents[3]
+    if not (root / "pyproject.toml").exists():
+        typer.echo("run this from a checkout of the repository", err=True)
+        raise typer.Exit(2)
+    changed = manifests.write(root)
+    typer.echo("\n".join(f"wrote {p}" for p in changed) or "every manifest is up to date")
 
 
 def main() -> None:

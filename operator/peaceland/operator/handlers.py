@@ -1,0 +1,201 @@
+"""The kopf handlers: thin translations between PoliceForce resources and ``reconcile``.
+
+- create, spec update, resume (operator start): reconcile; status and Events say what
+  happened; ``TemporaryError`` with exponential backoff while Kafka, Cassandra or the API
+  server does not answer; ``PermanentError`` for a spec that can never work.
+- a timer per force: until the consumers are available, checks them every
+  ``poll_interval``; every ``drift_interval``, a full reconcile that repairs drift (a topic
+  deleted by hand, an edited Deployment).
+- delete: the finalizer applies the deletion policy, then lets the resource go.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from peaceland.operator.kube import Workloads
+from peaceland.operator.reconcile import (
+    Cause,
+    Event,
+    Force,
+    Outcome,
+    Servers,
+    conditions,
+    consumers_step,
+    merge_step,
+    phase,
+    reconcile,
+    teardown,
+)
+from peaceland.operator.settings import OperatorSettings
+from peaceland.tenants.errors import InvalidForceIdError
+from peaceland.tenants.policeforce import GROUP, PLURAL, VERSION, spec_from
+from peaceland.tenants.workloads import status_names
+
+FINALIZER = f"{GROUP}/finalizer"
+_RESOURCE = (GROUP, VERSION, PLURAL)
+
+
+def registry(settings: OperatorSettings, servers: Servers, workloads: Workloads) -> Any:
+    """The operator's handlers, bound to its settings and clients."""
+    reg = kopf.OperatorRegistry()
+
+    @kopf.on.startup(registry=reg)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        ours = servers.settings
+        settings.persistence.finalizer = FINALIZER
+        # Kopf's bookkeeping in our own annotations; the status belongs to the schema.
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=GROUP, key="last-handled-configuration"
+        )
+        # Our own Events say what happened; kopf's log lines become Events only when
+        # something goes wrong.
+        settings.posting.level = logging.WARNING
+        settings.execution.max_workers = ours.workers
+        settings.networking.request_timeout = ours.request_timeout * 3
+        settings.watching.server_timeout = 300
+
+    @kopf.on.login(registry=reg)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # The pod's ServiceAccount in a cluster, else KUBECONFIG: the same order as the
+        # lightkube client the handlers use.
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+    @kopf.on.cleanup(registry=reg)
+    def close(**_: Any) -> None:
+        servers.close()
+
+    @kopf.on.create(*_RESOURCE, registry=reg, id="provision")
+    @kopf.on.update(*_RESOURCE, registry=reg, id="provision", field="spec")
+    @kopf.on.resume(*_RESOURCE, registry=reg, id="provision")
+    def provision(
+        body: kopf.Body,
+        status: kopf.Status,
+        patch: kopf.Patch,
+        retry: int,
+        reason: str,
+        memo: kopf.Memo,
+        **_: Any,
+    ) -> None:
+        force = _force(body, patch)
+        cause: Cause = reason if reason in ("create", "update", "resume") else "resume"  # type: ignore[assignment]
+        outcome = reconcile(force, servers, workloads, cause)
+        _record(body, status, patch, force, outcome)
+        memo["last_reconcile"] = time.monotonic()
+        if outcome.retry:
+            raise kopf.TemporaryError(
+                outcome.failures(), delay=min(2.0**retry, servers.settings.retry_max_delay)
+            )
+
+    @kopf.timer(*_RESOURCE, registry=reg, id="watch", interval=settings.poll_interval)
+    def watch(
+        body: kopf.Body,
+        meta: kopf.Meta,
+        status: kopf.Status,
+        patch: kopf.Patch,
+        memo: kopf.Memo,
+        **_: Any,
+    ) -> None:
+        # Leave a force alone while its change handler has not finished (it owns the
+        # status then) or while its spec cannot work (a spec change will retry it).
+        if status.get("observedGeneration") != meta.get("generation") or status.get("phase") in (
+            "Failed",
+            "Deleting",
+        ):
+            return
+        force = _force(body, patch)
+        last = memo.get("last_reconcile", 0.0)
+        if time.monotonic() - last >= servers.settings.drift_interval:
+            memo["last_reconcile"] = time.monotonic()
+            _record(body, status, patch, force, reconcile(force, servers, workloads, "drift"))
+        elif status.get("phase") != "Ready":
+            current = list(status.get("conditions") or [])
+            steps = merge_step(current, consumers_step(force, workloads))
+            _record(body, status, patch, force, Outcome(steps=steps))
+
+    @kopf.on.delete(*_RESOURCE, registry=reg, id="teardown")
+    def delete(body: kopf.Body, spec: kopf.Spec, patch: kopf.Patch, retry: int, **_: Any) -> None:
+        name, namespace = body.metadata.name, body.metadata.namespace
+        assert name is not None
+        assert namespace is not None
+        patch.status["phase"] = "Deleting"
+        policy = str(spec.get("deletionPolicy", "Retain"))
+        try:
+            removed = workloads.delete(namespace, name)
+            events = teardown(name, policy, servers)
+        except Exception as exc:  # any server failure: keep the finalizer, try again
+            raise kopf.TemporaryError(
+                f"deletion ({policy}) not finished: {exc}",
+                delay=min(2.0**retry, servers.settings.retry_max_delay),
+            ) from exc
+        if removed:
+            events.insert(0, Event("Normal", "ConsumersDeleted", f"deleted {', '.join(removed)}"))
+        _post(body, events)
+
+    return reg
+
+
+def _force(body: kopf.Body, patch: kopf.Patch) -> Force:
+    meta = body.metadata
+    try:
+        spec = spec_from(dict(body.spec))
+        status_names(meta.name or "")  # the name must be able to name topics and a keyspace
+    except (ValidationError, InvalidForceIdError) as exc:
+        message = _spec_errors(exc)
+        patch.status["phase"] = "Failed"
+        patch.status["observedGeneration"] = meta.get("generation")
+        patch.status["conditions"] = [
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "InvalidSpec",
+                "message": message[:4096],
+                "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+        ]
+        kopf.event(body, type="Warning", reason="InvalidSpec", message=message[:1024])
+        raise kopf.PermanentError(f"the spec can never work: {message}") from exc
+    return Force(
+        name=meta.name or "",
+        namespace=meta.namespace or "default",
+        uid=meta.uid or "",
+        generation=int(meta.get("generation") or 0),
+        spec=spec,
+    )
+
+
+def _spec_errors(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+    return str(exc)
+
+
+def _record(
+    body: kopf.Body, status: kopf.Status, patch: kopf.Patch, force: Force, outcome: Outcome
+) -> None:
+    """Write the outcome into the status (only when something changed) and post Events."""
+    current = list(status.get("conditions") or [])
+    new = conditions(current, outcome.steps)
+    wanted = {
+        "phase": phase(status.get("phase"), outcome.ready),
+        "observedGeneration": force.generation,
+        "conditions": new,
+        **status_names(force.name),
+    }
+    if any(status.get(key) != value for key, value in wanted.items()):
+        for key, value in wanted.items():
+            patch.status[key] = value
+    _post(body, outcome.events)
+
+
+def _post(body: kopf.Body, events: list[Event]) -> None:
+    for event in events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)

@@ -1,0 +1,127 @@
+"""The force's objects in Kubernetes: applied by server-side apply, read back, deleted.
+
+Server-side apply with our field manager and ``force``: the fields we render are ours, so a
+hand edit of one of them is overwritten on the next reconcile (drift repair), while fields we
+never set (a HorizontalPodAutoscaler's replicas aside, which we do set) are left alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+from lightkube import ApiError, Client
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import ConfigMap
+
+from peaceland.tenants.workloads import CONSUMERS, labels
+
+FIELD_MANAGER: Final = "peaceland-operator"
+
+_R = TypeVar("_R", Deployment, ConfigMap)
+
+
+@dataclass(frozen=True, slots=True)
+class Availability:
+    """One consumer Deployment's rollout, as its controller reports it."""
+
+    name: str
+    desired: int
+    available: int
+    current: bool  # the controller has seen the latest spec
+
+    @property
+    def ready(self) -> bool:
+        return self.current and self.available >= self.desired
+
+    def __str__(self) -> str:
+        state = f"{self.available}/{self.desired} available"
+        return state if self.current else f"{state}, rollout not observed yet"
+
+
+class Workloads:
+    """A force's ConfigMap and consumer Deployments, through one API client."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def apply(self, namespace: str, manifests: list[dict[str, Any]]) -> list[str]:
+        """Apply ``manifests`` in ``namespace``; returns the names of objects created or
+        changed (empty when everything already matched)."""
+        changed: list[str] = []
+        for manifest in manifests:
+            kind = manifest["kind"]
+            if kind == "Deployment":
+                done = self._apply(Deployment, namespace, manifest)
+            elif kind == "ConfigMap":
+                done = self._apply(ConfigMap, namespace, manifest)
+            else:
+                raise ValueError(f"no {kind} among a force's workloads")
+            if done:
+                changed.append(f"{kind}/{manifest['metadata']['name']}")
+        return changed
+
+    def _apply(self, kind: type[_R], namespace: str, manifest: dict[str, Any]) -> bool:
+        name = manifest["metadata"]["name"]
+        try:
+            before = self.client.get(kind, name, namespace=namespace).metadata
+            version = before.resourceVersion if before else None
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
+            version = None
+        obj: _R = kind.from_dict(  # type: ignore[assignment]  # from_dict returns Self
+            {**manifest, "metadata": {**manifest["metadata"], "namespace": namespace}}
+        )
+        after = self.client.apply(obj, field_manager=FIELD_MANAGER, force=True)
+        return after.metadata is None or after.metadata.resourceVersion != version
+
+    def availability(self, namespace: str, force_id: str) -> list[Availability]:
+        out = []
+        for consumer in CONSUMERS:
+            name = f"{force_id}-{consumer}"
+            try:
+                deployment = self.client.get(Deployment, name, namespace=namespace)
+            except ApiError as exc:
+                if exc.status.code != 404:
+                    raise
+                out.append(Availability(name, 1, 0, current=False))
+                continue
+            spec, status, meta = deployment.spec, deployment.status, deployment.metadata
+            desired = spec.replicas if spec and spec.replicas is not None else 1
+            generation = meta.generation if meta else None
+            observed = status.observedGeneration if status else None
+            out.append(
+                Availability(
+                    name,
+                    desired,
+                    (status.availableReplicas or 0) if status else 0,
+                    current=observed is not None and observed == generation,
+                )
+            )
+        return out
+
+    def delete(self, namespace: str, force_id: str) -> list[str]:
+        """Delete the force's Deployments and ConfigMap; returns what was there.
+
+        Their ownerReferences would let the garbage collector do it; doing it ourselves
+        frees the consumers at once, and works where no garbage collector runs."""
+        deleted = []
+        deleted += self._delete(Deployment, namespace, force_id)
+        deleted += self._delete(ConfigMap, namespace, force_id)
+        return deleted
+
+    def _delete(self, kind: type[_R], namespace: str, force_id: str) -> list[str]:
+        selector: dict[str, Any] = dict(labels(force_id))
+        deleted = []
+        for obj in self.client.list(kind, namespace=namespace, labels=selector):
+            name = obj.metadata.name if obj.metadata else None
+            if name is None:
+                continue
+            try:
+                self.client.delete(kind, name, namespace=namespace)
+                deleted.append(f"{kind.__name__}/{name}")
+            except ApiError as exc:
+                if exc.status.code != 404:
+                    raise
+        return deleted

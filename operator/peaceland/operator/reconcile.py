@@ -1,0 +1,376 @@
+"""Reconciling one police force: its topics, its keyspace and its consumers, then its status.
+
+Plain, typed and idempotent: the kopf handlers call these and translate the outcome into
+status, Events and kopf's retry errors. Each of the three steps runs even when another
+fails, so the status says everything that is wrong at once, and a Kafka outage does not
+stop the keyspace or the consumers from being made.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from cassandra.cluster import Session
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+from lightkube import ApiError
+
+from peaceland.operator.kube import Availability, Workloads
+from peaceland.operator.settings import OperatorSettings
+from peaceland.tenants.cassandra import UNAVAILABLE, connect, shutdown_session
+from peaceland.tenants.errors import ProvisioningError
+from peaceland.tenants.forces import resources_for
+from peaceland.tenants.policeforce import ConditionType, PoliceForceSpec
+from peaceland.tenants.provisioning.keyspace import (
+    apply_replication,
+    drop_keyspace,
+    ensure_keyspace,
+    schema_version,
+)
+from peaceland.tenants.provisioning.topics import delete_topics, ensure_topics
+from peaceland.tenants.workloads import CONSUMERS, consumer_deployment, settings_config_map
+
+log = logging.getLogger(__name__)
+
+Cause = Literal["create", "update", "resume", "drift"]
+EventType = Literal["Normal", "Warning"]
+
+_KAFKA_UNREACHABLE = {
+    KafkaError._TRANSPORT,
+    KafkaError._TIMED_OUT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._RESOLVE,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.NOT_CONTROLLER,
+    KafkaError.NOT_COORDINATOR,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Force:
+    """One PoliceForce as the API server holds it."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    spec: PoliceForceSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """The result of one step: the condition it sets and whether to try again soon."""
+
+    condition: ConditionType
+    ok: bool
+    reason: str
+    message: str
+    #: A server did not answer: retry with backoff. False and not ok: wait for a change
+    #: (of the spec, of the cluster) or, for consumers, for their pods.
+    retry: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: EventType
+    reason: str
+    message: str
+
+
+@dataclass(slots=True)
+class Outcome:
+    steps: list[Step]
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return all(s.ok for s in self.steps)
+
+    @property
+    def retry(self) -> bool:
+        return any(s.retry for s in self.steps)
+
+    def failures(self) -> str:
+        return "; ".join(f"{s.condition}: {s.message}" for s in self.steps if not s.ok)
+
+
+class Servers:
+    """The operator's long-lived clients of Kafka and Cassandra, made on first use.
+
+    Cassandra's session is made lazily and again after a failed attempt, so an operator
+    started while Cassandra is down recovers by itself.
+    """
+
+    def __init__(self, settings: OperatorSettings) -> None:
+        self.settings = settings
+        self._admin: AdminClient | None = None
+        self._session: Session | None = None
+        self._lock = threading.Lock()
+
+    def kafka(self) -> AdminClient:
+        with self._lock:
+            if self._admin is None:
+                self._admin = AdminClient(self.settings.kafka_config())
+            return self._admin
+
+    def cassandra(self) -> Session:
+        with self._lock:
+            if self._session is None:
+                s = self.settings
+                credentials = (
+                    (s.cassandra_username, s.cassandra_password.get_secret_value())
+                    if s.cassandra_username and s.cassandra_password
+                    else None
+                )
+                self._session = connect(
+                    s.cassandra_contact_points,
+                    local_dc=s.cassandra_local_dc,
+                    timeout=s.request_timeout,
+                    credentials=credentials,
+                )
+            return self._session
+
+    def close(self) -> None:
+        with self._lock:
+            if self._session is not None:
+                shutdown_session(self._session)
+                self._session = None
+
+
+def reconcile(force: Force, servers: Servers, workloads: Workloads, cause: Cause) -> Outcome:
+    """Make the force's topics, keyspace and consumers match its spec; say how it went."""
+    outcome = Outcome(steps=[])
+    outcome.steps.append(_topics(force, servers, outcome.events, cause))
+    outcome.steps.append(_keyspace(force, servers, outcome.events))
+    outcome.steps.append(_consumers(force, servers.settings, workloads, outcome.events, cause))
+    return outcome
+
+
+def consumers_step(force: Force, workloads: Workloads) -> Step:
+    """Only whether the consumers are available (the cheap check between reconciles)."""
+    try:
+        return _availability_step(workloads.availability(force.namespace, force.name))
+    except ApiError as exc:
+        return Step("ConsumersReady", False, "ApiError", str(exc), retry=True)
+
+
+def _topics(force: Force, servers: Servers, events: list[Event], cause: Cause) -> Step:
+    resources = resources_for(force.name)
+    settings = force.spec.topic_settings()
+    try:
+        created = ensure_topics(
+            servers.kafka(), resources, settings, timeout=servers.settings.request_timeout
+        )
+    except ProvisioningError as exc:
+        return Step("TopicsReady", False, exc.reason, str(exc))
+    except KafkaException as exc:
+        error = exc.args[0]
+        unreachable = error.code() in _KAFKA_UNREACHABLE or error.retriable()
+        reason = "KafkaUnavailable" if unreachable else "KafkaError"
+        return Step(
+            "TopicsReady",
+            False,
+            reason,
+            f"Kafka ({servers.settings.kafka_bootstrap_servers}): {error.str()}",
+            retry=True,
+        )
+    if created:
+        recreated = cause == "drift" or len(created) < len(resources.topics)
+        events.append(
+            Event(
+                "Warning" if recreated else "Normal",
+                "TopicsRecreated" if recreated else "TopicsCreated",
+                f"{'re-created missing' if recreated else 'created'} topics {', '.join(created)}",
+            )
+        )
+    return Step(
+        "TopicsReady",
+        True,
+        "TopicsCreated" if created else "TopicsUpToDate",
+        f"{len(resources.topics)} topics, {settings.partitions} partitions, "
+        f"{settings.replication_factor} copies, kept {force.spec.kafka.retention_hours} h",
+    )
+
+
+def _keyspace(force: Force, servers: Servers, events: list[Event]) -> Step:
+    keyspace = resources_for(force.name).keyspace
+    replication = force.spec.replication()
+    where = f"Cassandra ({servers.settings.cassandra_contact_points})"
+    try:
+        session = servers.cassandra()
+    except Exception as exc:  # the driver raises several types; every one means "not now"
+        return Step("KeyspaceReady", False, "CassandraUnavailable", f"{where}: {exc}", retry=True)
+    try:
+        applied = ensure_keyspace(session, keyspace, replication, force.spec.retention_days)
+        changed = apply_replication(session, keyspace, replication)
+        version = schema_version(session, keyspace)
+    except ProvisioningError as exc:
+        return Step("KeyspaceReady", False, exc.reason, str(exc))
+    except UNAVAILABLE as exc:
+        return Step("KeyspaceReady", False, "CassandraUnavailable", f"{where}: {exc}", retry=True)
+    if applied:
+        events.append(
+            Event(
+                "Normal",
+                "SchemaMigrated",
+                f"keyspace {keyspace}: applied schema migrations {applied}",
+            )
+        )
+    if changed:
+        events.append(
+            Event(
+                "Warning",
+                "RepairNeeded",
+                f"keyspace {keyspace}: replication is now {replication.cql()}; run "
+                f"`nodetool repair {keyspace}` on every node so existing rows reach their replicas",
+            )
+        )
+    return Step(
+        "KeyspaceReady",
+        True,
+        "SchemaMigrated" if applied else "KeyspaceUpToDate",
+        f"keyspace {keyspace} at schema version {version}, replication {replication.cql()}, "
+        f"rows kept {force.spec.retention_days} days",
+    )
+
+
+def manifests(force: Force, settings: OperatorSettings) -> list[dict[str, Any]]:
+    """The ConfigMap and consumer Deployments the force runs on."""
+    return [
+        settings_config_map(force.name, force.uid, force.spec),
+        *(
+            consumer_deployment(
+                force.name,
+                force.uid,
+                force.spec,
+                consumer,
+                kafka_bootstrap_servers=settings.consumers_kafka,
+                cassandra_contact_points=settings.consumers_cassandra,
+            )
+            for consumer in CONSUMERS
+        ),
+    ]
+
+
+def _consumers(
+    force: Force,
+    settings: OperatorSettings,
+    workloads: Workloads,
+    events: list[Event],
+    cause: Cause,
+) -> Step:
+    try:
+        changed = workloads.apply(force.namespace, manifests(force, settings))
+        availability = workloads.availability(force.namespace, force.name)
+    except ApiError as exc:
+        return Step("ConsumersReady", False, "ApiError", str(exc), retry=True)
+    if changed:
+        if cause == "drift":
+            events.append(
+                Event("Warning", "DriftRepaired", f"restored {', '.join(changed)} to the spec")
+            )
+        else:
+            events.append(Event("Normal", "ConsumersApplied", f"applied {', '.join(changed)}"))
+    return _availability_step(availability)
+
+
+def _availability_step(availability: Iterable[Availability]) -> Step:
+    states = list(availability)
+    message = ", ".join(f"{a.name} {a}" for a in states)
+    if all(a.ready for a in states):
+        return Step("ConsumersReady", True, "Available", message)
+    return Step("ConsumersReady", False, "Progressing", message)
+
+
+def teardown(force_name: str, policy: str, servers: Servers) -> list[Event]:
+    """What the deletion policy asks for the force's data: ``Delete`` removes its topics and
+    keyspace, ``Retain`` keeps both. Raises while a server is unreachable (retry)."""
+    resources = resources_for(force_name)
+    if policy != "Delete":
+        return [
+            Event(
+                "Normal",
+                "DataRetained",
+                f"deletionPolicy Retain: kept topics {', '.join(resources.topics)} and keyspace "
+                f"{resources.keyspace}",
+            )
+        ]
+    delete_topics(servers.kafka(), resources, timeout=servers.settings.request_timeout)
+    drop_keyspace(servers.cassandra(), resources.keyspace)
+    return [
+        Event(
+            "Normal",
+            "DataDeleted",
+            f"deletionPolicy Delete: deleted topics {', '.join(resources.topics)} and keyspace "
+            f"{resources.keyspace}",
+        )
+    ]
+
+
+# --------------------------------------------------------------------------- status
+
+
+def conditions(
+    current: list[dict[str, Any]], steps: list[Step], now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The status conditions after ``steps``: the three steps' and ``Ready`` over them.
+
+    A condition keeps its lastTransitionTime while its status stays the same."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    by_type = {c.get("type"): c for c in current}
+    failing = [s for s in steps if not s.ok]
+    ready = Step(
+        "Ready",
+        not failing,
+        "Ready" if not failing else failing[0].reason,
+        "topics, keyspace and consumers are ready"
+        if not failing
+        else "; ".join(f"{s.condition}: {s.message}" for s in failing),
+    )
+    out = []
+    for step in [*steps, ready]:
+        status = "True" if step.ok else "False"
+        previous = by_type.get(step.condition, {})
+        since = previous.get("lastTransitionTime") if previous.get("status") == status else None
+        out.append(
+            {
+                "type": step.condition,
+                "status": status,
+                "reason": step.reason,
+                "message": step.message[:4096],
+                "lastTransitionTime": since or stamp,
+            }
+        )
+    return out
+
+
+def merge_step(current: list[dict[str, Any]], step: Step) -> list[Step]:
+    """The steps recorded in ``current`` conditions, with ``step`` in place of its own."""
+    steps = []
+    for condition in current:
+        if condition.get("type") in (None, "Ready"):
+            continue
+        if condition["type"] == step.condition:
+            steps.append(step)
+        else:
+            steps.append(
+                Step(
+                    condition["type"],
+                    condition.get("status") == "True",
+                    condition.get("reason", ""),
+                    condition.get("message", ""),
+                )
+            )
+    return steps
+
+
+def phase(previous: str | None, ready: bool) -> str:
+    """Ready when ready; before the first Ready, Provisioning; after it, Degraded."""
+    if ready:
+        return "Ready"
+    return "Degraded" if previous in ("Ready", "Degraded") else "Provisioning"

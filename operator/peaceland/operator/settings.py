@@ -1,0 +1,98 @@
+"""The operator's settings: where Kafka and Cassandra are, how it watches and how often."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from peaceland.tenants.cassandra import parse_contact_points
+
+
+class OperatorSettings(BaseSettings):
+    """Environment: ``PEACELAND_OPERATOR_<NAME>``; the servers by their usual variables.
+
+    Read once at start-up; a bad value stops the operator with a message naming it.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="PEACELAND_OPERATOR_", extra="ignore")
+
+    kafka_bootstrap_servers: str = Field(
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS"), min_length=1
+    )
+    cassandra_contact_points: str = Field(
+        validation_alias=AliasChoices("CASSANDRA_CONTACT_POINTS"), min_length=1
+    )
+    #: SASL/PLAIN credentials for Kafka, when the cluster asks for them (from a Secret).
+    kafka_username: str | None = Field(default=None, validation_alias="KAFKA_USERNAME")
+    kafka_password: SecretStr | None = Field(default=None, validation_alias="KAFKA_PASSWORD")
+    #: Cassandra credentials, when the cluster asks for them (from a Secret).
+    cassandra_username: str | None = Field(default=None, validation_alias="CASSANDRA_USERNAME")
+    cassandra_password: SecretStr | None = Field(
+        default=None, validation_alias="CASSANDRA_PASSWORD"
+    )
+    cassandra_local_dc: str = "datacenter1"
+    #: The servers as the consumers' pods reach them; the operator's own by default.
+    consumers_kafka_bootstrap_servers: str | None = None
+    consumers_cassandra_contact_points: str | None = None
+
+    #: Namespaces whose PoliceForces this operator serves; empty: every namespace.
+    namespaces: Annotated[list[str], NoDecode] = []
+    #: The peering object replicas share (a ClusterKopfPeering, or a KopfPeering when
+    #: namespaces are listed) so that only one of them acts; None runs alone, unguarded.
+    peering: str | None = "peaceland"
+    #: This replica's peering priority; the highest live one acts, the others wait. None
+    #: draws one at random, so two replicas never tie (a tie would freeze both).
+    priority: int | None = Field(default=None, ge=0)
+
+    #: Seconds between checks of each force's consumers until they are available.
+    poll_interval: float = Field(default=2.0, gt=0, le=300)
+    #: Seconds between full reconciles of a Ready force (drift repair).
+    drift_interval: float = Field(default=30.0, gt=0, le=3600)
+    #: Longest wait between retries while Kafka or Cassandra is unreachable, in seconds.
+    retry_max_delay: float = Field(default=60.0, gt=0)
+    #: Timeout of one request to Kafka, Cassandra or the API server, in seconds.
+    request_timeout: float = Field(default=10.0, gt=0, le=120)
+    #: Forces reconciled at once (each holds a worker thread while it talks to a server).
+    workers: int = Field(default=16, ge=1, le=256)
+    #: Port of the liveness probe (/healthz); 0 serves none.
+    health_port: int = Field(default=8080, ge=0, le=65535)
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [n.strip() for n in value.split(",") if n.strip()]
+        return value
+
+    @field_validator("cassandra_contact_points", "consumers_cassandra_contact_points")
+    @classmethod
+    def _contact_points(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_contact_points(value)
+        return value
+
+    @property
+    def consumers_kafka(self) -> str:
+        return self.consumers_kafka_bootstrap_servers or self.kafka_bootstrap_servers
+
+    @property
+    def consumers_cassandra(self) -> str:
+        return self.consumers_cassandra_contact_points or self.cassandra_contact_points
+
+    def kafka_config(self) -> dict[str, str | int | float | bool]:
+        """librdkafka settings of the operator's admin client."""
+        config: dict[str, str | int | float | bool] = {
+            "bootstrap.servers": self.kafka_bootstrap_servers,
+            "socket.timeout.ms": str(int(self.request_timeout * 1000)),
+            "log_level": "3",
+        }
+        if self.kafka_username and self.kafka_password:
+            config |= {
+                "security.protocol": "SASL_SSL",
+                "sasl.mechanism": "PLAIN",
+                "sasl.username": self.kafka_username,
+                "sasl.password": self.kafka_password.get_secret_value(),
+            }
+        return config
