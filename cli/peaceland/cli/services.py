@@ -31,6 +31,8 @@ class ServiceProcess:
     force_id: str
     env: dict[str, str]
     state_dir: Path
+    #: The module to run; ``peaceland.services.<name>`` when None.
+    module: str | None = None
 
     @property
     def pid_file(self) -> Path:
@@ -42,7 +44,7 @@ class ServiceProcess:
 
     def start(self) -> int:
         return processes.spawn(
-            [sys.executable, "-m", f"peaceland.services.{self.name}"],
+            [sys.executable, "-m", self.module or f"peaceland.services.{self.name}"],
             log_file=self.log_file,
             pid_file=self.pid_file,
             env={**os.environ, **self.env},
@@ -58,6 +60,34 @@ class ServiceProcess:
     def kill(self) -> bool:
         """SIGKILL: what a crash looks like; nothing is finished or committed."""
         return processes.stop(self.pid_file, sig=signal.SIGKILL, timeout=10)
+
+
+def local_operator(
+    endpoints: Endpoints,
+    kubeconfig: Path,
+    state_dir: Path,
+    *,
+    name: str = "operator",
+    namespaces: list[str] | None = None,
+    peering: str | None = None,
+    **settings: str,
+) -> ServiceProcess:
+    """The operator as a process of this machine, logged in with ``kubeconfig``.
+
+    ``settings`` are OperatorSettings fields (``drift_interval="5"``); a one-node Cassandra
+    holds one copy of the control keyspace.
+    """
+    env = {
+        "KUBECONFIG": str(kubeconfig),
+        "KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap_servers,
+        "CASSANDRA_CONTACT_POINTS": endpoints.cassandra_contact_points,
+        "PEACELAND_OPERATOR_NAMESPACES": ",".join(namespaces or []),
+        "PEACELAND_OPERATOR_PEERING": peering or "",
+        "PEACELAND_OPERATOR_HEALTH_PORT": "0",
+        "PEACELAND_OPERATOR_CLAIMS_REPLICATION_FACTOR": "1",
+        **{f"PEACELAND_OPERATOR_{key.upper()}": value for key, value in settings.items()},
+    }
+    return ServiceProcess(name, "peaceland", env, state_dir, module="peaceland.operator")
 
 
 @dataclass

@@ -56,7 +56,7 @@ def main() -> None:
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,
         standalone=settings.peering is None,
-        peering_name=settings.peering or "peaceland",
+        peering_name=settings.peering,
         priority=priority,
         liveness_endpoint=(
             f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None

@@ -88,6 +88,9 @@ def registry(settings: OperatorSettings, servers: Servers, workloads: Workloads)
         outcome = reconcile(force, servers, workloads, cause)
         _record(body, status, patch, force, outcome)
         memo["last_reconcile"] = time.monotonic()
+        if outcome.permanent:
+            patch.status["phase"] = "Failed"
+            raise kopf.PermanentError(outcome.permanent)
         if outcome.retry:
             raise kopf.TemporaryError(
                 outcome.failures(), delay=min(2.0**retry, servers.settings.retry_max_delay)
@@ -128,7 +131,7 @@ def registry(settings: OperatorSettings, servers: Servers, workloads: Workloads)
         policy = str(spec.get("deletionPolicy", "Retain"))
         try:
             removed = workloads.delete(namespace, name)
-            events = teardown(name, policy, servers)
+            events = teardown(name, namespace, policy, servers)
         except Exception as exc:  # any server failure: keep the finalizer, try again
             raise kopf.TemporaryError(
                 f"deletion ({policy}) not finished: {exc}",

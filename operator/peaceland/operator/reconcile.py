@@ -26,6 +26,12 @@ from peaceland.tenants.cassandra import UNAVAILABLE, connect, shutdown_session
 from peaceland.tenants.errors import ProvisioningError
 from peaceland.tenants.forces import resources_for
 from peaceland.tenants.policeforce import ConditionType, PoliceForceSpec
+from peaceland.tenants.provisioning.claims import (
+    claim,
+    ensure_claims_table,
+    owner_of,
+    release,
+)
 from peaceland.tenants.provisioning.keyspace import (
     apply_replication,
     drop_keyspace,
@@ -61,6 +67,10 @@ class Force:
     generation: int
     spec: PoliceForceSpec
 
+    @property
+    def owner(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
 
 @dataclass(frozen=True, slots=True)
 class Step:
@@ -86,6 +96,8 @@ class Event:
 class Outcome:
     steps: list[Step]
     events: list[Event] = field(default_factory=list)
+    #: Why the spec can never work as it stands (then nothing was touched).
+    permanent: str | None = None
 
     @property
     def ready(self) -> bool:
@@ -111,6 +123,7 @@ class Servers:
         self._admin: AdminClient | None = None
         self._session: Session | None = None
         self._lock = threading.Lock()
+        self._claims_ready = False
 
     def kafka(self) -> AdminClient:
         with self._lock:
@@ -135,6 +148,15 @@ class Servers:
                 )
             return self._session
 
+    def claims(self) -> Session:
+        """The Cassandra session, with the control keyspace of claims made once."""
+        session = self.cassandra()
+        with self._lock:
+            if not self._claims_ready:
+                ensure_claims_table(session, self.settings.claims_replication_factor)
+                self._claims_ready = True
+        return session
+
     def close(self) -> None:
         with self._lock:
             if self._session is not None:
@@ -143,12 +165,41 @@ class Servers:
 
 
 def reconcile(force: Force, servers: Servers, workloads: Workloads, cause: Cause) -> Outcome:
-    """Make the force's topics, keyspace and consumers match its spec; say how it went."""
+    """Make the force's topics, keyspace and consumers match its spec; say how it went.
+
+    First the force's claim on its id: until it is held, nothing is touched, for another
+    namespace's PoliceForce of the same name may own those topics and that keyspace.
+    """
+    try:
+        claim(servers.claims(), force.name, force.owner)
+    except ProvisioningError as exc:
+        failed = Step("TopicsReady", False, exc.reason, str(exc))
+        return Outcome(
+            steps=[failed, _as(failed, "KeyspaceReady"), _as(failed, "ConsumersReady")],
+            events=[Event("Warning", exc.reason, str(exc))],
+            permanent=str(exc),
+        )
+    except Exception as exc:  # the driver raises several types; every one means "not now"
+        waiting = Step(
+            "TopicsReady",
+            False,
+            "CassandraUnavailable",
+            f"cannot check who owns the id {force.name!r} (Cassandra "
+            f"{servers.settings.cassandra_contact_points}): {exc}",
+            retry=True,
+        )
+        return Outcome(
+            steps=[waiting, _as(waiting, "KeyspaceReady"), _as(waiting, "ConsumersReady")]
+        )
     outcome = Outcome(steps=[])
     outcome.steps.append(_topics(force, servers, outcome.events, cause))
     outcome.steps.append(_keyspace(force, servers, outcome.events))
     outcome.steps.append(_consumers(force, servers.settings, workloads, outcome.events, cause))
     return outcome
+
+
+def _as(step: Step, condition: ConditionType) -> Step:
+    return Step(condition, step.ok, step.reason, step.message, step.retry)
 
 
 def consumers_step(force: Force, workloads: Workloads) -> Step:
@@ -287,11 +338,19 @@ def _availability_step(availability: Iterable[Availability]) -> Step:
     return Step("ConsumersReady", False, "Progressing", message)
 
 
-def teardown(force_name: str, policy: str, servers: Servers) -> list[Event]:
+def teardown(force_name: str, namespace: str, policy: str, servers: Servers) -> list[Event]:
     """What the deletion policy asks for the force's data: ``Delete`` removes its topics and
-    keyspace, ``Retain`` keeps both. Raises while a server is unreachable (retry)."""
+    keyspace, ``Retain`` keeps both; the id's claim is released either way (a PoliceForce of
+    that name created later adopts retained data). Only the owner's data is touched. Raises
+    while a server is unreachable (retry)."""
     resources = resources_for(force_name)
+    owner = f"{namespace}/{force_name}"
+    session = servers.claims()
+    holder = owner_of(session, force_name)
+    if holder is not None and holder != owner:
+        return [Event("Normal", "NotOwner", f"the id belongs to {holder}: its data is left alone")]
     if policy != "Delete":
+        release(session, force_name, owner)
         return [
             Event(
                 "Normal",
@@ -301,7 +360,8 @@ def teardown(force_name: str, policy: str, servers: Servers) -> list[Event]:
             )
         ]
     delete_topics(servers.kafka(), resources, timeout=servers.settings.request_timeout)
-    drop_keyspace(servers.cassandra(), resources.keyspace)
+    drop_keyspace(session, resources.keyspace)
+    release(session, force_name, owner)
     return [
         Event(
             "Normal",

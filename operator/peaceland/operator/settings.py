@@ -33,6 +33,9 @@ class OperatorSettings(BaseSettings):
         default=None, validation_alias="CASSANDRA_PASSWORD"
     )
     cassandra_local_dc: str = "datacenter1"
+    #: Copies of the control keyspace that holds who owns each force id (claims are
+    #: compare-and-set writes: they need a quorum of these copies up).
+    claims_replication_factor: int = Field(default=3, ge=1, le=9)
     #: The servers as the consumers' pods reach them; the operator's own by default.
     consumers_kafka_bootstrap_servers: str | None = None
     consumers_cassandra_contact_points: str | None = None
@@ -65,6 +68,11 @@ class OperatorSettings(BaseSettings):
         if isinstance(value, str):
             return [n.strip() for n in value.split(",") if n.strip()]
         return value
+
+    @field_validator("peering", mode="before")
+    @classmethod
+    def _no_peering(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("cassandra_contact_points", "consumers_cassandra_contact_points")
     @classmethod

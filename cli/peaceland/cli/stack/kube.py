@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import ssl
 import subprocess
 from pathlib import Path
 from typing import Any, Final
@@ -171,7 +172,7 @@ class KubeApiServer(Server):
             answer = httpx2.get(
                 f"{self.address}/readyz",
                 headers={"Authorization": f"Bearer {self.token('admin')}"},
-                verify=str(self._ca),
+                verify=ssl.create_default_context(cafile=str(self._ca)),
                 timeout=3,
             )
         except httpx2.HTTPError as exc:

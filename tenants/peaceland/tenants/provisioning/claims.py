@@ -1,0 +1,62 @@
+"""Who owns a police force's name: one PoliceForce, cluster-wide, at a time.
+
+A force's topics and keyspace are named after its id alone, and Kubernetes lets two
+namespaces each hold a PoliceForce of the same name. Without a claim they would share one
+force's data. The claim is a row written by compare-and-set (a lightweight transaction) in
+a control keyspace, so two operators, or two namespaces, can never both win it.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from cassandra.cluster import Session
+
+from peaceland.tenants.errors import ProvisioningError
+from peaceland.tenants.provisioning.keyspace import checked_keyspace
+
+CONTROL_KEYSPACE: Final = "peaceland_control"
+
+
+def ensure_claims_table(session: Session, replication_factor: int) -> None:
+    checked_keyspace(CONTROL_KEYSPACE)
+    session.execute(
+        f"CREATE KEYSPACE IF NOT EXISTS {CONTROL_KEYSPACE} WITH replication = "
+        f"{{'class': 'SimpleStrategy', 'replication_factor': {int(replication_factor)}}}"
+    )
+    session.execute(
+        f"CREATE TABLE IF NOT EXISTS {CONTROL_KEYSPACE}.force_claims ("
+        "force_id text PRIMARY KEY, owner text, claimed_at timestamp)"
+    )
+
+
+def claim(session: Session, force_id: str, owner: str) -> None:
+    """Make ``owner`` (``namespace/name``) the owner of ``force_id``, or raise
+    ProvisioningError("NameTaken") naming the current owner. Idempotent for the owner."""
+    result = session.execute(
+        f"INSERT INTO {CONTROL_KEYSPACE}.force_claims (force_id, owner, claimed_at) "
+        "VALUES (%s, %s, toTimestamp(now())) IF NOT EXISTS",
+        (force_id, owner),
+    )
+    holder = owner if result.was_applied else str(result.one().owner)
+    if holder != owner:
+        raise ProvisioningError(
+            "NameTaken",
+            f"the police force id {force_id!r} belongs to the PoliceForce {holder}: its topics "
+            "and keyspace are that force's. Choose another name.",
+        )
+
+
+def release(session: Session, force_id: str, owner: str) -> None:
+    """Give up ``force_id`` if ``owner`` holds it (deletion of the PoliceForce)."""
+    session.execute(
+        f"DELETE FROM {CONTROL_KEYSPACE}.force_claims WHERE force_id = %s IF owner = %s",
+        (force_id, owner),
+    )
+
+
+def owner_of(session: Session, force_id: str) -> str | None:
+    row = session.execute(
+        f"SELECT owner FROM {CONTROL_KEYSPACE}.force_claims WHERE force_id = %s", (force_id,)
+    ).one()
+    return None if row is None else str(row.owner)

@@ -1,0 +1,422 @@
+"""The operator on a real API server, with the real Kafka and Cassandra of the stack."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from cassandra.cluster import Session
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import ConfigResource
+
+from peaceland.cli.services import ServiceProcess
+from peaceland.cli.stack import Endpoints, Stack
+from peaceland.tenants.forces import resources_for
+from peaceland.tenants.provisioning.keyspace import schema_version
+from peaceland.tenants.provisioning.topics import partition_count
+from tests.operator.kube_helpers import Kubectl, eventually, example
+
+StartOperator = Callable[..., ServiceProcess]
+
+
+def _ready(kubectl: Kubectl, name: str, namespace: str, timeout: float = 30) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        force = kubectl.force(name, namespace)
+        return force if (force.get("status") or {}).get("phase") == "Ready" else None
+
+    return eventually(probe, timeout, f"{namespace}/{name} to be Ready")
+
+
+def _topic_config(admin: AdminClient, topic: str, key: str) -> str:
+    future = admin.describe_configs([ConfigResource("topic", topic)])
+    return str(next(iter(future.values())).result()[key].value)
+
+
+def _keyspace_exists(cassandra: Session, keyspace: str) -> bool:
+    row = cassandra.execute(
+        "SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = %s", (keyspace,)
+    ).one()
+    return row is not None
+
+
+def _renamed(name: str) -> dict[str, Any]:
+    """The brest example under a name of this test's own."""
+    manifest = copy.deepcopy(example("brest"))
+    manifest["metadata"]["name"] = f"f{uuid.uuid4().hex[:8]}"
+    return manifest
+
+
+@pytest.mark.parametrize("name", ["brest", "lyon-metropole"])
+def test_an_example_force_becomes_ready_with_topics_keyspace_and_consumers_as_its_spec_says(
+    name: str,
+    kubectl: Kubectl,
+    namespace: str,
+    start_operator: StartOperator,
+    kafka_admin: AdminClient,
+    cassandra: Session,
+    endpoints: Endpoints,
+):
+    start_operator()
+    manifest = example(name)
+    spec = manifest["spec"]
+    kubectl("apply", "-n", namespace, "-f", f"tenants/examples/{name}.yaml")
+    kubectl.mark_available(name, namespace)
+    force = _ready(kubectl, name, namespace)
+
+    resources = resources_for(name)
+    status = force["status"]
+    assert status["observedGeneration"] == force["metadata"]["generation"]
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "TopicsReady": "True",
+        "KeyspaceReady": "True",
+        "ConsumersReady": "True",
+        "Ready": "True",
+    }
+    assert (status["reportsTopic"], status["keyspace"]) == (
+        resources.reports_topic,
+        resources.keyspace,
+    )
+    for topic in resources.topics:
+        assert partition_count(kafka_admin, topic) == spec["kafka"]["partitions"]
+        hours = spec["kafka"].get("retentionHours", 168)
+        assert _topic_config(kafka_admin, topic, "retention.ms") == str(hours * 3_600_000)
+    assert schema_version(cassandra, resources.keyspace) >= 2
+    replication = cassandra.execute(
+        "SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = %s",
+        (resources.keyspace,),
+    ).one()
+    assert replication.replication["class"].endswith(spec["cassandra"]["replicationStrategy"])
+
+    settings = json.loads(
+        kubectl.get("configmap", f"{name}-settings", namespace)["data"]["force.json"]
+    )
+    assert settings["alerting"]["score_threshold"] == spec["alerting"]["scoreThreshold"]
+    for consumer in ("archiver", "alerter"):
+        deployment = kubectl.get("deployment", f"{name}-{consumer}", namespace)
+        assert deployment["spec"]["replicas"] == spec["consumers"]["replicas"]
+        owner = deployment["metadata"]["ownerReferences"][0]
+        assert (owner["kind"], owner["uid"]) == ("PoliceForce", force["metadata"]["uid"])
+        env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]
+               ["containers"][0]["env"]}  # fmt: skip
+        assert env[f"PEACELAND_{consumer.upper()}_FORCE_ID"] == name
+        assert env["KAFKA_BOOTSTRAP_SERVERS"] == endpoints.kafka_bootstrap_servers
+        assert env["CASSANDRA_CONTACT_POINTS"] == endpoints.cassandra_contact_points
+
+    events = kubectl("get", "events", "-n", namespace, "-o", "json").stdout
+    reasons = {e["reason"] for e in json.loads(events)["items"]}
+    assert {"TopicsCreated", "SchemaMigrated", "ConsumersApplied"} <= reasons
+
+
+def test_kubectl_get_pf_shows_phase_ready_threshold_and_age(
+    kubectl: Kubectl, namespace: str, start_operator: StartOperator
+):
+    start_operator()
+    kubectl("apply", "-n", namespace, "-f", "tenants/examples/brest.yaml")
+    kubectl.mark_available("brest", namespace)
+    _ready(kubectl, "brest", namespace)
+    table = kubectl("get", "pf", "-n", namespace).stdout.splitlines()
+    assert table[0].split() == ["NAME", "PHASE", "READY", "THRESHOLD", "AGE"]
+    assert table[1].split()[:4] == ["brest", "Ready", "True", "25"]
+
+
+def test_a_spec_change_reaches_topics_keyspace_settings_and_deployments(
+    kubectl: Kubectl,
+    namespace: str,
+    start_operator: StartOperator,
+    kafka_admin: AdminClient,
+    cassandra: Session,
+):
+    start_operator()
+    manifest = _renamed("brest")
+    name = manifest["metadata"]["name"]
+    kubectl.apply(manifest, namespace)
+    kubectl.mark_available(name, namespace)
+    _ready(kubectl, name, namespace)
+
+    patch = {
+        "spec": {
+            "alerting": {"scoreThreshold": 42},
+            "kafka": {"partitions": 5, "retentionHours": 24},
+            "retentionDays": 7,
+            "consumers": {"replicas": 2},
+        }
+    }
+    kubectl("patch", "pf", name, "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+
+    def settled() -> bool:
+        force = kubectl.force(name, namespace)
+        return bool(force["status"].get("observedGeneration") == force["metadata"]["generation"])
+
+    eventually(settled, 30, "the operator to observe the change")
+    resources = resources_for(name)
+    eventually(
+        lambda: all(partition_count(kafka_admin, t) == 5 for t in resources.topics),
+        20,
+        "5 partitions",
+    )
+    eventually(
+        lambda: (
+            _topic_config(kafka_admin, resources.reports_topic, "retention.ms")
+            == str(24 * 3_600_000)
+        ),
+        20,
+        "a 24 h retention",
+    )
+    ttl = cassandra.execute(
+        "SELECT default_time_to_live FROM system_schema.tables "
+        "WHERE keyspace_name = %s AND table_name = 'reports_by_drone_day'",
+        (resources.keyspace,),
+    ).one()
+    assert ttl.default_time_to_live == 7 * 86_400
+    settings = json.loads(
+        kubectl.get("configmap", f"{name}-settings", namespace)["data"]["force.json"]
+    )
+    assert settings["alerting"]["score_threshold"] == 42
+    assert kubectl.get("deployment", f"{name}-alerter", namespace)["spec"]["replicas"] == 2
+    # The new rollout is not available until the (stand-in) kubelet says so.
+    assert kubectl.force(name, namespace)["status"]["phase"] == "Degraded"
+    kubectl.mark_available(name, namespace)
+    _ready(kubectl, name, namespace)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"alerting": {"scoreThreshold": 150}}, "spec.alerting.scoreThreshold"),
+        ({"deletionPolicy": "Maybe"}, 'Unsupported value: "Maybe"'),
+        ({"kafka": {"partitions": 0}}, "spec.kafka.partitions"),
+        (
+            {"cassandra": {"replicationStrategy": "NetworkTopologyStrategy"}},
+            "NetworkTopologyStrategy needs at least one entry in dataCenters",
+        ),
+        ({"colour": "blue"}, 'unknown field "spec.colour"'),
+    ],
+)
+def test_an_invalid_spec_is_refused_by_the_api_server_with_a_message_naming_the_field(
+    change: dict[str, Any], message: str, kubectl: Kubectl, namespace: str, chart: None
+):
+    manifest = example("brest")
+    manifest["spec"] |= change
+    result = kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(manifest), check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_partitions_may_grow_but_never_shrink(kubectl: Kubectl, namespace: str, chart: None):
+    kubectl("apply", "-n", namespace, "-f", "tenants/examples/brest.yaml")
+    patch = json.dumps({"spec": {"kafka": {"partitions": 1}}})
+    result = kubectl("patch", "pf", "brest", "-n", namespace, "--type=merge", "-p", patch,
+                     check=False)  # fmt: skip
+    assert result.returncode != 0
+    assert "partitions may grow, never shrink" in result.stderr
+
+
+def test_a_missing_required_field_is_refused(kubectl: Kubectl, namespace: str, chart: None):
+    manifest = example("brest")
+    del manifest["spec"]["plan"]
+    result = kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(manifest), check=False)
+    assert result.returncode != 0
+    assert "spec.plan: Required value" in result.stderr
+
+
+@pytest.mark.parametrize("policy", ["Delete", "Retain"])
+def test_deleting_a_force_honours_its_deletion_policy(
+    policy: str,
+    kubectl: Kubectl,
+    namespace: str,
+    start_operator: StartOperator,
+    kafka_admin: AdminClient,
+    cassandra: Session,
+):
+    start_operator()
+    manifest = _renamed("brest")
+    manifest["spec"]["deletionPolicy"] = policy
+    name = manifest["metadata"]["name"]
+    kubectl.apply(manifest, namespace)
+    kubectl.mark_available(name, namespace)
+    _ready(kubectl, name, namespace)
+
+    kubectl("delete", "pf", name, "-n", namespace, "--timeout=30s")
+    assert kubectl.find("policeforce", name, namespace) is None
+    assert kubectl.find("deployment", f"{name}-archiver", namespace) is None
+    assert kubectl.find("configmap", f"{name}-settings", namespace) is None
+    resources = resources_for(name)
+    if policy == "Delete":
+        eventually(
+            lambda: not set(resources.topics) & set(kafka_admin.list_topics(timeout=10).topics),
+            20,
+            "the topics to be gone",
+        )
+        assert not _keyspace_exists(cassandra, resources.keyspace)
+    else:
+        assert set(resources.topics) <= set(kafka_admin.list_topics(timeout=10).topics)
+        assert _keyspace_exists(cassandra, resources.keyspace)
+        # The data is kept, and a force of that name made again adopts it.
+        kubectl.apply(manifest, namespace)
+        kubectl.mark_available(name, namespace)
+        _ready(kubectl, name, namespace)
+
+
+def test_drift_is_repaired_a_deleted_topic_and_an_edited_deployment_come_back(
+    kubectl: Kubectl,
+    namespace: str,
+    start_operator: StartOperator,
+    kafka_admin: AdminClient,
+):
+    start_operator(drift_interval="2")
+    manifest = _renamed("brest")
+    name = manifest["metadata"]["name"]
+    kubectl.apply(manifest, namespace)
+    kubectl.mark_available(name, namespace)
+    _ready(kubectl, name, namespace)
+    resources = resources_for(name)
+
+    kafka_admin.delete_topics([resources.alerts_topic])[resources.alerts_topic].result()
+    edit = {"spec": {"replicas": 7, "template": {"spec": {"containers": [
+        {"name": "alerter", "image": "someone/else:latest"}]}}}}  # fmt: skip
+    kubectl("patch", "deployment", f"{name}-alerter", "-n", namespace, "--type=strategic",
+            "-p", json.dumps(edit))  # fmt: skip
+    kubectl("delete", "configmap", f"{name}-settings", "-n", namespace)
+
+    def restored() -> bool:
+        deployment = kubectl.find("deployment", f"{name}-alerter", namespace) or {}
+        spec = deployment.get("spec", {})
+        image = spec.get("template", {}).get("spec", {}).get("containers", [{}])[0].get("image")
+        return (
+            spec.get("replicas") == 1
+            and image == "peaceland/services:0.1.0"
+            and kubectl.find("configmap", f"{name}-settings", namespace) is not None
+            and resources.alerts_topic in kafka_admin.list_topics(timeout=10).topics
+        )
+
+    eventually(restored, 30, "the topic, the Deployment and the ConfigMap to be restored")
+    events = json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)
+    reasons = {e["reason"] for e in events["items"]}
+    assert {"TopicsRecreated", "DriftRepaired"} <= reasons
+
+
+def test_an_operator_killed_in_the_middle_of_provisioning_converges_after_restart(
+    kubectl: Kubectl,
+    namespace: str,
+    start_operator: StartOperator,
+    kafka_admin: AdminClient,
+):
+    operator = start_operator()
+    manifests = [_renamed("brest") for _ in range(10)]
+    names = [m["metadata"]["name"] for m in manifests]
+    for manifest in manifests:
+        kubectl.apply(manifest, namespace)
+    # Kill it as soon as the first force's topics exist: the others are half done at best.
+    eventually(
+        lambda: resources_for(names[0]).reports_topic in kafka_admin.list_topics(timeout=5).topics,
+        30,
+        "the first topics",
+    )
+    operator.kill()
+    unfinished = [
+        n for n in names if (kubectl.force(n, namespace).get("status") or {}).get("phase") is None
+    ]
+    start_operator(name="operator-again")
+    for name in names:
+        kubectl.mark_available(name, namespace)
+    for name in names:
+        _ready(kubectl, name, namespace, timeout=60)
+    assert unfinished, "the kill came after every force was provisioned: nothing was tested"
+
+
+def test_a_kafka_outage_is_reported_and_the_force_is_made_when_kafka_returns(
+    kubectl: Kubectl,
+    namespace: str,
+    start_operator: StartOperator,
+    stack: Stack,
+):
+    start_operator()
+    manifest = _renamed("brest")
+    name = manifest["metadata"]["name"]
+    stack.down(["kafka"])
+    try:
+        kubectl.apply(manifest, namespace)
+        topics = eventually(
+            lambda: (
+                (c := kubectl.condition(name, namespace, "TopicsReady"))
+                and c["status"] == "False"
+                and c
+            ),
+            60,
+            "TopicsReady False",
+        )
+        assert topics["reason"] == "KafkaUnavailable"
+        # The keyspace does not wait for Kafka.
+        keyspace = eventually(
+            lambda: kubectl.condition(name, namespace, "KeyspaceReady").get("status") == "True",
+            30,
+            "KeyspaceReady",
+        )
+        assert keyspace
+        assert kubectl.force(name, namespace)["status"]["phase"] == "Provisioning"
+    finally:
+        stack.up(["kafka"])
+    kubectl.mark_available(name, namespace)
+    _ready(kubectl, name, namespace, timeout=60)
+
+
+def test_more_copies_than_brokers_is_reported_and_does_not_block_other_forces(
+    kubectl: Kubectl, namespace: str, start_operator: StartOperator, kafka_admin: AdminClient
+):
+    start_operator()
+    greedy, fine = _renamed("brest"), _renamed("brest")
+    greedy["spec"]["kafka"]["replicationFactor"] = 5
+    kubectl.apply(greedy, namespace)
+    kubectl.apply(fine, namespace)
+    kubectl.mark_available(fine["metadata"]["name"], namespace)
+    _ready(kubectl, fine["metadata"]["name"], namespace)
+    topics = eventually(
+        lambda: kubectl.condition(greedy["metadata"]["name"], namespace, "TopicsReady"),
+        30,
+        "the greedy force's TopicsReady",
+    )
+    assert (topics["status"], topics["reason"]) == ("False", "NotEnoughBrokers")
+    assert "add brokers or lower spec.kafka.replicationFactor" in topics["message"]
+    assert not set(resources_for(greedy["metadata"]["name"]).topics) & set(
+        kafka_admin.list_topics(timeout=10).topics
+    )
+
+
+def test_a_name_another_namespace_owns_fails_permanently_and_touches_nothing(
+    kubectl: Kubectl, namespace: str, start_operator: StartOperator, chart: None
+):
+    start_operator()
+    manifest = _renamed("brest")
+    name = manifest["metadata"]["name"]
+    kubectl.apply(manifest, namespace)
+    kubectl.mark_available(name, namespace)
+    _ready(kubectl, name, namespace)
+
+    other = f"{namespace}-b"
+    kubectl("create", "namespace", other)
+    try:
+        impostor = copy.deepcopy(manifest)
+        impostor["spec"]["deletionPolicy"] = "Delete"
+        kubectl.apply(impostor, other)
+        # The first operator serves only the test's namespace; this one the other.
+        second = start_operator(name="operator-other", namespaces=[other])
+        ready = eventually(
+            lambda: (kubectl.force(name, other).get("status") or {}).get("phase") == "Failed",
+            30,
+            "the impostor to fail",
+        )
+        assert ready
+        condition = kubectl.condition(name, other, "Ready")
+        assert condition["reason"] == "NameTaken"
+        assert f"belongs to the PoliceForce {namespace}/{name}" in condition["message"]
+        assert kubectl.find("deployment", f"{name}-archiver", other) is None
+        # Its deletion (policy Delete) must not delete the owner's data.
+        kubectl("delete", "pf", name, "-n", other, "--timeout=30s")
+        second.stop()
+        assert kubectl.force(name, namespace)["status"]["phase"] == "Ready"
+    finally:
+        kubectl("delete", "namespace", other, "--wait=false")
