@@ -1,0 +1,56 @@
+"""Two replicas of the operator: the one of higher priority acts, the other waits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from peaceland.cli.services import ServiceProcess
+from peaceland.operator.peering import peering_object
+from tests.operator.kube_helpers import Kubectl, eventually, example
+
+StartOperator = Callable[..., ServiceProcess]
+
+
+def test_two_replicas_never_both_act_and_the_waiting_one_takes_over(
+    kubectl: Kubectl, namespace: str, start_operator: StartOperator
+):
+    kubectl.apply(peering_object("peaceland", namespace), namespace)
+    high = start_operator(name="high", peering="peaceland", priority="20")
+    low = start_operator(name="low", peering="peaceland", priority="10")
+    # Both have announced themselves in the peering object before any force exists.
+    eventually(
+        lambda: len(kubectl.get("kopfpeering", "peaceland", namespace).get("status") or {}) == 2,
+        30,
+        "both replicas in the peering object",
+    )
+    first = example("brest")
+    kubectl.apply(first, namespace)
+    kubectl.mark_available("brest", namespace)
+    eventually(
+        lambda: kubectl.force("brest", namespace).get("status", {}).get("phase") == "Ready",
+        30,
+        "brest to be Ready",
+    )
+    assert "Handler 'provision' succeeded" in high.log_file.read_text()
+    # The low one waited all along: it never resumed, never handled anything.
+    assert "Handler 'provision'" not in low.log_file.read_text()
+    assert "Resuming operations" not in low.log_file.read_text()
+
+    high.stop()  # a clean exit withdraws it from the peering object at once
+    eventually(
+        lambda: "Resuming operations" in low.log_file.read_text(),
+        30,
+        "the low-priority replica to resume",
+    )
+    second = example("brest")
+    second["metadata"]["name"] = f"{namespace}-x"
+    kubectl.apply(second, namespace)
+    kubectl.mark_available(second["metadata"]["name"], namespace)
+    eventually(
+        lambda: (
+            kubectl.force(second["metadata"]["name"], namespace).get("status", {}).get("phase")
+            == "Ready"
+        ),
+        30,
+        "the second force to be Ready",
+    )
