@@ -20,6 +20,7 @@ from cassandra.cluster import Session
 from confluent_kafka.admin import AdminClient
 
 from peaceland.cli.stack import Endpoints, Stack, StackSettings
+from peaceland.cli.stack.kube import KubeApiServer
 from peaceland.tenants.cassandra import connect, shutdown_session
 from peaceland.tenants.forces import ForceResources, resources_for
 from peaceland.tenants.provisioning.keyspace import Replication, drop_keyspace, ensure_keyspace
@@ -38,6 +39,16 @@ def stack() -> Iterator[Stack]:
     yield stack
     if started:
         _progress(f"stopping what this test session started: {', '.join(started)}")
+        stack.down(started)
+
+
+@pytest.fixture(scope="session")
+def kubernetes(stack: Stack) -> Iterator[KubeApiServer]:
+    """The stack's API server (built from source the first time: about 5 minutes)."""
+    stack.progress = _progress
+    started = stack.up(["etcd", "kube-apiserver"])
+    yield stack.kube_apiserver
+    if started:
         stack.down(started)
 
 

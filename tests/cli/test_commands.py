@@ -8,10 +8,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 
+from peaceland.cli.local_platform import LocalPlatform
 from peaceland.cli.stack import Endpoints, Stack
+from peaceland.cli.stack.kube import KubeApiServer
 from peaceland.tenants.forces import ForceResources
 
 pytestmark = pytest.mark.timeout(300)
@@ -28,11 +31,24 @@ def peaceland(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[s
     )
 
 
-def test_the_demo_shows_live_alerts_and_reads_every_report_back(stack: Stack):
+@pytest.fixture
+def local_platform(stack: Stack, kubernetes: KubeApiServer) -> Iterator[LocalPlatform]:
+    """The demo's operator and node, stopped afterwards with the consumers they ran."""
+    platform = LocalPlatform(stack)
+    yield platform
+    platform.node.stop()
+    platform.operator.stop()
+
+
+def test_the_demo_makes_its_force_through_kubernetes_shows_alerts_and_reads_reports_back(
+    local_platform: LocalPlatform,
+):
     result = peaceland(
         "demo", "--force", "demo-test", "--duration", "12", "--rate", "100", "--threshold", "30"
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "applied the PoliceForce demo-test" in result.stderr
+    assert "police force demo-test: Ready" in result.stderr
     assert "ALERT" in result.stderr
     summary = next(line for line in result.stderr.splitlines() if "read back" in line)
     accepted = int(summary.split("✓ ")[1].split(" of ")[0])
@@ -85,7 +101,20 @@ def test_the_decode_benchmark_prints_its_rate():
     assert json.loads(result.stdout)["reports_per_second_per_core"] > 0
 
 
-def test_ctrl_c_stops_the_demo_and_still_reads_every_report_back(stack: Stack):
+def test_the_demo_without_kubernetes_provisions_the_force_directly(stack: Stack):
+    result = peaceland(
+        "demo", "--no-kubernetes", "--force", "demo-direct", "--duration", "8", "--rate", "100"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "topics of demo-direct" in result.stderr
+    summary = next(line for line in result.stderr.splitlines() if "read back" in line)
+    accepted = int(summary.split("✓ ")[1].split(" of ")[0])
+    assert f"{accepted} read back from Cassandra" in summary
+
+
+def test_ctrl_c_stops_the_demo_and_still_reads_every_report_back(
+    local_platform: LocalPlatform,
+):
     demo = subprocess.Popen(
         [sys.executable, "-m", "peaceland.cli", "demo", "--force", "demo-test", "--rate", "100"],
         stdout=subprocess.PIPE,
@@ -93,12 +122,19 @@ def test_ctrl_c_stops_the_demo_and_still_reads_every_report_back(stack: Stack):
         text=True,
         env={**os.environ, "COLUMNS": "200"},
     )
+    lines: list[str] = []
     try:
-        time.sleep(15)
+        assert demo.stderr is not None
+        for line in demo.stderr:  # until the drones fly, however long set-up takes
+            lines.append(line)
+            if "simulated drones are reporting" in line:
+                break
+        time.sleep(5)
         demo.send_signal(signal.SIGINT)
-        _, err = demo.communicate(timeout=120)
+        _, rest = demo.communicate(timeout=120)
     finally:
         demo.kill()
+    err = "".join(lines) + rest
     assert demo.returncode == 0, err[-3000:]
     assert "stopping the demo force" in err
     summary = next(line for line in err.splitlines() if "read back" in line)

@@ -36,16 +36,6 @@ def _progress(message: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def kubernetes(stack: Stack) -> Iterator[KubeApiServer]:
-    """The stack's API server (built the first time: about 5 minutes)."""
-    stack.progress = _progress
-    started = stack.up(["etcd", "kube-apiserver"])
-    yield stack.kube_apiserver
-    if started:
-        stack.down(started)
-
-
-@pytest.fixture(scope="session")
 def kubectl(kubernetes: KubeApiServer) -> Kubectl:
     return Kubectl(kubernetes.kubectl, kubernetes.kubeconfig)
 
@@ -97,7 +87,9 @@ def namespace(
             f"DELETE FROM {CONTROL_KEYSPACE}.force_claims WHERE force_id = %s IF owner = %s",
             (force, f"{name}/{force}"),
         )
-    # Without a controller-manager the namespace stays Terminating; it is empty and harmless.
+    # No garbage collector runs: delete what the forces owned, then the namespace, which
+    # stays Terminating without a controller-manager (empty and harmless).
+    kubectl("delete", "deployments,configmaps", "-n", name, "--all", "--wait=false")
     kubectl("delete", "namespace", name, "--wait=false")
 
 

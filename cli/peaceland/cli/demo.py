@@ -22,7 +22,7 @@ from cassandra.cluster import Session
 from confluent_kafka.admin import AdminClient
 
 from peaceland.cli.bench_pipeline import AlertWatcher
-from peaceland.cli.services import ForceServices
+from peaceland.cli.services import SERVICES, ForceServices
 from peaceland.cli.simulate import GroundTruth, send_to_gateway
 from peaceland.cli.simulator import Fleet
 from peaceland.cli.stack import Stack
@@ -88,8 +88,13 @@ def run(
     say: Say,
     show: Callable[[Alert], None],
     stop: threading.Event,
+    consumers_elsewhere: bool = False,
 ) -> DemoSummary:
-    """Run the force until ``stop`` is set or ``duration`` seconds have passed."""
+    """Run the force until ``stop`` is set or ``duration`` seconds have passed.
+
+    With ``consumers_elsewhere`` (the operator's Deployments run them), only the gateway
+    runs here, and the consumers keep running after the demo.
+    """
     endpoints = stack.endpoints()
     force_id = settings.force_id
     state_dir = stack.settings.state_dir
@@ -102,6 +107,7 @@ def run(
         state_dir,
         drone_key=drone_key(state_dir, force_id),
         settings_file=settings_file,
+        only=("gateway",) if consumers_elsewhere else SERVICES,
     )
     services.start()
     say(
@@ -147,9 +153,13 @@ def run(
     finally:
         services.stop()
         watcher.stop()
-    read_back = _read_back(
-        endpoints.cassandra_contact_points, resources_for(force_id).keyspace, truth
-    )
+    keyspace = resources_for(force_id).keyspace
+    read_back = _read_back(endpoints.cassandra_contact_points, keyspace, truth)
+    # Consumers still running elsewhere may be finishing their last batch: give them time.
+    deadline = time.monotonic() + 30
+    while consumers_elsewhere and read_back < truth.accepted and time.monotonic() < deadline:
+        time.sleep(1)
+        read_back = _read_back(endpoints.cassandra_contact_points, keyspace, truth)
     return DemoSummary(
         truth.sent, truth.accepted, read_back, raised, updates, time.monotonic() - began
     )

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from peaceland.cli import demo as demo_run
 from peaceland.cli.errors import CommandError
+from peaceland.cli.local_platform import LocalPlatform, demo_force
 from peaceland.cli.simulate import send_to_gateway, send_to_kafka
 from peaceland.cli.simulator import Fleet
 from peaceland.cli.stack import Stack, StackError, StackSettings
@@ -48,6 +49,14 @@ def demo(
     ] = 20.0,
     window: Annotated[int, typer.Option(min=0, help="Dedup window, in seconds.")] = 600,
     duration: Annotated[float, typer.Option(min=0, help="Seconds to run; 0: until Ctrl-C.")] = 0,
+    kubernetes: Annotated[
+        bool,
+        typer.Option(
+            help="Make the force through Kubernetes: a PoliceForce applied to the local API "
+            "server, provisioned by the operator, its consumers run by the local node (built "
+            "from source the first time: about 5 minutes). --no-kubernetes provisions directly."
+        ),
+    ] = True,
 ) -> None:
     """Run the platform locally: stack, a demo force, simulated drones, live alerts."""
     stop = threading.Event()
@@ -67,14 +76,28 @@ def demo(
         alerting=AlertingSettings(score_threshold=threshold, dedup_window_seconds=window),
     )
     try:
-        started = stack.up()
+        started = stack.up(kubernetes=kubernetes)
         _say(
             "stack up: "
             + ", ".join(
-                f"{s.name} ({'started' if s.name in started else 'reused'})" for s in stack.servers
+                f"{s.name} ({'started' if s.name in started else 'reused'})" for s in stack.status()
             )
         )
-        demo_run.provision(stack, settings, _say)
+        if kubernetes:
+            platform = LocalPlatform(stack)
+            platform.start(_say)
+            platform.apply_force(demo_force(settings))
+            _say(f"applied the PoliceForce {force} in the namespace {platform.namespace}")
+            seconds = platform.wait_ready(force, _say)
+            _say(
+                f"{force} is Ready (waited {seconds:.1f}s). See it as a user does:\n"
+                f"    export KUBECONFIG={stack.kube_apiserver.kubeconfig} "
+                f"PATH={stack.kube_apiserver.kubectl.parent}:$PATH\n"
+                f"    kubectl get pf -n {platform.namespace}; kubectl describe pf {force} "
+                f"-n {platform.namespace}"
+            )
+        else:
+            demo_run.provision(stack, settings, _say)
         summary = demo_run.run(
             stack,
             settings,
@@ -84,6 +107,7 @@ def demo(
             say=_say,
             show=_show,
             stop=stop,
+            consumers_elsewhere=kubernetes,
         )
     except (StackError, CommandError) as exc:
         console.print(f"[red]error:[/red] {exc}")

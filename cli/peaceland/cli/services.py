@@ -100,6 +100,8 @@ class ForceServices:
     drone_key: str
     settings_file: Path | None = None
     gateway_port: int = field(default_factory=free_port)
+    #: The services to run here (the consumers may run elsewhere: the local node).
+    only: tuple[str, ...] = SERVICES
     processes: dict[str, ServiceProcess] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -127,7 +129,7 @@ class ForceServices:
         }
         self.processes = {
             name: ServiceProcess(name, self.force_id, {**common, **envs[name]}, self.state_dir)
-            for name in SERVICES
+            for name in self.only
         }
 
     @property

@@ -7,6 +7,7 @@ never set (a HorizontalPodAutoscaler's replicas aside, which we do set) are left
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -40,14 +41,29 @@ class Availability:
 
 
 class Workloads:
-    """A force's ConfigMap and consumer Deployments, through one API client."""
+    """A force's ConfigMap and consumer Deployments, through one API client.
+
+    Calls are serialised: lightkube decodes with msgspec, and two worker threads decoding a
+    type for the first time at once crashed the process (a segmentation fault, seen with
+    msgspec 0.22 and lightkube 1.0). Each call takes milliseconds; forces wait on Kafka and
+    Cassandra, not here.
+    """
 
     def __init__(self, client: Client) -> None:
-        self.client = client
+        self._client = client
+        self._lock = threading.RLock()
+
+    @property
+    def client(self) -> Client:
+        return self._client
 
     def apply(self, namespace: str, manifests: list[dict[str, Any]]) -> list[str]:
         """Apply ``manifests`` in ``namespace``; returns the names of objects created or
         changed (empty when everything already matched)."""
+        with self._lock:
+            return self._apply_all(namespace, manifests)
+
+    def _apply_all(self, namespace: str, manifests: list[dict[str, Any]]) -> list[str]:
         changed: list[str] = []
         for manifest in manifests:
             kind = manifest["kind"]
@@ -77,6 +93,10 @@ class Workloads:
         return after.metadata is None or after.metadata.resourceVersion != version
 
     def availability(self, namespace: str, force_id: str) -> list[Availability]:
+        with self._lock:
+            return self._availability(namespace, force_id)
+
+    def _availability(self, namespace: str, force_id: str) -> list[Availability]:
         out = []
         for consumer in CONSUMERS:
             name = f"{force_id}-{consumer}"
@@ -106,7 +126,11 @@ class Workloads:
 
         Their ownerReferences would let the garbage collector do it; doing it ourselves
         frees the consumers at once, and works where no garbage collector runs."""
-        deleted = []
+        with self._lock:
+            return self._delete_all(namespace, force_id)
+
+    def _delete_all(self, namespace: str, force_id: str) -> list[str]:
+        deleted: list[str] = []
         deleted += self._delete(Deployment, namespace, force_id)
         deleted += self._delete(ConfigMap, namespace, force_id)
         return deleted

@@ -140,7 +140,11 @@ class Stack:
         """
         stopped: list[str] = []
         if names is None:
-            for pid_file in sorted((self.settings.state_dir / "services").glob("*.pid")):
+            # The node and the operator first: either would start again what is stopped.
+            for pid_file in sorted(
+                (self.settings.state_dir / "services").glob("*.pid"),
+                key=lambda p: (not p.stem.startswith("peaceland-"), p.stem),
+            ):
                 if processes.stop(pid_file, timeout=30):
                     stopped.append(pid_file.stem)
         with self._lock():

@@ -1,0 +1,140 @@
+"""The platform on this machine the way a cluster runs it: PoliceForce → operator → consumers.
+
+On top of the stack's API server: the CRDs, the operator (a process here, logged in as
+admin: the chart's least-privilege RBAC is what the tests run it with) and the local node
+that runs the forces' consumer Deployments. A force is then made exactly as a user makes
+one, by applying a PoliceForce, and is ready when its status says so.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import yaml
+
+from peaceland.cli import manifests
+from peaceland.cli.errors import CommandError
+from peaceland.cli.node import node_process
+from peaceland.cli.services import ServiceProcess, local_operator
+from peaceland.cli.stack import Stack
+from peaceland.tenants.forces import ForceSettings
+from peaceland.tenants.policeforce import GROUP, KIND, VERSION, spec_from
+
+#: Where the local platform's forces live.
+NAMESPACE: Final = "peaceland"
+
+Say = Callable[[str], None]
+
+
+class LocalPlatform:
+    """The CRDs, the operator and the node on the stack's API server (which must run)."""
+
+    def __init__(self, stack: Stack, namespace: str = NAMESPACE) -> None:
+        self.stack = stack
+        self.namespace = namespace
+        self.api = stack.kube_apiserver
+        state = stack.settings.state_dir
+        self.operator: ServiceProcess = local_operator(
+            stack.endpoints(),
+            self.api.kubeconfig,
+            state,
+            namespaces=[namespace],
+            poll_interval="1",
+        )
+        self.node: ServiceProcess = node_process(self.api.kubeconfig, state, [namespace])
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        result = subprocess.run(
+            [str(self.api.kubectl), "--kubeconfig", str(self.api.kubeconfig), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        if result.returncode != 0:
+            raise CommandError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
+        return result.stdout
+
+    def start(self, say: Say) -> None:
+        """Install the CRDs, make the namespace, start the operator and the node (each
+        only if not running already)."""
+        self.kubectl(
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            "-",
+            stdin=manifests.crd_yaml() + "---\n" + manifests.peering_yaml(),
+        )
+        self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        self.kubectl(
+            "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "Namespace",
+                                                  "metadata": {"name": self.namespace}})
+        )  # fmt: skip
+        for name, process in (("operator", self.operator), ("node", self.node)):
+            if not process.alive():
+                process.start()
+                say(f"{name} started; its log is {process.log_file}")
+            else:
+                say(f"{name} already running; its log is {process.log_file}")
+
+    def apply_force(self, manifest: dict[str, Any]) -> None:
+        self.kubectl("apply", "-n", self.namespace, "-f", "-", stdin=yaml.safe_dump(manifest))
+
+    def wait_ready(self, name: str, say: Say, timeout: float = 180.0) -> float:
+        """Wait until the force is Ready, saying each change of phase; returns the seconds
+        waited."""
+        began = time.monotonic()
+        seen = None
+        while True:
+            force = json.loads(self.kubectl("get", "policeforce", name, "-n", self.namespace,
+                                            "-o", "json"))  # fmt: skip
+            status = force.get("status") or {}
+            phase = status.get("phase")
+            if phase != seen and phase:
+                say(f"police force {name}: {phase}")
+                seen = phase
+            if phase == "Ready" and status.get("observedGeneration") == force["metadata"].get(
+                "generation"
+            ):
+                return time.monotonic() - began
+            if phase == "Failed" or time.monotonic() - began > timeout:
+                problems = "; ".join(
+                    f"{c['type']}: {c.get('message', '')}"
+                    for c in status.get("conditions", [])
+                    if c.get("status") != "True"
+                )
+                raise CommandError(
+                    f"the police force {name} is not Ready ({phase or 'no status'}): "
+                    f"{problems or 'the operator has not answered'}; operator log: "
+                    f"{self.operator.log_file}"
+                )
+            time.sleep(0.25)
+
+
+def demo_force(settings: ForceSettings) -> dict[str, Any]:
+    """A PoliceForce for a force on the one-node stack: one copy of everything."""
+    spec = {
+        "displayName": f"Demo force {settings.force_id}",
+        "plan": {"maxDrones": 10_000, "maxReportsPerSecond": 10_000},
+        "alerting": {
+            "scoreThreshold": settings.alerting.score_threshold,
+            "dedupWindowSeconds": settings.alerting.dedup_window_seconds,
+        },
+        "retentionDays": settings.retention_days,
+        "kafka": {"partitions": 6, "replicationFactor": 1},
+        "cassandra": {"replicationStrategy": "SimpleStrategy", "replicationFactor": 1},
+        "deletionPolicy": "Retain",
+    }
+    spec_from(spec)  # the same rules the API server applies, checked before sending
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": {"name": settings.force_id},
+        "spec": spec,
+    }

@@ -1,0 +1,236 @@
+"""A node for the local stack: runs the forces' consumer Deployments as processes here.
+
+A bare API server has no kubelet and no Deployment controller, and our machines have no
+container runtime. This loop plays both for the Deployments the operator renders, and only
+for them: each replica runs as ``python -m <module>`` (the container's args) with the
+container's environment, ``metadata.name`` given as the pod name, and the mounted ConfigMap
+written to a local folder that is kept in step with the ConfigMap, as a kubelet keeps a
+volume. A replica counts as available once its metrics endpoint answers; the Deployment's
+status says so, which is what the operator reads. A changed Deployment restarts its replicas
+(SIGTERM: they finish their batch and commit); a deleted one stops them.
+
+It does not pull images or enforce resources: the code that runs is this checkout's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from lightkube import ApiError, Client, KubeConfig
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import ConfigMap
+
+from peaceland.cli.services import ServiceProcess
+from peaceland.cli.stack.processes import free_port, port_answers
+
+log = logging.getLogger(__name__)
+
+MANAGED: Final = {"app.kubernetes.io/managed-by": "peaceland-operator"}
+
+
+@dataclass(frozen=True, slots=True)
+class Replica:
+    namespace: str
+    deployment: str
+    index: int
+
+    @property
+    def pod(self) -> str:
+        return f"{self.deployment}-{self.index}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}-{self.pod}"
+
+
+class LocalNode:
+    """Runs the managed Deployments of the API server behind ``kubeconfig``."""
+
+    def __init__(self, kubeconfig: Path, state_dir: Path, namespaces: list[str]) -> None:
+        self.client = Client(KubeConfig.from_file(kubeconfig), field_manager="peaceland-node")
+        self.state_dir = state_dir
+        self.namespaces = namespaces
+        self.root = state_dir / "node"
+
+    def run(self, stop: threading.Event, interval: float = 1.0) -> None:
+        while not stop.is_set():
+            try:
+                self.sync()
+            except (ApiError, OSError) as exc:  # the API server restarting: try again
+                log.warning("sync failed, retrying: %s", exc)
+            stop.wait(interval)
+        self.stop_all()
+
+    def sync(self) -> None:
+        wanted: set[str] = set()
+        for namespace in self.namespaces:
+            labels: dict[str, Any] = dict(MANAGED)
+            for deployment in self.client.list(Deployment, namespace=namespace, labels=labels):
+                wanted |= self._sync_deployment(deployment)
+        for record in self.root.glob("*/*.json"):
+            if record.stem not in wanted:
+                self._process(record.stem).stop(timeout=30)
+                record.unlink(missing_ok=True)
+
+    def stop_all(self) -> None:
+        for record in self.root.glob("*/*.json"):
+            self._process(record.stem).stop(timeout=30)
+
+    def _sync_deployment(self, deployment: Deployment) -> set[str]:
+        meta, spec = deployment.metadata, deployment.spec
+        if meta is None or spec is None or meta.name is None or meta.namespace is None:
+            return set()
+        pod_spec = spec.template.spec
+        if pod_spec is None or not pod_spec.containers:
+            return set()
+        container = pod_spec.containers[0]
+        files = self._volumes(meta.namespace, pod_spec.to_dict(), container.to_dict())
+        # The revision: what the kubelet would see change. A ConfigMap's content is not part
+        # of it: the files change in place, as the kubelet updates a mounted volume.
+        revision = hashlib.sha256(
+            json.dumps(spec.template.to_dict(), sort_keys=True).encode()
+        ).hexdigest()[:16]
+        replicas = spec.replicas if spec.replicas is not None else 1
+        keys, available = set(), 0
+        for index in range(replicas):
+            replica = Replica(meta.namespace, meta.name, index)
+            keys.add(replica.key)
+            if self._ensure(replica, container.to_dict(), files, revision):
+                available += 1
+        self._report(deployment, replicas, available)
+        return keys
+
+    def _volumes(
+        self, namespace: str, pod_spec: dict[str, Any], container: dict[str, Any]
+    ) -> dict[str, str]:
+        """Mount paths mapped to local folders holding the ConfigMaps' files."""
+        sources = {
+            v["name"]: v["configMap"]["name"]
+            for v in pod_spec.get("volumes", [])
+            if "configMap" in v
+        }
+        mounts: dict[str, str] = {}
+        for mount in container.get("volumeMounts", []):
+            config_map = sources.get(mount["name"])
+            if config_map is None:
+                continue
+            folder = self.root / namespace / "volumes" / config_map
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                data = self.client.get(ConfigMap, config_map, namespace=namespace).data or {}
+            except ApiError as exc:
+                if exc.status.code != 404:
+                    raise
+                data = {}
+            for key, value in data.items():
+                target = folder / key
+                if not target.exists() or target.read_text() != value:
+                    partial = folder / f".{key}.partial"
+                    partial.write_text(value)
+                    partial.replace(target)  # readers never see half a file
+            mounts[mount["mountPath"]] = str(folder)
+        return mounts
+
+    def _ensure(
+        self, replica: Replica, container: dict[str, Any], mounts: dict[str, str], revision: str
+    ) -> bool:
+        """Start or restart the replica as needed; returns whether it is available."""
+        record = self.root / replica.namespace / f"{replica.key}.json"
+        known = json.loads(record.read_text()) if record.exists() else {}
+        process = self._process(replica.key, container, replica, mounts, known.get("port"))
+        if known.get("revision") != revision or not process.alive():
+            process.stop(timeout=30)
+            port = free_port()
+            process = self._process(replica.key, container, replica, mounts, port)
+            process.start()
+            record.parent.mkdir(parents=True, exist_ok=True)
+            record.write_text(json.dumps({"revision": revision, "port": port}))
+            log.info("started %s/%s (revision %s)", replica.namespace, replica.pod, revision)
+            return False
+        return bool(known.get("port")) and port_answers("127.0.0.1", int(known["port"]))
+
+    def _process(
+        self,
+        key: str,
+        container: dict[str, Any] | None = None,
+        replica: Replica | None = None,
+        mounts: dict[str, str] | None = None,
+        port: int | None = None,
+    ) -> ServiceProcess:
+        env: dict[str, str] = {}
+        module = "peaceland.services"
+        if container is not None and replica is not None:
+            args = container.get("args") or []
+            if len(args) >= 3 and args[1] == "-m":
+                module = args[2]
+            for item in container.get("env", []):
+                value = item.get("value")
+                if (
+                    value is None
+                    and item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+                    == "metadata.name"
+                ):
+                    value = replica.pod
+                if value is None:
+                    continue
+                for mount, folder in (mounts or {}).items():
+                    if value.startswith(mount):
+                        value = folder + value[len(mount) :]
+                if item["name"].endswith("_METRICS_PORT") and port:
+                    value = str(port)  # every replica on this one machine needs its own
+                env[item["name"]] = value
+        return ServiceProcess(key, "node", env, self.state_dir, module=module)
+
+    def _report(self, deployment: Deployment, replicas: int, available: int) -> None:
+        meta = deployment.metadata
+        assert meta is not None
+        status = {
+            "observedGeneration": meta.generation,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": available,
+            "availableReplicas": available,
+        }
+        current = deployment.status.to_dict() if deployment.status else {}
+        if all(current.get(k) == v for k, v in status.items()):
+            return
+        self.client.patch(
+            Deployment.Status, meta.name or "", {"status": status}, namespace=meta.namespace
+        )
+
+
+def node_process(kubeconfig: Path, state_dir: Path, namespaces: list[str]) -> ServiceProcess:
+    """The node loop as a background process of this machine, for the Deployments of
+    ``namespaces`` (``peaceland stack down`` stops it, and it stops the replicas it runs)."""
+    env = {
+        "KUBECONFIG": str(kubeconfig),
+        "PEACELAND_STATE_DIR": str(state_dir),
+        "PEACELAND_NODE_NAMESPACES": ",".join(namespaces),
+    }
+    return ServiceProcess("node", "peaceland", env, state_dir, module="peaceland.cli.node")
+
+
+def main() -> None:
+    """``python -m peaceland.cli.node``: the node loop, configured by its environment."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    kubeconfig = Path(os.environ["KUBECONFIG"])
+    namespaces = [n for n in os.environ["PEACELAND_NODE_NAMESPACES"].split(",") if n]
+    node = LocalNode(kubeconfig, Path(os.environ["PEACELAND_STATE_DIR"]), namespaces)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    log.info("running the forces' Deployments of %s in %s", kubeconfig, ", ".join(namespaces))
+    node.run(stop)
+
+
+if __name__ == "__main__":
+    main()
