@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from peaceland.cli.local_platform import LocalPlatform
 from peaceland.cli.stack import Endpoints, Stack
@@ -93,6 +95,18 @@ def test_the_pipeline_benchmark_prints_its_figures_as_json(stack: Stack):
     assert figures["alerts_raised"] == figures["alerts_expected"]
     assert set(figures["alert_latency_ms"]) == {"p50", "p95", "p99", "max"}
     assert figures["stored_bytes_per_report"] > 0
+
+
+def test_the_operator_benchmark_prints_apply_to_ready_figures_and_cleans_up(
+    kubernetes: KubeApiServer, kafka_admin: AdminClient
+):
+    result = peaceland("bench", "operator", "--forces", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout)
+    for mode in ("one_by_one_seconds", "all_at_once_seconds"):
+        assert 0 < figures[mode]["min"] <= figures[mode]["p50"] <= figures[mode]["max"]
+    bench_force = re.compile(r"^peaceland\.(bench|burst)-[0-9a-f]{8}-\d+\.")
+    assert not [t for t in kafka_admin.list_topics(timeout=10).topics if bench_force.match(t)]
 
 
 def test_the_decode_benchmark_prints_its_rate():

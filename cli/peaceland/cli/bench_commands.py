@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from peaceland.cli import bench_pipeline
+from peaceland.cli import bench_operator, bench_pipeline
 from peaceland.cli.errors import CommandError
 from peaceland.cli.simulator import Fleet
 from peaceland.cli.stack import Stack, StackError, StackSettings
@@ -94,6 +94,26 @@ def pipeline(
     except (StackError, CommandError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
+    typer.echo(json.dumps(result, indent=2))
+
+
+@app.command()
+def operator(
+    forces: Annotated[int, typer.Option(min=1, max=100, help="Forces to apply.")] = 10,
+) -> None:
+    """Seconds from applying a PoliceForce to Ready, one by one and all at once; prints one
+    JSON object. Starts the stack's API server if needed."""
+    console = Console(stderr=True)
+    stack = Stack(StackSettings(), progress=lambda m: console.print(f"[dim]·[/dim] {m}"))
+    try:
+        stack.up(kubernetes=True)
+        result = bench_operator.run(
+            stack, forces=forces, say=lambda m: console.print(f"[dim]·[/dim] {m}")
+        )
+    except (StackError, CommandError, TimeoutError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    result["cpu"] = _cpu_model()
     typer.echo(json.dumps(result, indent=2))
 
 

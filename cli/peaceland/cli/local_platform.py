@@ -38,14 +38,19 @@ class LocalPlatform:
         self.namespace = namespace
         self.api = stack.kube_apiserver
         state = stack.settings.state_dir
+        # The platform's own processes are "operator" and "node"; others carry their namespace.
+        suffix = "" if namespace == NAMESPACE else f"-{namespace}"
         self.operator: ServiceProcess = local_operator(
             stack.endpoints(),
             self.api.kubeconfig,
             state,
+            name=f"operator{suffix}",
             namespaces=[namespace],
-            poll_interval="1",
+            poll_interval="0.5",
         )
-        self.node: ServiceProcess = node_process(self.api.kubeconfig, state, [namespace])
+        self.node: ServiceProcess = node_process(
+            self.api.kubeconfig, state, [namespace], name=f"node{suffix}"
+        )
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         result = subprocess.run(
@@ -82,6 +87,20 @@ class LocalPlatform:
                 say(f"{name} started; its log is {process.log_file}")
             else:
                 say(f"{name} already running; its log is {process.log_file}")
+
+    def stop(self) -> None:
+        """Stop the node (and the consumers it runs), then the operator."""
+        self.node.stop()
+        self.operator.stop()
+
+    def phase(self, name: str) -> tuple[str | None, bool]:
+        """The force's phase, and whether it describes its latest spec."""
+        force = json.loads(self.kubectl("get", "policeforce", name, "-n", self.namespace,
+                                        "-o", "json"))  # fmt: skip
+        status = force.get("status") or {}
+        return status.get("phase"), status.get("observedGeneration") == force["metadata"].get(
+            "generation"
+        )
 
     def apply_force(self, manifest: dict[str, Any]) -> None:
         self.kubectl("apply", "-n", self.namespace, "-f", "-", stdin=yaml.safe_dump(manifest))

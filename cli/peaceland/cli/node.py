@@ -75,14 +75,18 @@ class LocalNode:
             labels: dict[str, Any] = dict(MANAGED)
             for deployment in self.client.list(Deployment, namespace=namespace, labels=labels):
                 wanted |= self._sync_deployment(deployment)
-        for record in self.root.glob("*/*.json"):
+        for record in self._records():
             if record.stem not in wanted:
                 self._process(record.stem).stop(timeout=30)
                 record.unlink(missing_ok=True)
 
     def stop_all(self) -> None:
-        for record in self.root.glob("*/*.json"):
+        for record in self._records():
             self._process(record.stem).stop(timeout=30)
+
+    def _records(self) -> list[Path]:
+        # Only this node's namespaces: another node may serve others on this machine.
+        return [r for ns in self.namespaces for r in (self.root / ns).glob("*.json")]
 
     def _sync_deployment(self, deployment: Deployment) -> set[str]:
         meta, spec = deployment.metadata, deployment.spec
@@ -207,7 +211,9 @@ class LocalNode:
         )
 
 
-def node_process(kubeconfig: Path, state_dir: Path, namespaces: list[str]) -> ServiceProcess:
+def node_process(
+    kubeconfig: Path, state_dir: Path, namespaces: list[str], name: str = "node"
+) -> ServiceProcess:
     """The node loop as a background process of this machine, for the Deployments of
     ``namespaces`` (``peaceland stack down`` stops it, and it stops the replicas it runs)."""
     env = {
@@ -215,7 +221,7 @@ def node_process(kubeconfig: Path, state_dir: Path, namespaces: list[str]) -> Se
         "PEACELAND_STATE_DIR": str(state_dir),
         "PEACELAND_NODE_NAMESPACES": ",".join(namespaces),
     }
-    return ServiceProcess("node", "peaceland", env, state_dir, module="peaceland.cli.node")
+    return ServiceProcess(name, "peaceland", env, state_dir, module="peaceland.cli.node")
 
 
 def main() -> None:
