@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from peaceland.cli.stack.kube import KubeApiServer
 from tests.operator.conftest import CHART, render_chart
 from tests.operator.kube_helpers import Kubectl
 
@@ -72,3 +73,22 @@ def test_a_username_without_a_password_fails_rendering_with_the_value_named(helm
     )  # fmt: skip
     assert result.returncode != 0
     assert "kafka.password is required with kafka.username" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource", "allowed"),
+    [
+        ("patch", "policeforces.peaceland.io/status", True),
+        ("create", "deployments.apps", True),
+        ("get", "secrets", False),
+        ("list", "pods", False),
+        ("delete", "namespaces", False),
+        ("create", "clusterroles.rbac.authorization.k8s.io", False),
+    ],
+)
+def test_the_charts_rbac_gives_the_operator_what_it_needs_and_nothing_more(
+    verb: str, resource: str, allowed: bool, kubernetes: KubeApiServer, chart: None
+):
+    operator = Kubectl(kubernetes.kubectl, kubernetes.operator_kubeconfig)
+    answer = operator("auth", "can-i", verb, resource, "--all-namespaces", check=False)
+    assert answer.stdout.strip() == ("yes" if allowed else "no"), answer.stderr

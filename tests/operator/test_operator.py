@@ -420,3 +420,26 @@ def test_a_name_another_namespace_owns_fails_permanently_and_touches_nothing(
         assert kubectl.force(name, namespace)["status"]["phase"] == "Ready"
     finally:
         kubectl("delete", "namespace", other, "--wait=false")
+
+
+def test_a_replication_change_kafka_cannot_make_by_itself_is_said_not_hidden(
+    kubectl: Kubectl, namespace: str, start_operator: StartOperator
+):
+    start_operator()
+    manifest = _renamed("brest")
+    name = manifest["metadata"]["name"]
+    kubectl.apply(manifest, namespace)
+    kubectl.mark_available(name, namespace)
+    _ready(kubectl, name, namespace)
+    patch = json.dumps({"spec": {"kafka": {"replicationFactor": 2}}})
+    kubectl("patch", "pf", name, "-n", namespace, "--type=merge", "-p", patch)
+
+    def warned() -> str | None:
+        events = json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)
+        return next(
+            (e["message"] for e in events["items"] if e["reason"] == "ReplicationFactorNotChanged"),
+            None,
+        )
+
+    message = eventually(warned, 30, "a ReplicationFactorNotChanged event")
+    assert "reassign their partitions" in message

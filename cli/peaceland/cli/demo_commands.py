@@ -93,8 +93,8 @@ def demo(
                 f"{force} is Ready (waited {seconds:.1f}s). See it as a user does:\n"
                 f"    export KUBECONFIG={stack.kube_apiserver.kubeconfig} "
                 f"PATH={stack.kube_apiserver.kubectl.parent}:$PATH\n"
-                f"    kubectl get pf -n {platform.namespace}; kubectl describe pf {force} "
-                f"-n {platform.namespace}"
+                f"    kubectl get pf; kubectl describe pf {force}; "
+                "kubectl apply -f tenants/examples/brest.yaml"
             )
         else:
             demo_run.provision(stack, settings, _say)

@@ -21,11 +21,12 @@ from peaceland.cli.errors import CommandError
 from peaceland.cli.node import node_process
 from peaceland.cli.services import ServiceProcess, local_operator
 from peaceland.cli.stack import Stack
+from peaceland.cli.stack.kube import LOCAL_NAMESPACE
 from peaceland.tenants.forces import ForceSettings
 from peaceland.tenants.policeforce import GROUP, KIND, VERSION, spec_from
 
-#: Where the local platform's forces live.
-NAMESPACE: Final = "peaceland"
+#: Where the local platform's forces live (the admin kubeconfig's default namespace).
+NAMESPACE: Final = LOCAL_NAMESPACE
 
 Say = Callable[[str], None]
 

@@ -12,14 +12,17 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from lightkube import ApiError, Client
+from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import ConfigMap
 
+from peaceland.tenants.policeforce import GROUP, KIND, PLURAL, VERSION
 from peaceland.tenants.workloads import CONSUMERS, labels
 
 FIELD_MANAGER: Final = "peaceland-operator"
 
 _R = TypeVar("_R", Deployment, ConfigMap)
+PoliceForce = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,18 @@ class Workloads:
         )
         after = self.client.apply(obj, field_manager=FIELD_MANAGER, force=True)
         return after.metadata is None or after.metadata.resourceVersion != version
+
+    def force_exists(self, owner: str) -> bool | None:
+        """Whether the PoliceForce ``namespace/name`` exists; None when we may not look."""
+        namespace, _, name = owner.partition("/")
+        with self._lock:
+            try:
+                self._client.get(PoliceForce, name, namespace=namespace)
+            except ApiError as exc:
+                if exc.status.code == 404:
+                    return False
+                return None
+        return True
 
     def availability(self, namespace: str, force_id: str) -> list[Availability]:
         with self._lock:

@@ -171,7 +171,7 @@ def reconcile(force: Force, servers: Servers, workloads: Workloads, cause: Cause
     namespace's PoliceForce of the same name may own those topics and that keyspace.
     """
     try:
-        claim(servers.claims(), force.name, force.owner)
+        claim(servers.claims(), force.name, force.owner, workloads.force_exists)
     except ProvisioningError as exc:
         failed = Step("TopicsReady", False, exc.reason, str(exc))
         return Outcome(
@@ -230,6 +230,7 @@ def _topics(force: Force, servers: Servers, events: list[Event], cause: Cause) -
             f"Kafka ({servers.settings.kafka_bootstrap_servers}): {error.str()}",
             retry=True,
         )
+    _warn_on_replication_change(servers, resources.topics, settings.replication_factor, events)
     if created:
         recreated = cause == "drift" or len(created) < len(resources.topics)
         events.append(
@@ -246,6 +247,33 @@ def _topics(force: Force, servers: Servers, events: list[Event], cause: Cause) -
         f"{len(resources.topics)} topics, {settings.partitions} partitions, "
         f"{settings.replication_factor} copies, kept {force.spec.kafka.retention_hours} h",
     )
+
+
+def _warn_on_replication_change(
+    servers: Servers, topics: Iterable[str], wanted: int, events: list[Event]
+) -> None:
+    """Kafka changes a topic's copies only by a partition reassignment, a deliberate
+    operation: say so rather than pretend the spec was applied."""
+    try:
+        metadata = servers.kafka().list_topics(timeout=servers.settings.request_timeout).topics
+    except KafkaException:
+        return  # the next reconcile says it; the topics are made, which is what matters now
+    differ = [
+        f"{t} ({len(metadata[t].partitions[0].replicas)})"
+        for t in topics
+        if t in metadata
+        and metadata[t].partitions
+        and len(metadata[t].partitions[0].replicas) != wanted
+    ]
+    if differ:
+        events.append(
+            Event(
+                "Warning",
+                "ReplicationFactorNotChanged",
+                f"spec.kafka.replicationFactor is {wanted} but these topics keep their copies: "
+                f"{', '.join(differ)}; reassign their partitions with kafka-reassign-partitions",
+            )
+        )
 
 
 def _keyspace(force: Force, servers: Servers, events: list[Event]) -> Step:

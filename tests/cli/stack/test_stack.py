@@ -45,8 +45,17 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
 
 def test_every_server_of_the_session_stack_is_healthy(stack: Stack):
     statuses = stack.status()
-    assert [s.name for s in statuses] == ["kafka", "cassandra", "postgres"]
+    names = [s.name for s in statuses]
+    # etcd and kube-apiserver are listed when they run (they start only when asked for).
+    assert names[:3] == ["kafka", "cassandra", "postgres"]
+    assert names[3:] in ([], ["etcd", "kube-apiserver"])
     assert all(s.healthy for s in statuses), statuses
+
+
+def test_the_kubernetes_servers_start_only_when_asked_for(tmp_path: Path):
+    own = Stack(isolated(tmp_path))
+    assert [s.name for s in own.status()] == ["kafka", "cassandra", "postgres"]
+    assert own.endpoints().kubeconfig is None
 
 
 def test_a_second_up_reuses_the_servers_and_fetches_nothing(stack: Stack, monkeypatch):

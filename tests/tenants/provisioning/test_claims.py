@@ -57,3 +57,14 @@ def test_a_released_id_can_be_claimed_by_another_and_only_the_owner_releases(cla
     release(claims, force_id, "police/brest")
     claim(claims, force_id, "other/brest")
     assert owner_of(claims, force_id) == "other/brest"
+
+
+def test_a_claim_whose_owner_is_gone_is_taken_over_and_one_in_doubt_is_not(claims: Session):
+    force_id = f"t-{uuid.uuid4().hex[:12]}"
+    claim(claims, force_id, "deleted/brest")
+    with pytest.raises(ProvisioningError):
+        claim(claims, force_id, "police/brest", exists=lambda _: None)
+    with pytest.raises(ProvisioningError):
+        claim(claims, force_id, "police/brest", exists=lambda _: True)
+    claim(claims, force_id, "police/brest", exists=lambda owner: owner != "deleted/brest")
+    assert owner_of(claims, force_id) == "police/brest"

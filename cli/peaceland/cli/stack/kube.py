@@ -27,6 +27,9 @@ from peaceland.cli.stack.servers import Server
 OPERATOR_NAMESPACE: Final = "peaceland-system"
 OPERATOR_SERVICE_ACCOUNT: Final = "peaceland-operator"
 OPERATOR_USER: Final = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}"
+#: The namespace of the local platform's forces: the admin kubeconfig's default, so that
+#: `kubectl apply -f tenants/examples/brest.yaml` lands where the local operator serves.
+LOCAL_NAMESPACE: Final = "peaceland"
 
 
 class Etcd(Server):
@@ -206,7 +209,11 @@ class KubeApiServer(Server):
             "contexts": [
                 {
                     "name": "peaceland-local",
-                    "context": {"cluster": "peaceland-local", "user": user},
+                    "context": {
+                        "cluster": "peaceland-local",
+                        "user": user,
+                        "namespace": LOCAL_NAMESPACE,
+                    },
                 }
             ],
             "current-context": "peaceland-local",

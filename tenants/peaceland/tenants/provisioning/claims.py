@@ -8,6 +8,7 @@ a control keyspace, so two operators, or two namespaces, can never both win it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 from cassandra.cluster import Session
@@ -30,21 +31,43 @@ def ensure_claims_table(session: Session, replication_factor: int) -> None:
     )
 
 
-def claim(session: Session, force_id: str, owner: str) -> None:
+def claim(
+    session: Session,
+    force_id: str,
+    owner: str,
+    exists: Callable[[str], bool | None] = lambda _: None,
+) -> None:
     """Make ``owner`` (``namespace/name``) the owner of ``force_id``, or raise
-    ProvisioningError("NameTaken") naming the current owner. Idempotent for the owner."""
+    ProvisioningError("NameTaken") naming the current owner. Idempotent for the owner.
+
+    ``exists(holder)`` says whether the holder's PoliceForce still exists (None: cannot
+    tell). A claim left by one that is gone (its finalizer removed by hand, its namespace
+    force-deleted) is taken over; any doubt keeps it."""
     result = session.execute(
         f"INSERT INTO {CONTROL_KEYSPACE}.force_claims (force_id, owner, claimed_at) "
         "VALUES (%s, %s, toTimestamp(now())) IF NOT EXISTS",
         (force_id, owner),
     )
     holder = owner if result.was_applied else str(result.one().owner)
+    if holder != owner and exists(holder) is False and take_over(session, force_id, holder, owner):
+        return
     if holder != owner:
         raise ProvisioningError(
             "NameTaken",
             f"the police force id {force_id!r} belongs to the PoliceForce {holder}: its topics "
             "and keyspace are that force's. Choose another name.",
         )
+
+
+def take_over(session: Session, force_id: str, stale_owner: str, owner: str) -> bool:
+    """Move the claim from ``stale_owner`` (a PoliceForce that no longer exists) to ``owner``,
+    if ``stale_owner`` still holds it; returns whether ``owner`` now does."""
+    result = session.execute(
+        f"UPDATE {CONTROL_KEYSPACE}.force_claims SET owner = %s, claimed_at = toTimestamp(now()) "
+        "WHERE force_id = %s IF owner = %s",
+        (owner, force_id, stale_owner),
+    )
+    return bool(result.was_applied) or owner_of(session, force_id) == owner
 
 
 def release(session: Session, force_id: str, owner: str) -> None:
