@@ -50,6 +50,17 @@ def _renamed(name: str) -> dict[str, Any]:
     return manifest
 
 
+def _a_ready_force(kubectl: Kubectl, namespace: str, **spec: Any) -> tuple[dict[str, Any], str]:
+    """A force like brest, of a name of its own, applied and Ready; its manifest and name."""
+    manifest = _renamed("brest")
+    manifest["spec"] |= spec
+    name = manifest["metadata"]["name"]
+    kubectl.apply(manifest, namespace)
+    kubectl.mark_available(name, namespace)
+    _ready(kubectl, name, namespace)
+    return manifest, name
+
+
 @pytest.mark.parametrize("name", ["brest", "lyon-metropole"])
 def test_an_example_force_becomes_ready_with_topics_keyspace_and_consumers_as_its_spec_says(
     name: str,
@@ -131,11 +142,7 @@ def test_a_spec_change_reaches_topics_keyspace_settings_and_deployments(
     cassandra: Session,
 ):
     start_operator()
-    manifest = _renamed("brest")
-    name = manifest["metadata"]["name"]
-    kubectl.apply(manifest, namespace)
-    kubectl.mark_available(name, namespace)
-    _ready(kubectl, name, namespace)
+    _, name = _a_ready_force(kubectl, namespace)
 
     patch = {
         "spec": {
@@ -233,12 +240,7 @@ def test_deleting_a_force_honours_its_deletion_policy(
     cassandra: Session,
 ):
     start_operator()
-    manifest = _renamed("brest")
-    manifest["spec"]["deletionPolicy"] = policy
-    name = manifest["metadata"]["name"]
-    kubectl.apply(manifest, namespace)
-    kubectl.mark_available(name, namespace)
-    _ready(kubectl, name, namespace)
+    manifest, name = _a_ready_force(kubectl, namespace, deletionPolicy=policy)
 
     kubectl("delete", "pf", name, "-n", namespace, "--timeout=30s")
     assert kubectl.find("policeforce", name, namespace) is None
@@ -268,11 +270,7 @@ def test_drift_is_repaired_a_deleted_topic_and_an_edited_deployment_come_back(
     kafka_admin: AdminClient,
 ):
     start_operator(drift_interval="2")
-    manifest = _renamed("brest")
-    name = manifest["metadata"]["name"]
-    kubectl.apply(manifest, namespace)
-    kubectl.mark_available(name, namespace)
-    _ready(kubectl, name, namespace)
+    _, name = _a_ready_force(kubectl, namespace)
     resources = resources_for(name)
 
     kafka_admin.delete_topics([resources.alerts_topic])[resources.alerts_topic].result()
@@ -390,11 +388,7 @@ def test_a_name_another_namespace_owns_fails_permanently_and_touches_nothing(
     kubectl: Kubectl, namespace: str, start_operator: StartOperator, chart: None
 ):
     start_operator()
-    manifest = _renamed("brest")
-    name = manifest["metadata"]["name"]
-    kubectl.apply(manifest, namespace)
-    kubectl.mark_available(name, namespace)
-    _ready(kubectl, name, namespace)
+    manifest, name = _a_ready_force(kubectl, namespace)
 
     other = f"{namespace}-b"
     kubectl("create", "namespace", other)
@@ -426,11 +420,7 @@ def test_a_replication_change_kafka_cannot_make_by_itself_is_said_not_hidden(
     kubectl: Kubectl, namespace: str, start_operator: StartOperator
 ):
     start_operator()
-    manifest = _renamed("brest")
-    name = manifest["metadata"]["name"]
-    kubectl.apply(manifest, namespace)
-    kubectl.mark_available(name, namespace)
-    _ready(kubectl, name, namespace)
+    _, name = _a_ready_force(kubectl, namespace)
     patch = json.dumps({"spec": {"kafka": {"replicationFactor": 2}}})
     kubectl("patch", "pf", name, "-n", namespace, "--type=merge", "-p", patch)
 
