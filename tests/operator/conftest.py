@@ -45,9 +45,9 @@ def helm(stack: Stack) -> Path:
     return helm_binary(stack.settings.cache_dir, _progress)
 
 
-def render_chart(helm: Path, *values: str) -> str:
+def render_chart(helm: Path, *values: str, release: str = "peaceland-operator") -> str:
     result = subprocess.run(
-        [str(helm), "template", "peaceland-operator", str(CHART), "--namespace",
+        [str(helm), "template", release, str(CHART), "--namespace",
          OPERATOR_NAMESPACE, *(a for v in values for a in ("--set", v))],
         capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip

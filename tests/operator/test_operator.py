@@ -263,11 +263,12 @@ def test_deleting_a_force_honours_its_deletion_policy(
         _ready(kubectl, name, namespace)
 
 
-def test_drift_is_repaired_a_deleted_topic_and_an_edited_deployment_come_back(
+def test_drift_is_repaired_deleted_topic_table_and_configmap_and_edited_deployment_come_back(
     kubectl: Kubectl,
     namespace: str,
     start_operator: StartOperator,
     kafka_admin: AdminClient,
+    cassandra: Session,
 ):
     start_operator(drift_interval="2")
     _, name = _a_ready_force(kubectl, namespace)
@@ -279,6 +280,7 @@ def test_drift_is_repaired_a_deleted_topic_and_an_edited_deployment_come_back(
     kubectl("patch", "deployment", f"{name}-alerter", "-n", namespace, "--type=strategic",
             "-p", json.dumps(edit))  # fmt: skip
     kubectl("delete", "configmap", f"{name}-settings", "-n", namespace)
+    cassandra.execute(f"DROP TABLE {resources.keyspace}.sightings_by_citizen")
 
     def restored() -> bool:
         deployment = kubectl.find("deployment", f"{name}-alerter", namespace) or {}
@@ -289,9 +291,15 @@ def test_drift_is_repaired_a_deleted_topic_and_an_edited_deployment_come_back(
             and image == "peaceland/services:0.1.0"
             and kubectl.find("configmap", f"{name}-settings", namespace) is not None
             and resources.alerts_topic in kafka_admin.list_topics(timeout=10).topics
+            and cassandra.execute(
+                "SELECT table_name FROM system_schema.tables "
+                "WHERE keyspace_name = %s AND table_name = 'sightings_by_citizen'",
+                (resources.keyspace,),
+            ).one()
+            is not None
         )
 
-    eventually(restored, 30, "the topic, the Deployment and the ConfigMap to be restored")
+    eventually(restored, 30, "the topic, the table, the Deployment and the ConfigMap")
     events = json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)
     reasons = {e["reason"] for e in events["items"]}
     assert {"TopicsRecreated", "DriftRepaired"} <= reasons

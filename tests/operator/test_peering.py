@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
 
 from peaceland.cli.services import ServiceProcess
-from peaceland.operator.peering import peering_object
+from tests.operator.conftest import render_chart
 from tests.operator.kube_helpers import Kubectl, eventually, example
 
 StartOperator = Callable[..., ServiceProcess]
 
 
+@pytest.fixture
+def served_namespace(kubectl: Kubectl, helm: Path, namespace: str) -> Iterator[str]:
+    """The chart as installed to serve the test's namespace only: its RoleBinding there
+    (with the peering rights of that mode) and its KopfPeering, applied for real."""
+    rendered = render_chart(helm, f"watchNamespaces={{{namespace}}}", release=f"r-{namespace}")
+    kubectl("apply", "-f", "-", stdin=rendered)
+    yield namespace
+    kubectl("delete", "-f", "-", "--wait=false", stdin=rendered)
+
+
 def test_two_replicas_never_both_act_and_the_waiting_one_takes_over(
-    kubectl: Kubectl, namespace: str, start_operator: StartOperator
+    kubectl: Kubectl, served_namespace: str, start_operator: StartOperator
 ):
-    kubectl.apply(peering_object("peaceland", namespace), namespace)
+    namespace = served_namespace
+    kubectl.get("kopfpeering", "peaceland", namespace)  # made by the chart
     high = start_operator(name="high", peering="peaceland", priority="20")
     low = start_operator(name="low", peering="peaceland", priority="10")
     # Both have announced themselves in the peering object before any force exists.

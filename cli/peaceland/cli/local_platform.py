@@ -123,7 +123,8 @@ class LocalPlatform:
                 "generation"
             ):
                 return time.monotonic() - began
-            if phase == "Failed" or time.monotonic() - began > timeout:
+            current = status.get("observedGeneration") == force["metadata"].get("generation")
+            if (phase == "Failed" and current) or time.monotonic() - began > timeout:
                 problems = "; ".join(
                     f"{c['type']}: {c.get('message', '')}"
                     for c in status.get("conditions", [])

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import httpx2
 from lightkube import ApiError, Client, KubeConfig
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import ConfigMap
@@ -48,7 +49,8 @@ class Replica:
 
     @property
     def key(self) -> str:
-        return f"{self.namespace}-{self.pod}"
+        # A namespace holds no '.', so this names one replica only.
+        return f"{self.namespace}.{self.pod}"
 
 
 class LocalNode:
@@ -61,13 +63,16 @@ class LocalNode:
         self.root = state_dir / "node"
 
     def run(self, stop: threading.Event, interval: float = 1.0) -> None:
-        while not stop.is_set():
-            try:
-                self.sync()
-            except (ApiError, OSError) as exc:  # the API server restarting: try again
-                log.warning("sync failed, retrying: %s", exc)
-            stop.wait(interval)
-        self.stop_all()
+        try:
+            while not stop.is_set():
+                try:
+                    self.sync()
+                except (httpx2.HTTPError, OSError, ValueError) as exc:
+                    # The API server restarting, a record half written: try again.
+                    log.warning("sync failed, retrying: %s", exc)
+                stop.wait(interval)
+        finally:
+            self.stop_all()
 
     def sync(self) -> None:
         wanted: set[str] = set()

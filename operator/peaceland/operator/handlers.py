@@ -5,13 +5,15 @@
   server does not answer; ``PermanentError`` for a spec that can never work.
 - a timer per force: until the consumers are available, checks them every
   ``poll_interval``; every ``drift_interval``, a full reconcile that repairs drift (a topic
-  deleted by hand, an edited Deployment).
+  deleted by hand, an edited Deployment). A per-force lock keeps it from running beside
+  the change or delete handler, and it acts only on the force's live generation.
 - delete: the finalizer applies the deletion policy, then lets the resource go.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -85,9 +87,10 @@ def registry(settings: OperatorSettings, servers: Servers, workloads: Workloads)
     ) -> None:
         force = _force(body, patch)
         cause: Cause = reason if reason in ("create", "update", "resume") else "resume"  # type: ignore[assignment]
-        outcome = reconcile(force, servers, workloads, cause)
-        _record(body, status, patch, force, outcome)
-        memo["last_reconcile"] = time.monotonic()
+        with _guard(memo):
+            outcome = reconcile(force, servers, workloads, cause)
+            _record(body, status, patch, force, outcome)
+            memo["last_reconcile"] = time.monotonic()
         if outcome.permanent:
             patch.status["phase"] = "Failed"
             raise kopf.PermanentError(outcome.permanent)
@@ -105,30 +108,80 @@ def registry(settings: OperatorSettings, servers: Servers, workloads: Workloads)
         memo: kopf.Memo,
         **_: Any,
     ) -> None:
-        # Leave a force alone while its change handler has not finished (it owns the
-        # status then) or while its spec cannot work (a spec change will retry it).
-        if status.get("observedGeneration") != meta.get("generation") or status.get("phase") in (
-            "Failed",
-            "Deleting",
-        ):
-            return
-        force = _force(body, patch)
-        last = memo.get("last_reconcile", 0.0)
-        if time.monotonic() - last >= servers.settings.drift_interval:
-            memo["last_reconcile"] = time.monotonic()
-            _record(body, status, patch, force, reconcile(force, servers, workloads, "drift"))
-        elif status.get("phase") != "Ready":
-            current = list(status.get("conditions") or [])
-            steps = merge_step(current, consumers_step(force, workloads))
-            _record(body, status, patch, force, Outcome(steps=steps))
+        _watch(body, meta, status, patch, memo, servers, workloads)
 
     @kopf.on.delete(*_RESOURCE, registry=reg, id="teardown")
-    def delete(body: kopf.Body, spec: kopf.Spec, patch: kopf.Patch, retry: int, **_: Any) -> None:
-        name, namespace = body.metadata.name, body.metadata.namespace
-        assert name is not None
-        assert namespace is not None
-        patch.status["phase"] = "Deleting"
-        policy = str(spec.get("deletionPolicy", "Retain"))
+    def delete(
+        body: kopf.Body,
+        spec: kopf.Spec,
+        patch: kopf.Patch,
+        retry: int,
+        memo: kopf.Memo,
+        **_: Any,
+    ) -> None:
+        _teardown(body, spec, patch, retry, memo, servers, workloads)
+
+    return reg
+
+
+def _watch(
+    body: kopf.Body,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    servers: Servers,
+    workloads: Workloads,
+) -> None:
+    # Leave a force alone until its change handler has seen its latest spec, while its
+    # spec cannot work (a spec change retries it), and once it is being deleted.
+    if (
+        status.get("observedGeneration") != meta.get("generation")
+        or status.get("phase") in ("Failed", "Deleting")
+        or meta.get("deletionTimestamp")
+    ):
+        return
+    drift = time.monotonic() - memo.get("last_reconcile", 0.0) >= servers.settings.drift_interval
+    if not drift and status.get("phase") == "Ready":
+        return
+    guard = _guard(memo)
+    if not guard.acquire(blocking=False):
+        return  # the change or delete handler is at work: it will say how it went
+    try:
+        # This timer's body is a snapshot from when it fired: act only if the spec is
+        # still the one it describes and the force is not being deleted.
+        force = _force(body, patch)
+        if memo.get("deleted") or workloads.generation(force.namespace, force.name) != (
+            force.generation
+        ):
+            return
+        if drift:
+            memo["last_reconcile"] = time.monotonic()
+            outcome = reconcile(force, servers, workloads, "drift")
+        else:
+            current = list(status.get("conditions") or [])
+            outcome = Outcome(steps=merge_step(current, consumers_step(force, workloads)))
+        _record(body, status, patch, force, outcome)
+    finally:
+        guard.release()
+
+
+def _teardown(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    patch: kopf.Patch,
+    retry: int,
+    memo: kopf.Memo,
+    servers: Servers,
+    workloads: Workloads,
+) -> None:
+    name, namespace = body.metadata.name, body.metadata.namespace
+    assert name is not None
+    assert namespace is not None
+    patch.status["phase"] = "Deleting"
+    policy = str(spec.get("deletionPolicy", "Retain"))
+    with _guard(memo):
+        memo["deleted"] = True  # a timer that fires from now on does nothing
         try:
             removed = workloads.delete(namespace, name)
             events = teardown(name, namespace, policy, servers)
@@ -137,11 +190,17 @@ def registry(settings: OperatorSettings, servers: Servers, workloads: Workloads)
                 f"deletion ({policy}) not finished: {exc}",
                 delay=min(2.0**retry, servers.settings.retry_max_delay),
             ) from exc
-        if removed:
-            events.insert(0, Event("Normal", "ConsumersDeleted", f"deleted {', '.join(removed)}"))
-        _post(body, events)
+    if removed:
+        events.insert(0, Event("Normal", "ConsumersDeleted", f"deleted {', '.join(removed)}"))
+    _post(body, events)
 
-    return reg
+
+def _guard(memo: kopf.Memo) -> threading.Lock:
+    """The force's own lock: its change, timer and delete handlers run in separate worker
+    threads, and must not reconcile it at once (a drift reconcile of the old spec finishing
+    after a spec change would put the old spec back)."""
+    lock: threading.Lock = memo.setdefault("guard", threading.Lock())
+    return lock
 
 
 def _force(body: kopf.Body, patch: kopf.Patch) -> Force:

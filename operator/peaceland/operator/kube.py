@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
+import httpx2
 from lightkube import ApiError, Client
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
@@ -95,6 +96,20 @@ class Workloads:
         after = self.client.apply(obj, field_manager=FIELD_MANAGER, force=True)
         return after.metadata is None or after.metadata.resourceVersion != version
 
+    def generation(self, namespace: str, name: str) -> int | None:
+        """The PoliceForce's live generation; None when it is gone or being deleted."""
+        with self._lock:
+            try:
+                force = self._client.get(PoliceForce, name, namespace=namespace)
+            except ApiError as exc:
+                if exc.status.code == 404:
+                    return None
+                raise
+        meta = force.metadata
+        if meta is None or meta.deletionTimestamp is not None:
+            return None
+        return meta.generation
+
     def force_exists(self, owner: str) -> bool | None:
         """Whether the PoliceForce ``namespace/name`` exists; None when we may not look."""
         namespace, _, name = owner.partition("/")
@@ -104,6 +119,8 @@ class Workloads:
             except ApiError as exc:
                 if exc.status.code == 404:
                     return False
+                return None
+            except httpx2.HTTPError:
                 return None
         return True
 

@@ -17,18 +17,6 @@ def peering_definitions() -> list[dict[str, Any]]:
     return [_definition("ClusterKopfPeering", "Cluster"), _definition("KopfPeering", "Namespaced")]
 
 
-def peering_object(name: str, namespace: str | None = None) -> dict[str, Any]:
-    """The peering object replicas share: cluster-wide, or in ``namespace``."""
-    metadata: dict[str, Any] = {"name": name}
-    if namespace:
-        metadata["namespace"] = namespace
-    return {
-        "apiVersion": f"{PEERING_GROUP}/v1",
-        "kind": "KopfPeering" if namespace else "ClusterKopfPeering",
-        "metadata": metadata,
-    }
-
-
 def _definition(kind: str, scope: str) -> dict[str, Any]:
     plural = kind.lower() + "s"
     return {

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from cassandra.cluster import Session
+import httpx2
+from cassandra import DriverException, OperationTimedOut, ReadTimeout, Unavailable, WriteTimeout
+from cassandra.cluster import NoHostAvailable, Session
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from lightkube import ApiError
 
 from peaceland.operator.kube import Availability, Workloads
 from peaceland.operator.settings import OperatorSettings
-from peaceland.tenants.cassandra import UNAVAILABLE, connect, shutdown_session
+from peaceland.tenants.cassandra import connect, shutdown_session
 from peaceland.tenants.errors import ProvisioningError
 from peaceland.tenants.forces import resources_for
 from peaceland.tenants.policeforce import ConditionType, PoliceForceSpec
@@ -45,6 +48,17 @@ log = logging.getLogger(__name__)
 
 Cause = Literal["create", "update", "resume", "drift"]
 EventType = Literal["Normal", "Warning"]
+
+#: Seconds a failed connection to Cassandra is not retried.
+_RECONNECT_PAUSE = 5.0
+#: Cassandra is down or overloaded (retry), as opposed to refusing what we asked.
+_CASSANDRA_DOWN: tuple[type[Exception], ...] = (
+    NoHostAvailable,
+    OperationTimedOut,
+    Unavailable,
+    ReadTimeout,
+    WriteTimeout,
+)
 
 _KAFKA_UNREACHABLE = {
     KafkaError._TRANSPORT,
@@ -124,6 +138,7 @@ class Servers:
         self._session: Session | None = None
         self._lock = threading.Lock()
         self._claims_ready = False
+        self._failed_at = -_RECONNECT_PAUSE
 
     def kafka(self) -> AdminClient:
         with self._lock:
@@ -132,21 +147,38 @@ class Servers:
             return self._admin
 
     def cassandra(self) -> Session:
+        """The session; connecting happens outside the lock (it can take a timeout per
+        contact point), and a failed attempt is not repeated for a few seconds, so workers
+        do not queue behind a Cassandra that is down."""
+        with self._lock:
+            if self._session is not None:
+                return self._session
+            if time.monotonic() - self._failed_at < _RECONNECT_PAUSE:
+                raise NoHostAvailable("Cassandra was unreachable a moment ago", {})
+        s = self.settings
+        credentials = (
+            (s.cassandra_username, s.cassandra_password.get_secret_value())
+            if s.cassandra_username and s.cassandra_password
+            else None
+        )
+        try:
+            session = connect(
+                s.cassandra_contact_points,
+                local_dc=s.cassandra_local_dc,
+                timeout=s.request_timeout,
+                credentials=credentials,
+            )
+        except Exception:
+            with self._lock:
+                self._failed_at = time.monotonic()
+            raise
         with self._lock:
             if self._session is None:
-                s = self.settings
-                credentials = (
-                    (s.cassandra_username, s.cassandra_password.get_secret_value())
-                    if s.cassandra_username and s.cassandra_password
-                    else None
-                )
-                self._session = connect(
-                    s.cassandra_contact_points,
-                    local_dc=s.cassandra_local_dc,
-                    timeout=s.request_timeout,
-                    credentials=credentials,
-                )
-            return self._session
+                self._session = session
+            current = self._session
+        if current is not session:
+            shutdown_session(session)  # another worker connected first
+        return current
 
     def claims(self) -> Session:
         """The Cassandra session, with the control keyspace of claims made once."""
@@ -206,8 +238,8 @@ def consumers_step(force: Force, workloads: Workloads) -> Step:
     """Only whether the consumers are available (the cheap check between reconciles)."""
     try:
         return _availability_step(workloads.availability(force.namespace, force.name))
-    except ApiError as exc:
-        return Step("ConsumersReady", False, "ApiError", str(exc), retry=True)
+    except (ApiError, httpx2.HTTPError) as exc:
+        return Step("ConsumersReady", False, "ApiError", f"Kubernetes API: {exc}", retry=True)
 
 
 def _topics(force: Force, servers: Servers, events: list[Event], cause: Cause) -> Step:
@@ -230,7 +262,8 @@ def _topics(force: Force, servers: Servers, events: list[Event], cause: Cause) -
             f"Kafka ({servers.settings.kafka_bootstrap_servers}): {error.str()}",
             retry=True,
         )
-    _warn_on_replication_change(servers, resources.topics, settings.replication_factor, events)
+    if cause != "drift":  # said once per spec, not every drift reconcile
+        _warn_on_replication_change(servers, resources.topics, settings.replication_factor, events)
     if created:
         recreated = cause == "drift" or len(created) < len(resources.topics)
         events.append(
@@ -290,8 +323,10 @@ def _keyspace(force: Force, servers: Servers, events: list[Event]) -> Step:
         version = schema_version(session, keyspace)
     except ProvisioningError as exc:
         return Step("KeyspaceReady", False, exc.reason, str(exc))
-    except UNAVAILABLE as exc:
+    except _CASSANDRA_DOWN as exc:
         return Step("KeyspaceReady", False, "CassandraUnavailable", f"{where}: {exc}", retry=True)
+    except DriverException as exc:  # refused: a permission, a statement; said as it is
+        return Step("KeyspaceReady", False, "CassandraError", f"{where}: {exc}", retry=True)
     if applied:
         events.append(
             Event(
@@ -346,8 +381,8 @@ def _consumers(
     try:
         changed = workloads.apply(force.namespace, manifests(force, settings))
         availability = workloads.availability(force.namespace, force.name)
-    except ApiError as exc:
-        return Step("ConsumersReady", False, "ApiError", str(exc), retry=True)
+    except (ApiError, httpx2.HTTPError) as exc:
+        return Step("ConsumersReady", False, "ApiError", f"Kubernetes API: {exc}", retry=True)
     if changed:
         if cause == "drift":
             events.append(
@@ -375,8 +410,11 @@ def teardown(force_name: str, namespace: str, policy: str, servers: Servers) -> 
     owner = f"{namespace}/{force_name}"
     session = servers.claims()
     holder = owner_of(session, force_name)
-    if holder is not None and holder != owner:
-        return [Event("Normal", "NotOwner", f"the id belongs to {holder}: its data is left alone")]
+    if holder != owner:
+        # Never its data (NameTaken), or its claim is gone (a Retain force's data released
+        # for adoption): either way, not this resource's to delete.
+        whose = f"belongs to {holder}" if holder else "is claimed by no PoliceForce"
+        return [Event("Normal", "NotOwner", f"the id {whose}: its data is left alone")]
     if policy != "Delete":
         release(session, force_name, owner)
         return [

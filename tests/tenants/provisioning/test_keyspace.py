@@ -71,6 +71,23 @@ def test_the_keyspace_gets_the_asked_replication(cassandra: Session):
         drop_keyspace(cassandra, keyspace)
 
 
+def test_a_table_dropped_by_hand_is_made_again(cassandra: Session):
+    keyspace = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        ensure_keyspace(cassandra, keyspace, Replication(), retention_days=7)
+        cassandra.execute(f"DROP TABLE {keyspace}.alerts_by_day")
+        assert ensure_keyspace(cassandra, keyspace, Replication(), retention_days=7) == []
+        row = cassandra.execute(
+            "SELECT default_time_to_live FROM system_schema.tables "
+            "WHERE keyspace_name = %s AND table_name = 'alerts_by_day'",
+            (keyspace,),
+        ).one()
+        assert row is not None
+        assert row.default_time_to_live == 7 * 86_400
+    finally:
+        drop_keyspace(cassandra, keyspace)
+
+
 def test_a_changed_replication_is_applied_once(cassandra: Session):
     keyspace = f"t_{uuid.uuid4().hex[:12]}"
     two = Replication("NetworkTopologyStrategy", 1, {"datacenter1": 2})

@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
+from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
+from cassandra.query import SimpleStatement
 
 from peaceland.tenants.errors import ProvisioningError
 from peaceland.tenants.provisioning.keyspace import checked_keyspace
@@ -79,7 +81,11 @@ def release(session: Session, force_id: str, owner: str) -> None:
 
 
 def owner_of(session: Session, force_id: str) -> str | None:
-    row = session.execute(
-        f"SELECT owner FROM {CONTROL_KEYSPACE}.force_claims WHERE force_id = %s", (force_id,)
-    ).one()
+    """Who holds ``force_id`` now. Read at SERIAL consistency: it sees every claim whose
+    compare-and-set has been acknowledged, even one still being applied."""
+    statement = SimpleStatement(
+        f"SELECT owner FROM {CONTROL_KEYSPACE}.force_claims WHERE force_id = %s",
+        consistency_level=ConsistencyLevel.SERIAL,
+    )
+    row = session.execute(statement, (force_id,)).one()
     return None if row is None else str(row.owner)

@@ -163,6 +163,13 @@ _TIME_SERIES_TABLES: Final = ("reports_by_drone_day", "sightings_by_citizen")
 _MAX_WINDOWS: Final = 30
 
 LATEST_VERSION: Final = MIGRATIONS[-1].version
+#: Every table the migrations create.
+_TABLES: Final = frozenset(
+    match
+    for migration in MIGRATIONS
+    for statement in migration.statements
+    for match in re.findall(r"CREATE TABLE IF NOT EXISTS \{ks\}\.(\w+)", statement)
+)
 
 # CQL cannot bind identifiers, so a keyspace name is checked before it enters a statement.
 _KEYSPACE: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
@@ -221,9 +228,25 @@ def ensure_keyspace(
             (migration.version, migration.description, utc_now()),
         )
         done.append(migration.version)
+    _restore_missing_tables(session, keyspace)
     if retention_days is not None:
         apply_retention(session, keyspace, retention_days)
     return done
+
+
+def _restore_missing_tables(session: Session, keyspace: str) -> None:
+    """Make again any table the migrations create that is missing (dropped by hand): every
+    migration statement is safe to run again, so running them all restores it."""
+    rows = session.execute(
+        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,)
+    )
+    missing = _TABLES - {row.table_name for row in rows}
+    if not missing:
+        return
+    log.warning("keyspace %s: tables %s are missing; making them again", keyspace, sorted(missing))
+    for migration in MIGRATIONS:
+        for statement in migration.statements:
+            session.execute(statement.format(ks=keyspace))
 
 
 def apply_replication(session: Session, keyspace: str, replication: Replication) -> bool:
