@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import httpx2
 import pytest
 from cassandra.cluster import Session
 from confluent_kafka.admin import AdminClient
@@ -441,3 +442,26 @@ def test_a_replication_change_kafka_cannot_make_by_itself_is_said_not_hidden(
 
     message = eventually(warned, 30, "a ReplicationFactorNotChanged event")
     assert "reassign their partitions" in message
+
+
+def test_the_operator_exports_its_reconciles_and_each_forces_conditions_as_metrics(
+    kubectl: Kubectl, namespace: str, start_operator: StartOperator
+):
+    operator = start_operator()
+    _, name = _a_ready_force(kubectl, namespace)
+    port = operator.env["PEACELAND_OPERATOR_METRICS_PORT"]
+
+    def scraped() -> str | None:
+        text = httpx2.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        ready = (
+            f'peaceland_operator_condition{{condition="Ready",force="{name}",'
+            f'namespace="{namespace}"}} 1.0'
+        )
+        return text if ready in text else None
+
+    text = eventually(scraped, 20, "the Ready condition in the metrics")
+    assert (
+        f'peaceland_operator_reconciles_total{{cause="create",force="{name}",'
+        f'namespace="{namespace}",result="waiting"}} 1.0'
+    ) in text
+    assert f'peaceland_operator_reconcile_seconds_count{{force="{name}"' in text

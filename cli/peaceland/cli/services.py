@@ -84,6 +84,7 @@ def local_operator(
         "PEACELAND_OPERATOR_NAMESPACES": ",".join(namespaces or []),
         "PEACELAND_OPERATOR_PEERING": peering or "",
         "PEACELAND_OPERATOR_HEALTH_PORT": "0",
+        "PEACELAND_OPERATOR_METRICS_PORT": str(free_port()),
         "PEACELAND_OPERATOR_CLAIMS_REPLICATION_FACTOR": "1",
         **{f"PEACELAND_OPERATOR_{key.upper()}": value for key, value in settings.items()},
     }

@@ -14,6 +14,7 @@ import kopf
 from lightkube import Client, KubeConfig
 from pydantic import ValidationError
 
+from peaceland.operator import metrics
 from peaceland.operator.handlers import registry
 from peaceland.operator.kube import FIELD_MANAGER, Workloads
 from peaceland.operator.reconcile import Servers
@@ -40,6 +41,7 @@ def main() -> None:
         timeout=httpx2.Timeout(settings.request_timeout),
     )
     servers = Servers(settings)
+    metrics.serve(settings.metrics_port)
     # A random priority per replica: the highest live replica acts, the others wait for it
     # to stop (equal priorities would freeze every replica).
     priority = settings.priority if settings.priority is not None else secrets.randbelow(1 << 30)

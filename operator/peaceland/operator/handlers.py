@@ -20,6 +20,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from peaceland.operator import metrics
 from peaceland.operator.kube import Workloads
 from peaceland.operator.reconcile import (
     Cause,
@@ -88,7 +89,9 @@ def registry(settings: OperatorSettings, servers: Servers, workloads: Workloads)
         force = _force(body, patch)
         cause: Cause = reason if reason in ("create", "update", "resume") else "resume"  # type: ignore[assignment]
         with _guard(memo):
+            began = time.monotonic()
             outcome = reconcile(force, servers, workloads, cause)
+            metrics.observe(force.namespace, force.name, cause, outcome, time.monotonic() - began)
             _record(body, status, patch, force, outcome)
             memo["last_reconcile"] = time.monotonic()
         if outcome.permanent:
@@ -156,11 +159,13 @@ def _watch(
         ):
             return
         if drift:
-            memo["last_reconcile"] = time.monotonic()
+            memo["last_reconcile"] = began = time.monotonic()
             outcome = reconcile(force, servers, workloads, "drift")
+            metrics.observe(force.namespace, force.name, "drift", outcome, time.monotonic() - began)
         else:
             current = list(status.get("conditions") or [])
             outcome = Outcome(steps=merge_step(current, consumers_step(force, workloads)))
+            metrics.observe_conditions(force.namespace, force.name, outcome)
         _record(body, status, patch, force, outcome)
     finally:
         guard.release()

@@ -61,6 +61,8 @@ class OperatorSettings(BaseSettings):
     workers: int = Field(default=16, ge=1, le=256)
     #: Port of the liveness probe (/healthz); 0 serves none.
     health_port: int = Field(default=8080, ge=0, le=65535)
+    #: Port of the Prometheus /metrics endpoint; 0 serves none.
+    metrics_port: int = Field(default=9100, ge=0, le=65535)
 
     @field_validator("namespaces", mode="before")
     @classmethod
