@@ -60,6 +60,23 @@ def test_the_demo_makes_its_force_through_kubernetes_shows_alerts_and_reads_repo
     assert f"{accepted} read back from Cassandra" in summary
 
 
+def test_stack_up_with_kubernetes_prints_what_makes_kubectl_work(kubernetes: KubeApiServer):
+    result = peaceland("stack", "up", "--kubernetes")
+    assert result.returncode == 0, result.stderr[-3000:]
+    exports = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in result.stdout.splitlines()
+        if line.startswith("export ")
+    )
+    kubectl = exports["PATH"].split(":")[0] + "/kubectl"
+    answer = subprocess.run(
+        [kubectl, "--kubeconfig", exports["KUBECONFIG"], "get", "namespace", "default"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert answer.returncode == 0, answer.stderr
+    assert "Active" in answer.stdout
+
+
 def test_simulate_straight_to_kafka_prints_its_ground_truth(
     force: ForceResources, endpoints: Endpoints
 ):
