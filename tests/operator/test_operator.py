@@ -17,8 +17,10 @@ from confluent_kafka.admin._config import ConfigResource
 from peaceland.cli.services import ServiceProcess
 from peaceland.cli.stack import Endpoints, Stack
 from peaceland.tenants.forces import resources_for
-from peaceland.tenants.provisioning.keyspace import schema_version
-from peaceland.tenants.provisioning.topics import partition_count
+from peaceland.tenants.provisioning.claims import CONTROL_KEYSPACE
+from peaceland.tenants.provisioning.keyspace import drop_keyspace, schema_version
+from peaceland.tenants.provisioning.topics import delete_topics, partition_count
+from tests.kafka_helpers import wait_until
 from tests.operator.kube_helpers import Kubectl, eventually, example
 
 StartOperator = Callable[..., ServiceProcess]
@@ -72,6 +74,17 @@ def test_an_example_force_becomes_ready_with_topics_keyspace_and_consumers_as_it
     cassandra: Session,
     endpoints: Endpoints,
 ):
+    # A force of this name from an earlier run (lyon-metropole retains its data) would make
+    # this one adopt its topics and keyspace: start from none, as a new force does.
+    resources = resources_for(name)
+    delete_topics(kafka_admin, resources)
+    drop_keyspace(cassandra, resources.keyspace)
+    cassandra.execute(f"DELETE FROM {CONTROL_KEYSPACE}.force_claims WHERE force_id = %s", (name,))
+    wait_until(
+        lambda: not set(resources.topics) & set(kafka_admin.list_topics(timeout=10).topics),
+        30,
+        "earlier topics of that name to be gone",
+    )
     start_operator()
     manifest = example(name)
     spec = manifest["spec"]
@@ -79,7 +92,6 @@ def test_an_example_force_becomes_ready_with_topics_keyspace_and_consumers_as_it
     kubectl.mark_available(name, namespace)
     force = _ready(kubectl, name, namespace)
 
-    resources = resources_for(name)
     status = force["status"]
     assert status["observedGeneration"] == force["metadata"]["generation"]
     assert {c["type"]: c["status"] for c in status["conditions"]} == {

@@ -60,35 +60,65 @@ class DeadLetters:
 
     The original key and value are kept byte for byte; headers say why and where from.
     ``flush`` must succeed before the source offsets are committed, so a rejected record is
-    either in the dead-letter topic or still in its source topic, never lost.
+    either in the dead-letter topic or still in its source topic, never lost. A dead letter
+    Kafka refused is sent again by the next ``flush``; one still in flight is waited for.
+    After a failed flush a dead letter may land twice (at least once, like any retry).
     """
 
     def __init__(self, producer: Producer, topic: str) -> None:
         self._producer = producer
         self._topic = topic
-        self._failures: list[KafkaError] = []
+        self._refused: list[_Letter] = []
+        self._error: KafkaError | None = None
 
     def send(self, message: Message, reason: str) -> None:
         source = f"{message.topic()}/{message.partition()}/{message.offset()}"
         log.warning("dead-lettering %s: %s", source, reason)
-        self._producer.produce(
-            self._topic,
-            key=message.key(),
-            value=message.value(),
-            headers=[(REASON_HEADER, reason.encode()), (SOURCE_HEADER, source.encode())],
-            on_delivery=self._delivered,
+        self._produce(
+            _Letter(
+                message.key(),
+                message.value(),
+                [(REASON_HEADER, reason.encode()), (SOURCE_HEADER, source.encode())],
+            )
         )
 
     def flush(self, timeout: float = 30.0) -> None:
-        """Wait until every dead letter is acknowledged; raise if any was not."""
+        """Wait until every dead letter is acknowledged; raise if any is not (yet)."""
+        again, self._refused = self._refused, []
+        for letter in again:
+            self._produce(letter)
         remaining = self._producer.flush(timeout)
-        failures, self._failures = self._failures, []
-        if remaining or failures:
-            raise KafkaException(failures[0] if failures else KafkaError(KafkaError._TIMED_OUT))
+        if remaining or self._refused:
+            error = self._error or KafkaError(KafkaError._TIMED_OUT)
+            raise KafkaException(
+                KafkaError(
+                    error.code(),
+                    f"{len(self._refused)} dead letter(s) refused, {remaining} not yet "
+                    f"acknowledged by Kafka: {error.str()}",
+                )
+            )
 
-    def _delivered(self, error: KafkaError | None, _message: Message) -> None:
-        if error is not None:
-            self._failures.append(error)
+    def _produce(self, letter: _Letter) -> None:
+        # The delivery report carries no headers: the letter itself is kept for a resend.
+        def delivered(error: KafkaError | None, _record: Message) -> None:
+            if error is not None:
+                self._refused.append(letter)
+                self._error = error
+
+        self._producer.produce(
+            self._topic,
+            key=letter.key,
+            value=letter.value,
+            headers=letter.headers,
+            on_delivery=delivered,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Letter:
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, str | bytes | None]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from cassandra.cluster import Session
 from confluent_kafka import Message
+from confluent_kafka.admin import AdminClient
 
 from peaceland.cli.stack import Endpoints
 from peaceland.services.archiver.consumer import Archiver
@@ -22,6 +23,7 @@ from peaceland.services.archiver.settings import ArchiverSettings
 from peaceland.services.archiver.store import ReportStore
 from peaceland.services.kafka import REASON_HEADER, SOURCE_HEADER
 from peaceland.tenants.forces import ForceResources
+from peaceland.tenants.provisioning.topics import TopicSettings, ensure_topics
 from peaceland.tenants.reports import Report, encode_report, utc_now
 from tests.factories import make_report
 from tests.kafka_helpers import committed_total, produce, read_all, wait_until
@@ -188,3 +190,37 @@ def test_the_archiver_refuses_to_start_for_an_invalid_force(force_id: str):
             kafka_bootstrap_servers="127.0.0.1:1",
             cassandra_contact_points="127.0.0.1:1",
         )
+
+
+def test_while_kafka_refuses_dead_letters_the_archiver_waits_then_delivers_and_commits(
+    force: ForceResources,
+    endpoints: Endpoints,
+    cassandra: Session,
+    kafka_admin: AdminClient,
+):
+    bootstrap = endpoints.kafka_bootstrap_servers
+    kafka_admin.delete_topics([force.dead_letter_topic])[force.dead_letter_topic].result()
+    wait_until(
+        lambda: force.dead_letter_topic not in kafka_admin.list_topics(timeout=10).topics,
+        timeout=30,
+        what="the dead-letter topic to be gone",
+    )
+    good = make_report(random.Random(4))
+    produce(bootstrap, force.reports_topic, [(b"k", b"{not json"), (b"k", encode_report(good))])
+    settings = _settings(force, endpoints).model_copy(update={"dead_letter_timeout": 1.0})
+    archiver = Archiver(settings, ReportStore(cassandra, force.keyspace))
+    with running(archiver) as thread:
+        wait_until(lambda: archiver.counters.write_retries >= 2, 60, "failed dead-letter flushes")
+        assert thread.is_alive()
+        assert committed_total(bootstrap, settings.consumer_group, force.reports_topic) <= 0
+        ensure_topics(kafka_admin, force, TopicSettings(partitions=3))
+        wait_until(
+            lambda: committed_total(bootstrap, settings.consumer_group, force.reports_topic) == 2,
+            timeout=60,
+            what="both records to be committed once the dead letter is delivered",
+        )
+    assert_stored_exactly_once(stored_rows(cassandra, force.keyspace), [good])
+    dead = read_all(bootstrap, force.dead_letter_topic)
+    assert dead, "the malformed record never reached the dead-letter topic"
+    assert {value_of(d) for d in dead} == {b"{not json"}
+    assert "not valid JSON" in header(dead[0], REASON_HEADER)

@@ -1,7 +1,7 @@
 """The archiver's consumer: take a batch of reports, store it, dead-letter the rest, commit.
 
-While Cassandra refuses writes, it pauses its partitions and retries the same batch with
-backoff, so it keeps its place without crashing, and resumes when Cassandra is back.
+While Cassandra refuses writes, or Kafka refuses dead letters, it pauses its partitions and
+retries with backoff, so it keeps its place without crashing, and resumes when they are back.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from confluent_kafka import Message, Producer, TopicPartition
+from confluent_kafka import KafkaException, Message, Producer, TopicPartition
 
 from peaceland.services import metrics
 from peaceland.services.archiver.settings import ArchiverSettings
@@ -49,7 +49,10 @@ class Archiver(StreamConsumer):
         )
         self.store = store
         self.counters = Counters()
-        self._producer = Producer(producer_config(settings.kafka_bootstrap_servers))
+        self._producer = Producer(
+            producer_config(settings.kafka_bootstrap_servers)
+            | {"message.timeout.ms": int(settings.dead_letter_timeout * 1000)}
+        )
         self._dead_letters = DeadLetters(self._producer, self.resources.dead_letter_topic)
         self._stored = metrics.REPORTS_STORED.labels(settings.force_id)
         self._rejected = metrics.RECORDS_REJECTED.labels(settings.force_id, self.name)
@@ -62,7 +65,8 @@ class Archiver(StreamConsumer):
             return False
         for message, reason in decoded.rejects:
             self._dead_letters.send(message, reason)
-        self._dead_letters.flush()
+        if not self._dead_letter(stop):
+            return False
         self.counters.rejected += len(decoded.rejects)
         self._rejected.inc(len(decoded.rejects))
         return True
@@ -75,6 +79,28 @@ class Archiver(StreamConsumer):
             self.counters.stored,
             self.counters.rejected,
         )
+
+    def _dead_letter(self, stop: threading.Event) -> bool:
+        """Flush the batch's dead letters, retrying with backoff while Kafka does not take
+        them (the batch is not committed meanwhile); False if stopped first."""
+        backoff = self.settings.retry_backoff
+        paused: list[TopicPartition] = []
+        try:
+            while True:
+                try:
+                    self._dead_letters.flush(self.settings.dead_letter_timeout)
+                    return True
+                except KafkaException as exc:
+                    if stop.is_set():
+                        return False
+                    log.warning("dead letters not delivered (%s); retrying in %.1fs", exc, backoff)
+                    self.counters.write_retries += 1
+                    self._retries.inc()
+                    paused = self.pause_while(paused, backoff)
+                    backoff = min(backoff * 2, self.settings.retry_backoff_max)
+        finally:
+            if paused:
+                self.consumer.resume(paused)
 
     def _store(self, reports: list[Report], stop: threading.Event) -> bool:
         """Write until every report is stored (retrying with backoff) or ``stop`` is set."""

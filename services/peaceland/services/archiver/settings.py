@@ -17,3 +17,6 @@ class ArchiverSettings(ConsumerSettings):
     #: Cassandra writes in flight at once.
     write_concurrency: int = Field(default=64, ge=1, le=1024)
     metrics_port: int = Field(default=9101, ge=0, le=65535)
+    #: Seconds a dead letter may take to be acknowledged before the batch's flush fails and
+    #: is retried (the batch is not committed meanwhile).
+    dead_letter_timeout: float = Field(default=30.0, gt=0, le=300)
