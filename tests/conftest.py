@@ -45,7 +45,6 @@ def stack() -> Iterator[Stack]:
 @pytest.fixture(scope="session")
 def kubernetes(stack: Stack) -> Iterator[KubeApiServer]:
     """The stack's API server (built from source the first time: about 5 minutes)."""
-    stack.progress = _progress
     started = stack.up(["etcd", "kube-apiserver"])
     yield stack.kube_apiserver
     if started:

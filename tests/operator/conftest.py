@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,16 +22,12 @@ from peaceland.cli.stack import Endpoints, Stack
 from peaceland.cli.stack.gobuild import helm_binary
 from peaceland.cli.stack.kube import OPERATOR_NAMESPACE, KubeApiServer
 from peaceland.tenants.forces import resources_for
-from peaceland.tenants.provisioning.claims import CONTROL_KEYSPACE
+from peaceland.tenants.provisioning.claims import release
 from peaceland.tenants.provisioning.keyspace import drop_keyspace
 from peaceland.tenants.provisioning.topics import delete_topics
 from tests.operator.kube_helpers import ROOT, Kubectl
 
 CHART = ROOT / "helm" / "peaceland-operator"
-
-
-def _progress(message: str) -> None:
-    print(f"[stack] {message}", file=sys.__stderr__, flush=True)
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +37,7 @@ def kubectl(kubernetes: KubeApiServer) -> Kubectl:
 
 @pytest.fixture(scope="session")
 def helm(stack: Stack) -> Path:
-    return helm_binary(stack.settings.cache_dir, _progress)
+    return helm_binary(stack.settings.cache_dir, stack.progress)
 
 
 def render_chart(helm: Path, *values: str, release: str = "peaceland-operator") -> str:
@@ -83,10 +78,7 @@ def namespace(
         resources = resources_for(force)
         delete_topics(kafka_admin, resources)
         drop_keyspace(cassandra, resources.keyspace)
-        cassandra.execute(
-            f"DELETE FROM {CONTROL_KEYSPACE}.force_claims WHERE force_id = %s IF owner = %s",
-            (force, f"{name}/{force}"),
-        )
+        release(cassandra, force, f"{name}/{force}")
     # No garbage collector runs: delete what the forces owned, then the namespace, which
     # stays Terminating without a controller-manager (empty and harmless).
     kubectl("delete", "deployments,configmaps", "-n", name, "--all", "--wait=false")

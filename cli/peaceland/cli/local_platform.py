@@ -96,12 +96,15 @@ class LocalPlatform:
 
     def phase(self, name: str) -> tuple[str | None, bool]:
         """The force's phase, and whether it describes its latest spec."""
+        status, current = self._status(name)
+        return status.get("phase"), current
+
+    def _status(self, name: str) -> tuple[dict[str, Any], bool]:
+        """The force's status, and whether it describes its latest spec."""
         force = json.loads(self.kubectl("get", "policeforce", name, "-n", self.namespace,
                                         "-o", "json"))  # fmt: skip
         status = force.get("status") or {}
-        return status.get("phase"), status.get("observedGeneration") == force["metadata"].get(
-            "generation"
-        )
+        return status, status.get("observedGeneration") == force["metadata"].get("generation")
 
     def apply_force(self, manifest: dict[str, Any]) -> None:
         self.kubectl("apply", "-n", self.namespace, "-f", "-", stdin=yaml.safe_dump(manifest))
@@ -112,18 +115,13 @@ class LocalPlatform:
         began = time.monotonic()
         seen = None
         while True:
-            force = json.loads(self.kubectl("get", "policeforce", name, "-n", self.namespace,
-                                            "-o", "json"))  # fmt: skip
-            status = force.get("status") or {}
+            status, current = self._status(name)
             phase = status.get("phase")
             if phase != seen and phase:
                 say(f"police force {name}: {phase}")
                 seen = phase
-            if phase == "Ready" and status.get("observedGeneration") == force["metadata"].get(
-                "generation"
-            ):
+            if phase == "Ready" and current:
                 return time.monotonic() - began
-            current = status.get("observedGeneration") == force["metadata"].get("generation")
             if (phase == "Failed" and current) or time.monotonic() - began > timeout:
                 problems = "; ".join(
                     f"{c['type']}: {c.get('message', '')}"

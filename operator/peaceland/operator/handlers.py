@@ -89,18 +89,13 @@ def registry(settings: OperatorSettings, servers: Servers, workloads: Workloads)
         force = _force(body, patch)
         cause: Cause = reason if reason in ("create", "update", "resume") else "resume"  # type: ignore[assignment]
         with _guard(memo):
-            began = time.monotonic()
-            outcome = reconcile(force, servers, workloads, cause)
-            metrics.observe(force.namespace, force.name, cause, outcome, time.monotonic() - began)
+            outcome = _reconcile(force, cause, memo, servers, workloads)
             _record(body, status, patch, force, outcome)
-            memo["last_reconcile"] = time.monotonic()
         if outcome.permanent:
             patch.status["phase"] = "Failed"
             raise kopf.PermanentError(outcome.permanent)
         if outcome.retry:
-            raise kopf.TemporaryError(
-                outcome.failures(), delay=min(2.0**retry, servers.settings.retry_max_delay)
-            )
+            raise kopf.TemporaryError(outcome.failures(), delay=_backoff(retry, servers))
 
     @kopf.timer(*_RESOURCE, registry=reg, id="watch", interval=settings.poll_interval)
     def watch(
@@ -159,9 +154,7 @@ def _watch(
         ):
             return
         if drift:
-            memo["last_reconcile"] = began = time.monotonic()
-            outcome = reconcile(force, servers, workloads, "drift")
-            metrics.observe(force.namespace, force.name, "drift", outcome, time.monotonic() - began)
+            outcome = _reconcile(force, "drift", memo, servers, workloads)
         else:
             current = list(status.get("conditions") or [])
             outcome = Outcome(steps=merge_step(current, consumers_step(force, workloads)))
@@ -192,12 +185,26 @@ def _teardown(
             events = teardown(name, namespace, policy, servers)
         except Exception as exc:  # any server failure: keep the finalizer, try again
             raise kopf.TemporaryError(
-                f"deletion ({policy}) not finished: {exc}",
-                delay=min(2.0**retry, servers.settings.retry_max_delay),
+                f"deletion ({policy}) not finished: {exc}", delay=_backoff(retry, servers)
             ) from exc
     if removed:
         events.insert(0, Event("Normal", "ConsumersDeleted", f"deleted {', '.join(removed)}"))
     _post(body, events)
+
+
+def _reconcile(
+    force: Force, cause: Cause, memo: kopf.Memo, servers: Servers, workloads: Workloads
+) -> Outcome:
+    """A full reconcile, timed and counted; the next drift reconcile is due from its start."""
+    memo["last_reconcile"] = began = time.monotonic()
+    outcome = reconcile(force, servers, workloads, cause)
+    metrics.observe(force.namespace, force.name, cause, outcome, time.monotonic() - began)
+    return outcome
+
+
+def _backoff(retry: int, servers: Servers) -> float:
+    """Seconds before kopf retries a handler: 1, 2, 4 … up to ``retry_max_delay``."""
+    return min(2.0**retry, servers.settings.retry_max_delay)
 
 
 def _guard(memo: kopf.Memo) -> threading.Lock:

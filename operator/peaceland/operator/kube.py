@@ -13,6 +13,7 @@ from typing import Any, Final, TypeVar
 
 import httpx2
 from lightkube import ApiError, Client
+from lightkube.core.resource import NamespacedResource
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import ConfigMap
@@ -24,6 +25,7 @@ FIELD_MANAGER: Final = "peaceland-operator"
 
 _R = TypeVar("_R", Deployment, ConfigMap)
 PoliceForce = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
+_K = TypeVar("_K", bound=NamespacedResource)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,57 +57,30 @@ class Workloads:
 
     def __init__(self, client: Client) -> None:
         self._client = client
-        self._lock = threading.RLock()
-
-    @property
-    def client(self) -> Client:
-        return self._client
+        self._lock = threading.Lock()
 
     def apply(self, namespace: str, manifests: list[dict[str, Any]]) -> list[str]:
         """Apply ``manifests`` in ``namespace``; returns the names of objects created or
         changed (empty when everything already matched)."""
-        with self._lock:
-            return self._apply_all(namespace, manifests)
-
-    def _apply_all(self, namespace: str, manifests: list[dict[str, Any]]) -> list[str]:
         changed: list[str] = []
-        for manifest in manifests:
-            kind = manifest["kind"]
-            if kind == "Deployment":
-                done = self._apply(Deployment, namespace, manifest)
-            elif kind == "ConfigMap":
-                done = self._apply(ConfigMap, namespace, manifest)
-            else:
-                raise ValueError(f"no {kind} among a force's workloads")
-            if done:
-                changed.append(f"{kind}/{manifest['metadata']['name']}")
+        with self._lock:
+            for manifest in manifests:
+                kind = manifest["kind"]
+                if kind == "Deployment":
+                    done = self._apply(Deployment, namespace, manifest)
+                elif kind == "ConfigMap":
+                    done = self._apply(ConfigMap, namespace, manifest)
+                else:
+                    raise ValueError(f"no {kind} among a force's workloads")
+                if done:
+                    changed.append(f"{kind}/{manifest['metadata']['name']}")
         return changed
-
-    def _apply(self, kind: type[_R], namespace: str, manifest: dict[str, Any]) -> bool:
-        name = manifest["metadata"]["name"]
-        try:
-            before = self.client.get(kind, name, namespace=namespace).metadata
-            version = before.resourceVersion if before else None
-        except ApiError as exc:
-            if exc.status.code != 404:
-                raise
-            version = None
-        obj: _R = kind.from_dict(  # type: ignore[assignment]  # from_dict returns Self
-            {**manifest, "metadata": {**manifest["metadata"], "namespace": namespace}}
-        )
-        after = self.client.apply(obj, field_manager=FIELD_MANAGER, force=True)
-        return after.metadata is None or after.metadata.resourceVersion != version
 
     def generation(self, namespace: str, name: str) -> int | None:
         """The PoliceForce's live generation; None when it is gone or being deleted."""
         with self._lock:
-            try:
-                force = self._client.get(PoliceForce, name, namespace=namespace)
-            except ApiError as exc:
-                if exc.status.code == 404:
-                    return None
-                raise
-        meta = force.metadata
+            force = self._get(PoliceForce, name, namespace)
+        meta = force.metadata if force else None
         if meta is None or meta.deletionTimestamp is not None:
             return None
         return meta.generation
@@ -113,30 +88,19 @@ class Workloads:
     def force_exists(self, owner: str) -> bool | None:
         """Whether the PoliceForce ``namespace/name`` exists; None when we may not look."""
         namespace, _, name = owner.partition("/")
-        with self._lock:
-            try:
-                self._client.get(PoliceForce, name, namespace=namespace)
-            except ApiError as exc:
-                if exc.status.code == 404:
-                    return False
-                return None
-            except httpx2.HTTPError:
-                return None
-        return True
+        try:
+            with self._lock:
+                return self._get(PoliceForce, name, namespace) is not None
+        except httpx2.HTTPError:  # forbidden, unreachable: we cannot tell
+            return None
 
     def availability(self, namespace: str, force_id: str) -> list[Availability]:
-        with self._lock:
-            return self._availability(namespace, force_id)
-
-    def _availability(self, namespace: str, force_id: str) -> list[Availability]:
         out = []
         for consumer in CONSUMERS:
             name = f"{force_id}-{consumer}"
-            try:
-                deployment = self.client.get(Deployment, name, namespace=namespace)
-            except ApiError as exc:
-                if exc.status.code != 404:
-                    raise
+            with self._lock:
+                deployment = self._get(Deployment, name, namespace)
+            if deployment is None:
                 out.append(Availability(name, 1, 0, current=False))
                 continue
             spec, status, meta = deployment.spec, deployment.status, deployment.metadata
@@ -159,23 +123,37 @@ class Workloads:
         Their ownerReferences would let the garbage collector do it; doing it ourselves
         frees the consumers at once, and works where no garbage collector runs."""
         with self._lock:
-            return self._delete_all(namespace, force_id)
+            return self._delete(Deployment, namespace, force_id) + self._delete(
+                ConfigMap, namespace, force_id
+            )
 
-    def _delete_all(self, namespace: str, force_id: str) -> list[str]:
-        deleted: list[str] = []
-        deleted += self._delete(Deployment, namespace, force_id)
-        deleted += self._delete(ConfigMap, namespace, force_id)
-        return deleted
+    def _get(self, kind: type[_K], name: str, namespace: str) -> _K | None:
+        """The object, or None when it does not exist. Call with the lock held."""
+        try:
+            return self._client.get(kind, name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise
+
+    def _apply(self, kind: type[_R], namespace: str, manifest: dict[str, Any]) -> bool:
+        before = self._get(kind, manifest["metadata"]["name"], namespace)
+        version = before.metadata.resourceVersion if before and before.metadata else None
+        obj: _R = kind.from_dict(  # type: ignore[assignment]  # from_dict returns Self
+            {**manifest, "metadata": {**manifest["metadata"], "namespace": namespace}}
+        )
+        after = self._client.apply(obj, field_manager=FIELD_MANAGER, force=True)
+        return after.metadata is None or after.metadata.resourceVersion != version
 
     def _delete(self, kind: type[_R], namespace: str, force_id: str) -> list[str]:
         selector: dict[str, Any] = dict(labels(force_id))
         deleted = []
-        for obj in self.client.list(kind, namespace=namespace, labels=selector):
+        for obj in self._client.list(kind, namespace=namespace, labels=selector):
             name = obj.metadata.name if obj.metadata else None
             if name is None:
                 continue
             try:
-                self.client.delete(kind, name, namespace=namespace)
+                self._client.delete(kind, name, namespace=namespace)
                 deleted.append(f"{kind.__name__}/{name}")
             except ApiError as exc:
                 if exc.status.code != 404:

@@ -122,7 +122,12 @@ class Outcome:
         return any(s.retry for s in self.steps)
 
     def failures(self) -> str:
-        return "; ".join(f"{s.condition}: {s.message}" for s in self.steps if not s.ok)
+        return failures(self.steps)
+
+
+def failures(steps: Iterable[Step]) -> str:
+    """Every failing step, as one line: ``TopicsReady: …; ConsumersReady: …``."""
+    return "; ".join(f"{s.condition}: {s.message}" for s in steps if not s.ok)
 
 
 class Servers:
@@ -454,9 +459,7 @@ def conditions(
         "Ready",
         not failing,
         "Ready" if not failing else failing[0].reason,
-        "topics, keyspace and consumers are ready"
-        if not failing
-        else "; ".join(f"{s.condition}: {s.message}" for s in failing),
+        failures(failing) or "topics, keyspace and consumers are ready",
     )
     out = []
     for step in [*steps, ready]:
