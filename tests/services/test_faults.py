@@ -21,7 +21,7 @@ from confluent_kafka.admin import AdminClient
 from peaceland.cli.bench_pipeline import drive, start_services
 from peaceland.cli.services import ForceServices
 from peaceland.cli.stack import Endpoints, KafkaCluster, Stack
-from peaceland.tenants.cassandra import UNAVAILABLE
+from peaceland.tenants.cassandra import is_transient
 from peaceland.tenants.forces import ForceResources, resources_for
 from peaceland.tenants.provisioning.keyspace import Replication, drop_keyspace, ensure_keyspace
 from peaceland.tenants.provisioning.topics import TopicSettings, delete_topics, ensure_topics
@@ -93,7 +93,9 @@ def test_restarting_cassandra_mid_run_loses_and_doubles_nothing(
 def _answers(session: Session) -> bool:
     try:
         session.execute("SELECT release_version FROM system.local")
-    except UNAVAILABLE:
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
         return False
     return True
 

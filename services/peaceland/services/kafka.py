@@ -11,6 +11,7 @@ from typing import Final
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, KafkaException, Message, Producer
 
 from peaceland.tenants.errors import InvalidRecordError
+from peaceland.tenants.provisioning.topics import MAX_RECORD_BYTES
 from peaceland.tenants.reports import Report, decode_report
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,10 @@ def consumer_config(bootstrap_servers: str, group_id: str) -> dict[str, object]:
         # Cooperative rebalancing: partitions that stay with us keep flowing during a rebalance.
         "partition.assignment.strategy": "cooperative-sticky",
         "enable.partition.eof": False,
+        # A force's topics are made by the operator only: subscribing to a deleted one must
+        # not make it again (with one partition and no retention) on a broker that
+        # auto-creates topics, as production brokers do by default.
+        "allow.auto.create.topics": False,
     }
 
 
@@ -41,6 +46,11 @@ def producer_config(bootstrap_servers: str, *, linger_ms: int = 0) -> dict[str, 
         "acks": "all",
         "linger.ms": linger_ms,
         "compression.type": "lz4",
+        # The largest valid report must fit (Kafka's default refuses it).
+        "message.max.bytes": MAX_RECORD_BYTES,
+        # librdkafka producers ask brokers to auto-create a missing topic by default; a
+        # deleted force's topic must stay deleted.
+        "allow.auto.create.topics": False,
     }
 
 

@@ -1,6 +1,6 @@
 """Prometheus metrics of the data path, one set for every process.
 
-Each process serves ``/metrics`` (consumers on their own port, the gateway in its app);
+Each process serves ``/metrics`` (consumers beside their probes, the gateway in its app);
 every series carries the ``force`` label.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS: Final = (
     0.001,
@@ -31,15 +31,27 @@ RECORDS_CONSUMED = Counter(
 )
 RECORDS_REJECTED = Counter(
     "peaceland_records_rejected_total",
-    "Records that break the data contract (dead-lettered by the archiver, skipped by others).",
-    ["force", "consumer"],
+    "Records set aside, by reason: contract (the record breaks the data contract; "
+    "dead-lettered by the archiver, skipped by others), conflict (a report id already stored "
+    "with other content), refused (Cassandra refused the report and no retry can change it).",
+    ["force", "consumer", "reason"],
 )
 REPORTS_STORED = Counter(
     "peaceland_reports_stored_total", "Reports written to Cassandra.", ["force"]
 )
-WRITE_RETRIES = Counter(
-    "peaceland_write_retries_total",
-    "Batches retried because Cassandra refused writes.",
+RETRIES = Counter(
+    "peaceland_retries_total",
+    "Attempts of a batch's step retried because a server refused or did not answer, by step.",
+    ["force", "consumer", "step"],
+)
+RETRYING_SECONDS = Gauge(
+    "peaceland_consumer_retrying_seconds",
+    "How long the consumer has been retrying its current batch; 0 while it makes progress.",
+    ["force", "consumer"],
+)
+LAST_COMMIT = Gauge(
+    "peaceland_consumer_last_commit_timestamp_seconds",
+    "When the consumer last committed offsets (Unix time).",
     ["force", "consumer"],
 )
 ALERT_EVENTS = Counter(
@@ -75,9 +87,3 @@ GATEWAY_SECONDS = Histogram(
     ["force"],
     buckets=_LATENCY_BUCKETS,
 )
-
-
-def serve(port: int) -> None:
-    """Serve ``/metrics`` on ``port`` from a background thread (0 disables it)."""
-    if port:
-        start_http_server(port)

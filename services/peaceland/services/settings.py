@@ -7,14 +7,16 @@ from typing import ClassVar
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings
 
+from peaceland.tenants.cassandra import Consistency, SerialConsistency
 from peaceland.tenants.forces import validate_force_id
 
 
 class ConsumerSettings(BaseSettings):
     """One consumer process serves one police force; its replicas share one consumer group.
 
-    ``KAFKA_BOOTSTRAP_SERVERS`` and ``CASSANDRA_CONTACT_POINTS`` are read without the
-    consumer's prefix: every process of a deployment talks to the same servers.
+    ``KAFKA_BOOTSTRAP_SERVERS``, ``CASSANDRA_CONTACT_POINTS`` and ``CASSANDRA_LOCAL_DC`` are
+    read without the consumer's prefix: every process of a deployment talks to the same
+    servers.
     """
 
     #: Names the consumer in its group id: archiver, alerter, …
@@ -23,6 +25,16 @@ class ConsumerSettings(BaseSettings):
     force_id: str
     kafka_bootstrap_servers: str = Field(validation_alias="KAFKA_BOOTSTRAP_SERVERS")
     cassandra_contact_points: str = Field(validation_alias="CASSANDRA_CONTACT_POINTS")
+    #: The data centre whose nodes serve this process's requests (LOCAL_* levels count its
+    #: replicas only).
+    cassandra_local_dc: str = Field(
+        default="datacenter1", min_length=1, validation_alias="CASSANDRA_LOCAL_DC"
+    )
+    #: Level of every read and write: the default survives the loss of one replica of three
+    #: without losing an acknowledged write or reading a stale row.
+    cassandra_consistency: Consistency = "LOCAL_QUORUM"
+    #: Level of the Paxos phase of lightweight transactions (the alerter's dedup state).
+    cassandra_serial_consistency: SerialConsistency = "LOCAL_SERIAL"
     #: Consumer group; by default one per force and consumer.
     group_id: str | None = None
     #: Most records taken from Kafka and handled together.
@@ -32,8 +44,13 @@ class ConsumerSettings(BaseSettings):
     #: First and longest pause between retries while Cassandra refuses work, in seconds.
     retry_backoff: float = Field(default=0.5, gt=0)
     retry_backoff_max: float = Field(default=10.0, gt=0)
-    #: Port of the Prometheus /metrics endpoint; 0 serves none.
+    #: Port of the probes (/livez, /readyz) and Prometheus /metrics; 0 serves none.
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    #: Seconds the poll loop may go without turning before /livez fails (and every thread's
+    #: stack is logged): longer than any single call to Kafka or Cassandra may block.
+    liveness_timeout: float = Field(default=90.0, ge=5, le=3600)
+    #: Seconds a batch may be retried (a server refusing work) before /readyz fails.
+    ready_grace: float = Field(default=30.0, ge=0, le=3600)
 
     @field_validator("force_id")
     @classmethod

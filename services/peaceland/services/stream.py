@@ -5,12 +5,20 @@ offsets go through a transaction). The loop never sleeps on the happy path: it b
 until the first record arrives, then takes what is already buffered, up to the batch size.
 ``consume(n, timeout)`` would instead wait for ``n`` records or the timeout, a micro-batch
 delay on every alert.
+
+One retry mechanism serves every consumer: a step that fails for a reason that heals raises
+:class:`Retry`; :meth:`StreamConsumer.until_done` pauses the partitions (still polling, so
+the group keeps the consumer), waits with exponential backoff, and runs the step again,
+until it succeeds or the consumer is asked to stop. Meanwhile the batch is not committed,
+the health endpoint says the consumer is retrying and why, and the retry metrics count.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -22,11 +30,20 @@ from cassandra.cluster import Session
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Gauge
 
-from peaceland.services import metrics
+from peaceland.services import health, metrics
 from peaceland.services.settings import ConsumerSettings
 from peaceland.tenants.cassandra import connect, shutdown_session
 
 log = logging.getLogger(__name__)
+
+
+class Retry(Exception):  # noqa: N818 - it names what the loop does with it
+    """A step could not finish for a reason that heals (a server away, slow or refusing for
+    a while): pause and run it again."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def take_batch(consumer: Consumer, max_records: int, timeout: float) -> list[Message]:
@@ -68,20 +85,17 @@ class StreamConsumer(ABC):
     #: Names the consumer in logs and metrics: archiver, alerter, …
     name: str
 
-    def __init__(
-        self,
-        force_id: str,
-        topic: str,
-        config: dict[str, object],
-        *,
-        batch_size: int,
-        poll_timeout: float,
-    ) -> None:
-        self.force_id = force_id
+    def __init__(self, settings: ConsumerSettings, topic: str, config: dict[str, object]) -> None:
+        self.settings = settings
+        self.force_id = settings.force_id
         self.topic = topic
-        self.batch_size = batch_size
-        self.poll_timeout = poll_timeout
-        lag = metrics.CONSUMER_LAG.labels(force_id, self.name)
+        self.batch_size = settings.batch_size
+        self.poll_timeout = settings.poll_timeout
+        self.health = health.Health(settings.liveness_timeout, settings.ready_grace)
+        #: Attempts retried since the consumer started, every step counted.
+        self.retries = 0
+        force = settings.force_id
+        lag = metrics.CONSUMER_LAG.labels(force, self.name)
         self.consumer = Consumer(
             {
                 **config,
@@ -89,8 +103,10 @@ class StreamConsumer(ABC):
                 "stats_cb": lambda stats: _set_lag(lag, stats),
             }
         )
-        self._batch_seconds = metrics.BATCH_SECONDS.labels(force_id, self.name)
-        self._consumed = metrics.RECORDS_CONSUMED.labels(force_id, self.name)
+        self._batch_seconds = metrics.BATCH_SECONDS.labels(force, self.name)
+        self._consumed = metrics.RECORDS_CONSUMED.labels(force, self.name)
+        self._committed_at = metrics.LAST_COMMIT.labels(force, self.name)
+        metrics.RETRYING_SECONDS.labels(force, self.name).set_function(self.health.retrying_seconds)
 
     @abstractmethod
     def process(self, records: list[Message], stop: threading.Event) -> bool:
@@ -100,10 +116,15 @@ class StreamConsumer(ABC):
         """Commit the batch's offsets (after ``process`` made its effects durable)."""
         try:
             self.consumer.commit(offsets=next_offsets(records), asynchronous=False)
+            self.committed()
         except KafkaException as exc:
             # Typically a rebalance took the partitions away mid-batch. Nothing is lost: the
             # new owner replays the batch, and replays are idempotent.
             log.warning("%s: commit failed, the batch will be replayed: %s", self.name, exc)
+
+    def committed(self) -> None:
+        """Record that offsets were committed (progress, as the metrics and operator see it)."""
+        self._committed_at.set_to_current_time()
 
     def idle(self) -> None:  # noqa: B027 - a hook
         """Called when a poll brought nothing: time for deferred work."""
@@ -117,39 +138,89 @@ class StreamConsumer(ABC):
     def close(self) -> None:  # noqa: B027 - a hook: most consumers hold nothing more
         """Release what ``process`` holds, after the consumer has left the group."""
 
-    def run(self, stop: threading.Event) -> None:
+    def subscribe(self) -> None:
         self.consumer.subscribe(
             [self.topic],
             on_revoke=lambda _consumer, partitions: self.revoked(partitions),
             on_lost=lambda _consumer, partitions: self.revoked(partitions),
         )
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop`` is set, then finish, commit and leave the group.
+
+        An exception ends the loop at once, without the goodbyes: closing a consumer whose
+        coordinator is gone can block, and the process is about to end and be restarted.
+        A batch not committed is replayed by whoever owns its partition next.
+        """
+        self.subscribe()
         log.info("%s of %s: consuming %s", self.name, self.force_id, self.topic)
+        while not stop.is_set():
+            self.health.tick("poll")
+            batch = take_batch(self.consumer, self.batch_size, self.poll_timeout)
+            records = [m for m in batch if not self._is_error(m)]
+            if not records:
+                self.health.tick("idle")
+                self.idle()
+                continue
+            began = time.perf_counter()
+            self._consumed.inc(len(records))
+            self.health.tick("process")
+            if self.process(records, stop):
+                self.health.tick("commit")
+                self.commit(records)
+            self._batch_seconds.observe(time.perf_counter() - began)
+        self.health.tick("finish")
         try:
-            while not stop.is_set():
-                batch = take_batch(self.consumer, self.batch_size, self.poll_timeout)
-                records = [m for m in batch if not _is_error(m)]
-                if not records:
-                    self.idle()
-                    continue
-                began = time.perf_counter()
-                self._consumed.inc(len(records))
-                if self.process(records, stop):
-                    self.commit(records)
-                self._batch_seconds.observe(time.perf_counter() - began)
+            self.finish()
+        except KafkaException as exc:
+            log.warning(
+                "%s of %s: could not finish (%s); the rest is replayed on restart",
+                self.name,
+                self.force_id,
+                exc,
+            )
+        self.consumer.close()
+        self.close()
+        log.info("%s of %s stopped", self.name, self.force_id)
+
+    def until_done(self, step: str, attempt: Callable[[], None], stop: threading.Event) -> bool:
+        """Run ``attempt`` until it returns without raising :class:`Retry`; False if ``stop``
+        was set first. Between attempts every partition is paused and the consumer polls,
+        so it keeps its place in the group and takes no new records; a partition revoked
+        meanwhile is no longer ours, which ``attempt`` must check (``owned``)."""
+        backoff = self.settings.retry_backoff
+        paused: list[TopicPartition] = []
+        retries = metrics.RETRIES.labels(self.force_id, self.name, step)
+        try:
+            while True:
+                try:
+                    attempt()
+                    return True
+                except Retry as exc:
+                    if stop.is_set():
+                        return False
+                    self.health.retrying(step, exc.reason)
+                    self.retries += 1
+                    retries.inc()
+                    log.warning(
+                        "%s of %s: %s failed (%s); retrying in %.1fs",
+                        self.name,
+                        self.force_id,
+                        step,
+                        exc.reason,
+                        backoff,
+                    )
+                    self.health.tick(f"retry {step}")
+                    paused = self.pause_while(paused, backoff)
+                    backoff = min(backoff * 2, self.settings.retry_backoff_max)
         finally:
-            # A batch interrupted by stop is not committed: it is replayed on restart.
-            try:
-                self.finish()
-            except KafkaException as exc:
-                log.warning(
-                    "%s of %s: could not finish (%s); the rest is replayed on restart",
-                    self.name,
-                    self.force_id,
-                    exc,
-                )
-            self.consumer.close()
-            self.close()
-            log.info("%s of %s stopped", self.name, self.force_id)
+            self.health.recovered()
+            if paused:
+                self._resume(paused)
+
+    def owned(self) -> set[tuple[str, int]]:
+        """The (topic, partition) pairs assigned to this consumer now."""
+        return {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
 
     def pause_while(self, paused: list[TopicPartition], seconds: float) -> list[TopicPartition]:
         """Wait with every partition paused, still polling so the group keeps us as a member.
@@ -173,6 +244,26 @@ class StreamConsumer(ABC):
             paused = [*paused, where]
         return paused
 
+    def _resume(self, paused: list[TopicPartition]) -> None:
+        """Resume what is still ours: a partition revoked during the pause is gone, and the
+        next owner starts it unpaused."""
+        owned = self.owned()
+        mine = [tp for tp in paused if (tp.topic, tp.partition) in owned]
+        if mine:
+            self.consumer.resume(mine)
+
+    def _is_error(self, message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return False
+        if error.fatal():
+            # The consumer can never work again (fenced, misconfigured): end the process so
+            # that it is restarted fresh, rather than poll on in vain.
+            raise KafkaException(error)
+        if error.code() != KafkaError._PARTITION_EOF:
+            log.error("%s of %s: consumer error: %s", self.name, self.force_id, error)
+        return True
+
 
 def _set_lag(gauge: Gauge, stats_json: str) -> None:
     lag = total_lag(stats_json)
@@ -180,20 +271,14 @@ def _set_lag(gauge: Gauge, stats_json: str) -> None:
         gauge.set(lag)
 
 
-def _is_error(message: Message) -> bool:
-    error = message.error()
-    if error is None:
-        return False
-    if error.code() != KafkaError._PARTITION_EOF:
-        log.error("consumer error: %s", error)
-    return True
-
-
 def main(settings: ConsumerSettings, build: Callable[[Session], StreamConsumer]) -> None:
-    """Run a consumer process until SIGTERM: logs, metrics, a Cassandra session, the loop.
+    """Run a consumer process until SIGTERM: logs, probes, metrics, a Cassandra session, the
+    loop.
 
     ``build`` makes the consumer from the session. SIGTERM (Kubernetes stopping the pod) and
-    Ctrl-C let the current batch finish and commit before the process exits.
+    Ctrl-C let the current batch finish and commit before the process exits. An error the
+    loop cannot handle ends the process with status 1, so that Kubernetes restarts it;
+    SIGUSR1 writes every thread's stack to stderr.
     """
     logging.basicConfig(
         level=logging.INFO,
@@ -201,12 +286,25 @@ def main(settings: ConsumerSettings, build: Callable[[Session], StreamConsumer])
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("cassandra").setLevel(logging.WARNING)
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    metrics.serve(settings.metrics_port)
-    session = connect(settings.cassandra_contact_points)
+    session = connect(
+        settings.cassandra_contact_points,
+        local_dc=settings.cassandra_local_dc,
+        consistency=settings.cassandra_consistency,
+        serial_consistency=settings.cassandra_serial_consistency,
+    )
     try:
-        build(session).run(stop)
+        consumer = build(session)
+        health.serve(settings.metrics_port, consumer.health)
+        health.watch(consumer.health, stop)
+        consumer.run(stop)
+    except Exception:
+        log.exception("%s: fatal error, exiting to be restarted", settings.consumer_group)
+        sys.stderr.flush()
+        # Closing a consumer whose broker is gone can block; a restart needs no goodbye.
+        os._exit(1)
     finally:
         shutdown_session(session)

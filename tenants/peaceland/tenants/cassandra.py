@@ -1,10 +1,25 @@
-"""Connecting to Cassandra the same way from every component."""
+"""Connecting to Cassandra the same way from every component, and judging its errors once.
+
+Every session runs its statements at ``LOCAL_QUORUM`` and its lightweight transactions at
+``LOCAL_SERIAL`` unless told otherwise: a write acknowledged at that level survives the loss
+of any one replica of three, and a read at it sees every write acknowledged before it. Both
+are settings of each deployable (docs/services.md), passed here.
+"""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from typing import Final, Literal
 
-from cassandra import DriverException, OperationTimedOut
+from cassandra import (
+    AuthenticationFailed,
+    ConsistencyLevel,
+    InvalidRequest,
+    OperationTimedOut,
+    RequestExecutionException,
+    Unauthorized,
+)
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import (
     EXEC_PROFILE_DEFAULT,
@@ -13,18 +28,50 @@ from cassandra.cluster import (
     NoHostAvailable,
     Session,
 )
+from cassandra.connection import ConnectionException
 from cassandra.policies import (
     DCAwareRoundRobinPolicy,
     ExponentialReconnectionPolicy,
     TokenAwarePolicy,
 )
+from cassandra.protocol import ServerError
 
 DEFAULT_PORT = 9042
 
-#: What the driver raises while Cassandra is down, restarting or overloaded: a consumer
-#: pauses and retries on these. NoHostAvailable and OperationTimedOut do not derive from
-#: DriverException.
-UNAVAILABLE: tuple[type[Exception], ...] = (DriverException, NoHostAvailable, OperationTimedOut)
+Consistency = Literal["ONE", "LOCAL_ONE", "QUORUM", "LOCAL_QUORUM", "EACH_QUORUM", "ALL"]
+SerialConsistency = Literal["SERIAL", "LOCAL_SERIAL"]
+
+#: Errors of a server that is down, restarting, overloaded, slow, or refusing us for a while
+#: (a role or a grant being changed): the same request succeeds later.
+_TRANSIENT: Final[tuple[type[Exception], ...]] = (
+    NoHostAvailable,
+    OperationTimedOut,
+    ConnectionException,
+    RequestExecutionException,  # unavailable, timeouts, write/read failures, overloaded
+    ServerError,
+    AuthenticationFailed,
+    Unauthorized,
+)
+#: An InvalidRequest about the schema, not the data: a table or keyspace missing (dropped by
+#: hand, being made again by the operator) heals; retrying is right.
+_SCHEMA_MISSING: Final = re.compile(
+    r"unconfigured table|keyspace .* does not exist|undefined column name|unknown identifier",
+    re.IGNORECASE,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether the request that raised ``exc`` may succeed if sent again later.
+
+    False means the request itself is at fault (a batch or a mutation too large, a value
+    Cassandra cannot take): sending it again fails again, so its data is set aside (the
+    dead-letter topic) instead of blocking everything behind it.
+    """
+    if isinstance(exc, _TRANSIENT):
+        return True
+    if isinstance(exc, InvalidRequest):
+        return bool(_SCHEMA_MISSING.search(str(exc)))
+    return False
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -69,15 +116,21 @@ def connect(
     local_dc: str = "datacenter1",
     timeout: float = 10.0,
     credentials: tuple[str, str] | None = None,
+    consistency: Consistency = "LOCAL_QUORUM",
+    serial_consistency: SerialConsistency = "LOCAL_SERIAL",
 ) -> Session:
     """A session on the cluster behind ``contact_points``; close it with ``shutdown_session``.
 
-    Token-aware routing sends each write straight to a replica of its partition.
+    Token-aware routing sends each write straight to a replica of its partition; every
+    statement runs at ``consistency`` and every lightweight transaction (``IF …``) at
+    ``serial_consistency`` unless it says otherwise.
     """
     hosts, port = parse_contact_points(contact_points)
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=local_dc)),
         request_timeout=timeout,
+        consistency_level=getattr(ConsistencyLevel, consistency),
+        serial_consistency_level=getattr(ConsistencyLevel, serial_consistency),
     )
     cluster = Cluster(
         contact_points=hosts,

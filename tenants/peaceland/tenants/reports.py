@@ -34,6 +34,11 @@ MAX_NAME_LENGTH: Final = 200
 MAX_WORD_LENGTH: Final = 64
 MAX_DRONE_ID_LENGTH: Final = 64
 
+#: The most bytes a valid report takes in its canonical encoding (``encode_report``): every
+#: list full, every text at its longest, every character four bytes of UTF-8 is 1.33 MB.
+#: Kafka topics and producers are sized from it; a test keeps it true.
+MAX_REPORT_BYTES: Final = 1_400_000
+
 #: How old a report may be when it is received: drones buffer reports while out of radio
 #: range and send them late, but a week-old report is a broken clock, not a late drone.
 MAX_REPORT_AGE: Final = timedelta(days=7)
@@ -90,6 +95,17 @@ class Report(BaseModel):
     def lowest_score(self) -> float | None:
         """The lowest score in the report, or None when nobody was recognised."""
         return min((c.score for c in self.citizens), default=None)
+
+    def sightings(self) -> list[Citizen]:
+        """Each citizen of the report once, with their lowest score, in order of first
+        appearance: face recognition may name one person twice in a frame, and that is one
+        sighting, judged by its most worrying score."""
+        lowest: dict[str, Citizen] = {}
+        for citizen in self.citizens:
+            seen = lowest.get(citizen.name)
+            if seen is None or citizen.score < seen.score:
+                lowest[citizen.name] = citizen
+        return list(lowest.values())
 
 
 def decode_report(data: bytes | str, *, received_at: datetime) -> Report:

@@ -16,6 +16,7 @@ import pytest
 from cassandra.cluster import Session
 from confluent_kafka import Message
 from confluent_kafka.admin import AdminClient
+from prometheus_client import REGISTRY
 
 from peaceland.cli.stack import Endpoints
 from peaceland.services.archiver.consumer import Archiver
@@ -24,7 +25,7 @@ from peaceland.services.archiver.store import ReportStore
 from peaceland.services.kafka import REASON_HEADER, SOURCE_HEADER
 from peaceland.tenants.forces import ForceResources
 from peaceland.tenants.provisioning.topics import TopicSettings, ensure_topics
-from peaceland.tenants.reports import Report, encode_report, utc_now
+from peaceland.tenants.reports import Citizen, Report, encode_report, utc_now
 from tests.factories import make_report
 from tests.kafka_helpers import committed_total, produce, read_all, wait_until
 
@@ -210,7 +211,7 @@ def test_while_kafka_refuses_dead_letters_the_archiver_waits_then_delivers_and_c
     settings = _settings(force, endpoints).model_copy(update={"dead_letter_timeout": 1.0})
     archiver = Archiver(settings, ReportStore(cassandra, force.keyspace))
     with running(archiver) as thread:
-        wait_until(lambda: archiver.counters.write_retries >= 2, 60, "failed dead-letter flushes")
+        wait_until(lambda: archiver.retries >= 2, 60, "failed dead-letter flushes")
         assert thread.is_alive()
         assert committed_total(bootstrap, settings.consumer_group, force.reports_topic) <= 0
         ensure_topics(kafka_admin, force, TopicSettings(partitions=3))
@@ -224,3 +225,89 @@ def test_while_kafka_refuses_dead_letters_the_archiver_waits_then_delivers_and_c
     assert dead, "the malformed record never reached the dead-letter topic"
     assert {value_of(d) for d in dead} == {b"{not json"}
     assert "not valid JSON" in header(dead[0], REASON_HEADER)
+
+
+def rejected_count(force: ForceResources, reason: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "peaceland_records_rejected_total",
+        {"force": force.force_id, "consumer": "archiver", "reason": reason},
+    )
+    return value or 0.0
+
+
+def test_a_report_cassandra_refuses_for_good_is_dead_lettered_and_the_rest_goes_on(
+    force: ForceResources, endpoints: Endpoints, cassandra: Session
+):
+    # A store told to pack a whole report into one batch: Cassandra refuses a batch over
+    # several partitions beyond its batch_size_fail_threshold (50 KiB), every time.
+    store = ReportStore(
+        cassandra, force.keyspace, batch_max_bytes=1024 * 1024, batch_max_statements=1000
+    )
+    crowd = [Citizen(name=f"{i:03d}" + "x" * 197, score=50.0) for i in range(300)]
+    big = make_report(random.Random(99)).model_copy(update={"citizens": crowd})
+    after = [make_report(random.Random(seed)) for seed in range(20)]
+    bootstrap = endpoints.kafka_bootstrap_servers
+    records = [(r.drone_id.encode(), encode_report(r)) for r in [big, *after]]
+    produce(bootstrap, force.reports_topic, records)
+    settings = _settings(force, endpoints)
+    archiver = Archiver(settings, store)
+    with running(archiver):
+        wait_until(
+            partial(all_committed, bootstrap, settings.consumer_group, force.reports_topic, 21),
+            timeout=60,
+            what="every record to be stored or dead-lettered, and committed",
+        )
+    assert_stored_exactly_once(stored_rows(cassandra, force.keyspace), after)
+    [dead] = read_all(bootstrap, force.dead_letter_topic)
+    assert value_of(dead) == encode_report(big)
+    assert "Cassandra refused to store it" in header(dead, REASON_HEADER)
+    assert "Batch too large" in header(dead, REASON_HEADER)
+    assert rejected_count(force, "refused") == 1
+    assert archiver.retries == 0, "a refusal no retry can change must not be retried"
+
+
+def test_a_second_content_under_a_stored_report_id_is_dead_lettered_and_the_first_kept(
+    force: ForceResources, endpoints: Endpoints, cassandra: Session
+):
+    first = make_report(random.Random(7), citizens=3)
+    # Same id, same drone and time (the same row), other citizens and position.
+    other = first.model_copy(
+        update={
+            "latitude": first.latitude + 0.01,
+            "citizens": [Citizen(name="Mallory Faux", score=1.0)],
+            "words": ["autre"],
+        }
+    )
+    bootstrap = endpoints.kafka_bootstrap_servers
+    # The conflicting copy in the same batch as the first, then in a later batch; the
+    # first resent byte for byte, which stays a no-op.
+    produce(bootstrap, force.reports_topic, [(b"d", encode_report(r)) for r in (first, other)])
+    settings = _settings(force, endpoints)
+    with running(Archiver(settings, ReportStore(cassandra, force.keyspace))):
+        wait_until(
+            partial(all_committed, bootstrap, settings.consumer_group, force.reports_topic, 2),
+            timeout=60,
+            what="the first two copies",
+        )
+        produce(bootstrap, force.reports_topic, [(b"d", encode_report(r)) for r in (other, first)])
+        wait_until(
+            partial(all_committed, bootstrap, settings.consumer_group, force.reports_topic, 4),
+            timeout=60,
+            what="the last two copies",
+        )
+    rows = stored_rows(cassandra, force.keyspace)
+    assert_stored_exactly_once(rows, [first])
+    [row] = rows
+    assert row.latitude == first.latitude
+    assert list(row.citizen_names) == [c.name for c in first.citizens]
+    assert list(row.words) == first.words
+    sighted = {
+        r.citizen
+        for r in cassandra.execute(f"SELECT citizen FROM {force.keyspace}.sightings_by_citizen")
+    }
+    assert sighted == {c.name for c in first.citizens}
+    dead = read_all(bootstrap, force.dead_letter_topic)
+    assert [value_of(d) for d in dead] == [encode_report(other)] * 2
+    for letter in dead:
+        assert "first accepted with other content" in header(letter, REASON_HEADER)
+    assert rejected_count(force, "conflict") == 2

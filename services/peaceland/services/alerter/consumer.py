@@ -26,29 +26,19 @@ from peaceland.services.kafka import (
     producer_config,
     received_at,
 )
-from peaceland.services.stream import StreamConsumer, next_offsets
+from peaceland.services.stream import Retry, StreamConsumer, next_offsets
 from peaceland.tenants.alerts import Alert, encode_alert
-from peaceland.tenants.cassandra import UNAVAILABLE
+from peaceland.tenants.cassandra import is_transient
 from peaceland.tenants.forces import AlertingSettings, resources_for
 from peaceland.tenants.reports import Citizen, Report
 
 log = logging.getLogger(__name__)
 
 
-#: Cassandra down or contended: the batch is retried as a whole (its decisions are idempotent).
-_RETRIED: tuple[type[Exception], ...] = (*UNAVAILABLE, ContendedError)
-
-
 def low_sightings(report: Report, threshold: float) -> list[Citizen]:
-    """Citizens of ``report`` scoring below ``threshold``, each name once (its lowest score):
-    one sighting per citizen per report, so one report never raises a citizen twice."""
-    lowest: dict[str, Citizen] = {}
-    for citizen in report.citizens:
-        if citizen.score < threshold and (
-            citizen.name not in lowest or citizen.score < lowest[citizen.name].score
-        ):
-            lowest[citizen.name] = citizen
-    return list(lowest.values())
+    """Citizens of ``report`` scoring below ``threshold``: one sighting per citizen per report
+    (its lowest score), so one report never raises a citizen twice."""
+    return [c for c in report.sightings() if c.score < threshold]
 
 
 class Alerter(StreamConsumer):
@@ -59,18 +49,16 @@ class Alerter(StreamConsumer):
     def __init__(
         self, settings: AlerterSettings, book: AlertBook, alerting: SettingsSource | None = None
     ) -> None:
-        self.settings = settings
         self.resources = resources_for(settings.force_id)
         super().__init__(
-            settings.force_id,
+            settings,
             self.resources.reports_topic,
             {
                 **consumer_config(settings.kafka_bootstrap_servers, settings.consumer_group),
                 "isolation.level": "read_committed",
             },
-            batch_size=settings.batch_size,
-            poll_timeout=settings.poll_timeout,
         )
+        self.settings: AlerterSettings = settings
         self.book = book
         self.alerting = alerting or SettingsSource(settings.force_id, settings.default_alerting())
         self._producer = Producer(
@@ -84,59 +72,56 @@ class Alerter(StreamConsumer):
         self.updated = 0
         # Offsets of batches that raised nothing, committed with the next transaction.
         self._pending: dict[tuple[str, int], int] = {}
-        self._committed_at = time.monotonic()
+        self._last_transaction = time.monotonic()
         force = settings.force_id
         self._events = {
             kind: metrics.ALERT_EVENTS.labels(force, kind) for kind in ("raised", "updated")
         }
-        self._rejected = metrics.RECORDS_REJECTED.labels(force, self.name)
         self._latency = metrics.ALERT_LATENCY.labels(force)
 
     def process(self, records: list[Message], stop: threading.Event) -> bool:
         decoded = decode_batch(records)
         # The archiver dead-letters rejects; here they only must not stop the alerts.
-        self._rejected.inc(len(decoded.rejects))
-        backoff = self.settings.retry_backoff
-        paused: list[TopicPartition] = []
-        try:
-            while not stop.is_set():
-                try:
-                    if decoded.records:
-                        self._transact(decoded, self.alerting.current())
-                    return True
-                except _RETRIED as exc:
-                    log.warning(
-                        "alerter of %s: Cassandra failed (%s); retrying the batch in %.1fs",
-                        self.force_id,
-                        exc,
-                        backoff,
-                    )
-                except KafkaException as exc:
-                    if exc.args[0].fatal():
-                        raise  # fenced by a newer instance: stop, nothing was committed
-                    log.warning(
-                        "alerter of %s: Kafka transaction failed (%s); retrying the batch in %.1fs",
-                        self.force_id,
-                        exc,
-                        backoff,
-                    )
-                paused = self.pause_while(paused, backoff)
-                backoff = min(backoff * 2, self.settings.retry_backoff_max)
-                # A rebalance during the wait may have taken partitions away: their records
-                # are the new owner's now, and their offsets no longer ours to commit.
-                owned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
-                decoded = decoded.only(owned)
-            return False
-        finally:
-            if paused:
-                self.consumer.resume(paused)
+        metrics.RECORDS_REJECTED.labels(self.force_id, self.name, "contract").inc(
+            len(decoded.rejects)
+        )
+
+        def transact() -> None:
+            # A rebalance during a pause may have taken partitions away: their records are
+            # the new owner's now, and their offsets no longer ours to commit.
+            mine = decoded.only(self.owned())
+            if not mine.records:
+                return
+            try:
+                self._transact(mine, self.alerting.current())
+            except ContendedError as exc:
+                raise Retry(str(exc)) from exc
+            except KafkaException as exc:
+                if exc.args[0].fatal():
+                    raise  # fenced by a newer instance: stop, nothing was committed
+                raise Retry(f"Kafka transaction failed: {exc}") from exc
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                raise Retry(f"Cassandra failed: {exc}") from exc
+
+        return self.until_done("alerts", transact, stop)
 
     def commit(self, records: list[Message]) -> None:
         """Nothing to do: offsets go with the transactions (see ``_transact``)."""
 
     def idle(self) -> None:
-        if self._pending and time.monotonic() - self._committed_at >= self.settings.commit_interval:
+        if not self._pending:
+            return
+        if time.monotonic() - self._last_transaction < self.settings.commit_interval:
+            return
+        try:
             self._commit_offsets([], dict(self._pending))
+        except KafkaException as exc:
+            if exc.args[0].fatal():
+                raise
+            # Still pending: the next batch's transaction, or the next idle moment, takes them.
+            log.warning("alerter of %s: offsets not committed yet: %s", self.force_id, exc)
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
         # Those offsets are no longer ours to commit; the new owner replays a batch that
@@ -184,7 +169,7 @@ class Alerter(StreamConsumer):
             **self._pending,
             **{(tp.topic, tp.partition): tp.offset for tp in next_offsets(decoded.records)},
         }
-        if not alerts and time.monotonic() - self._committed_at < self.settings.commit_interval:
+        if not alerts and time.monotonic() - self._last_transaction < self.settings.commit_interval:
             self._pending = offsets
             return
         self._commit_offsets(alerts, offsets)
@@ -229,7 +214,8 @@ class Alerter(StreamConsumer):
                 self._producer.abort_transaction(30)
             raise
         self._pending = {}
-        self._committed_at = time.monotonic()
+        self._last_transaction = time.monotonic()
+        self.committed()
 
     def _commit_transaction(self) -> None:
         for attempt in range(5):

@@ -14,6 +14,13 @@ if __name__ == "__main__":
     main(
         settings,
         lambda session: Archiver(
-            settings, ReportStore(session, keyspace, settings.write_concurrency)
+            settings,
+            ReportStore(
+                session,
+                keyspace,
+                settings.write_concurrency,
+                batch_max_bytes=settings.batch_max_bytes,
+                batch_max_statements=settings.batch_max_statements,
+            ),
         ),
     )

@@ -1,7 +1,13 @@
 """The archiver's consumer: take a batch of reports, store it, dead-letter the rest, commit.
 
-While Cassandra refuses writes, or Kafka refuses dead letters, it pauses its partitions and
-retries with backoff, so it keeps its place without crashing, and resumes when they are back.
+Three outcomes for a record, none of which stops the consumer:
+- stored (then committed);
+- set aside with its reason on the dead-letter topic: it breaks the data contract, or its
+  report id is already stored with other content, or Cassandra refused it for a reason no
+  retry changes (``is_transient``);
+- retried: Cassandra away, slow or overloaded, or Kafka not taking the dead letters. The
+  partitions pause and the step runs again with backoff (``StreamConsumer.until_done``); the
+  batch is committed only once every record is stored or dead-lettered.
 """
 
 from __future__ import annotations
@@ -10,15 +16,14 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import KafkaException, Message, Producer
 
 from peaceland.services import metrics
 from peaceland.services.archiver.settings import ArchiverSettings
 from peaceland.services.archiver.store import ReportStore
 from peaceland.services.kafka import DeadLetters, consumer_config, decode_batch, producer_config
-from peaceland.services.stream import StreamConsumer
+from peaceland.services.stream import Retry, StreamConsumer
 from peaceland.tenants.forces import resources_for
-from peaceland.tenants.reports import Report
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +34,6 @@ class Counters:
 
     stored: int = 0
     rejected: int = 0
-    write_retries: int = 0
 
 
 class Archiver(StreamConsumer):
@@ -38,15 +42,13 @@ class Archiver(StreamConsumer):
     name = "archiver"
 
     def __init__(self, settings: ArchiverSettings, store: ReportStore) -> None:
-        self.settings = settings
         self.resources = resources_for(settings.force_id)
         super().__init__(
-            settings.force_id,
+            settings,
             self.resources.reports_topic,
             consumer_config(settings.kafka_bootstrap_servers, settings.consumer_group),
-            batch_size=settings.batch_size,
-            poll_timeout=settings.poll_timeout,
         )
+        self.dead_letter_timeout = settings.dead_letter_timeout
         self.store = store
         self.counters = Counters()
         self._producer = Producer(
@@ -55,20 +57,36 @@ class Archiver(StreamConsumer):
         )
         self._dead_letters = DeadLetters(self._producer, self.resources.dead_letter_topic)
         self._stored = metrics.REPORTS_STORED.labels(settings.force_id)
-        self._rejected = metrics.RECORDS_REJECTED.labels(settings.force_id, self.name)
-        self._retries = metrics.WRITE_RETRIES.labels(settings.force_id, self.name)
 
     def process(self, records: list[Message], stop: threading.Event) -> bool:
-        """Store a batch, then dead-letter its rejects; False if stopped before it was done."""
+        """Store a batch, then dead-letter what cannot be stored; False if stopped first."""
         decoded = decode_batch(records)
-        if not self._store(decoded.reports, stop):
+        set_aside = [(message, reason, "contract") for message, reason in decoded.rejects]
+        pending = list(range(len(decoded.reports)))
+
+        def store() -> None:
+            nonlocal pending
+            outcome = self.store.write([decoded.reports[i] for i in pending])
+            self.counters.stored += outcome.written
+            self._stored.inc(outcome.written)
+            for index, kind, reason in outcome.refused:
+                set_aside.append((decoded.messages[pending[index]], reason, kind))
+            if outcome.failed:
+                first_error = outcome.failed[0][1]
+                failed = len(outcome.failed)
+                pending = [pending[index] for index, _ in outcome.failed]
+                raise Retry(f"{failed} of {len(decoded.reports)} writes failed: {first_error}")
+            pending = []
+
+        if not self.until_done("store", store, stop):
             return False
-        for message, reason in decoded.rejects:
+        for message, reason, _ in set_aside:
             self._dead_letters.send(message, reason)
-        if not self._dead_letter(stop):
+        if not self.until_done("dead letters", self._flush_dead_letters, stop):
             return False
-        self.counters.rejected += len(decoded.rejects)
-        self._rejected.inc(len(decoded.rejects))
+        for _, _, kind in set_aside:
+            metrics.RECORDS_REJECTED.labels(self.force_id, self.name, kind).inc()
+        self.counters.rejected += len(set_aside)
         return True
 
     def close(self) -> None:
@@ -80,55 +98,8 @@ class Archiver(StreamConsumer):
             self.counters.rejected,
         )
 
-    def _dead_letter(self, stop: threading.Event) -> bool:
-        """Flush the batch's dead letters, retrying with backoff while Kafka does not take
-        them (the batch is not committed meanwhile); False if stopped first."""
-        backoff = self.settings.retry_backoff
-        paused: list[TopicPartition] = []
+    def _flush_dead_letters(self) -> None:
         try:
-            while True:
-                try:
-                    self._dead_letters.flush(self.settings.dead_letter_timeout)
-                    return True
-                except KafkaException as exc:
-                    if stop.is_set():
-                        return False
-                    log.warning("dead letters not delivered (%s); retrying in %.1fs", exc, backoff)
-                    self.counters.write_retries += 1
-                    self._retries.inc()
-                    paused = self.pause_while(paused, backoff)
-                    backoff = min(backoff * 2, self.settings.retry_backoff_max)
-        finally:
-            if paused:
-                self.consumer.resume(paused)
-
-    def _store(self, reports: list[Report], stop: threading.Event) -> bool:
-        """Write until every report is stored (retrying with backoff) or ``stop`` is set."""
-        pending = reports
-        backoff = self.settings.retry_backoff
-        paused: list[TopicPartition] = []
-        try:
-            while pending:
-                outcome = self.store.write(pending)
-                self.counters.stored += outcome.written
-                self._stored.inc(outcome.written)
-                if not outcome.failed:
-                    return True
-                if stop.is_set():
-                    return False
-                log.warning(
-                    "%d of %d writes failed (%s); retrying in %.1fs",
-                    len(outcome.failed),
-                    len(pending),
-                    outcome.failed[0][1],
-                    backoff,
-                )
-                pending = [report for report, _ in outcome.failed]
-                self.counters.write_retries += 1
-                self._retries.inc()
-                paused = self.pause_while(paused, backoff)
-                backoff = min(backoff * 2, self.settings.retry_backoff_max)
-            return True
-        finally:
-            if paused:
-                self.consumer.resume(paused)
+            self._dead_letters.flush(self.dead_letter_timeout)
+        except KafkaException as exc:
+            raise Retry(f"dead letters not delivered: {exc}") from exc

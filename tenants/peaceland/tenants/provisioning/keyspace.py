@@ -152,13 +152,39 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             """,
         ),
     ),
+    Migration(
+        3,
+        "the first content of each report id",
+        (
+            # A drone may send a report again (a retry after a timeout): the same id and the
+            # same content, stored once. Another content under an id already stored would be
+            # merged cell by cell into the first; the archiver reads the digest of the first
+            # content here, keeps it, and dead-letters the other.
+            """
+            CREATE TABLE IF NOT EXISTS {ks}.report_ids (
+                report_id uuid PRIMARY KEY,
+                digest blob,
+                drone_id text,
+                reported_at timestamp
+            ) WITH compaction = {{'class': 'TimeWindowCompactionStrategy',
+                                 'compaction_window_unit': 'DAYS',
+                                 'compaction_window_size': 1}}
+              AND compression = {{'class': 'ZstdCompressor', 'chunk_length_in_kb': 16}}
+            """,
+        ),
+    ),
 )
 
 #: Tables whose rows expire after the force's retention.
-RETAINED_TABLES: Final = ("reports_by_drone_day", "sightings_by_citizen", "alerts_by_day")
+RETAINED_TABLES: Final = (
+    "reports_by_drone_day",
+    "sightings_by_citizen",
+    "alerts_by_day",
+    "report_ids",
+)
 #: Of those, the append-only time series, compacted by time window (alerts are updated for
 #: as long as they are open, which time windows handle badly).
-_TIME_SERIES_TABLES: Final = ("reports_by_drone_day", "sightings_by_citizen")
+_TIME_SERIES_TABLES: Final = ("reports_by_drone_day", "sightings_by_citizen", "report_ids")
 #: Time-window compaction works best with fewer than ~50 windows over a row's life.
 _MAX_WINDOWS: Final = 30
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Final
 
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient
@@ -14,8 +15,16 @@ from confluent_kafka.cimpl import NewPartitions, NewTopic
 
 from peaceland.tenants.errors import ProvisioningError
 from peaceland.tenants.forces import ForceResources
+from peaceland.tenants.reports import MAX_REPORT_BYTES
 
 log = logging.getLogger(__name__)
+
+#: The largest record batch a force's topic takes, and the largest request its producers
+#: send: the largest valid report with its headers (a dead letter carries it whole, with its
+#: reason) and the batch's framing, with room to spare. Kafka's default, 1 MB, refuses the
+#: largest valid reports.
+MAX_RECORD_BYTES: Final = 2 * 1024 * 1024
+assert MAX_REPORT_BYTES + 64 * 1024 < MAX_RECORD_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +40,7 @@ class TopicSettings:
         return {
             "retention.ms": str(self.retention_ms),
             "min.insync.replicas": str(self.min_insync_replicas),
+            "max.message.bytes": str(MAX_RECORD_BYTES),
         }
 
 
