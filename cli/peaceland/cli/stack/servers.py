@@ -112,6 +112,9 @@ class KafkaNode:
     #: Controller port of every voter, by node id; None: this node alone.
     voters: tuple[tuple[int, int], ...] | None = None
     cluster_id: str | None = None
+    #: Kafka's own default is true (a client asking for a missing topic makes it); ours is
+    #: false. Tests turn it on to prove that no client of ours makes a topic by accident.
+    auto_create_topics: bool = False
 
     @property
     def replication(self) -> int:
@@ -181,7 +184,7 @@ class Kafka(Server):
             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
             log.dirs={self.home / "data"}
             num.partitions=6
-            auto.create.topics.enable=false
+            auto.create.topics.enable={str(node.auto_create_topics).lower()}
             default.replication.factor={replicas}
             min.insync.replicas={min_isr}
             offsets.topic.replication.factor={replicas}

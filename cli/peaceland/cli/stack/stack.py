@@ -232,14 +232,22 @@ class KafkaCluster:
     """
 
     def __init__(
-        self, settings: StackSettings, size: int = 3, progress: Progress = lambda _: None
+        self,
+        settings: StackSettings,
+        size: int = 3,
+        progress: Progress = lambda _: None,
+        *,
+        auto_create_topics: bool = False,
     ) -> None:
         ports = [(processes.free_port(), processes.free_port()) for _ in range(size)]
         voters = tuple((i + 1, controller) for i, (_, controller) in enumerate(ports))
         cluster_id = kafka_cluster_id()
         self.progress = progress
         self.nodes = [
-            Kafka(settings, KafkaNode(i + 1, port, controller, voters, cluster_id))
+            Kafka(
+                settings,
+                KafkaNode(i + 1, port, controller, voters, cluster_id, auto_create_topics),
+            )
             for i, (port, controller) in enumerate(ports)
         ]
 
