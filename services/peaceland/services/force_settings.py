@@ -1,4 +1,4 @@
-"""A force's alerting settings, re-read while the consumer runs.
+"""A force's run-time settings, re-read while the consumer runs.
 
 The operator writes the force's settings into a ConfigMap mounted as a file; Kubernetes
 updates the file in place when the PoliceForce changes. Consumers look at the file's
@@ -15,22 +15,21 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from peaceland.tenants.forces import AlertingSettings, ForceSettings
+from peaceland.tenants.forces import ForceSettings
 
 log = logging.getLogger(__name__)
 
 
 class SettingsSource:
-    """The alerting settings in force now: from ``path`` when given, else ``default``."""
+    """The force's settings now: from ``path`` when given, else ``default``."""
 
     def __init__(
         self,
-        force_id: str,
-        default: AlertingSettings,
+        default: ForceSettings,
         path: Path | None = None,
         check_every: float = 1.0,
     ) -> None:
-        self._force_id = force_id
+        self._force_id = default.force_id
         self._current = default
         self._path = path
         self._check_every = check_every
@@ -38,7 +37,7 @@ class SettingsSource:
         self._mtime: float | None = None
         self.current()
 
-    def current(self) -> AlertingSettings:
+    def current(self) -> ForceSettings:
         now = time.monotonic()
         if self._path is None or now - self._checked < self._check_every:
             return self._current
@@ -70,6 +69,6 @@ class SettingsSource:
                 self._force_id,
             )
             return
-        if settings.alerting != self._current:
-            log.info("alerting settings of %s now %s", self._force_id, settings.alerting)
-        self._current = settings.alerting
+        if settings != self._current:
+            log.info("settings of %s now %s", self._force_id, settings)
+        self._current = settings

@@ -101,6 +101,9 @@ class ForceSettings(BaseModel):
     alerting: AlertingSettings = AlertingSettings()
     #: How long reports, sightings and alerts are kept in Cassandra.
     retention_days: Annotated[int, Field(ge=1, le=3_650)] = 30
+    #: How long Kafka keeps the force's records (its topics' retention): how late a consumer
+    #: that was down may still read a report, which the alerter's dedup state must outlive.
+    kafka_retention_hours: Annotated[int, Field(ge=1, le=8_760)] = 168
 
     @classmethod
     def read(cls, path: Path) -> ForceSettings:

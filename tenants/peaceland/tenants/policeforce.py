@@ -230,6 +230,7 @@ class PoliceForceSpec(BaseModel):
                 dedup_window_seconds=self.alerting.dedup_window_seconds,
             ),
             retention_days=self.retention_days,
+            kafka_retention_hours=self.kafka.retention_hours,
         )
 
 

@@ -11,7 +11,8 @@ from cassandra.cluster import Session
 from peaceland.services.alerter.book import AlertBook, Decision, Sighting
 from peaceland.tenants.alerts import alert_id_for
 from peaceland.tenants.forces import ForceResources
-from peaceland.tenants.reports import Citizen, Report
+from peaceland.tenants.provisioning.topics import readable_for
+from peaceland.tenants.reports import MAX_CLOCK_SKEW, MAX_REPORT_AGE, Citizen, Report
 from tests.factories import make_report
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
@@ -126,3 +127,28 @@ def test_replicas_seeing_a_citizen_at_once_agree_on_one_alert(
         assert len(decisions) == 4
         assert [d.event for d in decisions].count("raised") == 1, decisions
         assert len({d.alert_id for d in decisions}) == 1, decisions
+
+
+def test_the_dedup_state_outlives_every_sighting_that_can_still_arrive_in_its_window(
+    force: ForceResources, cassandra: Session
+):
+    # A sighting inside an alert's window may reach the alerter long after the alert opened:
+    # the drone kept it for up to MAX_REPORT_AGE (out of radio range, a clock within
+    # MAX_CLOCK_SKEW), then Kafka kept it for as long as the topic's retention lets an
+    # alerter that was down catch up. The alert's dedup state must still be there, or that
+    # sighting raises a second alert inside one window.
+    book = AlertBook(cassandra, force.keyspace, force.force_id)
+    window, replay_hours = 600, 168
+    report = report_at(0, 1)
+    book.decide(sighting(report, "0/1"), window_seconds=window, replay_hours=replay_hours)
+    row = cassandra.execute(
+        f"SELECT TTL(alert_id) AS ttl FROM {force.keyspace}.open_alerts WHERE citizen = %s",
+        (EVE.name,),
+    ).one()
+    latest_arrival = (
+        timedelta(seconds=window)
+        + MAX_REPORT_AGE
+        + MAX_CLOCK_SKEW
+        + readable_for(replay_hours * 3_600_000)
+    )
+    assert row.ttl >= latest_arrival.total_seconds()

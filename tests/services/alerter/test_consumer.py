@@ -155,9 +155,7 @@ def test_a_threshold_change_applies_without_a_restart(
     settings_file = tmp_path / "force.json"
     settings_file.write_text(ForceSettings(force_id=force.force_id).model_dump_json())
     settings = settings_for(force, endpoints, settings_file=settings_file)
-    source = SettingsSource(
-        force.force_id, settings.default_alerting(), settings_file, check_every=0.1
-    )
+    source = SettingsSource(settings.default_settings(), settings_file, check_every=0.1)
     alerter = Alerter(settings, AlertBook(cassandra, force.keyspace, force.force_id), source)
     with alerting(alerter):
         send(
@@ -176,7 +174,7 @@ def test_a_threshold_change_applies_without_a_restart(
             )
         )
         wait_until(
-            lambda: source.current().score_threshold == 35.0,
+            lambda: source.current().alerting.score_threshold == 35.0,
             timeout=10,
             what="the new threshold to be read",
         )

@@ -12,7 +12,7 @@ from peaceland.tenants.forces import resources_for
 if __name__ == "__main__":
     settings = AlerterSettings()  # read from the environment
     keyspace = resources_for(settings.force_id).keyspace
-    source = SettingsSource(settings.force_id, settings.default_alerting(), settings.settings_file)
+    source = SettingsSource(settings.default_settings(), settings.settings_file)
     main(
         settings,
         lambda session: Alerter(settings, AlertBook(session, keyspace, settings.force_id), source),

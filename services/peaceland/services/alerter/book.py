@@ -33,13 +33,13 @@ from cassandra.query import PreparedStatement
 from peaceland.tenants.alerts import alert_id_for
 from peaceland.tenants.cassandra import write_time
 from peaceland.tenants.provisioning.keyspace import checked_keyspace
-from peaceland.tenants.reports import Citizen, Report
+from peaceland.tenants.provisioning.topics import readable_for
+from peaceland.tenants.reports import MAX_CLOCK_SKEW, MAX_REPORT_AGE, Citizen, Report
 
 log = logging.getLogger(__name__)
 
-#: open_alerts rows outlive their window by this much (in processing time) so that reports
-#: arriving a little late still find the alert they belong to; then Cassandra drops them.
-_STATE_MARGIN_SECONDS: Final = 3_600
+#: Beyond the bounds below, for clocks and the time between the write and its TTL's start.
+_STATE_MARGIN: Final = timedelta(hours=1)
 _MAX_ATTEMPTS: Final = 10
 
 
@@ -100,12 +100,16 @@ class AlertBook:
             "WHERE day = ? AND alert_id = ?"
         )
 
-    def decide(self, sighting: Sighting, window_seconds: int) -> Decision:
-        """Raise or update the citizen's alert for this sighting, and record it."""
+    def decide(self, sighting: Sighting, window_seconds: int, replay_hours: int = 168) -> Decision:
+        """Raise or update the citizen's alert for this sighting, and record it.
+
+        ``replay_hours`` is how long Kafka keeps the force's reports (its topics' retention):
+        the dedup state lives until no sighting inside the alert's window can still arrive.
+        """
         name = sighting.citizen.name
         candidate = alert_id_for(self._force_id, name, sighting.report.report_id)
         window = timedelta(seconds=window_seconds)
-        ttl = window_seconds + _STATE_MARGIN_SECONDS
+        ttl = state_seconds(window, replay_hours)
         for _ in range(_MAX_ATTEMPTS):
             opened = self._session.execute(
                 self._open, (name, candidate, sighting.seen_at, sighting.source, ttl)
@@ -194,6 +198,27 @@ class AlertBook:
             ),
         )
         return Decision("updated", alert_id, opened_at)
+
+
+def state_seconds(window: timedelta, replay_hours: int) -> int:
+    """How long a citizen's open-alert row must live after it is written (its TTL).
+
+    Judged in processing time, as Cassandra counts a TTL, for a decision made in event time:
+    the last sighting the row must still answer for was taken before ``opened_at + window``,
+    received by the platform at most ``MAX_REPORT_AGE`` later (a drone out of range keeps
+    its reports; a later one is refused), and read from Kafka at most the topic's retention
+    after that (an alerter down, then catching up). The row is written no earlier than
+    ``MAX_CLOCK_SKEW`` before ``opened_at``. Past that, no sighting of the window can come,
+    and Cassandra may drop the row.
+    """
+    lifetime = (
+        window
+        + MAX_REPORT_AGE
+        + MAX_CLOCK_SKEW
+        + readable_for(replay_hours * 3_600_000)
+        + _STATE_MARGIN
+    )
+    return int(lifetime.total_seconds())
 
 
 def _aware(moment: datetime) -> datetime:

@@ -29,7 +29,7 @@ from peaceland.services.kafka import (
 from peaceland.services.stream import Retry, StreamConsumer, next_offsets
 from peaceland.tenants.alerts import Alert, encode_alert
 from peaceland.tenants.cassandra import is_transient
-from peaceland.tenants.forces import AlertingSettings, resources_for
+from peaceland.tenants.forces import ForceSettings, resources_for
 from peaceland.tenants.reports import Citizen, Report
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,10 @@ class Alerter(StreamConsumer):
     name = "alerter"
 
     def __init__(
-        self, settings: AlerterSettings, book: AlertBook, alerting: SettingsSource | None = None
+        self,
+        settings: AlerterSettings,
+        book: AlertBook,
+        force_settings: SettingsSource | None = None,
     ) -> None:
         self.resources = resources_for(settings.force_id)
         super().__init__(
@@ -60,7 +63,7 @@ class Alerter(StreamConsumer):
         )
         self.settings: AlerterSettings = settings
         self.book = book
-        self.alerting = alerting or SettingsSource(settings.force_id, settings.default_alerting())
+        self.force_settings = force_settings or SettingsSource(settings.default_settings())
         self._producer = Producer(
             {
                 **producer_config(settings.kafka_bootstrap_servers),
@@ -93,7 +96,7 @@ class Alerter(StreamConsumer):
             if not mine.records:
                 return
             try:
-                self._transact(mine, self.alerting.current())
+                self._transact(mine, self.force_settings.current())
             except ContendedError as exc:
                 raise Retry(str(exc)) from exc
             except KafkaException as exc:
@@ -139,13 +142,16 @@ class Alerter(StreamConsumer):
             "alerter of %s: %d alerts raised, %d updates", self.force_id, self.raised, self.updated
         )
 
-    def _transact(self, decoded: Decoded, alerting: AlertingSettings) -> None:
+    def _transact(self, decoded: Decoded, settings: ForceSettings) -> None:
+        alerting = settings.alerting
         alerts: list[tuple[Alert, Message]] = []
         for report, message in zip(decoded.reports, decoded.messages, strict=True):
             for citizen in low_sightings(report, alerting.score_threshold):
                 source = f"{message.partition()}/{message.offset()}"
                 sighting = Sighting(report, citizen, source, datetime.now(UTC))
-                decision = self.book.decide(sighting, alerting.dedup_window_seconds)
+                decision = self.book.decide(
+                    sighting, alerting.dedup_window_seconds, settings.kafka_retention_hours
+                )
                 alerts.append(
                     (
                         Alert(

@@ -11,7 +11,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from peaceland.services.settings import ConsumerSettings
-from peaceland.tenants.forces import AlertingSettings
+from peaceland.tenants.forces import AlertingSettings, ForceSettings
 
 
 class AlerterSettings(ConsumerSettings):
@@ -19,10 +19,11 @@ class AlerterSettings(ConsumerSettings):
     consumer_name: ClassVar[str] = "alerter"
 
     #: The force's settings file (its ConfigMap); re-read when it changes. Without it, the
-    #: two settings below apply.
+    #: three settings below apply.
     settings_file: Path | None = None
     score_threshold: float = Field(default=20.0, ge=0, le=100)
     dedup_window_seconds: int = Field(default=600, ge=0)
+    kafka_retention_hours: int = Field(default=168, ge=1, le=8_760)
     #: Names this replica's Kafka transactions; stable across restarts of the same pod.
     instance: str = Field(
         default_factory=lambda: os.environ.get("HOSTNAME") or socket.gethostname()
@@ -39,7 +40,13 @@ class AlerterSettings(ConsumerSettings):
     def transactional_id(self) -> str:
         return f"{self.consumer_group}.{self.instance}"
 
-    def default_alerting(self) -> AlertingSettings:
-        return AlertingSettings(
-            score_threshold=self.score_threshold, dedup_window_seconds=self.dedup_window_seconds
+    def default_settings(self) -> ForceSettings:
+        """The force's settings when there is no settings file."""
+        return ForceSettings(
+            force_id=self.force_id,
+            alerting=AlertingSettings(
+                score_threshold=self.score_threshold,
+                dedup_window_seconds=self.dedup_window_seconds,
+            ),
+            kafka_retention_hours=self.kafka_retention_hours,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Final
 
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
@@ -26,6 +27,23 @@ log = logging.getLogger(__name__)
 MAX_RECORD_BYTES: Final = 2 * 1024 * 1024
 assert MAX_REPORT_BYTES + 64 * 1024 < MAX_RECORD_BYTES
 
+#: Kafka deletes whole log segments, once their newest record is past the retention: a
+#: record stays readable until its segment rolls (``segment.ms``) plus the retention, plus
+#: the broker's retention check interval (five minutes by default). Segments roll at least
+#: daily, so that "how long can a record still be read" has a bound close to the retention.
+MAX_SEGMENT_MS: Final = 24 * 3_600_000
+_RETENTION_CHECK_MS: Final = 5 * 60_000
+
+
+def segment_ms(retention_ms: int) -> int:
+    return min(retention_ms, MAX_SEGMENT_MS)
+
+
+def readable_for(retention_ms: int) -> timedelta:
+    """The longest a record stays readable in a topic kept ``retention_ms``: how late a
+    consumer that was down can still read it."""
+    return timedelta(milliseconds=retention_ms + segment_ms(retention_ms) + _RETENTION_CHECK_MS)
+
 
 @dataclass(frozen=True, slots=True)
 class TopicSettings:
@@ -41,6 +59,7 @@ class TopicSettings:
             "retention.ms": str(self.retention_ms),
             "min.insync.replicas": str(self.min_insync_replicas),
             "max.message.bytes": str(MAX_RECORD_BYTES),
+            "segment.ms": str(segment_ms(self.retention_ms)),
         }
 
 
