@@ -81,6 +81,11 @@ GATEWAY_REPORTS = Counter(
     "Reports received by the gateway, by outcome.",
     ["force", "outcome"],
 )
+GATEWAY_REFUSED = Counter(
+    "peaceland_gateway_requests_refused_total",
+    "Requests answered 429 because their force had its share of reports in flight.",
+    ["force"],
+)
 GATEWAY_SECONDS = Histogram(
     "peaceland_gateway_request_seconds",
     "Time to answer one POST /v1/reports.",

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
 import json
+import logging
 import random
+import socket
+import threading
+import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr, ValidationError
@@ -20,6 +29,8 @@ from peaceland.tenants.provisioning.topics import TopicSettings, delete_topics, 
 from peaceland.tenants.reports import decode_report, encode_report, utc_now
 from tests.factories import make_report
 from tests.kafka_helpers import read_all
+
+log = logging.getLogger(__name__)
 
 KEY = "drone-key-0123456789abcdef"
 OTHER_KEY = "other-force-key-0123456789"
@@ -216,3 +227,127 @@ def test_the_canonical_report_is_produced(client, force, endpoints):
     client.post("/v1/reports", content=json.dumps(doc, indent=4).encode(), headers=auth())
     [record] = read_all(endpoints.kafka_bootstrap_servers, force.reports_topic)
     assert record.value() == encode_report(decode_report(json.dumps(doc), received_at=utc_now()))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 100_000 + b"1" + b"}" * 100_000],
+    ids=["array", "object"],
+)
+def test_a_deeply_nested_body_is_a_400_with_a_reason(client, force, endpoints, body):
+    response = client.post("/v1/reports", content=body, headers=auth())
+    assert response.status_code == 400, response.text[:500]
+    assert "nested too deeply" in response.json()["detail"]
+    assert read_all(endpoints.kafka_bootstrap_servers, force.reports_topic) == []
+
+
+class Silent:
+    """A TCP port that accepts connections and never answers: a Kafka that hangs."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.connections: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                self.connections.append(self.server.accept()[0])
+
+    def close(self) -> None:
+        self.server.shutdown(socket.SHUT_RDWR)
+        self.server.close()
+        self._thread.join(10)
+        for connection in self.connections:
+            connection.close()
+
+
+def test_readiness_never_blocks_the_requests_beside_it(force):
+    # A /readyz that asks a hanging Kafka must not stall the event loop: /healthz, asked
+    # after it, answers before it.
+    silent = Silent()
+    settings = settings_for(f"127.0.0.1:{silent.port}", {force.force_id: [KEY]})
+    app = create_app(settings)
+    finished: list[str] = []
+
+    async def get(client: httpx2.AsyncClient, path: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        response = await client.get(path)
+        finished.append(f"{path} {response.status_code}")
+
+    async def scenario() -> None:
+        async with app.router.lifespan_context(app):
+            transport = httpx2.ASGITransport(app=app)
+            async with httpx2.AsyncClient(transport=transport, base_url="http://gw") as client:
+                await asyncio.gather(get(client, "/readyz", 0), get(client, "/healthz", 0.2))
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        silent.close()
+        gc.collect()  # the producer's sockets to the silent port go with it
+    assert finished == ["/healthz 200", "/readyz 503"]
+
+
+def test_a_force_flooding_the_gateway_leaves_another_force_untouched(force, endpoints):
+    # Force A's topics are gone: its reports wait in the producer for their delivery
+    # timeout, as they would behind a broker in trouble, and A keeps sending, more reports
+    # than a producer queue holds (100,000). Force B must see every report accepted; A gets
+    # 429s once its own share is in flight, never B.
+    flooder = resources_for(f"t-{uuid.uuid4().hex[:12]}")
+    settings = settings_for(
+        endpoints.kafka_bootstrap_servers,
+        {force.force_id: [KEY], flooder.force_id: [OTHER_KEY]},
+        delivery_timeout_seconds=20,
+        max_inflight_bytes_per_force=4 * 1024 * 1024,
+    )
+    small = make_report(random.Random(1), citizens=0).model_copy(update={"words": []})
+    batch = json.dumps(
+        [
+            json.loads(encode_report(small.model_copy(update={"report_id": uuid.uuid4()})))
+            for _ in range(1000)
+        ]
+    ).encode()
+    outcomes: Counter[int] = Counter()
+    stop = threading.Event()
+
+    with TestClient(create_app(settings)) as client:
+
+        def flood() -> None:
+            while not stop.is_set():
+                response = client.post("/v1/reports", content=batch, headers=auth(OTHER_KEY))
+                outcomes[response.status_code] += 1
+                if response.status_code == 429:
+                    # A pause, as Retry-After asks: 128 threads of this one test process
+                    # spinning on the GIL would measure Python's thread switching instead.
+                    time.sleep(0.2)
+
+        flooders = [threading.Thread(target=flood, daemon=True) for _ in range(128)]
+        for thread in flooders:
+            thread.start()
+        time.sleep(8)  # the flood is in full swing
+        latencies, codes = [], Counter[int]()
+        for i in range(100):
+            began = time.perf_counter()
+            response = client.post("/v1/reports", json=report_json(1000 + i), headers=auth())
+            latencies.append((time.perf_counter() - began) * 1000)
+            codes[response.status_code] += 1
+        stop.set()
+        for thread in flooders:
+            thread.join(60)
+    latencies.sort()
+    log.info(
+        "flood: %s",
+        json.dumps(
+            {
+                "other_force_codes": dict(codes),
+                "other_force_ms": {"p50": latencies[49], "p99": latencies[98]},
+                "flooder_codes": dict(outcomes),
+            }
+        ),
+    )
+    assert codes == {202: 100}
+    assert outcomes[429] > 0, outcomes
+    assert len(read_all(endpoints.kafka_bootstrap_servers, force.reports_topic)) == 100

@@ -1,7 +1,9 @@
 """Producing to Kafka from async code and awaiting the acknowledgements.
 
 One idempotent, acks=all producer for the whole process, served by a thread that polls for
-delivery reports and hands each one to the event loop that is waiting for it.
+delivery reports and hands each one to the event loop that is waiting for it. Its queue holds
+more than every force may have in flight together (``admission``), so that no force's
+reports ever find it full.
 """
 
 from __future__ import annotations
@@ -10,19 +12,25 @@ import asyncio
 import threading
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient
 
 from peaceland.services.kafka import producer_config
 
 
 class KafkaSender:
-    def __init__(self, bootstrap_servers: str, delivery_timeout_seconds: float) -> None:
-        self._bootstrap = bootstrap_servers
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        delivery_timeout_seconds: float,
+        queue_bytes: int = 512 * 1024 * 1024,
+    ) -> None:
         self._producer = Producer(
             {
                 **producer_config(bootstrap_servers, linger_ms=1),
                 # After this, a report Kafka has not acknowledged fails and the drone gets a 503.
                 "message.timeout.ms": int(delivery_timeout_seconds * 1000),
+                "queue.buffering.max.kbytes": max(1, queue_bytes // 1024),
+                # Bounded by the bytes above: the smallest report takes about 180 bytes.
+                "queue.buffering.max.messages": 10_000_000,
             }
         )
         self._stop = threading.Event()
@@ -53,10 +61,10 @@ class KafkaSender:
         return list(await asyncio.gather(*futures))
 
     def reachable(self, timeout: float = 2.0) -> bool:
-        """Whether a Kafka broker answers a metadata request now."""
+        """Whether a Kafka broker answers a metadata request now (blocks up to ``timeout``:
+        call it from a worker thread)."""
         try:
-            admin = AdminClient({"bootstrap.servers": self._bootstrap})
-            return bool(admin.list_topics(timeout=timeout).brokers)
+            return bool(self._producer.list_topics(timeout=timeout).brokers)
         except KafkaException:
             return False
 

@@ -36,6 +36,12 @@ class GatewaySettings(BaseSettings):
     max_batch: int = Field(default=1_000, ge=1, le=100_000)
     #: How long Kafka may take to acknowledge before the gateway answers 503.
     delivery_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    #: Bytes of requests one force may have in flight (read, parsed, waiting for Kafka);
+    #: past it the force's requests get 429 at once, without touching the others'.
+    max_inflight_bytes_per_force: int = Field(default=16 * 1024 * 1024, ge=1024)
+    #: Bytes of requests all forces together may have in flight: bounds the gateway's
+    #: memory (about ten times this at worst, parsed) and its producer queue (twice this).
+    max_inflight_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
 
     @field_validator("drone_keys")
     @classmethod

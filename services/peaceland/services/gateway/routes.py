@@ -1,0 +1,217 @@
+"""The gateway's routes: thin translations between HTTP and the parser, the admission
+budgets and Kafka.
+
+No ``from __future__ import annotations`` here: FastAPI reads the routes' annotations at
+run time.
+"""
+
+import asyncio
+import logging
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from peaceland.services import metrics
+from peaceland.services.gateway.admission import Admission, Refused
+from peaceland.services.gateway.auth import DroneKeys
+from peaceland.services.gateway.models import FieldProblem, IngestResponse, ReportOutcome
+from peaceland.services.gateway.parsing import BodyError, BodyParser, Parsed
+from peaceland.services.gateway.sender import KafkaSender
+from peaceland.services.gateway.settings import GatewaySettings
+from peaceland.tenants.forces import resources_for
+from peaceland.tenants.reports import encode_report, utc_now
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+_bearer = HTTPBearer(auto_error=False, description="The drone key of a police force.")
+
+
+def _settings(request: Request) -> GatewaySettings:
+    settings: GatewaySettings = request.app.state.settings
+    return settings
+
+
+def _sender(request: Request) -> KafkaSender:
+    sender: KafkaSender = request.app.state.sender
+    return sender
+
+
+def _force(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    if credentials is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "send the force's drone key as 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    keys: DroneKeys = request.app.state.drone_keys
+    force_id = keys.force_of(credentials.credentials)
+    if force_id is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "unknown drone key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return force_id
+
+
+SettingsDep = Annotated[GatewaySettings, Depends(_settings)]
+SenderDep = Annotated[KafkaSender, Depends(_sender)]
+ForceDep = Annotated[str, Depends(_force)]
+
+
+@router.post(
+    "/v1/reports",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=IngestResponse,
+    responses={
+        400: {"description": "The body is neither a report nor a batch of reports."},
+        401: {"description": "No drone key, or an unknown one."},
+        413: {"description": "The body is too large."},
+        422: {
+            "model": IngestResponse,
+            "description": "Some reports break the data contract; the others were "
+            "accepted. Each rejected one is named with its reasons.",
+        },
+        429: {
+            "description": "The force has its share of reports in flight already: send "
+            "again after Retry-After seconds. Nothing of this request was read."
+        },
+        503: {
+            "model": IngestResponse,
+            "description": "Kafka did not acknowledge some reports: send those again.",
+        },
+    },
+)
+async def post_reports(
+    request: Request, force_id: ForceDep, settings: SettingsDep, sender: SenderDep
+) -> Response:
+    """Accept one report (a JSON object) or a batch (a JSON array).
+
+    202 only once Kafka has every accepted report on all its in-sync replicas."""
+    began = time.perf_counter()
+    admission: Admission = request.app.state.admission
+    size = _declared_size(request, settings.max_body_bytes)
+    try:
+        with admission.hold(force_id, size):
+            outcome = await _ingest(request, force_id, settings, sender)
+    except Refused as exc:
+        metrics.GATEWAY_REFUSED.labels(force_id).inc()
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS, str(exc), headers={"Retry-After": "1"}
+        ) from None
+    _count(force_id, outcome, time.perf_counter() - began)
+    if outcome.failed:
+        log.error(
+            "force %s: Kafka did not take %d reports: %s",
+            force_id,
+            outcome.failed,
+            next(r.reason for r in outcome.results if r.status == "failed"),
+        )
+        code, headers = status.HTTP_503_SERVICE_UNAVAILABLE, {"Retry-After": "5"}
+    elif outcome.rejected:
+        code, headers = status.HTTP_422_UNPROCESSABLE_CONTENT, {}
+    else:
+        code, headers = status.HTTP_202_ACCEPTED, {}
+    return JSONResponse(
+        outcome.model_dump(exclude_defaults=False), status_code=code, headers=headers
+    )
+
+
+async def _ingest(
+    request: Request, force_id: str, settings: GatewaySettings, sender: KafkaSender
+) -> IngestResponse:
+    body = await _read_body(request, settings.max_body_bytes)
+    parser: BodyParser = request.app.state.parser
+    try:
+        parsed = parser.parse(body, received_at=utc_now())
+    except BodyError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+    del body
+    valid = [(p.index, p.report) for p in parsed if p.report is not None]
+    errors = await sender.send(
+        resources_for(force_id).reports_topic,
+        [(report.drone_id.encode(), encode_report(report)) for _, report in valid],
+    )
+    return _outcome(parsed, dict(zip((index for index, _ in valid), errors, strict=True)))
+
+
+@router.get("/healthz", include_in_schema=False)
+async def healthz() -> dict[str, str]:
+    return {"status": "alive"}
+
+
+@router.get("/readyz", include_in_schema=False)
+async def readyz(sender: SenderDep) -> Response:
+    # Asking Kafka blocks for up to its timeout: never on the event loop.
+    if await asyncio.to_thread(sender.reachable):
+        return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "Kafka unreachable"}, status_code=503)
+
+
+def _declared_size(request: Request, limit: int) -> int:
+    """What the request says it holds; a body of unknown length may be up to ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is None or not declared.isdigit():
+        return limit
+    if int(declared) > limit:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"the body exceeds {limit} bytes")
+    return int(declared)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE, f"the body exceeds {limit} bytes"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _outcome(parsed: list[Parsed], delivery: dict[int, Any]) -> IngestResponse:
+    results = []
+    for p in parsed:
+        if p.error is not None:
+            results.append(
+                ReportOutcome(
+                    index=p.index,
+                    status="rejected",
+                    reason=p.error.reason,
+                    errors=[FieldProblem(field=e.field, reason=e.reason) for e in p.error.errors],
+                )
+            )
+            continue
+        assert p.report is not None
+        error = delivery[p.index]
+        results.append(
+            ReportOutcome(
+                index=p.index,
+                report_id=str(p.report.report_id),
+                status="accepted" if error is None else "failed",
+                reason=None if error is None else f"Kafka did not acknowledge it: {error.str()}",
+            )
+        )
+    return IngestResponse(
+        accepted=sum(r.status == "accepted" for r in results),
+        rejected=sum(r.status == "rejected" for r in results),
+        failed=sum(r.status == "failed" for r in results),
+        results=results,
+    )
+
+
+def _count(force_id: str, outcome: IngestResponse, seconds: float) -> None:
+    for name in ("accepted", "rejected", "failed"):
+        count = getattr(outcome, name)
+        if count:
+            metrics.GATEWAY_REPORTS.labels(force_id, name).inc(count)
+    metrics.GATEWAY_SECONDS.labels(force_id).observe(seconds)
