@@ -6,7 +6,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from peaceland.services.kafka import producer_config
 
@@ -77,10 +84,18 @@ def read_all(bootstrap: str, topic: str, timeout: float = 30.0) -> list[Message]
         consumer.close()
 
 
+_COORDINATOR_MOVING = (
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+)
+
+
 def committed_total(bootstrap: str, group: str, topic: str) -> int:
     """Sum over partitions of the offsets ``group`` has committed on ``topic``.
 
-    -1 while Kafka answers with a retriable error (its group coordinator still loading).
+    -1 while Kafka answers with a retriable error (its group coordinator still loading,
+    being elected or moving, which it does not always flag retriable).
     """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
     try:
@@ -88,9 +103,24 @@ def committed_total(bootstrap: str, group: str, topic: str) -> int:
         committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
         return sum(max(tp.offset, 0) for tp in committed)
     except KafkaException as exc:
-        if exc.args[0].retriable():
+        if exc.args[0].retriable() or exc.args[0].code() in _COORDINATOR_MOVING:
             return -1
         raise
+    finally:
+        consumer.close()
+
+
+def commit_to_end(bootstrap: str, group: str, topic: str) -> None:
+    """Commit, for ``group``, the end of every partition of ``topic`` (as if it had read
+    everything); the group must have no live member."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = [
+            TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p))[1])
+            for p in partitions
+        ]
+        consumer.commit(offsets=ends, asynchronous=False)
     finally:
         consumer.close()
 

@@ -7,6 +7,8 @@ then checks Cassandra and the alerts topic against the simulator's ground truth.
 
 from __future__ import annotations
 
+import logging
+import random
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,18 +16,26 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from cassandra.cluster import Session
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
-from peaceland.cli.bench_pipeline import drive, start_services
-from peaceland.cli.services import ForceServices
+from peaceland.cli.bench_pipeline import AlertWatcher, drive, start_services
+from peaceland.cli.services import ForceServices, ServiceProcess
 from peaceland.cli.stack import Endpoints, KafkaCluster, Stack
+from peaceland.services.kafka import producer_config
 from peaceland.tenants.cassandra import is_transient
-from peaceland.tenants.forces import ForceResources, resources_for
+from peaceland.tenants.forces import ForceResources, consumer_group, resources_for
 from peaceland.tenants.provisioning.keyspace import Replication, drop_keyspace, ensure_keyspace
 from peaceland.tenants.provisioning.topics import TopicSettings, delete_topics, ensure_topics
-from tests.kafka_helpers import wait_until
+from peaceland.tenants.reports import Citizen, Report, encode_report
+from tests.factories import make_report
+from tests.kafka_helpers import committed_total, wait_until
+
+log = logging.getLogger(__name__)
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -57,13 +67,12 @@ def test_killing_a_consumer_mid_run_loses_and_doubles_nothing(
 ):
     process = services.processes[consumer]
 
-    def crash_and_restart() -> None:
-        assert process.kill()
-        time.sleep(1)
-        process.start()
+    def crash() -> None:
+        assert process.kill()  # the supervisor starts it again, as a kubelet would
 
-    result = drive(endpoints, force, services, reports=REPORTS, rate=RATE, fault=crash_and_restart)
+    result = drive(endpoints, force, services, reports=REPORTS, rate=RATE, fault=crash)
     assert_nothing_lost_or_doubled(result)
+    assert services.restarts[consumer] == 1
 
 
 def test_restarting_cassandra_mid_run_loses_and_doubles_nothing(
@@ -130,4 +139,163 @@ def test_losing_one_broker_of_three_loses_and_doubles_nothing(
             services.stop()
         delete_topics(admin, force)
         drop_keyspace(cassandra, force.keyspace)
+        cluster.down()
+
+
+def _low_report(seed: int, citizen: str) -> Report:
+    report = make_report(random.Random(seed), citizens=0)
+    return report.model_copy(update={"citizens": [Citizen(name=citizen, score=1.0)]})
+
+
+def _post(url: str, key: str, report: Report) -> None:
+    response = httpx2.post(
+        f"{url}/v1/reports",
+        content=encode_report(report),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 202, response.text
+
+
+def test_a_replacement_alerter_fences_its_dead_predecessors_transaction(
+    force: ForceResources, endpoints: Endpoints, services: ForceServices, cassandra: Session
+):
+    """kill -9 of an alerter in the middle of a transaction, then a replacement pod under
+    another name: alerts resume once the replacement holds the dead one's slot, whose
+    transactional id aborts the open transaction. Without that, the transaction (here one
+    that would time out only after 15 minutes) holds every read_committed reader."""
+    bootstrap = endpoints.kafka_bootstrap_servers
+    watcher = AlertWatcher(bootstrap, force.alerts_topic)
+    watcher.start()
+    alerter = services.processes["alerter"]
+    services.supervised.discard("alerter")  # this test starts its replacement itself
+    try:
+        _post(services.gateway_url, services.drone_key, _low_report(1, "Before Kill"))
+        wait_until(lambda: len(watcher.events) == 1, 60, "the first alert")
+        [slot] = list(cassandra.execute(f"SELECT slot FROM {force.keyspace}.alerter_slots"))
+        assert alerter.kill()
+        # What the dead alerter left: a transaction begun under its id, records written to
+        # every partition of the alerts topic, never committed nor aborted.
+        dead = Producer(
+            {
+                **producer_config(bootstrap),
+                "transactional.id": f"{consumer_group(force.force_id, 'alerter')}.{slot.slot}",
+                "transaction.timeout.ms": 900_000,
+                "message.timeout.ms": 900_000,
+            }
+        )
+        dead.init_transactions(30)
+        dead.begin_transaction()
+        partitions = dead.list_topics(force.alerts_topic, timeout=10).topics[force.alerts_topic]
+        for partition in partitions.partitions:
+            dead.produce(force.alerts_topic, value=b"{}", partition=partition)
+        assert dead.flush(30) == 0
+        replacement = ServiceProcess(
+            "alerter-replacement",
+            force.force_id,
+            {**alerter.env, "PEACELAND_ALERTER_INSTANCE": f"{force.force_id}-replacement"},
+            alerter.state_dir,
+            module="peaceland.services.alerter",
+        )
+        began = time.monotonic()
+        replacement.start()
+        try:
+            seed = 100
+            while len(watcher.events) < 2:
+                assert time.monotonic() - began < 120, "alerts did not resume within 120 s"
+                _post(services.gateway_url, services.drone_key, _low_report(seed, f"After {seed}"))
+                seed += 1
+                time.sleep(0.5)
+            resumed = time.monotonic() - began
+        finally:
+            replacement.stop()
+    finally:
+        watcher.stop()
+    log.info("alerts resumed %.1f s after the replacement alerter started", resumed)
+    assert {a.citizen for _, a in watcher.events} >= {"Before Kill"}
+    assert all(a.event == "raised" for _, a in watcher.events)
+
+
+def _java_hash(text: str) -> int:
+    """Java's String.hashCode, which Kafka uses to place a group or a transactional id."""
+    units = text.encode("utf-16-be")
+    h = 0
+    for i in range(0, len(units), 2):
+        h = (31 * h + int.from_bytes(units[i : i + 2], "big")) & 0xFFFFFFFF
+    return h - 2**32 if h >= 2**31 else h
+
+
+def _coordinator(admin: AdminClient, internal_topic: str, key: str) -> int:
+    """The broker coordinating ``key``: the leader of its partition of the internal topic."""
+    topic = admin.list_topics(internal_topic, timeout=10).topics[internal_topic]
+    h = _java_hash(key)
+    partition = (0 if h == -(2**31) else abs(h)) % len(topic.partitions)
+    return int(topic.partitions[partition].leader)
+
+
+def test_losing_the_broker_that_coordinates_the_alerter_loses_and_doubles_nothing(
+    stack: Stack, endpoints: Endpoints, cassandra: Session, tmp_path: Path
+):
+    """The broker that coordinates both the alerter's consumer group and its transactions
+    goes down mid-run: the alerter must find the new coordinators and go on (it once hung
+    there silently). Its watchdog writes every thread's stack to its log if it stops."""
+    settings = stack.settings.model_copy(
+        update={"state_dir": tmp_path / "kafka-cluster", "kafka_heap": "512m"}
+    )
+    cluster = KafkaCluster(settings, size=3)
+    cluster.up()
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+    services = None
+    force = None
+    try:
+        # Bring the internal topics into being: a group and a transactional id, once.
+        warm = Producer(
+            {**producer_config(cluster.bootstrap_servers), "transactional.id": "warm-up"}
+        )
+        warm.init_transactions(60)
+        admin.create_topics([NewTopic("warm-up", 1, 3)])["warm-up"].result()
+        wait_until(
+            lambda: committed_total(cluster.bootstrap_servers, "warm-up", "warm-up") >= 0,
+            timeout=60,
+            what="a group coordinator",
+        )
+        wait_until(
+            lambda: (
+                {"__consumer_offsets", "__transaction_state"}
+                <= set(admin.list_topics(timeout=10).topics)
+            ),
+            timeout=60,
+            what="Kafka's internal topics",
+        )
+        # A force whose alerter group and slot-0 transactions share one coordinator.
+        while True:
+            force = resources_for(f"t-{uuid.uuid4().hex[:12]}")
+            group = consumer_group(force.force_id, "alerter")
+            broker = _coordinator(admin, "__consumer_offsets", group)
+            if broker == _coordinator(admin, "__transaction_state", f"{group}.0"):
+                break
+        ensure_topics(
+            admin, force, TopicSettings(partitions=3, replication_factor=3, min_insync_replicas=2)
+        )
+        ensure_keyspace(cassandra, force.keyspace, Replication())
+        replicated = Endpoints(
+            cluster.bootstrap_servers, endpoints.cassandra_contact_points, endpoints.database_url
+        )
+        services = start_services(replicated, force, stack.settings.state_dir)
+        index = next(i for i, node in enumerate(cluster.nodes) if node.node.node_id == broker)
+        result = drive(
+            replicated,
+            force,
+            services,
+            reports=REPORTS,
+            rate=RATE,
+            fault=lambda: cluster.kill(index),
+        )
+        assert_nothing_lost_or_doubled(result)
+    finally:
+        if services is not None:
+            services.stop()
+        if force is not None:
+            delete_topics(admin, force)
+            drop_keyspace(cassandra, force.keyspace)
         cluster.down()

@@ -37,9 +37,16 @@ from peaceland.cli.stack import Endpoints, Stack
 from peaceland.cli.stack.servers import Cassandra
 from peaceland.tenants.alerts import decode_alert
 from peaceland.tenants.cassandra import connect, shutdown_session
-from peaceland.tenants.forces import AlertingSettings, ForceResources, ForceSettings, resources_for
+from peaceland.tenants.forces import (
+    AlertingSettings,
+    ForceResources,
+    ForceSettings,
+    consumer_group,
+    resources_for,
+)
 from peaceland.tenants.provisioning.keyspace import Replication, drop_keyspace, ensure_keyspace
 from peaceland.tenants.provisioning.topics import TopicSettings, delete_topics, ensure_topics
+from peaceland.tenants.workloads import CONSUMERS
 
 Say = Callable[[str], None]
 
@@ -112,7 +119,7 @@ def start_services(
     try:
         services.start()
         admin = AdminClient({"bootstrap.servers": endpoints.kafka_bootstrap_servers})
-        groups = [f"peaceland.{force.force_id}.{name}" for name in ("archiver", "alerter")]
+        groups = [consumer_group(force.force_id, name) for name in CONSUMERS]
         _wait_groups(admin, groups, say)
     except BaseException:
         services.stop()  # nobody else holds them yet
@@ -293,7 +300,7 @@ def _wait_drained(
         ends = sum(consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions)
         deadline = time.monotonic() + timeout
         for group in ("archiver", "alerter"):
-            name = f"peaceland.{force.force_id}.{group}"
+            name = consumer_group(force.force_id, group)
             while True:
                 try:
                     offsets = admin.list_consumer_group_offsets(

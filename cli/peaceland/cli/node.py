@@ -5,9 +5,10 @@ container runtime. This loop plays both for the Deployments the operator renders
 for them: each replica runs as ``python -m <module>`` (the container's args) with the
 container's environment, ``metadata.name`` given as the pod name, and the mounted ConfigMap
 written to a local folder that is kept in step with the ConfigMap, as a kubelet keeps a
-volume. A replica counts as available once its metrics endpoint answers; the Deployment's
-status says so, which is what the operator reads. A changed Deployment restarts its replicas
-(SIGTERM: they finish their batch and commit); a deleted one stops them.
+volume. A replica counts as available once its readiness probe (an HTTP GET on its own port)
+answers; the Deployment's status says so, which is what the operator reads. A changed
+Deployment restarts its replicas (SIGTERM: they finish their batch and commit); a deleted one
+stops them.
 
 It does not pull images or enforce resources: the code that runs is this checkout's.
 """
@@ -164,7 +165,8 @@ class LocalNode:
             record.write_text(json.dumps({"revision": revision, "port": port}))
             log.info("started %s/%s (revision %s)", replica.namespace, replica.pod, revision)
             return False
-        return bool(known.get("port")) and port_answers("127.0.0.1", int(known["port"]))
+        known_port = known.get("port")
+        return known_port is not None and _ready(container, int(known_port))
 
     def _process(
         self,
@@ -214,6 +216,19 @@ class LocalNode:
         self.client.patch(
             Deployment.Status, meta.name or "", {"status": status}, namespace=meta.namespace
         )
+
+
+def _ready(container: dict[str, Any], port: int) -> bool:
+    """The container's readiness probe (an HTTP GET), asked on the replica's own port; a
+    container without one is ready once its port answers."""
+    probe = (container.get("readinessProbe") or {}).get("httpGet")
+    if not probe:
+        return port_answers("127.0.0.1", port)
+    try:
+        response = httpx2.get(f"http://127.0.0.1:{port}{probe.get('path', '/')}", timeout=2)
+    except httpx2.HTTPError:
+        return False
+    return response.status_code < 400
 
 
 def node_process(

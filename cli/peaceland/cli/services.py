@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -104,6 +106,12 @@ class ForceServices:
     #: The services to run here (the consumers may run elsewhere: the local node).
     only: tuple[str, ...] = SERVICES
     processes: dict[str, ServiceProcess] = field(init=False)
+    #: Restarts of each process after it exited by itself (see ``supervise``).
+    restarts: Counter[str] = field(default_factory=Counter)
+    #: The processes ``supervise`` restarts; a test may take one out to replace it itself.
+    supervised: set[str] = field(default_factory=set)
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _supervisor: threading.Thread | None = None
 
     def __post_init__(self) -> None:
         common = {
@@ -138,11 +146,30 @@ class ForceServices:
         return f"http://127.0.0.1:{self.gateway_port}"
 
     def start(self, timeout: float = 60.0) -> None:
-        """Start every service that is not running, and wait for the gateway to be ready."""
+        """Start every service that is not running, wait for the gateway to be ready, then
+        keep them running (``supervise``)."""
         for process in self.processes.values():
             if not process.alive():
                 process.start()
         self.wait_ready(timeout)
+        self.supervise()
+
+    def supervise(self, interval: float = 1.0) -> None:
+        """Restart a process that exits by itself, as a kubelet restarts a container
+        (restartPolicy Always): a consumer ends itself on a fatal error to be started afresh.
+        """
+        self.supervised = set(self.processes)
+
+        def watch() -> None:
+            while not self._stopping.wait(interval):
+                for name in sorted(self.supervised):
+                    process = self.processes[name]
+                    if not self._stopping.is_set() and not process.alive():
+                        self.restarts[name] += 1
+                        process.start()
+
+        self._supervisor = threading.Thread(target=watch, name="supervisor", daemon=True)
+        self._supervisor.start()
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -166,6 +193,9 @@ class ForceServices:
 
     def stop(self) -> None:
         """Stop every process (SIGTERM, then SIGKILL after 30 s) and forget its settings."""
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join(10)
         for process in self.processes.values():
             process.stop()
         if self.settings_file is not None and self.settings_file.parent == (

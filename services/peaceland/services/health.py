@@ -1,8 +1,10 @@
 """What a consumer says of itself: the probes Kubernetes asks, and a watchdog for hangs.
 
-- ``/livez``: the poll loop has turned within ``liveness_timeout``. A loop stuck in a call
-  that never returns fails it, and Kubernetes restarts the pod; the watchdog also writes
-  every thread's stack to the log the first time, so the hang can be found and fixed.
+- ``/livez``: the poll loop has turned within ``liveness_timeout`` (or within the allowance
+  of the call it is in, when that call said how long it may take). A loop stuck in a call
+  that never returns fails it; the watchdog then writes every thread's stack to the log, so
+  the hang can be found and fixed, and ends the process, so that it is started afresh
+  (Kubernetes restarts it; so does the liveness probe, should the watchdog itself hang).
 - ``/readyz``: alive, and not retrying one batch for longer than ``ready_grace`` (Cassandra
   or Kafka refusing work): the Deployment then shows the consumer unavailable, and the body
   says why.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import faulthandler
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -42,14 +45,23 @@ class Health:
         self.ready_grace = ready_grace
         self._lock = threading.Lock()
         self._tick = time.monotonic()
+        self._deadline = self._tick + liveness_timeout
         self._where = "starting"
         self._retrying_since: float | None = None
         self._retry: tuple[str, str] = ("", "")
+        self._started = False
 
-    def tick(self, where: str) -> None:
-        """The loop is alive, at ``where`` (said by the watchdog if it stops here)."""
+    def started(self) -> None:
+        """The consumer has joined its group: from now on it may say it is ready."""
+        with self._lock:
+            self._started = True
+
+    def tick(self, where: str, allowance: float | None = None) -> None:
+        """The loop is alive, at ``where`` (said by the watchdog if it stops there), and
+        will tick again within ``allowance`` seconds (by default the liveness timeout)."""
         with self._lock:
             self._tick = time.monotonic()
+            self._deadline = self._tick + (allowance or self.liveness_timeout)
             self._where = where
 
     def retrying(self, step: str, reason: str) -> None:
@@ -69,9 +81,10 @@ class Health:
 
     def liveness(self) -> Verdict:
         with self._lock:
-            silent = time.monotonic() - self._tick
+            now = time.monotonic()
+            silent = now - self._tick
             where = self._where
-        ok = silent <= self.liveness_timeout
+            ok = now <= self._deadline
         return Verdict(
             ok,
             {
@@ -85,6 +98,10 @@ class Health:
         alive = self.liveness()
         if not alive.ok:
             return alive
+        with self._lock:
+            started, where = self._started, self._where
+        if not started:
+            return Verdict(False, {"status": "starting", "where": where})
         retrying = self.retrying_seconds()
         if retrying > self.ready_grace:
             step, reason = self._retry
@@ -142,22 +159,25 @@ def serve(port: int, health: Health, host: str = "0.0.0.0") -> ThreadingHTTPServ
     return server
 
 
-def watch(health: Health, stop: threading.Event, every: float = 5.0) -> threading.Thread:
-    """Write every thread's stack to stderr once each time the loop stops turning for longer
-    than the liveness timeout: a hang then says where it is before the pod is restarted."""
+def watch(
+    health: Health, stop: threading.Event, every: float = 5.0, exit_when_stuck: bool = True
+) -> threading.Thread:
+    """Once the loop stops turning past its allowance: write every thread's stack to stderr
+    and, with ``exit_when_stuck``, end the process (status 70) to be started afresh: no known
+    hang heals by itself, and a restarted consumer replays what it had not committed."""
 
     def run() -> None:
-        reported = False
         while not stop.wait(every):
             verdict = health.liveness()
             if verdict.ok:
-                reported = False
-            elif not reported:
-                reported = True
-                log.error(
-                    "the poll loop is stuck: %s; every thread's stack follows", verdict.detail
-                )
-                faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+                continue
+            log.error("the poll loop is stuck: %s; every thread's stack follows", verdict.detail)
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+            if exit_when_stuck:
+                log.error("exiting to be restarted")
+                sys.stderr.flush()
+                os._exit(70)
+            return
 
     thread = threading.Thread(target=run, name="watchdog", daemon=True)
     thread.start()

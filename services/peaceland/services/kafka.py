@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -144,7 +144,7 @@ class Decoded:
         """Every record of the batch, valid or not (what its offsets cover)."""
         return self.messages + [message for message, _ in self.rejects]
 
-    def only(self, partitions: set[tuple[str, int]]) -> Decoded:
+    def only(self, partitions: Set[tuple[str, int]]) -> Decoded:
         """The part of the batch read from ``partitions`` (topic, partition)."""
         kept = [
             (r, m)

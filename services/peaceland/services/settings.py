@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings
 
 from peaceland.tenants.cassandra import Consistency, SerialConsistency
-from peaceland.tenants.forces import validate_force_id
+from peaceland.tenants.forces import consumer_group, validate_force_id
 
 
 class ConsumerSettings(BaseSettings):
@@ -46,9 +46,11 @@ class ConsumerSettings(BaseSettings):
     retry_backoff_max: float = Field(default=10.0, gt=0)
     #: Port of the probes (/livez, /readyz) and Prometheus /metrics; 0 serves none.
     metrics_port: int = Field(default=0, ge=0, le=65535)
-    #: Seconds the poll loop may go without turning before /livez fails (and every thread's
-    #: stack is logged): longer than any single call to Kafka or Cassandra may block.
-    liveness_timeout: float = Field(default=90.0, ge=5, le=3600)
+    #: Seconds the poll loop may go without turning before /livez fails, every thread's
+    #: stack is logged and the process ends to be restarted: longer than a batch's writes
+    #: may take while Cassandra times out (a call that says how long it may take, such as a
+    #: Kafka transaction's, is held to that instead).
+    liveness_timeout: float = Field(default=180.0, ge=5, le=3600)
     #: Seconds a batch may be retried (a server refusing work) before /readyz fails.
     ready_grace: float = Field(default=30.0, ge=0, le=3600)
 
@@ -59,4 +61,4 @@ class ConsumerSettings(BaseSettings):
 
     @property
     def consumer_group(self) -> str:
-        return self.group_id or f"peaceland.{self.force_id}.{self.consumer_name}"
+        return self.group_id or consumer_group(self.force_id, self.consumer_name)

@@ -94,6 +94,8 @@ class StreamConsumer(ABC):
         self.health = health.Health(settings.liveness_timeout, settings.ready_grace)
         #: Attempts retried since the consumer started, every step counted.
         self.retries = 0
+        self._owned: frozenset[tuple[str, int]] = frozenset()
+        self._reassigned = False
         force = settings.force_id
         lag = metrics.CONSUMER_LAG.labels(force, self.name)
         self.consumer = Consumer(
@@ -126,6 +128,9 @@ class StreamConsumer(ABC):
         """Record that offsets were committed (progress, as the metrics and operator see it)."""
         self._committed_at.set_to_current_time()
 
+    def prepare(self, stop: threading.Event) -> None:  # noqa: B027 - a hook
+        """Called once before the consumer joins its group (the alerter claims its slot)."""
+
     def idle(self) -> None:  # noqa: B027 - a hook
         """Called when a poll brought nothing: time for deferred work."""
 
@@ -141,9 +146,21 @@ class StreamConsumer(ABC):
     def subscribe(self) -> None:
         self.consumer.subscribe(
             [self.topic],
-            on_revoke=lambda _consumer, partitions: self.revoked(partitions),
-            on_lost=lambda _consumer, partitions: self.revoked(partitions),
+            on_assign=lambda _consumer, partitions: self._assigned(partitions),
+            on_revoke=lambda _consumer, partitions: self._revoked(partitions),
+            on_lost=lambda _consumer, partitions: self._revoked(partitions),
         )
+
+    def _assigned(self, partitions: list[TopicPartition]) -> None:
+        # Cooperative rebalancing: each callback adds or takes away only what changed.
+        self._owned = self._owned | {(tp.topic, tp.partition) for tp in partitions}
+        # A partition paused before it was lost, then given back, must not come back paused:
+        # nothing outside a retry is ever paused (see _unpause).
+        self._reassigned = True
+
+    def _revoked(self, partitions: list[TopicPartition]) -> None:
+        self._owned = self._owned - {(tp.topic, tp.partition) for tp in partitions}
+        self.revoked(partitions)
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set, then finish, commit and leave the group.
@@ -152,10 +169,15 @@ class StreamConsumer(ABC):
         coordinator is gone can block, and the process is about to end and be restarted.
         A batch not committed is replayed by whoever owns its partition next.
         """
+        self.health.tick("prepare")
+        self.prepare(stop)
         self.subscribe()
+        self.health.started()
         log.info("%s of %s: consuming %s", self.name, self.force_id, self.topic)
         while not stop.is_set():
             self.health.tick("poll")
+            if self._reassigned:
+                self._unpause()
             batch = take_batch(self.consumer, self.batch_size, self.poll_timeout)
             records = [m for m in batch if not self._is_error(m)]
             if not records:
@@ -216,11 +238,13 @@ class StreamConsumer(ABC):
         finally:
             self.health.recovered()
             if paused:
-                self._resume(paused)
+                self._unpause()
 
-    def owned(self) -> set[tuple[str, int]]:
-        """The (topic, partition) pairs assigned to this consumer now."""
-        return {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+    def owned(self) -> frozenset[tuple[str, int]]:
+        """The (topic, partition) pairs assigned to this consumer now, as its rebalance
+        callbacks said. Safe to read from any thread (asking librdkafka for its assignment
+        from another thread while the consumer polls can block for good)."""
+        return self._owned
 
     def pause_while(self, paused: list[TopicPartition], seconds: float) -> list[TopicPartition]:
         """Wait with every partition paused, still polling so the group keeps us as a member.
@@ -244,13 +268,15 @@ class StreamConsumer(ABC):
             paused = [*paused, where]
         return paused
 
-    def _resume(self, paused: list[TopicPartition]) -> None:
-        """Resume what is still ours: a partition revoked during the pause is gone, and the
-        next owner starts it unpaused."""
-        owned = self.owned()
-        mine = [tp for tp in paused if (tp.topic, tp.partition) in owned]
-        if mine:
-            self.consumer.resume(mine)
+    def _unpause(self) -> None:
+        """Resume every partition assigned to us. Partitions are paused only inside a retry
+        (``until_done``); one left paused afterwards, because it was lost during the retry
+        and given back since, would never be read again: the alerter once stalled so, in
+        silence, after the broker coordinating its group went down."""
+        self._reassigned = False
+        assignment = self.consumer.assignment()
+        if assignment:
+            self.consumer.resume(assignment)
 
     def _is_error(self, message: Message) -> bool:
         error = message.error()

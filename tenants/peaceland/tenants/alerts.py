@@ -12,6 +12,7 @@ yields the same id.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -77,3 +78,68 @@ def decode_alert(data: bytes | str) -> Alert:
 def encode_alert(alert: Alert) -> bytes:
     """The JSON wire format of an alert."""
     return alert.model_dump_json().encode()
+
+
+class AlertView(BaseModel):
+    """An alert as a reader of the alerts topic knows it: the readers' contract.
+
+    Events of one alert are keyed by its citizen, so they share a partition; but replicas of
+    the alerter commit their transactions independently, so an ``updated`` event may come
+    before the ``raised`` event of its alert (one replica raised it, another saw the citizen
+    again and committed first). A reader applies each event with :meth:`apply`, in whatever
+    order they come, and always ends with the same view:
+
+    - the alert exists from its first event, whatever its kind (every event carries the
+      alert id, the citizen and ``opened_at``);
+    - ``raised`` is the opening sighting, from the one ``raised`` event (None until it
+      comes);
+    - ``latest`` is the sighting taken last (greatest ``reported_at``, then report id):
+      where the citizen was last seen;
+    - ``sightings`` counts events: one per sighting, exactly once.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    alert_id: uuid.UUID
+    force_id: str
+    citizen: str
+    opened_at: datetime
+    raised: Alert | None
+    latest: Alert
+    sightings: int
+
+    @classmethod
+    def first(cls, event: Alert) -> AlertView:
+        return cls(
+            alert_id=event.alert_id,
+            force_id=event.force_id,
+            citizen=event.citizen,
+            opened_at=event.opened_at,
+            raised=event if event.event == "raised" else None,
+            latest=event,
+            sightings=1,
+        )
+
+    def apply(self, event: Alert) -> AlertView:
+        """This view with ``event`` applied (commutative: any order gives the same view)."""
+        if event.alert_id != self.alert_id:
+            raise ValueError(f"event of alert {event.alert_id} applied to {self.alert_id}")
+        later = (event.reported_at, str(event.report_id)) > (
+            self.latest.reported_at,
+            str(self.latest.report_id),
+        )
+        return self.model_copy(
+            update={
+                "raised": event if event.event == "raised" else self.raised,
+                "latest": event if later else self.latest,
+                "sightings": self.sightings + 1,
+            }
+        )
+
+
+def fold(views: dict[uuid.UUID, AlertView], event: Alert) -> AlertView:
+    """Apply ``event`` to the views by alert id (a reader's whole state); returns its view."""
+    current = views.get(event.alert_id)
+    view = AlertView.first(event) if current is None else current.apply(event)
+    views[event.alert_id] = view
+    return view

@@ -84,6 +84,11 @@ def write_time(moment: datetime) -> int:
     return (moment - _EPOCH) // _MICROSECOND
 
 
+def to_millisecond(moment: datetime) -> datetime:
+    """``moment`` in UTC as Cassandra's ``timestamp`` type keeps it: to the millisecond."""
+    return moment.astimezone(UTC).replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
 def parse_contact_points(contact_points: str) -> tuple[list[str], int]:
     """Split ``"host1:9042,host2:9042"`` into hosts and the one native port they share.
 

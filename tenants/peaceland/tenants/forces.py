@@ -69,6 +69,12 @@ def resources_for(force_id: str) -> ForceResources:
     )
 
 
+def consumer_group(force_id: str, consumer: str) -> str:
+    """The Kafka consumer group of one of the force's consumers (``archiver``,
+    ``alerter``): its replicas share it, and the operator watches its progress."""
+    return f"{TOPIC_PREFIX}.{validate_force_id(force_id)}.{consumer}"
+
+
 #: Buckets of citizens per day in the sightings table: enough to keep a bucket's day of a
 #: first-wave force near 6 MB (16,000 sightings a second), few enough to amortise each
 #: partition's overhead. Changing it moves every citizen to another bucket: a new table.

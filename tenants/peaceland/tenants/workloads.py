@@ -76,13 +76,22 @@ def consumer_deployment(
     if consumer == "alerter":
         env += [
             {"name": f"{prefix}SETTINGS_FILE", "value": f"{SETTINGS_DIR}/{SETTINGS_KEY}"},
-            # The pod's name: a stable transactional id per replica.
+            # The pod's name: how its logs and its alerter slot name this replica.
             {
                 "name": f"{prefix}INSTANCE",
                 "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
             },
+            # As many alerter slots as replicas (each names one replica's transactions).
+            {"name": f"{prefix}REPLICAS", "value": str(spec.consumers.replicas)},
         ]
     selector = labels(force_id, consumer)
+    # The alerter never surges: a new pod would wait for a slot that the old pod it replaces
+    # frees only when it stops. The archiver may run a new pod beside the old.
+    strategy = (
+        {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+        if consumer == "alerter"
+        else {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    )
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -94,6 +103,7 @@ def consumer_deployment(
         "spec": {
             "replicas": spec.consumers.replicas,
             "selector": {"matchLabels": selector},
+            "strategy": strategy,
             "template": {
                 "metadata": {"labels": selector},
                 "spec": {
@@ -106,6 +116,18 @@ def consumer_deployment(
                             "args": ["python", "-m", f"peaceland.services.{consumer}"],
                             "env": env,
                             "ports": [{"name": "metrics", "containerPort": 9100}],
+                            # /livez fails when the poll loop stops turning (a hang: restart
+                            # it); /readyz while it retries a batch (a server refusing work).
+                            "livenessProbe": {
+                                "httpGet": {"path": "/livez", "port": "metrics"},
+                                "periodSeconds": 10,
+                                "failureThreshold": 3,
+                            },
+                            "readinessProbe": {
+                                "httpGet": {"path": "/readyz", "port": "metrics"},
+                                "periodSeconds": 5,
+                                "failureThreshold": 2,
+                            },
                             "resources": spec.consumers.resources.model_dump(),
                             "volumeMounts": [
                                 {"name": "settings", "mountPath": SETTINGS_DIR, "readOnly": True}

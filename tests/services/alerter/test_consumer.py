@@ -20,6 +20,7 @@ from peaceland.services.alerter.settings import AlerterSettings
 from peaceland.services.force_settings import SettingsSource
 from peaceland.services.kafka import producer_config
 from peaceland.tenants.alerts import Alert, alert_id_for, decode_alert
+from peaceland.tenants.cassandra import to_millisecond
 from peaceland.tenants.forces import AlertingSettings, ForceResources, ForceSettings
 from peaceland.tenants.reports import Citizen, Report, encode_report, utc_now
 from tests.factories import make_report
@@ -109,7 +110,7 @@ def test_a_low_score_raises_one_alert_with_the_drone_position_and_the_name(
     )
     assert alert.report_id == low.report_id
     assert alert.alert_id == alert_id_for(force.force_id, "Eve Mallory", low.report_id)
-    assert alert.reported_at == low.timestamp
+    assert alert.reported_at == to_millisecond(low.timestamp)  # alert times: to the ms
     assert alert.raised_at >= alert.reported_at
 
 
@@ -120,7 +121,7 @@ def test_two_drones_in_different_partitions_seeing_a_citizen_at_once_raise_one_a
     eve = Citizen(name="Eve Mallory", score=2.0)
     reports = [(with_citizens(10 + p, eve, drone=p), p) for p in range(3)]  # one per partition
     send(bootstrap, force.reports_topic, reports)
-    settings = settings_for(force, endpoints)
+    settings = settings_for(force, endpoints, replicas=3)
     # Three replicas of the alerter in one group: each partition has its own.
     replicas = [
         Alerter(

@@ -31,7 +31,7 @@ from cassandra.cluster import Session
 from cassandra.query import PreparedStatement
 
 from peaceland.tenants.alerts import alert_id_for
-from peaceland.tenants.cassandra import write_time
+from peaceland.tenants.cassandra import to_millisecond, write_time
 from peaceland.tenants.provisioning.keyspace import checked_keyspace
 from peaceland.tenants.provisioning.topics import readable_for
 from peaceland.tenants.reports import MAX_CLOCK_SKEW, MAX_REPORT_AGE, Citizen, Report
@@ -56,7 +56,10 @@ class Sighting:
 
     @property
     def seen_at(self) -> datetime:
-        return self.report.timestamp.astimezone(UTC)
+        """When the report was taken, to the millisecond: what Cassandra keeps of a time, so
+        that an alert's ``opened_at`` reads the same in every event, whichever replica wrote
+        it, and decisions compare like with like."""
+        return to_millisecond(self.report.timestamp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,7 @@ class AlertBook:
 
     def __init__(self, session: Session, keyspace: str, force_id: str) -> None:
         ks = checked_keyspace(keyspace)
+        self.session = session
         self._session = session
         self._force_id = force_id
         self._open: PreparedStatement = session.prepare(

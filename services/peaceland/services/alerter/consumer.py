@@ -11,13 +11,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
-from confluent_kafka import KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from peaceland.services import metrics
 from peaceland.services.alerter.book import AlertBook, ContendedError, Sighting
 from peaceland.services.alerter.settings import AlerterSettings
+from peaceland.services.alerter.slots import Slot
 from peaceland.services.force_settings import SettingsSource
 from peaceland.services.kafka import (
     Decoded,
@@ -51,26 +54,35 @@ class Alerter(StreamConsumer):
         settings: AlerterSettings,
         book: AlertBook,
         force_settings: SettingsSource | None = None,
+        slot: Slot | None = None,
     ) -> None:
+        """An alerter of one force; it claims its slot and fences the slot's previous
+        holder when it starts (``prepare``), before it consumes anything."""
         self.resources = resources_for(settings.force_id)
+        session_ms = int(settings.session_timeout * 1000)
         super().__init__(
             settings,
             self.resources.reports_topic,
             {
                 **consumer_config(settings.kafka_bootstrap_servers, settings.consumer_group),
                 "isolation.level": "read_committed",
+                # A replica that dies holds its partitions until its session times out.
+                "session.timeout.ms": session_ms,
+                "heartbeat.interval.ms": max(100, session_ms // 4),
             },
         )
         self.settings: AlerterSettings = settings
         self.book = book
         self.force_settings = force_settings or SettingsSource(settings.default_settings())
-        self._producer = Producer(
-            {
-                **producer_config(settings.kafka_bootstrap_servers),
-                "transactional.id": settings.transactional_id,
-            }
+        self.slot = slot or Slot(
+            book.session,
+            self.resources.keyspace,
+            f"{settings.instance}-{uuid.uuid4().hex[:8]}",
+            slots=settings.replicas,
+            lease_seconds=settings.slot_lease_seconds,
         )
-        self._producer.init_transactions(30)
+        self.transactional_id: str | None = None
+        self._producer: Producer | None = None
         self.raised = 0
         self.updated = 0
         # Offsets of batches that raised nothing, committed with the next transaction.
@@ -90,6 +102,7 @@ class Alerter(StreamConsumer):
         )
 
         def transact() -> None:
+            self.slot.check()
             # A rebalance during a pause may have taken partitions away: their records are
             # the new owner's now, and their offsets no longer ours to commit.
             mine = decoded.only(self.owned())
@@ -109,6 +122,31 @@ class Alerter(StreamConsumer):
                 raise Retry(f"Cassandra failed: {exc}") from exc
 
         return self.until_done("alerts", transact, stop)
+
+    def prepare(self, stop: threading.Event) -> None:
+        """Claim a slot (waiting while every slot is held), then fence whatever transaction
+        the slot's previous holder left open by starting ours under its id."""
+        number = self.slot.claim(stop, waiting=lambda: self.health.tick("waiting for a slot"))
+        self.transactional_id = f"{self.settings.consumer_group}.{number}"
+        timeout = self.settings.transaction_timeout
+        self._producer = Producer(
+            {
+                **producer_config(self.settings.kafka_bootstrap_servers),
+                "transactional.id": self.transactional_id,
+                # A transaction left open by a replica that died (and was not replaced: its
+                # successor would fence it at once) holds readers this long at most.
+                "transaction.timeout.ms": int(timeout * 1000),
+                "message.timeout.ms": int(timeout * 1000),
+            }
+        )
+        self._settled("init", lambda: self.producer.init_transactions(timeout))
+        log.info("alerter of %s: transactions as %s", self.force_id, self.transactional_id)
+
+    @property
+    def producer(self) -> Producer:
+        if self._producer is None:
+            raise RuntimeError("the alerter has not started (prepare)")
+        return self._producer
 
     def commit(self, records: list[Message]) -> None:
         """Nothing to do: offsets go with the transactions (see ``_transact``)."""
@@ -137,7 +175,9 @@ class Alerter(StreamConsumer):
             self._commit_offsets([], dict(self._pending))
 
     def close(self) -> None:
-        self._producer.flush(10)
+        if self._producer is not None:
+            self._producer.flush(10)
+        self.slot.release()
         log.info(
             "alerter of %s: %d alerts raised, %d updates", self.force_id, self.raised, self.updated
         )
@@ -164,7 +204,7 @@ class Alerter(StreamConsumer):
                             report_id=report.report_id,
                             latitude=report.latitude,
                             longitude=report.longitude,
-                            reported_at=report.timestamp,
+                            reported_at=sighting.seen_at,
                             opened_at=decision.opened_at,
                             raised_at=sighting.handled_at,
                         ),
@@ -200,35 +240,69 @@ class Alerter(StreamConsumer):
     def _commit_offsets(
         self, alerts: list[tuple[Alert, Message]], offsets: dict[tuple[str, int], int]
     ) -> None:
-        """Produce ``alerts`` and commit ``offsets`` in one transaction."""
-        self._producer.begin_transaction()
+        """Produce ``alerts`` and commit ``offsets`` in one transaction.
+
+        Each call to the transaction coordinator follows librdkafka's rules: one that timed
+        out (retriable) is still under way and is called again until it settles (calling
+        another, abort say, would conflict with it: the silent hang seen after losing the
+        coordinator's broker began so); one that failed otherwise aborts the transaction,
+        and the batch is tried again; a fatal one (fenced by a newer holder of our slot)
+        ends the process.
+        """
+        timeout = self.settings.transaction_timeout
+        self.producer.begin_transaction()
         try:
             for alert, _ in alerts:
-                self._producer.produce(
+                self.producer.produce(
                     self.resources.alerts_topic,
                     key=alert.citizen.encode(),
                     value=encode_alert(alert),
                 )
-            self._producer.send_offsets_to_transaction(
-                [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())],
-                self.consumer.consumer_group_metadata(),
-                30,
+            metadata = self.consumer.consumer_group_metadata()
+            positions = [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())]
+            self._settled(
+                "send offsets",
+                lambda: self.producer.send_offsets_to_transaction(positions, metadata, timeout),
             )
-            self._commit_transaction()
+            self._settled("commit", lambda: self.producer.commit_transaction(timeout))
         except KafkaException as exc:
             if not exc.args[0].fatal():
-                self._producer.abort_transaction(30)
+                self._abort()
             raise
         self._pending = {}
         self._last_transaction = time.monotonic()
         self.committed()
 
-    def _commit_transaction(self) -> None:
-        for attempt in range(5):
+    def _abort(self) -> None:
+        try:
+            self._settled(
+                "abort", lambda: self.producer.abort_transaction(self.settings.transaction_timeout)
+            )
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._STATE:  # no transaction left to abort
+                raise
+
+    def _settled(self, what: str, call: Callable[[], None]) -> None:
+        """Make ``call`` to the transaction coordinator until it settles: again while it
+        times out (a coordinator moving to another broker), so never beside itself; but
+        not once the transaction must be aborted (then the caller aborts it)."""
+        # librdkafka does not always keep to the timeout it is given: after losing the broker
+        # that coordinated both the group and the transactions, send_offsets_to_transaction
+        # was seen blocked for good. Past twice the timeout the watchdog ends the process,
+        # and the replica that takes its slot fences the transaction.
+        allowance = 2 * self.settings.transaction_timeout + 5
+        while True:
+            self.health.tick(f"transaction {what}", allowance)
             try:
-                self._producer.commit_transaction(30)
+                call()
                 return
             except KafkaException as exc:
-                # A retriable failure leaves the transaction open: committing again is right.
-                if not exc.args[0].retriable() or attempt == 4:
+                error = exc.args[0]
+                if error.txn_requires_abort() or not error.retriable():
                     raise
+                log.warning(
+                    "alerter of %s: transaction %s not settled yet (%s); asking again",
+                    self.force_id,
+                    what,
+                    exc,
+                )

@@ -173,6 +173,23 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             """,
         ),
     ),
+    Migration(
+        4,
+        "alerter slots",
+        (
+            # Each running alerter replica holds one slot, a lease renewed by lightweight
+            # transactions; its Kafka transactional id is named after the slot, so that the
+            # replica replacing a dead one takes its slot, and its id fences the dead one's
+            # open transaction at once instead of letting it hold readers until it times out.
+            """
+            CREATE TABLE IF NOT EXISTS {ks}.alerter_slots (
+                slot int PRIMARY KEY,
+                holder text,
+                claimed_at timestamp
+            )
+            """,
+        ),
+    ),
 )
 
 #: Tables whose rows expire after the force's retention.
