@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -16,11 +17,13 @@ from confluent_kafka.admin._config import ConfigResource
 
 from peaceland.cli.services import ServiceProcess
 from peaceland.cli.stack import Endpoints, Stack
-from peaceland.tenants.forces import resources_for
+from peaceland.tenants.forces import consumer_group, resources_for
 from peaceland.tenants.provisioning.claims import CONTROL_KEYSPACE
 from peaceland.tenants.provisioning.keyspace import drop_keyspace, schema_version
 from peaceland.tenants.provisioning.topics import delete_topics, partition_count
-from tests.kafka_helpers import wait_until
+from peaceland.tenants.reports import encode_report
+from tests.factories import make_report
+from tests.kafka_helpers import commit_to_end, produce, wait_until
 from tests.operator.kube_helpers import Kubectl, eventually, example
 
 StartOperator = Callable[..., ServiceProcess]
@@ -98,6 +101,7 @@ def test_an_example_force_becomes_ready_with_topics_keyspace_and_consumers_as_it
         "TopicsReady": "True",
         "KeyspaceReady": "True",
         "ConsumersReady": "True",
+        "ConsumersProgressing": "True",
         "Ready": "True",
     }
     assert (status["reportsTopic"], status["keyspace"]) == (
@@ -477,3 +481,48 @@ def test_the_operator_exports_its_reconciles_and_each_forces_conditions_as_metri
         f'namespace="{namespace}",result="waiting"}} 1.0'
     ) in text
     assert f'peaceland_operator_reconcile_seconds_count{{force="{name}"' in text
+
+
+def test_a_consumer_that_commits_nothing_while_reports_wait_shows_in_the_status(
+    kubectl: Kubectl,
+    namespace: str,
+    start_operator: StartOperator,
+    endpoints: Endpoints,
+):
+    # No consumer runs here (no kubelet): reports wait in the force's topic and its consumer
+    # groups commit nothing, exactly what a consumer retrying one batch for ever, hung or
+    # crash-looping looks like from Kafka. The force must say so, then say when it is over.
+    operator = start_operator(stall_after="3", progress_interval="1")
+    _, name = _a_ready_force(kubectl, namespace)
+    resources = resources_for(name)
+    bootstrap = endpoints.kafka_bootstrap_servers
+    reports = [make_report(random.Random(seed)) for seed in range(5)]
+    produce(bootstrap, resources.reports_topic, [(b"d", encode_report(r)) for r in reports])
+
+    def stalled() -> dict[str, Any] | None:
+        condition = kubectl.condition(name, namespace, "ConsumersProgressing")
+        return condition if condition.get("status") == "False" else None
+
+    condition = eventually(stalled, 30, "ConsumersProgressing to turn False")
+    assert condition["reason"] == "ArchiverStalled"
+    assert "has committed nothing for" in condition["message"]
+    assert "5 reports wait" in condition["message"]
+    assert f"kubectl logs -n {namespace} deploy/{name}-archiver" in condition["message"]
+    force = kubectl.force(name, namespace)
+    assert force["status"]["phase"] == "Degraded"
+    assert kubectl.condition(name, namespace, "Ready")["reason"] == "ArchiverStalled"
+    port = operator.env["PEACELAND_OPERATOR_METRICS_PORT"]
+    lag = (
+        f'peaceland_operator_consumer_lag{{consumer="archiver",force="{name}",'
+        f'namespace="{namespace}"}} 5.0'
+    )
+    assert lag in httpx2.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+
+    # Both consumers catch up: they commit the end of every partition.
+    for consumer in ("archiver", "alerter"):
+        commit_to_end(bootstrap, consumer_group(name, consumer), resources.reports_topic)
+    _ready(kubectl, name, namespace)
+    events = json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)
+    reasons = [e["reason"] for e in events["items"]]
+    assert "ArchiverStalled" in reasons
+    assert "ConsumersRecovered" in reasons

@@ -4,9 +4,11 @@
   happened; ``TemporaryError`` with exponential backoff while Kafka, Cassandra or the API
   server does not answer; ``PermanentError`` for a spec that can never work.
 - a timer per force: until the consumers are available, checks them every
-  ``poll_interval``; every ``drift_interval``, a full reconcile that repairs drift (a topic
-  deleted by hand, an edited Deployment). A per-force lock keeps it from running beside
-  the change or delete handler, and it acts only on the force's live generation.
+  ``poll_interval``; every ``progress_interval``, whether each consumer group commits while
+  reports wait (Kafka's offsets); every ``drift_interval``, a full reconcile that repairs
+  drift (a topic deleted by hand, an edited Deployment). A per-force lock keeps it from
+  running beside the change or delete handler, and it acts only on the force's live
+  generation.
 - delete: the finalizer applies the deletion policy, then lets the resource go.
 """
 
@@ -22,6 +24,7 @@ from pydantic import ValidationError
 
 from peaceland.operator import metrics
 from peaceland.operator.kube import Workloads
+from peaceland.operator.progress import Progress, Verdict
 from peaceland.operator.reconcile import (
     Cause,
     Event,
@@ -32,8 +35,10 @@ from peaceland.operator.reconcile import (
     consumers_step,
     merge_step,
     phase,
+    progress_step,
     reconcile,
     teardown,
+    transitions,
 )
 from peaceland.operator.settings import OperatorSettings
 from peaceland.tenants.errors import InvalidForceIdError
@@ -139,8 +144,11 @@ def _watch(
         or meta.get("deletionTimestamp")
     ):
         return
-    drift = time.monotonic() - memo.get("last_reconcile", 0.0) >= servers.settings.drift_interval
-    if not drift and status.get("phase") == "Ready":
+    settings = servers.settings
+    now = time.monotonic()
+    drift = now - memo.get("last_reconcile", 0.0) >= settings.drift_interval
+    check_progress = now - memo.get("last_progress", 0.0) >= settings.progress_interval
+    if not drift and not check_progress and status.get("phase") == "Ready":
         return
     guard = _guard(memo)
     if not guard.acquire(blocking=False):
@@ -157,8 +165,15 @@ def _watch(
             outcome = _reconcile(force, "drift", memo, servers, workloads)
         else:
             current = list(status.get("conditions") or [])
-            outcome = Outcome(steps=merge_step(current, consumers_step(force, workloads)))
+            fresh = [consumers_step(force, workloads)]
+            verdicts: list[Verdict] = []
+            if check_progress:
+                memo["last_progress"] = now
+                progress, verdicts = progress_step(force, servers, _progress(memo, servers))
+                fresh.append(progress)
+            outcome = Outcome(steps=merge_step(current, *fresh), verdicts=verdicts)
             metrics.observe_conditions(force.namespace, force.name, outcome)
+            metrics.observe_progress(force.namespace, force.name, outcome.verdicts)
         _record(body, status, patch, force, outcome)
     finally:
         guard.release()
@@ -189,6 +204,7 @@ def _teardown(
             ) from exc
     if removed:
         events.insert(0, Event("Normal", "ConsumersDeleted", f"deleted {', '.join(removed)}"))
+    metrics.forget(namespace, name)
     _post(body, events)
 
 
@@ -196,10 +212,19 @@ def _reconcile(
     force: Force, cause: Cause, memo: kopf.Memo, servers: Servers, workloads: Workloads
 ) -> Outcome:
     """A full reconcile, timed and counted; the next drift reconcile is due from its start."""
-    memo["last_reconcile"] = began = time.monotonic()
-    outcome = reconcile(force, servers, workloads, cause)
+    memo["last_reconcile"] = memo["last_progress"] = began = time.monotonic()
+    outcome = reconcile(force, servers, workloads, cause, _progress(memo, servers))
     metrics.observe(force.namespace, force.name, cause, outcome, time.monotonic() - began)
+    metrics.observe_progress(force.namespace, force.name, outcome.verdicts)
     return outcome
+
+
+def _progress(memo: kopf.Memo, servers: Servers) -> Progress:
+    """What the operator remembers of the force's consumer groups between checks."""
+    progress: Progress = memo.setdefault(
+        "progress", Progress(stall_after=servers.settings.stall_after)
+    )
+    return progress
 
 
 def _backoff(retry: int, servers: Servers) -> float:
@@ -258,6 +283,7 @@ def _record(
     """Write the outcome into the status (only when something changed) and post Events."""
     current = list(status.get("conditions") or [])
     new = conditions(current, outcome.steps)
+    outcome.events.extend(transitions(current, outcome.steps))
     wanted = {
         "phase": phase(status.get("phase"), outcome.ready),
         "observedGeneration": force.generation,

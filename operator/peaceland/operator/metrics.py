@@ -6,11 +6,14 @@ Every series carries the force's namespace and name: what an on-call officer fil
 from __future__ import annotations
 
 import contextlib
-from typing import Final
+from typing import Final, get_args
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from peaceland.operator.progress import Verdict
 from peaceland.operator.reconcile import Outcome
+from peaceland.tenants.policeforce import ConditionType
+from peaceland.tenants.workloads import CONSUMERS
 
 _BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -26,6 +29,16 @@ RECONCILE_SECONDS = Histogram(
     "Time of one full reconcile of a force (topics, keyspace, consumers).",
     ["namespace", "force"],
     buckets=_BUCKETS,
+)
+CONSUMER_LAG = Gauge(
+    "peaceland_operator_consumer_lag",
+    "Reports waiting for each consumer of the force (its group's lag on the reports topic).",
+    ["namespace", "force", "consumer"],
+)
+CONSUMER_STILL = Gauge(
+    "peaceland_operator_consumer_still_seconds",
+    "How long each consumer of the force has committed nothing while reports wait.",
+    ["namespace", "force", "consumer"],
 )
 CONDITION = Gauge(
     "peaceland_operator_condition",
@@ -54,11 +67,21 @@ def observe_conditions(namespace: str, force: str, outcome: Outcome) -> None:
     CONDITION.labels(namespace, force, "Ready").set(1 if outcome.ready else 0)
 
 
+def observe_progress(namespace: str, force: str, verdicts: list[Verdict]) -> None:
+    for verdict in verdicts:
+        CONSUMER_LAG.labels(namespace, force, verdict.consumer).set(verdict.offsets.lag)
+        CONSUMER_STILL.labels(namespace, force, verdict.consumer).set(verdict.still_for)
+
+
 def forget(namespace: str, force: str) -> None:
-    """Drop a deleted force's condition series (its counters stay: they are history)."""
-    for condition in ("TopicsReady", "KeyspaceReady", "ConsumersReady", "Ready"):
+    """Drop a deleted force's gauges (its counters stay: they are history)."""
+    for condition in get_args(ConditionType):
         with contextlib.suppress(KeyError):
             CONDITION.remove(namespace, force, condition)
+    for consumer in CONSUMERS:
+        for gauge in (CONSUMER_LAG, CONSUMER_STILL):
+            with contextlib.suppress(KeyError):
+                gauge.remove(namespace, force, consumer)
 
 
 def serve(port: int) -> None:

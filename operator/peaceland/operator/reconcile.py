@@ -24,6 +24,7 @@ from confluent_kafka.admin import AdminClient
 from lightkube import ApiError
 
 from peaceland.operator.kube import Availability, Workloads
+from peaceland.operator.progress import Progress, Verdict
 from peaceland.operator.settings import OperatorSettings
 from peaceland.tenants.cassandra import connect, shutdown_session
 from peaceland.tenants.errors import ProvisioningError
@@ -112,6 +113,8 @@ class Outcome:
     events: list[Event] = field(default_factory=list)
     #: Why the spec can never work as it stands (then nothing was touched).
     permanent: str | None = None
+    #: How each consumer group kept up, when the progress step ran.
+    verdicts: list[Verdict] = field(default_factory=list)
 
     @property
     def ready(self) -> bool:
@@ -201,8 +204,11 @@ class Servers:
                 self._session = None
 
 
-def reconcile(force: Force, servers: Servers, workloads: Workloads, cause: Cause) -> Outcome:
-    """Make the force's topics, keyspace and consumers match its spec; say how it went.
+def reconcile(
+    force: Force, servers: Servers, workloads: Workloads, cause: Cause, progress: Progress
+) -> Outcome:
+    """Make the force's topics, keyspace and consumers match its spec; say how it went,
+    and whether the consumers keep up.
 
     First the force's claim on its id: until it is held, nothing is touched, for another
     namespace's PoliceForce of the same name may own those topics and that keyspace.
@@ -232,6 +238,8 @@ def reconcile(force: Force, servers: Servers, workloads: Workloads, cause: Cause
     outcome.steps.append(_topics(force, servers, outcome.events, cause))
     outcome.steps.append(_keyspace(force, servers, outcome.events))
     outcome.steps.append(_consumers(force, servers.settings, workloads, outcome.events, cause))
+    step, outcome.verdicts = progress_step(force, servers, progress)
+    outcome.steps.append(step)
     return outcome
 
 
@@ -245,6 +253,33 @@ def consumers_step(force: Force, workloads: Workloads) -> Step:
         return _availability_step(workloads.availability(force.namespace, force.name))
     except (ApiError, httpx2.HTTPError) as exc:
         return Step("ConsumersReady", False, "ApiError", f"Kubernetes API: {exc}", retry=True)
+
+
+def progress_step(force: Force, servers: Servers, progress: Progress) -> tuple[Step, list[Verdict]]:
+    """Whether every consumer commits while reports wait (read from Kafka's offsets)."""
+    try:
+        verdicts = progress.check(servers.kafka(), force.name, servers.settings.request_timeout)
+    except KafkaException as exc:
+        return (
+            Step(
+                "ConsumersProgressing",
+                False,
+                "KafkaUnavailable",
+                f"cannot read the consumer groups' offsets from Kafka: {exc.args[0].str()}",
+                retry=True,
+            ),
+            [],
+        )
+    stalled = [v for v in verdicts if v.stalled]
+    if not stalled:
+        return Step("ConsumersProgressing", True, "Progressing", "; ".join(map(str, verdicts))), (
+            verdicts
+        )
+    first = stalled[0].consumer
+    message = "; ".join(map(str, stalled)) + (
+        f"; its log says why: kubectl logs -n {force.namespace} deploy/{force.name}-{first}"
+    )
+    return Step("ConsumersProgressing", False, f"{first.capitalize()}Stalled", message), verdicts
 
 
 def _topics(force: Force, servers: Servers, events: list[Event], cause: Cause) -> Step:
@@ -478,24 +513,40 @@ def conditions(
     return out
 
 
-def merge_step(current: list[dict[str, Any]], step: Step) -> list[Step]:
-    """The steps recorded in ``current`` conditions, with ``step`` in place of its own."""
+def merge_step(current: list[dict[str, Any]], *fresh: Step) -> list[Step]:
+    """The steps recorded in ``current`` conditions, with each ``fresh`` step in place of its
+    own (or added, when the status has no such condition yet)."""
+    by_type = {step.condition: step for step in fresh}
     steps = []
     for condition in current:
         if condition.get("type") in (None, "Ready"):
             continue
-        if condition["type"] == step.condition:
-            steps.append(step)
-        else:
-            steps.append(
-                Step(
-                    condition["type"],
-                    condition.get("status") == "True",
-                    condition.get("reason", ""),
-                    condition.get("message", ""),
-                )
+        step = by_type.pop(condition["type"], None)
+        steps.append(
+            step
+            or Step(
+                condition["type"],
+                condition.get("status") == "True",
+                condition.get("reason", ""),
+                condition.get("message", ""),
             )
-    return steps
+        )
+    return steps + list(by_type.values())
+
+
+def transitions(current: list[dict[str, Any]], steps: list[Step]) -> list[Event]:
+    """Events for a consumer that stalled or recovered since ``current`` conditions."""
+    before = {c.get("type"): c.get("status") for c in current}
+    events = []
+    for step in steps:
+        if step.condition != "ConsumersProgressing" or step.reason == "KafkaUnavailable":
+            continue
+        was = before.get(step.condition)
+        if not step.ok and was != "False":
+            events.append(Event("Warning", step.reason, step.message))
+        elif step.ok and was == "False":
+            events.append(Event("Normal", "ConsumersRecovered", step.message))
+    return events
 
 
 def phase(previous: str | None, ready: bool) -> str:

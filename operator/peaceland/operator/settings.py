@@ -53,6 +53,12 @@ class OperatorSettings(BaseSettings):
     poll_interval: float = Field(default=2.0, gt=0, le=300)
     #: Seconds between full reconciles of a Ready force (drift repair).
     drift_interval: float = Field(default=30.0, gt=0, le=3600)
+    #: Seconds between checks of each force's consumer groups in Kafka (committed offsets
+    #: and lag).
+    progress_interval: float = Field(default=15.0, gt=0, le=3600)
+    #: Seconds a consumer may commit nothing while reports wait before its force says it
+    #: has stalled (ConsumersProgressing False, Ready False, a Warning Event).
+    stall_after: float = Field(default=60.0, gt=0, le=86_400)
     #: Longest wait between retries while Kafka or Cassandra is unreachable, in seconds.
     retry_max_delay: float = Field(default=60.0, gt=0)
     #: Timeout of one request to Kafka, Cassandra or the API server, in seconds.

@@ -234,7 +234,9 @@ class PoliceForceSpec(BaseModel):
         )
 
 
-ConditionType = Literal["Ready", "TopicsReady", "KeyspaceReady", "ConsumersReady"]
+ConditionType = Literal[
+    "Ready", "TopicsReady", "KeyspaceReady", "ConsumersReady", "ConsumersProgressing"
+]
 
 
 class Condition(BaseModel):

@@ -1,0 +1,126 @@
+"""Whether a force's consumers make progress, judged from Kafka alone.
+
+A consumer can be running, its pod ready, and still store nothing: retrying a write that
+Cassandra refuses, stuck, or never started. Kafka knows: the consumer group's committed
+offsets stand still while reports wait behind them (lag). The operator reads both for each
+consumer group of the force, remembers when each last moved, and calls a group stalled once
+it has had reports waiting and committed nothing for ``stall_after`` seconds. No cooperation
+of the consumer is needed, so a hang, a crash loop and a retry loop all show the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Final
+
+from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._listoffsets import OffsetSpec
+
+from peaceland.tenants.forces import consumer_group, resources_for
+from peaceland.tenants.workloads import CONSUMERS
+
+#: librdkafka's "no committed offset" (OFFSET_INVALID).
+_NO_OFFSET: Final = -1001
+
+
+@dataclass(frozen=True, slots=True)
+class Offsets:
+    """A consumer group on the force's reports topic, summed over partitions."""
+
+    committed: int
+    lag: int
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What the operator remembers of a group: its committed total, and since when it has
+    made no progress (None while it keeps up or moves)."""
+
+    committed: int
+    still_since: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    consumer: str
+    offsets: Offsets
+    still_for: float
+    stalled: bool
+
+    def __str__(self) -> str:
+        if self.stalled:
+            return (
+                f"the {self.consumer} has committed nothing for {self.still_for:.0f}s while "
+                f"{self.offsets.lag} reports wait"
+            )
+        return f"{self.consumer}: {self.offsets.lag} waiting"
+
+
+def judge(seen: Seen | None, now: Offsets, at: float) -> Seen:
+    """What to remember after observing ``now`` at monotonic time ``at``."""
+    if now.lag == 0 or seen is None:
+        return Seen(now.committed, None if now.lag == 0 else at)
+    if now.committed != seen.committed:
+        return Seen(now.committed, None)
+    return Seen(now.committed, seen.still_since if seen.still_since is not None else at)
+
+
+@dataclass
+class Progress:
+    """The consumers of one force, watched across checks (kept in the operator's memory)."""
+
+    stall_after: float
+    seen: dict[str, Seen] = field(default_factory=dict)
+
+    def check(self, admin: AdminClient, force_id: str, timeout: float) -> list[Verdict]:
+        """Read each consumer group's offsets and say which ones have stalled."""
+        at = time.monotonic()
+        verdicts = []
+        for consumer in CONSUMERS:
+            offsets = group_offsets(admin, force_id, consumer, timeout)
+            seen = judge(self.seen.get(consumer), offsets, at)
+            self.seen[consumer] = seen
+            still_for = 0.0 if seen.still_since is None else at - seen.still_since
+            verdicts.append(Verdict(consumer, offsets, still_for, still_for >= self.stall_after))
+        return verdicts
+
+
+def group_offsets(admin: AdminClient, force_id: str, consumer: str, timeout: float) -> Offsets:
+    """The group's committed offsets on the reports topic, and how far behind its end it is
+    (the end as a read_committed reader sees it; a partition never committed counts from
+    its first record)."""
+    topic = resources_for(force_id).reports_topic
+    metadata = admin.list_topics(topic, timeout=timeout).topics[topic]
+    partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
+    if not partitions:
+        return Offsets(0, 0)
+    group = consumer_group(force_id, consumer)
+    listed = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group, partitions)], request_timeout=timeout
+    )[group].result()
+    committed = {tp.partition: tp.offset for tp in listed.topic_partitions}
+    ends = _offsets(admin, partitions, OffsetSpec.latest(), timeout)  # type: ignore[no-untyped-call]
+    starts = _offsets(admin, partitions, OffsetSpec.earliest(), timeout)  # type: ignore[no-untyped-call]
+    lag = 0
+    total = 0
+    for tp in partitions:
+        position = committed.get(tp.partition, _NO_OFFSET)
+        if position == _NO_OFFSET:
+            position = starts[tp.partition]
+        else:
+            total += position
+        lag += max(0, ends[tp.partition] - position)
+    return Offsets(total, lag)
+
+
+def _offsets(
+    admin: AdminClient, partitions: list[TopicPartition], spec: OffsetSpec, timeout: float
+) -> dict[int, int]:
+    futures = admin.list_offsets(
+        {tp: spec for tp in partitions},
+        isolation_level=IsolationLevel.READ_COMMITTED,
+        request_timeout=timeout,
+    )
+    return {tp.partition: future.result().offset for tp, future in futures.items()}
