@@ -25,9 +25,9 @@ from confluent_kafka.cimpl import NewTopic
 
 from peaceland.cli.bench_pipeline import AlertWatcher, drive, start_services
 from peaceland.cli.services import ForceServices, ServiceProcess
-from peaceland.cli.stack import Endpoints, KafkaCluster, Stack
+from peaceland.cli.stack import CassandraRing, Endpoints, KafkaCluster, Stack
 from peaceland.services.kafka import producer_config
-from peaceland.tenants.cassandra import is_transient
+from peaceland.tenants.cassandra import connect, is_transient, shutdown_session
 from peaceland.tenants.forces import ForceResources, consumer_group, resources_for
 from peaceland.tenants.provisioning.keyspace import Replication, drop_keyspace, ensure_keyspace
 from peaceland.tenants.provisioning.topics import TopicSettings, delete_topics, ensure_topics
@@ -299,3 +299,93 @@ def test_losing_the_broker_that_coordinates_the_alerter_loses_and_doubles_nothin
             delete_topics(admin, force)
             drop_keyspace(cassandra, force.keyspace)
         cluster.down()
+
+
+@pytest.fixture(scope="module")
+def ring(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CassandraRing]:
+    """Three Cassandra nodes on 127.0.0.2-4: a keyspace of replication factor 3 has every
+    row on each, and LOCAL_QUORUM is two of them."""
+    settings = stack.settings.model_copy(
+        update={"state_dir": tmp_path_factory.mktemp("cassandra-ring"), "cassandra_heap": "768m"}
+    )
+    ring = CassandraRing(settings, size=3)
+    ring.up()
+    yield ring
+    ring.down()
+
+
+@pytest.fixture
+def ring_force(
+    ring: CassandraRing, kafka_admin: AdminClient, endpoints: Endpoints
+) -> Iterator[tuple[ForceResources, Endpoints, Session]]:
+    """A force whose keyspace lives on the ring, three copies of each row."""
+    force = resources_for(f"t-{uuid.uuid4().hex[:12]}")
+    ensure_topics(kafka_admin, force, TopicSettings(partitions=3))
+    session = connect(ring.contact_points)
+    ensure_keyspace(session, force.keyspace, Replication(factor=3))
+    on_ring = Endpoints(
+        endpoints.kafka_bootstrap_servers, ring.contact_points, endpoints.database_url
+    )
+    yield force, on_ring, session
+    delete_topics(kafka_admin, force)
+    for index, node in enumerate(ring.nodes):
+        if node.pid() is None:
+            ring.restart(index)
+    drop_keyspace(session, force.keyspace)
+    shutdown_session(session)
+
+
+def test_losing_one_cassandra_replica_of_three_loses_and_doubles_nothing(
+    ring: CassandraRing, ring_force: tuple[ForceResources, Endpoints, Session], stack: Stack
+):
+    force, on_ring, _ = ring_force
+    services = start_services(on_ring, force, stack.settings.state_dir)
+    try:
+        result = drive(
+            on_ring, force, services, reports=REPORTS, rate=RATE, fault=lambda: ring.kill(1)
+        )
+    finally:
+        services.stop()
+    assert_nothing_lost_or_doubled(result)
+
+
+def test_the_archiver_commits_nothing_that_a_quorum_of_replicas_does_not_hold(
+    ring: CassandraRing, ring_force: tuple[ForceResources, Endpoints, Session], stack: Stack
+):
+    """With two replicas of three down, a write at LOCAL_QUORUM cannot succeed: the archiver
+    must hold its offsets and retry, not commit reports that one node alone has (and could
+    take with it)."""
+    force, on_ring, session = ring_force
+    services = start_services(on_ring, force, stack.settings.state_dir)
+    bootstrap = on_ring.kafka_bootstrap_servers
+    group = consumer_group(force.force_id, "archiver")
+    metrics_port = services.processes["archiver"].env["PEACELAND_ARCHIVER_METRICS_PORT"]
+
+    def store_retries() -> float:
+        text = httpx2.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        for line in text.splitlines():
+            if line.startswith("peaceland_retries_total{") and 'step="store"' in line:
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    try:
+        ring.kill(1)
+        ring.kill(2)
+        reports = [_low_report(seed, f"Quorum {seed}") for seed in range(20)]
+        for report in reports:
+            _post(services.gateway_url, services.drone_key, report)
+        wait_until(lambda: store_retries() >= 2, 120, "the archiver to retry its writes")
+        assert committed_total(bootstrap, group, force.reports_topic) <= 0
+        ring.restart(1)
+        wait_until(
+            lambda: committed_total(bootstrap, group, force.reports_topic) == len(reports),
+            180,
+            "the archiver to store and commit once a quorum is back",
+        )
+    finally:
+        services.stop()
+    stored = {
+        row.report_id
+        for row in session.execute(f"SELECT report_id FROM {force.keyspace}.reports_by_drone_day")
+    }
+    assert stored == {r.report_id for r in reports}

@@ -9,6 +9,14 @@ external one through the usual environment variables (see ``settings``).
 
 from peaceland.cli.stack.errors import StackError
 from peaceland.cli.stack.settings import StackSettings
-from peaceland.cli.stack.stack import Endpoints, KafkaCluster, ServerStatus, Stack
+from peaceland.cli.stack.stack import CassandraRing, Endpoints, KafkaCluster, ServerStatus, Stack
 
-__all__ = ["Endpoints", "KafkaCluster", "ServerStatus", "Stack", "StackError", "StackSettings"]
+__all__ = [
+    "CassandraRing",
+    "Endpoints",
+    "KafkaCluster",
+    "ServerStatus",
+    "Stack",
+    "StackError",
+    "StackSettings",
+]

@@ -277,23 +277,54 @@ _LOG4J2 = textwrap.dedent("""\
 # --------------------------------------------------------------------------- Cassandra
 
 
+@dataclass(frozen=True, slots=True)
+class CassandraNode:
+    """One node of a Cassandra ring on loopback addresses (127.0.0.2, .3, …): every node
+    listens on the stack's ports at its own address, its JMX on a port of its own.
+
+    The stack's own Cassandra is a ring of one on the stack's host; the fault tests start
+    rings of three.
+    """
+
+    index: int
+    host: str
+    jmx_port: int
+    #: The addresses of every node of the ring: all seeds, so they can start at once.
+    seeds: tuple[str, ...]
+    cluster_name: str = "peaceland-ring"
+
+
 class Cassandra(Server):
-    """Apache Cassandra 5.0, one node, on JDK 17 (5.0 does not run on JDK 24 or newer)."""
+    """Apache Cassandra 5.0, on JDK 17 (5.0 does not run on JDK 24 or newer)."""
 
     name = "cassandra"
 
+    def __init__(self, settings: StackSettings, node: CassandraNode | None = None) -> None:
+        self.node = node
+        if node is not None:
+            self.name = f"cassandra-{node.index}"
+        super().__init__(settings)
+
+    @property
+    def host(self) -> str:
+        return self.node.host if self.node else self.settings.host
+
+    @property
+    def jmx_port(self) -> int:
+        return self.node.jmx_port if self.node else self.settings.cassandra_jmx_port
+
     @property
     def external(self) -> str | None:
-        return self.settings.cassandra_contact_points
+        return None if self.node else self.settings.cassandra_contact_points
 
     @property
     def address(self) -> str:
-        return self.external or f"{self.settings.host}:{self.settings.cassandra_port}"
+        return self.external or f"{self.host}:{self.settings.cassandra_port}"
 
     @property
     def ports(self) -> list[int]:
         s = self.settings
-        return [s.cassandra_port, s.cassandra_storage_port, s.cassandra_jmx_port]
+        return [s.cassandra_port, s.cassandra_storage_port, self.jmx_port]
 
     @property
     def lib(self) -> Path:
@@ -310,18 +341,24 @@ class Cassandra(Server):
         conf.mkdir(parents=True, exist_ok=True)
         s = self.settings
         data = self.home / "data"
+        seeds = ",".join(
+            f"{seed}:{s.cassandra_storage_port}"
+            for seed in (self.node.seeds if self.node else (self.host,))
+        )
+        # A ring's nodes start together with no data: none needs to stream any (bootstrap).
+        ring = "auto_bootstrap: false\n" if self.node else ""
         (conf / "cassandra.yaml").write_text(
             textwrap.dedent(f"""\
-            cluster_name: peaceland
+            cluster_name: {self.node.cluster_name if self.node else "peaceland"}
             num_tokens: 16
             partitioner: org.apache.cassandra.dht.Murmur3Partitioner
             endpoint_snitch: SimpleSnitch
             seed_provider:
               - class_name: org.apache.cassandra.locator.SimpleSeedProvider
                 parameters:
-                  - seeds: "{s.host}:{s.cassandra_storage_port}"
-            listen_address: {s.host}
-            rpc_address: {s.host}
+                  - seeds: "{seeds}"
+            listen_address: {self.host}
+            rpc_address: {self.host}
             storage_port: {s.cassandra_storage_port}
             native_transport_port: {s.cassandra_port}
             start_native_transport: true
@@ -336,6 +373,7 @@ class Cassandra(Server):
             # Tests create and drop a keyspace each: snapshots on drop would fill the disk.
             auto_snapshot: false
             """)
+            + ring
         )
         (conf / "logback.xml").write_text(_LOGBACK)
 
@@ -358,9 +396,11 @@ class Cassandra(Server):
             "-Dcassandra-foreground=yes",
             f"-Dcassandra.storagedir={self.home / 'data'}",
             f"-Dcassandra.logdir={self.home / 'logs'}",
-            f"-Dcassandra.jmx.local.port={self.settings.cassandra_jmx_port}",
-            # One node: nothing to wait for in gossip.
+            f"-Dcassandra.jmx.local.port={self.jmx_port}",
+            # Nothing to wait for in gossip: one node, or a new ring whose nodes all start
+            # at once, with no data.
             "-Dcassandra.skip_wait_for_gossip_to_settle=0",
+            "-Dcassandra.ring_delay_ms=1000",
             "-cp",
             f"{conf}:{self.lib}/*",
             "org.apache.cassandra.service.CassandraDaemon",
@@ -398,9 +438,9 @@ class Cassandra(Server):
             f"{self.lib}/*",
             "org.apache.cassandra.tools.NodeTool",
             "-h",
-            self.settings.host,
+            "127.0.0.1",  # local JMX listens on the loopback address only
             "-p",
-            str(self.settings.cassandra_jmx_port),
+            str(self.jmx_port),
             *args,
         ]
         result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)

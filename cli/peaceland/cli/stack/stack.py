@@ -16,6 +16,7 @@ from peaceland.cli.stack.fetch import Progress
 from peaceland.cli.stack.kube import Etcd, KubeApiServer
 from peaceland.cli.stack.servers import (
     Cassandra,
+    CassandraNode,
     Kafka,
     KafkaNode,
     Postgres,
@@ -23,6 +24,7 @@ from peaceland.cli.stack.servers import (
     kafka_cluster_id,
 )
 from peaceland.cli.stack.settings import StackSettings
+from peaceland.tenants.cassandra import connect, shutdown_session
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +279,67 @@ class KafkaCluster:
 
     def kill(self, index: int) -> None:
         """SIGKILL one node: a broker lost, with whatever it had not yet replicated."""
+        processes.stop(self.nodes[index].pid_file, sig=signal.SIGKILL, timeout=10)
+
+    def restart(self, index: int) -> None:
+        self.nodes[index].start()
+        self.wait_ready(self.nodes[index])
+
+    def down(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+class CassandraRing:
+    """Cassandra nodes forming one ring beside the stack's, on loopback addresses 127.0.0.2,
+    127.0.0.3, …, to test the loss of a replica: a keyspace of replication factor 3 keeps a
+    copy of every row on each node."""
+
+    def __init__(self, settings: StackSettings, size: int = 3) -> None:
+        hosts = tuple(f"127.0.0.{2 + i}" for i in range(size))
+        self.nodes = [
+            Cassandra(settings, CassandraNode(i + 1, host, processes.free_port(), hosts))
+            for i, host in enumerate(hosts)
+        ]
+
+    @property
+    def contact_points(self) -> str:
+        return ",".join(node.address for node in self.nodes)
+
+    def up(self, timeout: float = 300.0) -> None:
+        for node in self.nodes:
+            node.prepare(lambda _: None)
+        for node in self.nodes:
+            node.start()
+        for node in self.nodes:
+            self.wait_ready(node, timeout)
+        deadline = time.monotonic() + timeout
+        while (seen := self._peers()) < len(self.nodes) - 1:
+            if time.monotonic() > deadline:
+                raise StackError(f"the Cassandra ring formed with {seen + 1} nodes only")
+            time.sleep(1)
+
+    def _peers(self) -> int:
+        session = connect(self.nodes[0].address, timeout=10)
+        try:
+            return len(list(session.execute("SELECT peer FROM system.peers_v2")))
+        finally:
+            shutdown_session(session)
+
+    def wait_ready(self, node: Cassandra, timeout: float = 300.0) -> None:
+        deadline = time.monotonic() + timeout
+        while (reason := node.probe()) is not None:
+            if node.pid() is None:
+                raise StackError(
+                    f"{node.name} exited during start-up; its log is "
+                    f"{node.log_file}:\n{_tail(node.log_file)}"
+                )
+            if time.monotonic() > deadline:
+                raise StackError(f"{node.name} not ready after {timeout:.0f}s: {reason}")
+            time.sleep(1)
+
+    def kill(self, index: int) -> None:
+        """SIGKILL one node: a replica lost, with whatever it had not yet flushed."""
         processes.stop(self.nodes[index].pid_file, sig=signal.SIGKILL, timeout=10)
 
     def restart(self, index: int) -> None:
