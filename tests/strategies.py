@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Final
 
 from hypothesis import strategies as st
 
@@ -96,17 +97,22 @@ def reports(draw: st.DrawFn, now: datetime) -> Report:
     )
 
 
+#: A number in every bound whose JSON takes the most characters (24: -0.0000123…).
+_LONGEST_NUMBER: Final = -1.2345678901234568e-05
+
+
 def largest_report(now: datetime, *, drone_id: str = "d" * MAX_DRONE_ID_LENGTH) -> Report:
     """The largest report the contract accepts: every list full, every text at its longest,
-    in four-byte characters (the most bytes a character takes in UTF-8)."""
+    in four-byte characters (the most bytes a character takes in UTF-8), every number at its
+    longest in JSON."""
     return Report(
         report_id=uuid.uuid4(),
         drone_id=drone_id,
         timestamp=now,
-        latitude=-89.999999,
-        longitude=179.999999,
+        latitude=_LONGEST_NUMBER,
+        longitude=_LONGEST_NUMBER,
         citizens=[
-            Citizen(name=f"{i:04d}" + "😀" * (MAX_NAME_LENGTH - 4), score=i % 100 + 0.5)
+            Citizen(name=f"{i:04d}" + "😀" * (MAX_NAME_LENGTH - 4), score=-_LONGEST_NUMBER)
             for i in range(MAX_CITIZENS)
         ],
         words=[f"{i:04d}" + "😀" * (MAX_WORD_LENGTH - 4) for i in range(MAX_WORDS)],

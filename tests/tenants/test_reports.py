@@ -13,13 +13,16 @@ from peaceland.tenants.errors import InvalidRecordError
 from peaceland.tenants.reports import (
     MAX_CITIZENS,
     MAX_NAME_LENGTH,
+    MAX_REPORT_BYTES,
     MAX_WORD_LENGTH,
     MAX_WORDS,
     Report,
     decode_report,
     encode_report,
+    utc_now,
 )
 from tests.factories import make_report
+from tests.strategies import largest_report
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -185,3 +188,19 @@ def test_the_error_message_lists_every_fault():
     assert str(info.value).startswith("invalid report: ")
     assert "latitude:" in str(info.value)
     assert "drone_id:" in str(info.value)
+
+
+def test_the_largest_valid_report_fits_the_contracts_size_bound():
+    largest = largest_report(utc_now())
+    # Every character four bytes long, names and words too (the distinct prefixes of
+    # largest_report make the most sightings, not the most bytes).
+    widest = largest.model_copy(
+        update={
+            "citizens": [
+                c.model_copy(update={"name": "😀" * MAX_NAME_LENGTH}) for c in largest.citizens
+            ],
+            "words": ["😀" * MAX_WORD_LENGTH] * MAX_WORDS,
+        }
+    )
+    decode_report(encode_report(widest), received_at=utc_now())  # valid
+    assert 1_300_000 < len(encode_report(widest)) <= MAX_REPORT_BYTES

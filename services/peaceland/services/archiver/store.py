@@ -43,7 +43,7 @@ Request: TypeAlias = "BatchStatement | BoundStatement"
 
 def content_digest(report: Report) -> bytes:
     """What identifies a report's content: two copies with the same digest are one report."""
-    return hashlib.blake2b(encode_report(report), digest_size=16).digest()
+    return hashlib.blake2b(encode_report(report), digest_size=8).digest()
 
 
 @dataclass(slots=True)
@@ -63,15 +63,6 @@ class _Statement:
     prepared: PreparedStatement
     values: tuple[Any, ...]
     size: int
-
-
-@dataclass(frozen=True, slots=True)
-class _First:
-    """The copy of a report id stored first."""
-
-    digest: bytes
-    drone_id: str
-    reported_at: Any
 
 
 class ReportStore:
@@ -107,12 +98,10 @@ class ReportStore:
             "drone_id, score) VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
         )
         self._first: PreparedStatement = session.prepare(
-            f"INSERT INTO {ks}.report_ids (report_id, digest, drone_id, reported_at) "
-            "VALUES (?, ?, ?, ?) USING TIMESTAMP ?"
+            f"INSERT INTO {ks}.report_ids (report_id, digest) VALUES (?, ?) USING TIMESTAMP ?"
         )
         self._lookup: PreparedStatement = session.prepare(
-            f"SELECT report_id, digest, drone_id, reported_at FROM {ks}.report_ids "
-            "WHERE report_id IN ?"
+            f"SELECT report_id, digest FROM {ks}.report_ids WHERE report_id IN ?"
         )
 
     def write(self, reports: Sequence[Report]) -> WriteOutcome:
@@ -168,7 +157,7 @@ class ReportStore:
         return errors
 
     def _plan(
-        self, reports: Sequence[Report], first: dict[Any, _First], outcome: WriteOutcome
+        self, reports: Sequence[Report], first: dict[Any, bytes], outcome: WriteOutcome
     ) -> dict[int, list[Request]]:
         """The requests that store each report, by its index, the one holding its row
         first; a report whose id is known (``first``) with other content is refused."""
@@ -176,16 +165,15 @@ class ReportStore:
         for index, report in enumerate(reports):
             digest = content_digest(report)
             known = first.get(report.report_id)
-            if known is not None and known.digest != digest:
+            if known is not None and known != digest:
                 outcome.refused.append((index, "conflict", _conflict(report, known)))
                 continue
-            first[report.report_id] = _First(
-                digest, report.drone_id, report.timestamp.astimezone(UTC)
-            )
+            first[report.report_id] = digest
             plans[index] = self._requests(report, digest)
         return plans
 
-    def _stored_firsts(self, ids: list[Any]) -> dict[Any, _First]:
+    def _stored_firsts(self, ids: list[Any]) -> dict[Any, bytes]:
+        """The digest of the first content stored under each of ``ids`` that has one."""
         unique = list(dict.fromkeys(ids))
         chunks = [unique[i : i + _LOOKUP_CHUNK] for i in range(0, len(unique), _LOOKUP_CHUNK)]
         results = execute_concurrent(
@@ -194,11 +182,7 @@ class ReportStore:
             concurrency=self._concurrency,
             raise_on_first_error=True,
         )
-        return {
-            row.report_id: _First(row.digest, row.drone_id, row.reported_at)
-            for _, rows in results
-            for row in rows
-        }
+        return {row.report_id: row.digest for _, rows in results for row in rows}
 
     def _statements(self, report: Report, digest: bytes) -> list[_Statement]:
         ts = report.timestamp.astimezone(UTC)
@@ -224,9 +208,7 @@ class ReportStore:
             + sum(len(w.encode()) + _CELL_OVERHEAD for w in report.words),
         )
         first = _Statement(
-            self._first,
-            (report.report_id, digest, report.drone_id, ts, micros),
-            _STATEMENT_OVERHEAD + len(report.drone_id) + len(digest),
+            self._first, (report.report_id, digest, micros), _STATEMENT_OVERHEAD + len(digest)
         )
         sightings = [
             _Statement(
@@ -273,9 +255,9 @@ class ReportStore:
         return requests
 
 
-def _conflict(report: Report, first: _First) -> str:
+def _conflict(report: Report, first: bytes) -> str:
     return (
-        f"report {report.report_id} was first accepted with other content (drone "
-        f"{first.drone_id}, taken at {first.reported_at}); this copy differs and is not "
-        "stored: a report id names one report"
+        f"report {report.report_id} was first accepted with other content (digest "
+        f"{first.hex()}); this copy (digest {content_digest(report).hex()}) differs and is "
+        "not stored: a report id names one report"
     )

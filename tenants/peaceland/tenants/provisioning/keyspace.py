@@ -159,13 +159,12 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             # A drone may send a report again (a retry after a timeout): the same id and the
             # same content, stored once. Another content under an id already stored would be
             # merged cell by cell into the first; the archiver reads the digest of the first
-            # content here, keeps it, and dead-letters the other.
+            # content here, keeps it, and dead-letters the other. Eight bytes of digest: two
+            # contents under one id colliding is a 2^-64 chance.
             """
             CREATE TABLE IF NOT EXISTS {ks}.report_ids (
                 report_id uuid PRIMARY KEY,
-                digest blob,
-                drone_id text,
-                reported_at timestamp
+                digest blob
             ) WITH compaction = {{'class': 'TimeWindowCompactionStrategy',
                                  'compaction_window_unit': 'DAYS',
                                  'compaction_window_size': 1}}
