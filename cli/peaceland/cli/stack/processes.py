@@ -8,6 +8,7 @@ stranger.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import pwd
@@ -15,6 +16,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,23 +45,31 @@ def _is_zombie(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] == "Z"
 
 
+@contextlib.contextmanager
+def _locked(pid_file: Path) -> Iterator[None]:
+    """Hold the pid file's lock: recording a process and forgetting one never interleave."""
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    with pid_file.with_name(pid_file.name + ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def track(pid_file: Path, pid: int) -> None:
     """Remember ``pid`` as ours in ``pid_file``."""
     start = _start_time(pid)
     if start is None:
         raise ProcessLookupError(pid)
-    pid_file.parent.mkdir(parents=True, exist_ok=True)
-    pid_file.write_text(json.dumps({"pid": pid, "start_time": start}))
+    with _locked(pid_file):
+        pid_file.write_text(json.dumps({"pid": pid, "start_time": start}))
 
 
 def tracked(pid_file: Path) -> Tracked | None:
     """The process recorded in ``pid_file`` if it is still the same process and alive."""
-    try:
-        data = json.loads(pid_file.read_text())
-        recorded = Tracked(int(data["pid"]), int(data["start_time"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if _start_time(recorded.pid) != recorded.start_time or _is_zombie(recorded.pid):
+    recorded = _recorded(pid_file)
+    if recorded is None or not alive(recorded):
         return None
     return recorded
 
@@ -113,11 +123,18 @@ def _primary_group(user: str) -> int:
     return pwd.getpwnam(user).pw_gid
 
 
+def alive(proc: Tracked) -> bool:
+    """Whether ``proc`` is still that very process (not a reused pid), and not a zombie."""
+    return _start_time(proc.pid) == proc.start_time and not _is_zombie(proc.pid)
+
+
 def stop(pid_file: Path, *, sig: signal.Signals = signal.SIGTERM, timeout: float = 60.0) -> bool:
     """Stop the process recorded in ``pid_file``; returns whether one was running.
 
     Sends ``sig`` to the process, then SIGKILL to it and its process group if it is still
-    alive after ``timeout`` seconds. Removes the pid file either way.
+    alive after ``timeout`` seconds. Waits for that process, the one recorded when called:
+    a supervisor may start a successor under the same pid file meanwhile, which is left
+    alone, and so is the pid file then (checked and removed under its lock).
     """
     proc = tracked(pid_file)
     if proc is None:
@@ -126,17 +143,27 @@ def stop(pid_file: Path, *, sig: signal.Signals = signal.SIGTERM, timeout: float
     with contextlib.suppress(ProcessLookupError):
         os.kill(proc.pid, sig)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and tracked(pid_file) is not None:
+    while time.monotonic() < deadline and alive(proc):
         time.sleep(0.2)
-    if tracked(pid_file) is not None:
+    if alive(proc):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGKILL)
-        while tracked(pid_file) is not None:
+        while alive(proc):
             time.sleep(0.1)
-    pid_file.unlink(missing_ok=True)
+    with _locked(pid_file):
+        if _recorded(pid_file) in (None, proc):
+            pid_file.unlink(missing_ok=True)
     return True
+
+
+def _recorded(pid_file: Path) -> Tracked | None:
+    try:
+        data = json.loads(pid_file.read_text())
+        return Tracked(int(data["pid"]), int(data["start_time"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def port_is_free(host: str, port: int) -> bool:
