@@ -104,3 +104,15 @@ def test_an_update_before_its_raise_opens_the_view_without_a_raise():
     assert view.raised is None
     assert view.citizen == "Eve"
     assert fold(views, EVENTS[0]).raised == EVENTS[0]
+
+
+def test_a_resent_report_gives_the_same_view_whatever_order_its_two_events_come_in():
+    raised = _event("raised", 1, 1)
+    resent = raised.model_copy(update={"event": "updated"})
+    one: dict[uuid.UUID, AlertView] = {}
+    other: dict[uuid.UUID, AlertView] = {}
+    for event in (raised, resent):
+        fold(one, event)
+    for event in (resent, raised):
+        fold(other, event)
+    assert one == other

@@ -93,9 +93,10 @@ class AlertView(BaseModel):
       alert id, the citizen and ``opened_at``);
     - ``raised`` is the opening sighting, from the one ``raised`` event (None until it
       comes);
-    - ``latest`` is the sighting taken last (greatest ``reported_at``, then report id):
-      where the citizen was last seen;
-    - ``sightings`` counts events: one per sighting, exactly once.
+    - ``latest`` is the sighting taken last (greatest ``reported_at``, then report id, then
+      kind and emission time): where the citizen was last seen;
+    - ``sightings`` counts events, each exactly once: one per sighting, and one more for
+      each copy of a report a drone sent again.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -124,10 +125,7 @@ class AlertView(BaseModel):
         """This view with ``event`` applied (commutative: any order gives the same view)."""
         if event.alert_id != self.alert_id:
             raise ValueError(f"event of alert {event.alert_id} applied to {self.alert_id}")
-        later = (event.reported_at, str(event.report_id)) > (
-            self.latest.reported_at,
-            str(self.latest.report_id),
-        )
+        later = _order(event) > _order(self.latest)
         return self.model_copy(
             update={
                 "raised": event if event.event == "raised" else self.raised,
@@ -135,6 +133,13 @@ class AlertView(BaseModel):
                 "sightings": self.sightings + 1,
             }
         )
+
+
+def _order(event: Alert) -> tuple[datetime, str, bool, datetime]:
+    """Which of two events saw the citizen last: report time, then report id; a drone's
+    resend of one report gives two events of one sighting, ordered by kind then emission,
+    so that the order of arrival never matters."""
+    return (event.reported_at, str(event.report_id), event.event == "updated", event.raised_at)
 
 
 def fold(views: dict[uuid.UUID, AlertView], event: Alert) -> AlertView:
