@@ -24,9 +24,11 @@ from pydantic import SecretStr, ValidationError
 from peaceland.cli.stack import Endpoints
 from peaceland.services.gateway.app import create_app
 from peaceland.services.gateway.settings import GatewaySettings
+from peaceland.services.kafka import received_at as kafka_received_at
+from peaceland.tenants.cassandra import to_millisecond
 from peaceland.tenants.forces import ForceResources, resources_for
 from peaceland.tenants.provisioning.topics import TopicSettings, delete_topics, ensure_topics
-from peaceland.tenants.reports import decode_report, encode_report, utc_now
+from peaceland.tenants.reports import MAX_REPORT_AGE, decode_report, encode_report, utc_now
 from tests.factories import make_report
 from tests.kafka_helpers import read_all
 
@@ -122,7 +124,13 @@ def test_a_batch_with_bad_reports_names_each_and_keeps_the_good(client, force, e
 
 @pytest.mark.parametrize(
     ("body", "reason"),
-    [(b"", "one report"), (b"[]", "empty"), (b"[1,", "not valid JSON"), (b'"x"', "one report")],
+    [
+        (b"", "one report"),
+        (b"[]", "empty"),
+        (b"[1,", "not valid JSON"),
+        (b'"x"', "one report"),
+        (b"{not json", "not valid JSON"),
+    ],
 )
 def test_a_body_that_is_no_report_is_a_400_with_its_reason(client, body, reason):
     response = client.post("/v1/reports", content=body, headers=auth())
@@ -351,3 +359,25 @@ def test_a_force_flooding_the_gateway_leaves_another_force_untouched(force, endp
     assert codes == {202: 100}
     assert outcomes[429] > 0, outcomes
     assert len(read_all(endpoints.kafka_bootstrap_servers, force.reports_topic)) == 100
+
+
+def test_a_byte_order_mark_before_the_body_is_ignored(client, force, endpoints):
+    doc = report_json(21)
+    body = b"\xef\xbb\xbf" + json.dumps(doc).encode()
+    response = client.post("/v1/reports", content=body, headers=auth())
+    assert response.status_code == 202, response.text
+
+
+def test_a_report_is_judged_by_the_gateway_and_the_consumers_at_the_same_moment(force, endpoints):
+    # The record's time is the reception time the gateway judged the report by: a report
+    # accepted at the very edge of the age bound is inside it for the consumers too (they
+    # judge it by the record's time), never accepted here and dead-lettered there.
+    received = to_millisecond(utc_now())
+    settings = settings_for(endpoints.kafka_bootstrap_servers, {force.force_id: [KEY]})
+    edge = report_json(22) | {"timestamp": (received - MAX_REPORT_AGE).isoformat()}
+    with TestClient(create_app(settings, clock=lambda: received)) as client:
+        response = client.post("/v1/reports", json=edge, headers=auth())
+    assert response.status_code == 202, response.text
+    [record] = read_all(endpoints.kafka_bootstrap_servers, force.reports_topic)
+    assert kafka_received_at(record) == received
+    decode_report(record.value() or b"", received_at=kafka_received_at(record))  # accepted

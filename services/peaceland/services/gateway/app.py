@@ -5,8 +5,9 @@ together.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from fastapi import FastAPI
 from prometheus_client import make_asgi_app
@@ -17,10 +18,16 @@ from peaceland.services.gateway.parsing import BodyParser
 from peaceland.services.gateway.routes import router
 from peaceland.services.gateway.sender import KafkaSender
 from peaceland.services.gateway.settings import GatewaySettings
+from peaceland.tenants.reports import utc_now
 
 
-def create_app(settings: GatewaySettings, sender: KafkaSender | None = None) -> FastAPI:
-    """The gateway application; ``sender`` defaults to one on the settings' Kafka."""
+def create_app(
+    settings: GatewaySettings,
+    sender: KafkaSender | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> FastAPI:
+    """The gateway application; ``sender`` defaults to one on the settings' Kafka; ``clock``
+    is when reports are received (the contract's reference time)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,6 +48,7 @@ def create_app(settings: GatewaySettings, sender: KafkaSender | None = None) -> 
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.clock = clock
     app.state.drone_keys = DroneKeys(settings)
     app.state.parser = BodyParser(settings.max_batch)
     app.state.admission = Admission(

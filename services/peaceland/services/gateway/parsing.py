@@ -47,7 +47,12 @@ class BodyParser:
         )
 
     def parse(self, body: bytes, *, received_at: datetime) -> list[Parsed]:
-        """One report (a JSON object) or a batch (a JSON array of them), each judged alone."""
+        """One report (a JSON object) or a batch (a JSON array of them), each judged alone.
+
+        A body that is not JSON at all is a 400, whether it looks like one report or a
+        batch; a UTF-8 byte order mark before it is ignored (RFC 8259 lets a reader do so).
+        """
+        body = body.removeprefix(b"\xef\xbb\xbf")
         stripped = body.lstrip()
         if stripped.startswith(b"{"):
             return [_one(0, body, received_at)]
@@ -77,8 +82,10 @@ def _one(index: int, raw: bytes | str, received_at: datetime) -> Parsed:
     try:
         report = decode_report(raw, received_at=received_at)
     except InvalidRecordError as exc:
-        if _too_deep(exc):
-            raise BodyError(f"the body is not valid JSON: {_NESTING}") from None
+        invalid = _invalid_json(exc)
+        if invalid is not None:
+            reason = _json_reason(invalid.removeprefix("not valid JSON: "))
+            raise BodyError(f"the body is not valid JSON: {reason}") from None
         return Parsed(index, None, exc)
     return Parsed(index, report, None)
 
@@ -98,5 +105,9 @@ def _json_reason(message: str) -> str:
     return _NESTING if "recursion limit" in message else message
 
 
-def _too_deep(exc: InvalidRecordError) -> bool:
-    return any("recursion limit" in error.reason for error in exc.errors)
+def _invalid_json(exc: InvalidRecordError) -> str | None:
+    """Why the record is not JSON at all, if that is what is wrong with it."""
+    for error in exc.errors:
+        if error.field == "(report)" and error.reason.startswith("not valid JSON"):
+            return error.reason
+    return None

@@ -37,8 +37,14 @@ class KafkaSender:
         self._thread = threading.Thread(target=self._serve, name="kafka-deliveries", daemon=True)
         self._thread.start()
 
-    async def send(self, topic: str, records: list[tuple[bytes, bytes]]) -> list[KafkaError | None]:
-        """Produce ``records`` (key, value); returns each one's delivery error, or None."""
+    async def send(
+        self, topic: str, records: list[tuple[bytes, bytes]], timestamp_ms: int = 0
+    ) -> list[KafkaError | None]:
+        """Produce ``records`` (key, value); returns each one's delivery error, or None.
+
+        ``timestamp_ms`` is each record's time (CreateTime): the reception time the gateway
+        judged the reports by, which the consumers judge them by again (0: now).
+        """
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[KafkaError | None]] = []
         for key, value in records:
@@ -53,7 +59,9 @@ class KafkaSender:
                 loop.call_soon_threadsafe(_settle, future, error)
 
             try:
-                self._producer.produce(topic, key=key, value=value, on_delivery=delivered)
+                self._producer.produce(
+                    topic, key=key, value=value, on_delivery=delivered, timestamp=timestamp_ms
+                )
             except BufferError:
                 future.set_result(KafkaError(KafkaError._QUEUE_FULL, "producer queue is full"))
             except KafkaException as exc:
