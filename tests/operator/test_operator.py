@@ -506,7 +506,7 @@ def test_a_consumer_that_commits_nothing_while_reports_wait_shows_in_the_status(
     condition = eventually(stalled, 30, "ConsumersProgressing to turn False")
     assert condition["reason"] == "ArchiverStalled"
     assert "has committed nothing for" in condition["message"]
-    assert "5 reports wait" in condition["message"]
+    assert "5 waiting in all" in condition["message"]
     assert f"kubectl logs -n {namespace} deploy/{name}-archiver" in condition["message"]
     force = kubectl.force(name, namespace)
     assert force["status"]["phase"] == "Degraded"

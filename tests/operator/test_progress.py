@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from peaceland.operator.progress import Offsets, Seen, judge
+from peaceland.operator.progress import Offsets, Progress, Seen, judge
 from peaceland.operator.reconcile import Step, transitions
 
 
@@ -17,11 +17,24 @@ def test_a_group_is_still_from_the_first_check_that_finds_it_behind_without_movi
     assert judge(first, Offsets(committed=10, lag=8), at=9.0) == Seen(10, 5.0)
 
 
-def test_a_commit_ends_the_stillness_even_with_reports_still_waiting():
+def test_a_commit_restarts_the_count_from_its_own_moment():
     still = Seen(10, 5.0)
-    assert judge(still, Offsets(committed=12, lag=8), at=9.0) == Seen(12, None)
-    # ... and the next check without a commit starts counting again from there.
-    assert judge(Seen(12, None), Offsets(committed=12, lag=8), at=11.0) == Seen(12, 11.0)
+    # The offset moved between the checks: still only since this check, not before.
+    assert judge(still, Offsets(committed=12, lag=8), at=9.0) == Seen(12, 9.0)
+    assert judge(Seen(12, 9.0), Offsets(committed=12, lag=8), at=11.0) == Seen(12, 9.0)
+
+
+def test_one_stuck_partition_stalls_its_group_while_the_others_commit():
+    progress = Progress(stall_after=10.0)
+    for at, moving in ((0.0, 1), (6.0, 2), (12.0, 3)):
+        progress.seen[("archiver", 0)] = judge(
+            progress.seen.get(("archiver", 0)), Offsets(committed=moving, lag=5), at
+        )
+        progress.seen[("archiver", 1)] = judge(
+            progress.seen.get(("archiver", 1)), Offsets(committed=7, lag=5), at
+        )
+    assert progress.seen[("archiver", 0)] == Seen(3, 12.0)
+    assert progress.seen[("archiver", 1)] == Seen(7, 0.0)  # still for 12 s: past 10 s
 
 
 def _progressing(ok: bool, reason: str) -> Step:

@@ -170,7 +170,8 @@ def _watch(
             if check_progress:
                 memo["last_progress"] = now
                 progress, verdicts = progress_step(force, servers, _progress(memo, servers))
-                fresh.append(progress)
+                if progress is not None:
+                    fresh.append(progress)
             outcome = Outcome(steps=merge_step(current, *fresh), verdicts=verdicts)
             metrics.observe_conditions(force.namespace, force.name, outcome)
             metrics.observe_progress(force.namespace, force.name, outcome.verdicts)
@@ -280,12 +281,16 @@ def _spec_errors(exc: Exception) -> str:
 def _record(
     body: kopf.Body, status: kopf.Status, patch: kopf.Patch, force: Force, outcome: Outcome
 ) -> None:
-    """Write the outcome into the status (only when something changed) and post Events."""
+    """Write the outcome into the status (only when something changed) and post Events.
+
+    A condition the outcome says nothing of (progress, when Kafka could not be read) keeps
+    what the status had."""
     current = list(status.get("conditions") or [])
-    new = conditions(current, outcome.steps)
-    outcome.events.extend(transitions(current, outcome.steps))
+    steps = merge_step(current, *outcome.steps)
+    new = conditions(current, steps)
+    outcome.events.extend(transitions(current, steps))
     wanted = {
-        "phase": phase(status.get("phase"), outcome.ready),
+        "phase": phase(status.get("phase"), all(s.ok for s in steps)),
         "observedGeneration": force.generation,
         "conditions": new,
         **status_names(force.name),

@@ -69,7 +69,7 @@ def observe_conditions(namespace: str, force: str, outcome: Outcome) -> None:
 
 def observe_progress(namespace: str, force: str, verdicts: list[Verdict]) -> None:
     for verdict in verdicts:
-        CONSUMER_LAG.labels(namespace, force, verdict.consumer).set(verdict.offsets.lag)
+        CONSUMER_LAG.labels(namespace, force, verdict.consumer).set(verdict.lag)
         CONSUMER_STILL.labels(namespace, force, verdict.consumer).set(verdict.still_for)
 
 

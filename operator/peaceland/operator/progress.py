@@ -27,7 +27,7 @@ _NO_OFFSET: Final = -1001
 
 @dataclass(frozen=True, slots=True)
 class Offsets:
-    """A consumer group on the force's reports topic, summed over partitions."""
+    """A consumer group on one partition of the force's reports topic."""
 
     committed: int
     lag: int
@@ -35,8 +35,8 @@ class Offsets:
 
 @dataclass(frozen=True, slots=True)
 class Seen:
-    """What the operator remembers of a group: its committed total, and since when it has
-    made no progress (None while it keeps up or moves)."""
+    """What the operator remembers of a group on one partition: its committed offset, and
+    since when it has had reports waiting without committing (None while it keeps up)."""
 
     committed: int
     still_since: float | None
@@ -45,34 +45,40 @@ class Seen:
 @dataclass(frozen=True, slots=True)
 class Verdict:
     consumer: str
-    offsets: Offsets
+    lag: int
+    #: The longest any of the group's partitions has had reports waiting with no commit.
     still_for: float
     stalled: bool
 
     def __str__(self) -> str:
         if self.stalled:
             return (
-                f"the {self.consumer} has committed nothing for {self.still_for:.0f}s while "
-                f"{self.offsets.lag} reports wait"
+                f"the {self.consumer} has committed nothing for {self.still_for:.0f}s on a "
+                f"partition where reports wait ({self.lag} waiting in all)"
             )
-        return f"{self.consumer}: {self.offsets.lag} waiting"
+        return f"{self.consumer}: {self.lag} waiting"
 
 
 def judge(seen: Seen | None, now: Offsets, at: float) -> Seen:
-    """What to remember after observing ``now`` at monotonic time ``at``."""
-    if now.lag == 0 or seen is None:
-        return Seen(now.committed, None if now.lag == 0 else at)
-    if now.committed != seen.committed:
+    """What to remember of one partition after observing ``now`` at monotonic time ``at``:
+    still since the last time its commit moved (or it was first seen behind)."""
+    if now.lag == 0:
         return Seen(now.committed, None)
-    return Seen(now.committed, seen.still_since if seen.still_since is not None else at)
+    if seen is None or now.committed != seen.committed or seen.still_since is None:
+        return Seen(now.committed, at)
+    return seen
 
 
 @dataclass
 class Progress:
-    """The consumers of one force, watched across checks (kept in the operator's memory)."""
+    """The consumers of one force, watched across checks (kept in the operator's memory).
+
+    Judged partition by partition: with several replicas, one stuck replica's partitions
+    stall while the others commit, and a sum over partitions would hide it.
+    """
 
     stall_after: float
-    seen: dict[str, Seen] = field(default_factory=dict)
+    seen: dict[tuple[str, int], Seen] = field(default_factory=dict)
 
     def check(self, admin: AdminClient, force_id: str, timeout: float) -> list[Verdict]:
         """Read each consumer group's offsets and say which ones have stalled."""
@@ -80,22 +86,28 @@ class Progress:
         verdicts = []
         for consumer in CONSUMERS:
             offsets = group_offsets(admin, force_id, consumer, timeout)
-            seen = judge(self.seen.get(consumer), offsets, at)
-            self.seen[consumer] = seen
-            still_for = 0.0 if seen.still_since is None else at - seen.still_since
-            verdicts.append(Verdict(consumer, offsets, still_for, still_for >= self.stall_after))
+            still_for = 0.0
+            for partition, now in offsets.items():
+                seen = judge(self.seen.get((consumer, partition)), now, at)
+                self.seen[(consumer, partition)] = seen
+                if seen.still_since is not None:
+                    still_for = max(still_for, at - seen.still_since)
+            lag = sum(o.lag for o in offsets.values())
+            verdicts.append(Verdict(consumer, lag, still_for, still_for >= self.stall_after))
         return verdicts
 
 
-def group_offsets(admin: AdminClient, force_id: str, consumer: str, timeout: float) -> Offsets:
-    """The group's committed offsets on the reports topic, and how far behind its end it is
-    (the end as a read_committed reader sees it; a partition never committed counts from
-    its first record)."""
+def group_offsets(
+    admin: AdminClient, force_id: str, consumer: str, timeout: float
+) -> dict[int, Offsets]:
+    """The group's committed offset on each partition of the reports topic, and how far
+    behind its end it is (the end as a read_committed reader sees it; a partition never
+    committed counts from its first record)."""
     topic = resources_for(force_id).reports_topic
     metadata = admin.list_topics(topic, timeout=timeout).topics[topic]
     partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
     if not partitions:
-        return Offsets(0, 0)
+        return {}
     group = consumer_group(force_id, consumer)
     listed = admin.list_consumer_group_offsets(
         [ConsumerGroupTopicPartitions(group, partitions)], request_timeout=timeout
@@ -103,16 +115,13 @@ def group_offsets(admin: AdminClient, force_id: str, consumer: str, timeout: flo
     committed = {tp.partition: tp.offset for tp in listed.topic_partitions}
     ends = _offsets(admin, partitions, OffsetSpec.latest(), timeout)  # type: ignore[no-untyped-call]
     starts = _offsets(admin, partitions, OffsetSpec.earliest(), timeout)  # type: ignore[no-untyped-call]
-    lag = 0
-    total = 0
+    out = {}
     for tp in partitions:
         position = committed.get(tp.partition, _NO_OFFSET)
         if position == _NO_OFFSET:
             position = starts[tp.partition]
-        else:
-            total += position
-        lag += max(0, ends[tp.partition] - position)
-    return Offsets(total, lag)
+        out[tp.partition] = Offsets(position, max(0, ends[tp.partition] - position))
+    return out
 
 
 def _offsets(

@@ -239,7 +239,8 @@ def reconcile(
     outcome.steps.append(_keyspace(force, servers, outcome.events))
     outcome.steps.append(_consumers(force, servers.settings, workloads, outcome.events, cause))
     step, outcome.verdicts = progress_step(force, servers, progress)
-    outcome.steps.append(step)
+    if step is not None:
+        outcome.steps.append(step)
     return outcome
 
 
@@ -255,21 +256,17 @@ def consumers_step(force: Force, workloads: Workloads) -> Step:
         return Step("ConsumersReady", False, "ApiError", f"Kubernetes API: {exc}", retry=True)
 
 
-def progress_step(force: Force, servers: Servers, progress: Progress) -> tuple[Step, list[Verdict]]:
-    """Whether every consumer commits while reports wait (read from Kafka's offsets)."""
+def progress_step(
+    force: Force, servers: Servers, progress: Progress
+) -> tuple[Step | None, list[Verdict]]:
+    """Whether every consumer commits while reports wait (read from Kafka's offsets); None
+    when Kafka could not say (the condition stays as it was: not knowing is no stall, and
+    TopicsReady says what is wrong with Kafka)."""
     try:
         verdicts = progress.check(servers.kafka(), force.name, servers.settings.request_timeout)
     except KafkaException as exc:
-        return (
-            Step(
-                "ConsumersProgressing",
-                False,
-                "KafkaUnavailable",
-                f"cannot read the consumer groups' offsets from Kafka: {exc.args[0].str()}",
-                retry=True,
-            ),
-            [],
-        )
+        log.warning("%s: consumer groups' offsets not read: %s", force.owner, exc)
+        return None, []
     stalled = [v for v in verdicts if v.stalled]
     if not stalled:
         return Step("ConsumersProgressing", True, "Progressing", "; ".join(map(str, verdicts))), (
@@ -539,7 +536,7 @@ def transitions(current: list[dict[str, Any]], steps: list[Step]) -> list[Event]
     before = {c.get("type"): c.get("status") for c in current}
     events = []
     for step in steps:
-        if step.condition != "ConsumersProgressing" or step.reason == "KafkaUnavailable":
+        if step.condition != "ConsumersProgressing":
             continue
         was = before.get(step.condition)
         if not step.ok and was != "False":
