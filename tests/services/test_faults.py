@@ -331,7 +331,17 @@ def ring_force(
     for index, node in enumerate(ring.nodes):
         if node.pid() is None:
             ring.restart(index)
-    drop_keyspace(session, force.keyspace)
+    # Just after a node's restart the ring may not yet agree on its schema: a drop that times
+    # out is sent again, as the operator would.
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            drop_keyspace(session, force.keyspace)
+            break
+        except Exception as exc:
+            if not is_transient(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
     shutdown_session(session)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence, Set
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -35,6 +35,12 @@ def consumer_config(bootstrap_servers: str, group_id: str) -> dict[str, object]:
         # not make it again (with one partition and no retention) on a broker that
         # auto-creates topics, as production brokers do by default.
         "allow.auto.create.topics": False,
+        # Partitions added to a topic are found within this (librdkafka's default: 5 min).
+        "topic.metadata.refresh.interval.ms": 30_000,
+        # Records fetched ahead of the loop: bounded in bytes as well as in count, so a
+        # batch of the largest reports (1.3 MB each) stays a few tens of MB in memory.
+        "queued.max.messages.kbytes": 16_384,
+        "fetch.max.bytes": 16 * 1024 * 1024,
     }
 
 
@@ -146,15 +152,19 @@ class Decoded:
 
     def only(self, partitions: Set[tuple[str, int]]) -> Decoded:
         """The part of the batch read from ``partitions`` (topic, partition)."""
-        kept = [
-            (r, m)
-            for r, m in zip(self.reports, self.messages, strict=True)
-            if (m.topic(), m.partition()) in partitions
-        ]
+        return self._kept(lambda m: (m.topic(), m.partition()) in partitions)
+
+    def among(self, records: Sequence[Message]) -> Decoded:
+        """The part of the batch that is among ``records``."""
+        keys = {(m.topic(), m.partition(), m.offset()) for m in records}
+        return self._kept(lambda m: (m.topic(), m.partition(), m.offset()) in keys)
+
+    def _kept(self, keep: Callable[[Message], bool]) -> Decoded:
+        kept = [(r, m) for r, m in zip(self.reports, self.messages, strict=True) if keep(m)]
         return Decoded(
             [r for r, _ in kept],
             [m for _, m in kept],
-            [(m, why) for m, why in self.rejects if (m.topic(), m.partition()) in partitions],
+            [(m, why) for m, why in self.rejects if keep(m)],
         )
 
 

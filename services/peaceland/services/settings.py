@@ -30,6 +30,8 @@ class ConsumerSettings(BaseSettings):
     cassandra_local_dc: str = Field(
         default="datacenter1", min_length=1, validation_alias="CASSANDRA_LOCAL_DC"
     )
+    #: Seconds one request to Cassandra may take before it fails (and is retried).
+    cassandra_request_timeout: float = Field(default=10.0, gt=0, le=120)
     #: Level of every read and write: the default survives the loss of one replica of three
     #: without losing an acknowledged write or reading a stale row.
     cassandra_consistency: Consistency = "LOCAL_QUORUM"

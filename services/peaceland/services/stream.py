@@ -67,13 +67,16 @@ def next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
 
 
 def total_lag(stats_json: str) -> int | None:
-    """Records behind the end, summed over partitions, from librdkafka's statistics."""
+    """Records behind the end, summed over partitions, from librdkafka's statistics: from
+    what the consumer has taken (``app_offset``) to the last stable offset, not from its
+    committed offset, which a consumer whose offsets go through a producer's transactions
+    (the alerter) never updates."""
     stats = json.loads(stats_json)
     lags = [
-        partition.get("consumer_lag", -1)
+        partition.get("ls_offset", -1) - partition["app_offset"]
         for topic in stats.get("topics", {}).values()
         for pid, partition in topic.get("partitions", {}).items()
-        if pid != "-1"
+        if pid != "-1" and partition.get("app_offset", -1) >= 0
     ]
     known = [lag for lag in lags if lag >= 0]
     return sum(known) if known else None
@@ -96,6 +99,10 @@ class StreamConsumer(ABC):
         self.retries = 0
         self._owned: frozenset[tuple[str, int]] = frozenset()
         self._reassigned = False
+        # Bumped each time a partition is assigned or taken away: a batch's records count as
+        # ours only while their partition's epoch is the one it had when they were fetched.
+        self._epochs: dict[tuple[str, int], int] = {}
+        self._fetched: dict[tuple[str, int], int] = {}
         force = settings.force_id
         lag = metrics.CONSUMER_LAG.labels(force, self.name)
         self.consumer = Consumer(
@@ -115,9 +122,14 @@ class StreamConsumer(ABC):
         """Handle a batch; False when ``stop`` interrupted it (then nothing is committed)."""
 
     def commit(self, records: list[Message]) -> None:
-        """Commit the batch's offsets (after ``process`` made its effects durable)."""
+        """Commit the batch's offsets (after ``process`` made its effects durable), for the
+        partitions still ours since the batch was fetched (``steady``)."""
+        steady = self.steady()
+        offsets = next_offsets([m for m in records if (m.topic(), m.partition()) in steady])
+        if not offsets:
+            return
         try:
-            self.consumer.commit(offsets=next_offsets(records), asynchronous=False)
+            self.consumer.commit(offsets=offsets, asynchronous=False)
             self.committed()
         except KafkaException as exc:
             # Typically a rebalance took the partitions away mid-batch. Nothing is lost: the
@@ -153,14 +165,34 @@ class StreamConsumer(ABC):
 
     def _assigned(self, partitions: list[TopicPartition]) -> None:
         # Cooperative rebalancing: each callback adds or takes away only what changed.
+        self._bump(partitions)
         self._owned = self._owned | {(tp.topic, tp.partition) for tp in partitions}
         # A partition paused before it was lost, then given back, must not come back paused:
         # nothing outside a retry is ever paused (see _unpause).
         self._reassigned = True
 
     def _revoked(self, partitions: list[TopicPartition]) -> None:
+        self._bump(partitions)
         self._owned = self._owned - {(tp.topic, tp.partition) for tp in partitions}
         self.revoked(partitions)
+
+    def _bump(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self._epochs[key] = self._epochs.get(key, 0) + 1
+
+    def steady(self) -> frozenset[tuple[str, int]]:
+        """The partitions of the current batch that have stayed ours since it was fetched.
+
+        A partition lost during a retry and given back since is not steady: its new owner
+        (or we, from its committed offset) reads those records again, so this batch must
+        neither act on them nor commit them, or they would be acted on twice.
+        """
+        return frozenset(
+            key
+            for key, epoch in self._fetched.items()
+            if key in self._owned and self._epochs.get(key) == epoch
+        )
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set, then finish, commit and leave the group.
@@ -180,6 +212,10 @@ class StreamConsumer(ABC):
                 self._unpause()
             batch = take_batch(self.consumer, self.batch_size, self.poll_timeout)
             records = [m for m in batch if not self._is_error(m)]
+            self._fetched = {
+                key: self._epochs.get(key, 0)
+                for key in {(m.topic() or "", m.partition() or 0) for m in records}
+            }
             if not records:
                 self.health.tick("idle")
                 self.idle()
@@ -259,7 +295,10 @@ class StreamConsumer(ABC):
             self.consumer.pause(new)
             paused = paused + new
         message = self.consumer.poll(seconds)
-        if message is not None and message.error() is None:
+        error = message.error() if message is not None else None
+        if error is not None and error.fatal():
+            raise KafkaException(error)
+        if message is not None and error is None:
             where = TopicPartition(
                 message.topic() or "", message.partition() or 0, message.offset() or 0
             )
@@ -319,6 +358,7 @@ def main(settings: ConsumerSettings, build: Callable[[Session], StreamConsumer])
     session = connect(
         settings.cassandra_contact_points,
         local_dc=settings.cassandra_local_dc,
+        timeout=settings.cassandra_request_timeout,
         consistency=settings.cassandra_consistency,
         serial_consistency=settings.cassandra_serial_consistency,
     )

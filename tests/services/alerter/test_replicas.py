@@ -18,11 +18,13 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from cassandra.cluster import Session
-from confluent_kafka import Message
+from confluent_kafka import Consumer, Message
 
 from peaceland.cli.stack import Endpoints
 from peaceland.services.alerter.book import AlertBook
 from peaceland.services.alerter.consumer import Alerter
+from peaceland.services.kafka import consumer_config
+from peaceland.services.stream import Retry
 from peaceland.tenants.alerts import Alert, AlertView, decode_alert, fold
 from peaceland.tenants.cassandra import to_millisecond
 from peaceland.tenants.forces import ForceResources
@@ -188,3 +190,79 @@ def test_rebalances_mid_run_never_raise_an_alert_twice(
     assert set(raised) == {name for _, name in low}
     assert set(per_sighting) == low
     assert max(per_sighting.values()) == 1, {k: n for k, n in per_sighting.items() if n > 1}
+
+
+class FailingAlerter(Alerter):
+    """An alerter whose transactions fail (as while a broker is away) until ``gate`` opens:
+    it keeps the batch it decided, retrying, its partitions paused. Its fetches wait for
+    a few records (up to 3 s), so that its first batch holds reports of several partitions."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.gate = threading.Event()
+        self.failed = threading.Event()
+        self.consumer.close()
+        self.consumer = Consumer(
+            {
+                **consumer_config(
+                    self.settings.kafka_bootstrap_servers, self.settings.consumer_group
+                ),
+                "isolation.level": "read_committed",
+                "fetch.min.bytes": 1_000,
+                "fetch.wait.max.ms": 3_000,
+            }
+        )
+
+    def _commit_offsets(self, alerts: list[tuple[Alert, Message]], offsets: object) -> None:
+        if alerts and not self.gate.is_set():
+            self.held = len(alerts)
+            self.failed.set()
+            raise Retry("the test holds this replica's transactions")
+        super()._commit_offsets(alerts, offsets)  # type: ignore[arg-type]
+
+
+def test_a_partition_lost_and_given_back_during_a_retry_raises_nothing_twice(
+    force: ForceResources, endpoints: Endpoints, cassandra: Session
+):
+    # A decides a batch, fails to commit it and retries. Meanwhile B joins, takes some of
+    # A's partitions, raises their alerts, and leaves: the partitions come back to A. A's
+    # batch still holds those records; acting on them now would raise their alerts again.
+    bootstrap = endpoints.kafka_bootstrap_servers
+    settings = settings_for(force, endpoints, dedup_window_seconds=WEEK, replicas=2)
+    retrying = FailingAlerter(settings, AlertBook(cassandra, force.keyspace, force.force_id))
+    citizens = [Citizen(name=f"Lost {p}", score=2.0) for p in range(3)]
+    with running(retrying):
+        wait_until(lambda: len(retrying.owned()) == 3, 60, "A to own every partition")
+        # Reports on partitions 0 and 1, in one batch of A's: a second member takes partition
+        # 0 from the first (librdkafka's cooperative-sticky assignor does, of three).
+        send(
+            bootstrap,
+            force.reports_topic,
+            [(seen_by(p, citizens[p], 1, drone=p), p) for p in (0, 1)],
+        )
+        assert retrying.failed.wait(30), "A never decided its batch"
+        assert retrying.held == 2, f"A's batch held {retrying.held} reports, not both"
+        helper = Alerter(
+            settings.model_copy(update={"instance": "b"}),
+            AlertBook(cassandra, force.keyspace, force.force_id),
+        )
+        with running(helper):
+            wait_until(lambda: bool(helper.owned()), 60, "B to take partitions from A")
+            assert (force.reports_topic, 0) in helper.owned(), helper.owned()
+            wait_until(
+                lambda: len(alert_events(bootstrap, force)) == 1,
+                60,
+                "B to raise the alert of the partition it took",
+            )
+        wait_until(lambda: len(retrying.owned()) == 3, 60, "the partitions to come back to A")
+        retrying.gate.set()
+        # A goes on with new reports: its transactions (with anything it would raise again)
+        # commit, and the new alerts show it did.
+        send(bootstrap, force.reports_topic, [(seen_by(2, citizens[2], 1, drone=2), 2)])
+        wait_until(
+            lambda: committed_total(bootstrap, settings.consumer_group, force.reports_topic) == 3,
+            60,
+            "every report to be committed",
+        )
+    raised = Counter(e.citizen for e in alert_events(bootstrap, force) if e.event == "raised")
+    assert raised == {c.name: 1 for c in citizens}

@@ -95,7 +95,8 @@ class Alerter(StreamConsumer):
         self._latency = metrics.ALERT_LATENCY.labels(force)
 
     def process(self, records: list[Message], stop: threading.Event) -> bool:
-        decoded = decode_batch(records)
+        settings = self.force_settings.current()
+        decoded = decode_batch(self._bounded(records, decode_batch(records), settings))
         # The archiver dead-letters rejects; here they only must not stop the alerts.
         metrics.RECORDS_REJECTED.labels(self.force_id, self.name, "contract").inc(
             len(decoded.rejects)
@@ -103,13 +104,14 @@ class Alerter(StreamConsumer):
 
         def transact() -> None:
             self.slot.check()
-            # A rebalance during a pause may have taken partitions away: their records are
-            # the new owner's now, and their offsets no longer ours to commit.
-            mine = decoded.only(self.owned())
+            # A rebalance during a pause may have taken partitions away, or taken them and
+            # given them back: their records are read again by whoever owns them, and their
+            # offsets are no longer this batch's to commit.
+            mine = decoded.only(self.steady())
             if not mine.records:
                 return
             try:
-                self._transact(mine, self.force_settings.current())
+                self._transact(mine, settings)
             except ContendedError as exc:
                 raise Retry(str(exc)) from exc
             except KafkaException as exc:
@@ -122,6 +124,36 @@ class Alerter(StreamConsumer):
                 raise Retry(f"Cassandra failed: {exc}") from exc
 
         return self.until_done("alerts", transact, stop)
+
+    def _bounded(
+        self, records: list[Message], decoded: Decoded, settings: ForceSettings
+    ) -> list[Message]:
+        """The head of the batch whose sightings make at most ``max_sightings_per_batch``
+        decisions (at least one record); the rest is put back (seek) for the next batch.
+
+        A valid report may name a thousand citizens below the threshold: a batch of them
+        would hold one transaction open, and the loop away from the group, for as long as
+        half a million decisions take.
+        """
+        threshold = settings.alerting.score_threshold
+        reports = {
+            (m.topic(), m.partition(), m.offset()): r
+            for r, m in zip(decoded.reports, decoded.messages, strict=True)
+        }
+        total = 0
+        for index, message in enumerate(records):
+            report = reports.get((message.topic(), message.partition(), message.offset()))
+            total += len(low_sightings(report, threshold)) if report else 0
+            if total >= self.settings.max_sightings_per_batch and index + 1 < len(records):
+                rest = records[index + 1 :]
+                first: dict[tuple[str, int], int] = {}
+                for m in rest:
+                    key = (m.topic() or "", m.partition() or 0)
+                    first[key] = min(first.get(key, m.offset() or 0), m.offset() or 0)
+                for (topic, partition), offset in first.items():
+                    self.consumer.seek(TopicPartition(topic, partition, offset))
+                return records[: index + 1]
+        return records
 
     def prepare(self, stop: threading.Event) -> None:
         """Claim a slot (waiting while every slot is held), then fence whatever transaction
@@ -185,8 +217,12 @@ class Alerter(StreamConsumer):
     def _transact(self, decoded: Decoded, settings: ForceSettings) -> None:
         alerting = settings.alerting
         alerts: list[tuple[Alert, Message]] = []
+        # One decision may wait for Cassandra's timeout, twice (a lightweight transaction
+        # and a write): the watchdog allows that much per decision.
+        allowance = 3 * self.settings.cassandra_request_timeout + 5
         for report, message in zip(decoded.reports, decoded.messages, strict=True):
             for citizen in low_sightings(report, alerting.score_threshold):
+                self.health.tick("decide", allowance)
                 source = f"{message.partition()}/{message.offset()}"
                 sighting = Sighting(report, citizen, source, datetime.now(UTC))
                 decision = self.book.decide(
@@ -250,8 +286,8 @@ class Alerter(StreamConsumer):
         ends the process.
         """
         timeout = self.settings.transaction_timeout
-        self.producer.begin_transaction()
         try:
+            self.producer.begin_transaction()
             for alert, _ in alerts:
                 self.producer.produce(
                     self.resources.alerts_topic,

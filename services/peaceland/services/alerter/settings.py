@@ -40,6 +40,10 @@ class AlerterSettings(ConsumerSettings):
     #: Long enough for a partition's leadership to move when a broker is lost: its alert
     #: events wait that long for a leader.
     transaction_timeout: float = Field(default=30.0, ge=1, le=900)
+    #: Most sightings below the threshold decided in one batch (and one transaction): the
+    #: rest of the batch waits for the next. Bounds a transaction, and the time away from
+    #: polling, whatever the reports hold.
+    max_sightings_per_batch: int = Field(default=1_000, ge=1, le=100_000)
     #: Seconds without a heartbeat before the group gives a replica's partitions to another.
     session_timeout: float = Field(default=10.0, ge=6, le=300)
     poll_timeout: float = Field(default=0.1, gt=0, le=10)

@@ -50,6 +50,9 @@ class Archiver(StreamConsumer):
         )
         self.dead_letter_timeout = settings.dead_letter_timeout
         self.store = store
+        # A chunk of requests takes at most a few waves of Cassandra's request timeout.
+        allowance = 4 * settings.cassandra_request_timeout + 10
+        store.progress = lambda: self.health.tick("store", allowance)
         self.counters = Counters()
         self._producer = Producer(
             producer_config(settings.kafka_bootstrap_servers)
@@ -66,6 +69,13 @@ class Archiver(StreamConsumer):
 
         def store() -> None:
             nonlocal pending
+            # Partitions lost during a pause are their new owner's to store.
+            steady = self.steady()
+            pending = [
+                i
+                for i in pending
+                if (decoded.messages[i].topic(), decoded.messages[i].partition()) in steady
+            ]
             outcome = self.store.write([decoded.reports[i] for i in pending])
             self.counters.stored += outcome.written
             self._stored.inc(outcome.written)
@@ -80,6 +90,8 @@ class Archiver(StreamConsumer):
 
         if not self.until_done("store", store, stop):
             return False
+        steady = self.steady()
+        set_aside = [item for item in set_aside if (item[0].topic(), item[0].partition()) in steady]
         for message, reason, _ in set_aside:
             self._dead_letters.send(message, reason)
         if not self.until_done("dead letters", self._flush_dead_letters, stop):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any, Final, Literal, TypeAlias
@@ -85,6 +85,8 @@ class ReportStore:
     ) -> None:
         self._session = session
         self._concurrency = concurrency
+        #: Called after each chunk of requests (the archiver ticks its watchdog).
+        self.progress: Callable[[], None] = lambda: None
         self._batch_max_bytes = batch_max_bytes
         self._batch_max_statements = batch_max_statements
         ks = checked_keyspace(keyspace)
@@ -142,18 +144,26 @@ class ReportStore:
         return outcome
 
     def _execute(self, requests: dict[int, list[Request]]) -> dict[int, Exception | None]:
-        """Send every report's requests concurrently; the first error of each report."""
+        """Send every report's requests concurrently; the first error of each report.
+
+        In chunks of a few waves of ``concurrency`` requests, telling ``progress`` after
+        each: a batch of large reports is thousands of requests, and while Cassandra times
+        them out the caller must still show it is alive (its watchdog)."""
         flat = [(index, request) for index, mine in requests.items() for request in mine]
-        results = execute_concurrent(
-            self._session,
-            [(request, ()) for _, request in flat],
-            concurrency=self._concurrency,
-            raise_on_first_error=False,
-        )
         errors: dict[int, Exception | None] = dict.fromkeys(requests)
-        for (index, _), (ok, result) in zip(flat, results, strict=True):
-            if not ok and errors[index] is None:
-                errors[index] = result
+        chunk = self._concurrency * 4
+        for start in range(0, len(flat), chunk):
+            part = flat[start : start + chunk]
+            results = execute_concurrent(
+                self._session,
+                [(request, ()) for _, request in part],
+                concurrency=self._concurrency,
+                raise_on_first_error=False,
+            )
+            for (index, _), (ok, result) in zip(part, results, strict=True):
+                if not ok and errors[index] is None:
+                    errors[index] = result
+            self.progress()
         return errors
 
     def _plan(
