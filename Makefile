@@ -23,7 +23,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy tenants operator services api cli tests
+	$(BIN)/mypy tenants operator services api cli stack tests
 
 architecture: $(STAMP)
 	$(BIN)/lint-imports

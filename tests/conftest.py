@@ -19,8 +19,8 @@ import pytest
 from cassandra.cluster import Session
 from confluent_kafka.admin import AdminClient
 
-from peaceland.cli.stack import Endpoints, Stack, StackSettings
-from peaceland.cli.stack.kube import KubeApiServer
+from peaceland.stack import Endpoints, Stack, StackSettings
+from peaceland.stack.kube import KubeApiServer
 from peaceland.tenants.cassandra import connect, shutdown_session
 from peaceland.tenants.forces import ForceResources, resources_for
 from peaceland.tenants.provisioning.keyspace import Replication, drop_keyspace, ensure_keyspace

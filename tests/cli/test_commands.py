@@ -15,8 +15,8 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from peaceland.cli.local_platform import LocalPlatform
-from peaceland.cli.stack import Endpoints, Stack
-from peaceland.cli.stack.kube import KubeApiServer
+from peaceland.stack import Endpoints, Stack
+from peaceland.stack.kube import KubeApiServer
 from peaceland.tenants.forces import ForceResources
 
 pytestmark = pytest.mark.timeout(300)

@@ -18,9 +18,9 @@ from cassandra.cluster import Session
 from confluent_kafka.admin import AdminClient
 
 from peaceland.cli.services import ServiceProcess, local_operator
-from peaceland.cli.stack import Endpoints, Stack
-from peaceland.cli.stack.gobuild import helm_binary
-from peaceland.cli.stack.kube import OPERATOR_NAMESPACE, KubeApiServer
+from peaceland.stack import Endpoints, Stack
+from peaceland.stack.gobuild import helm_binary
+from peaceland.stack.kube import OPERATOR_NAMESPACE, KubeApiServer
 from peaceland.tenants.forces import resources_for
 from peaceland.tenants.provisioning.claims import release
 from peaceland.tenants.provisioning.keyspace import drop_keyspace

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from peaceland.cli.stack.kube import KubeApiServer
+from peaceland.stack.kube import KubeApiServer
 from tests.operator.conftest import CHART, render_chart
 from tests.operator.kube_helpers import Kubectl
 

@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
 
 from peaceland.cli.services import ServiceProcess
-from peaceland.cli.stack import Endpoints, Stack
+from peaceland.stack import Endpoints, Stack
 from peaceland.tenants.forces import consumer_group, resources_for
 from peaceland.tenants.provisioning.claims import CONTROL_KEYSPACE
 from peaceland.tenants.provisioning.keyspace import drop_keyspace, schema_version

@@ -25,8 +25,8 @@ from confluent_kafka.cimpl import NewTopic
 
 from peaceland.cli.bench_pipeline import AlertWatcher, drive, start_services
 from peaceland.cli.services import ForceServices, ServiceProcess
-from peaceland.cli.stack import CassandraRing, Endpoints, KafkaCluster, Stack
 from peaceland.services.kafka import producer_config
+from peaceland.stack import CassandraRing, Endpoints, KafkaCluster, Stack
 from peaceland.tenants.cassandra import connect, is_transient, shutdown_session
 from peaceland.tenants.forces import ForceResources, consumer_group, resources_for
 from peaceland.tenants.provisioning.keyspace import Replication, drop_keyspace, ensure_keyspace

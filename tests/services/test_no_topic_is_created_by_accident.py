@@ -23,7 +23,6 @@ from confluent_kafka.admin import AdminClient
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from peaceland.cli.stack import Endpoints, KafkaCluster, Stack
 from peaceland.services.alerter.book import AlertBook
 from peaceland.services.alerter.consumer import Alerter
 from peaceland.services.alerter.settings import AlerterSettings
@@ -32,6 +31,7 @@ from peaceland.services.archiver.settings import ArchiverSettings
 from peaceland.services.archiver.store import ReportStore
 from peaceland.services.gateway.app import create_app
 from peaceland.services.gateway.settings import GatewaySettings
+from peaceland.stack import Endpoints, KafkaCluster, Stack
 from peaceland.tenants.forces import ForceResources, resources_for
 from peaceland.tenants.provisioning.keyspace import Replication, drop_keyspace, ensure_keyspace
 from peaceland.tenants.provisioning.topics import TopicSettings, ensure_topics

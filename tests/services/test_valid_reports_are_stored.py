@@ -21,12 +21,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from peaceland.cli.stack import Endpoints
 from peaceland.services.archiver.consumer import Archiver
 from peaceland.services.archiver.settings import ArchiverSettings
 from peaceland.services.archiver.store import ReportStore
 from peaceland.services.gateway.app import create_app
 from peaceland.services.gateway.settings import GatewaySettings
+from peaceland.stack import Endpoints
 from peaceland.tenants.forces import ForceResources, sighting_bucket
 from peaceland.tenants.reports import Report, encode_report, utc_now
 from tests.kafka_helpers import wait_until

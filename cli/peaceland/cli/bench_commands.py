@@ -16,7 +16,7 @@ from rich.console import Console
 from peaceland.cli import bench_operator, bench_pipeline
 from peaceland.cli.errors import CommandError
 from peaceland.cli.simulator import Fleet
-from peaceland.cli.stack import Stack, StackError, StackSettings
+from peaceland.stack import Stack, StackError, StackSettings
 from peaceland.tenants.reports import decode_report, encode_report
 
 app = typer.Typer(

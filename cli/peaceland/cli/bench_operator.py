@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from peaceland.cli.local_platform import LocalPlatform, demo_force
-from peaceland.cli.stack import Stack
+from peaceland.stack import Stack
 from peaceland.tenants.forces import ForceSettings
 
 Say = Callable[[str], None]

@@ -33,8 +33,8 @@ from peaceland.cli.errors import CommandError
 from peaceland.cli.services import ForceServices
 from peaceland.cli.simulate import GroundTruth, send_to_gateway
 from peaceland.cli.simulator import Fleet
-from peaceland.cli.stack import Endpoints, Stack
-from peaceland.cli.stack.servers import Cassandra
+from peaceland.stack import Endpoints, Stack
+from peaceland.stack.servers import Cassandra
 from peaceland.tenants.alerts import decode_alert
 from peaceland.tenants.cassandra import connect, shutdown_session
 from peaceland.tenants.forces import (

@@ -25,7 +25,7 @@ from peaceland.cli.bench_pipeline import AlertWatcher
 from peaceland.cli.services import SERVICES, ForceServices
 from peaceland.cli.simulate import GroundTruth, send_to_gateway
 from peaceland.cli.simulator import Fleet
-from peaceland.cli.stack import Stack
+from peaceland.stack import Stack
 from peaceland.tenants.alerts import Alert
 from peaceland.tenants.cassandra import connect, shutdown_session
 from peaceland.tenants.forces import ForceSettings, resources_for

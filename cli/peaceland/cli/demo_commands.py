@@ -15,7 +15,7 @@ from peaceland.cli.errors import CommandError
 from peaceland.cli.local_platform import LocalPlatform, demo_force
 from peaceland.cli.simulate import send_to_gateway, send_to_kafka
 from peaceland.cli.simulator import Fleet
-from peaceland.cli.stack import Stack, StackError, StackSettings
+from peaceland.stack import Stack, StackError, StackSettings
 from peaceland.tenants.alerts import Alert
 from peaceland.tenants.forces import AlertingSettings, ForceSettings, resources_for
 

@@ -1,4 +1,4 @@
-"""Errors of the command line (the stack's live in ``peaceland.cli.stack.errors``)."""
+"""Errors of the command line (the stack's live in ``peaceland.stack.errors``)."""
 
 
 class CommandError(RuntimeError):

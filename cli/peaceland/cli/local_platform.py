@@ -20,8 +20,8 @@ from peaceland.cli import manifests
 from peaceland.cli.errors import CommandError
 from peaceland.cli.node import node_process
 from peaceland.cli.services import ServiceProcess, local_operator
-from peaceland.cli.stack import Stack
-from peaceland.cli.stack.kube import LOCAL_NAMESPACE
+from peaceland.stack import Stack
+from peaceland.stack.kube import LOCAL_NAMESPACE
 from peaceland.tenants.forces import ForceSettings
 from peaceland.tenants.policeforce import GROUP, KIND, VERSION, spec_from
 

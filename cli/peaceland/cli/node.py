@@ -31,7 +31,7 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import ConfigMap
 
 from peaceland.cli.services import ServiceProcess
-from peaceland.cli.stack.processes import free_port, port_answers
+from peaceland.stack.processes import free_port, port_answers
 
 log = logging.getLogger(__name__)
 

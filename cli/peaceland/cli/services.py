@@ -21,8 +21,8 @@ from typing import Final
 import httpx2
 
 from peaceland.cli.errors import CommandError
-from peaceland.cli.stack import Endpoints, processes
-from peaceland.cli.stack.processes import free_port
+from peaceland.stack import Endpoints, processes
+from peaceland.stack.processes import free_port
 
 SERVICES: Final = ("gateway", "archiver", "alerter")
 

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from peaceland.cli.stack import ServerStatus, Stack, StackError, StackSettings
+from peaceland.stack import ServerStatus, Stack, StackError, StackSettings
 
 app = typer.Typer(
     help="The local stack: real Kafka, Cassandra and PostgreSQL (and a Kubernetes API server).",

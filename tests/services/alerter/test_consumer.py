@@ -13,12 +13,12 @@ from pathlib import Path
 from cassandra.cluster import Session
 from confluent_kafka import Producer
 
-from peaceland.cli.stack import Endpoints
 from peaceland.services.alerter.book import AlertBook
 from peaceland.services.alerter.consumer import Alerter, low_sightings
 from peaceland.services.alerter.settings import AlerterSettings
 from peaceland.services.force_settings import SettingsSource
 from peaceland.services.kafka import producer_config
+from peaceland.stack import Endpoints
 from peaceland.tenants.alerts import Alert, alert_id_for, decode_alert
 from peaceland.tenants.cassandra import to_millisecond
 from peaceland.tenants.forces import AlertingSettings, ForceResources, ForceSettings

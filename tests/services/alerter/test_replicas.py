@@ -20,11 +20,11 @@ from datetime import timedelta
 from cassandra.cluster import Session
 from confluent_kafka import Consumer, Message
 
-from peaceland.cli.stack import Endpoints
 from peaceland.services.alerter.book import AlertBook
 from peaceland.services.alerter.consumer import Alerter
 from peaceland.services.kafka import consumer_config
 from peaceland.services.stream import Retry
+from peaceland.stack import Endpoints
 from peaceland.tenants.alerts import Alert, AlertView, decode_alert, fold
 from peaceland.tenants.cassandra import to_millisecond
 from peaceland.tenants.forces import ForceResources

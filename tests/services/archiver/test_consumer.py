@@ -18,11 +18,11 @@ from confluent_kafka import Message
 from confluent_kafka.admin import AdminClient
 from prometheus_client import REGISTRY
 
-from peaceland.cli.stack import Endpoints
 from peaceland.services.archiver.consumer import Archiver
 from peaceland.services.archiver.settings import ArchiverSettings
 from peaceland.services.archiver.store import ReportStore
 from peaceland.services.kafka import REASON_HEADER, SOURCE_HEADER
+from peaceland.stack import Endpoints
 from peaceland.tenants.forces import ForceResources
 from peaceland.tenants.provisioning.topics import TopicSettings, ensure_topics
 from peaceland.tenants.reports import Citizen, Report, encode_report, utc_now

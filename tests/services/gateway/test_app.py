@@ -21,10 +21,10 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr, ValidationError
 
-from peaceland.cli.stack import Endpoints
 from peaceland.services.gateway.app import create_app
 from peaceland.services.gateway.settings import GatewaySettings
 from peaceland.services.kafka import received_at as kafka_received_at
+from peaceland.stack import Endpoints
 from peaceland.tenants.cassandra import to_millisecond
 from peaceland.tenants.forces import ForceResources, resources_for
 from peaceland.tenants.provisioning.topics import TopicSettings, delete_topics, ensure_topics

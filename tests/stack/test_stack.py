@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from peaceland.cli.stack import Stack, StackError, StackSettings, fetch, processes
+from peaceland.stack import Stack, StackError, StackSettings, fetch, processes
 
 
 def free_port() -> int:

@@ -21,10 +21,10 @@ from typing import Final
 import psycopg
 from confluent_kafka.admin import AdminClient
 
-from peaceland.cli.stack import fetch, processes
-from peaceland.cli.stack.errors import StackError
-from peaceland.cli.stack.fetch import Progress
-from peaceland.cli.stack.settings import (
+from peaceland.stack import fetch, processes
+from peaceland.stack.errors import StackError
+from peaceland.stack.fetch import Progress
+from peaceland.stack.settings import (
     CASSANDRA_VERSION,
     KAFKA_VERSION,
     LOG4J_VERSION,

@@ -19,10 +19,10 @@ from typing import Any, Final
 import httpx2
 import yaml
 
-from peaceland.cli.stack import gobuild
-from peaceland.cli.stack.errors import StackError
-from peaceland.cli.stack.fetch import Progress
-from peaceland.cli.stack.servers import Server
+from peaceland.stack import gobuild
+from peaceland.stack.errors import StackError
+from peaceland.stack.fetch import Progress
+from peaceland.stack.servers import Server
 
 OPERATOR_NAMESPACE: Final = "peaceland-system"
 OPERATOR_SERVICE_ACCOUNT: Final = "peaceland-operator"

@@ -10,11 +10,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final
 
-from peaceland.cli.stack import processes
-from peaceland.cli.stack.errors import StackError
-from peaceland.cli.stack.fetch import Progress
-from peaceland.cli.stack.kube import Etcd, KubeApiServer
-from peaceland.cli.stack.servers import (
+from peaceland.stack import processes
+from peaceland.stack.errors import StackError
+from peaceland.stack.fetch import Progress
+from peaceland.stack.kube import Etcd, KubeApiServer
+from peaceland.stack.servers import (
     Cassandra,
     CassandraNode,
     Kafka,
@@ -23,7 +23,7 @@ from peaceland.cli.stack.servers import (
     Server,
     kafka_cluster_id,
 )
-from peaceland.cli.stack.settings import StackSettings
+from peaceland.stack.settings import StackSettings
 from peaceland.tenants.cassandra import connect, shutdown_session
 
 

@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from peaceland.cli.stack.errors import StackError
+from peaceland.stack.errors import StackError
 
 Progress = Callable[[str], None]
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from peaceland.cli.stack.errors import StackError
-from peaceland.cli.stack.fetch import Progress
-from peaceland.cli.stack.settings import ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION
+from peaceland.stack.errors import StackError
+from peaceland.stack.fetch import Progress
+from peaceland.stack.settings import ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION
 
 _STAGING = re.compile(r"^\s*(?:replace\s+)?(\S+)\s+=>\s+\./staging/", re.MULTILINE)
 

@@ -7,9 +7,9 @@ with their data and logs under one state directory. Any server can be replaced b
 external one through the usual environment variables (see ``settings``).
 """
 
-from peaceland.cli.stack.errors import StackError
-from peaceland.cli.stack.settings import StackSettings
-from peaceland.cli.stack.stack import CassandraRing, Endpoints, KafkaCluster, ServerStatus, Stack
+from peaceland.stack.errors import StackError
+from peaceland.stack.settings import StackSettings
+from peaceland.stack.stack import CassandraRing, Endpoints, KafkaCluster, ServerStatus, Stack
 
 __all__ = [
     "CassandraRing",
