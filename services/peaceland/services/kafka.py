@@ -11,7 +11,7 @@ from typing import Final
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, KafkaException, Message, Producer
 
 from peaceland.tenants.errors import InvalidRecordError
-from peaceland.tenants.provisioning.topics import MAX_RECORD_BYTES
+from peaceland.tenants.kafka import Config, client_config
 from peaceland.tenants.reports import Report, decode_report
 
 log = logging.getLogger(__name__)
@@ -20,10 +20,9 @@ REASON_HEADER: Final = "peaceland-reject-reason"
 SOURCE_HEADER: Final = "peaceland-source"
 
 
-def consumer_config(bootstrap_servers: str, group_id: str) -> dict[str, object]:
+def consumer_config(bootstrap_servers: str, group_id: str) -> Config:
     """A consumer that commits only what we tell it to, after our writes succeeded."""
-    return {
-        "bootstrap.servers": bootstrap_servers,
+    return client_config(bootstrap_servers) | {
         "group.id": group_id,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
@@ -31,32 +30,12 @@ def consumer_config(bootstrap_servers: str, group_id: str) -> dict[str, object]:
         # Cooperative rebalancing: partitions that stay with us keep flowing during a rebalance.
         "partition.assignment.strategy": "cooperative-sticky",
         "enable.partition.eof": False,
-        # A force's topics are made by the operator only: subscribing to a deleted one must
-        # not make it again (with one partition and no retention) on a broker that
-        # auto-creates topics, as production brokers do by default.
-        "allow.auto.create.topics": False,
         # Partitions added to a topic are found within this (librdkafka's default: 5 min).
         "topic.metadata.refresh.interval.ms": 30_000,
         # Records fetched ahead of the loop: bounded in bytes as well as in count, so a
         # batch of the largest reports (1.3 MB each) stays a few tens of MB in memory.
         "queued.max.messages.kbytes": 16_384,
         "fetch.max.bytes": 16 * 1024 * 1024,
-    }
-
-
-def producer_config(bootstrap_servers: str, *, linger_ms: int = 0) -> dict[str, object]:
-    """A producer whose acknowledged records are on every in-sync replica, never doubled."""
-    return {
-        "bootstrap.servers": bootstrap_servers,
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": linger_ms,
-        "compression.type": "lz4",
-        # The largest valid report must fit (Kafka's default refuses it).
-        "message.max.bytes": MAX_RECORD_BYTES,
-        # librdkafka producers ask brokers to auto-create a missing topic by default; a
-        # deleted force's topic must stay deleted.
-        "allow.auto.create.topics": False,
     }
 
 

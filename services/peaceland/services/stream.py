@@ -33,6 +33,7 @@ from prometheus_client import Gauge
 from peaceland.services import health, metrics
 from peaceland.services.settings import ConsumerSettings
 from peaceland.tenants.cassandra import connect, shutdown_session
+from peaceland.tenants.kafka import Config
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class StreamConsumer(ABC):
     #: Names the consumer in logs and metrics: archiver, alerter, …
     name: str
 
-    def __init__(self, settings: ConsumerSettings, topic: str, config: dict[str, object]) -> None:
+    def __init__(self, settings: ConsumerSettings, topic: str, config: Config) -> None:
         self.settings = settings
         self.force_id = settings.force_id
         self.topic = topic

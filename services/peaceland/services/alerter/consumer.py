@@ -26,13 +26,13 @@ from peaceland.services.kafka import (
     Decoded,
     consumer_config,
     decode_batch,
-    producer_config,
     received_at,
 )
 from peaceland.services.stream import Retry, StreamConsumer, next_offsets
 from peaceland.tenants.alerts import Alert, encode_alert
 from peaceland.tenants.cassandra import is_transient
 from peaceland.tenants.forces import ForceSettings, resources_for
+from peaceland.tenants.kafka import producer_config
 from peaceland.tenants.reports import Citizen, Report
 
 log = logging.getLogger(__name__)

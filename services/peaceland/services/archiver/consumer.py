@@ -21,9 +21,10 @@ from confluent_kafka import KafkaException, Message, Producer
 from peaceland.services import metrics
 from peaceland.services.archiver.settings import ArchiverSettings
 from peaceland.services.archiver.store import ReportStore
-from peaceland.services.kafka import DeadLetters, consumer_config, decode_batch, producer_config
+from peaceland.services.kafka import DeadLetters, consumer_config, decode_batch
 from peaceland.services.stream import Retry, StreamConsumer
 from peaceland.tenants.forces import resources_for
+from peaceland.tenants.kafka import producer_config
 
 log = logging.getLogger(__name__)
 

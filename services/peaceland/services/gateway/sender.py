@@ -13,7 +13,7 @@ import threading
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from peaceland.services.kafka import producer_config
+from peaceland.tenants.kafka import producer_config
 
 
 class KafkaSender:
