@@ -15,7 +15,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from peaceland.services.kafka import producer_config
+from peaceland.tenants.kafka import producer_config
 
 
 def produce(

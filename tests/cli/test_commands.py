@@ -14,7 +14,8 @@ from collections.abc import Iterator
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from peaceland.cli.local_platform import LocalPlatform
+from peaceland.node.platform import LocalPlatform
+from peaceland.operator import manifests
 from peaceland.stack import Endpoints, Stack
 from peaceland.stack.kube import KubeApiServer
 from peaceland.tenants.forces import ForceResources
@@ -36,7 +37,7 @@ def peaceland(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[s
 @pytest.fixture
 def local_platform(stack: Stack, kubernetes: KubeApiServer) -> Iterator[LocalPlatform]:
     """The demo's operator and node, stopped afterwards with the consumers they ran."""
-    platform = LocalPlatform(stack)
+    platform = LocalPlatform(stack, manifests.definitions())
     yield platform
     if platform.operator.alive():  # its finalizer lets the force go, then the consumers stop
         platform.kubectl("delete", "policeforce", "demo-test", "-n", platform.namespace,

@@ -17,7 +17,7 @@ import pytest
 from cassandra.cluster import Session
 from confluent_kafka.admin import AdminClient
 
-from peaceland.cli.services import ServiceProcess, local_operator
+from peaceland.node.launch import ServiceProcess, local_operator
 from peaceland.stack import Endpoints, Stack
 from peaceland.stack.gobuild import helm_binary
 from peaceland.stack.kube import OPERATOR_NAMESPACE, KubeApiServer

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from peaceland.cli.manifests import GENERATED
+from peaceland.operator.manifests import GENERATED
 
 ROOT = Path(__file__).resolve().parents[2]
 

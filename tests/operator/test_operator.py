@@ -15,7 +15,7 @@ from cassandra.cluster import Session
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
 
-from peaceland.cli.services import ServiceProcess
+from peaceland.node.launch import ServiceProcess
 from peaceland.stack import Endpoints, Stack
 from peaceland.tenants.forces import consumer_group, resources_for
 from peaceland.tenants.provisioning.claims import CONTROL_KEYSPACE

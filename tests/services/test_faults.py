@@ -23,12 +23,13 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from peaceland.cli.bench_pipeline import AlertWatcher, drive, start_services
-from peaceland.cli.services import ForceServices, ServiceProcess
-from peaceland.services.kafka import producer_config
+from peaceland.loadgen.pipeline import BENCH_ALERTING, Target, drive
+from peaceland.loadgen.watcher import AlertWatcher
+from peaceland.node.launch import ForceServices, ServiceProcess, start_force_services
 from peaceland.stack import CassandraRing, Endpoints, KafkaCluster, Stack
 from peaceland.tenants.cassandra import connect, is_transient, shutdown_session
 from peaceland.tenants.forces import ForceResources, consumer_group, resources_for
+from peaceland.tenants.kafka import producer_config
 from peaceland.tenants.provisioning.keyspace import Replication, drop_keyspace, ensure_keyspace
 from peaceland.tenants.provisioning.topics import TopicSettings, delete_topics, ensure_topics
 from peaceland.tenants.reports import Citizen, Report, encode_report
@@ -54,9 +55,19 @@ def assert_nothing_lost_or_doubled(result: dict[str, Any]) -> None:
     assert result["alert_events_missing"] == 0, summary
 
 
+def target(services: ForceServices) -> Target:
+    """Where the load generator reaches the force that ``services`` run."""
+    return Target(
+        services.gateway_url,
+        services.drone_key,
+        services.endpoints.kafka_bootstrap_servers,
+        services.endpoints.cassandra_contact_points,
+    )
+
+
 @pytest.fixture
 def services(force: ForceResources, endpoints: Endpoints, stack: Stack) -> Iterator[ForceServices]:
-    running = start_services(endpoints, force, stack.settings.state_dir)
+    running = start_force_services(endpoints, force, stack.settings.state_dir, BENCH_ALERTING)
     yield running
     running.stop()
 
@@ -70,7 +81,7 @@ def test_killing_a_consumer_mid_run_loses_and_doubles_nothing(
     def crash() -> None:
         assert process.kill()  # the supervisor starts it again, as a kubelet would
 
-    result = drive(endpoints, force, services, reports=REPORTS, rate=RATE, fault=crash)
+    result = drive(target(services), force, reports=REPORTS, rate=RATE, fault=crash)
     assert_nothing_lost_or_doubled(result)
     assert services.restarts[consumer] == 1
 
@@ -91,7 +102,7 @@ def test_restarting_cassandra_mid_run_loses_and_doubles_nothing(
         time.sleep(2)  # consumers meet a Cassandra that is down, not merely restarting
         stack.up(["cassandra"])
 
-    result = drive(endpoints, force, services, reports=REPORTS, rate=RATE, fault=restart)
+    result = drive(target(services), force, reports=REPORTS, rate=RATE, fault=restart)
     assert_nothing_lost_or_doubled(result)
     # Sessions opened before the restart (this test session's own) come back too.
     wait_until(
@@ -129,9 +140,9 @@ def test_losing_one_broker_of_three_loses_and_doubles_nothing(
             admin, force, TopicSettings(partitions=3, replication_factor=3, min_insync_replicas=2)
         )
         ensure_keyspace(cassandra, force.keyspace, Replication())
-        services = start_services(replicated, force, stack.settings.state_dir)
+        services = start_force_services(replicated, force, stack.settings.state_dir, BENCH_ALERTING)
         result = drive(
-            replicated, force, services, reports=REPORTS, rate=RATE, fault=lambda: cluster.kill(1)
+            target(services), force, reports=REPORTS, rate=RATE, fault=lambda: cluster.kill(1)
         )
         assert_nothing_lost_or_doubled(result)
     finally:
@@ -281,12 +292,11 @@ def test_losing_the_broker_that_coordinates_the_alerter_loses_and_doubles_nothin
         replicated = Endpoints(
             cluster.bootstrap_servers, endpoints.cassandra_contact_points, endpoints.database_url
         )
-        services = start_services(replicated, force, stack.settings.state_dir)
+        services = start_force_services(replicated, force, stack.settings.state_dir, BENCH_ALERTING)
         index = next(i for i, node in enumerate(cluster.nodes) if node.node.node_id == broker)
         result = drive(
-            replicated,
+            target(services),
             force,
-            services,
             reports=REPORTS,
             rate=RATE,
             fault=lambda: cluster.kill(index),
@@ -349,10 +359,10 @@ def test_losing_one_cassandra_replica_of_three_loses_and_doubles_nothing(
     ring: CassandraRing, ring_force: tuple[ForceResources, Endpoints, Session], stack: Stack
 ):
     force, on_ring, _ = ring_force
-    services = start_services(on_ring, force, stack.settings.state_dir)
+    services = start_force_services(on_ring, force, stack.settings.state_dir, BENCH_ALERTING)
     try:
         result = drive(
-            on_ring, force, services, reports=REPORTS, rate=RATE, fault=lambda: ring.kill(1)
+            target(services), force, reports=REPORTS, rate=RATE, fault=lambda: ring.kill(1)
         )
     finally:
         services.stop()
@@ -366,7 +376,7 @@ def test_the_archiver_commits_nothing_that_a_quorum_of_replicas_does_not_hold(
     must hold its offsets and retry, not commit reports that one node alone has (and could
     take with it)."""
     force, on_ring, session = ring_force
-    services = start_services(on_ring, force, stack.settings.state_dir)
+    services = start_force_services(on_ring, force, stack.settings.state_dir, BENCH_ALERTING)
     bootstrap = on_ring.kafka_bootstrap_servers
     group = consumer_group(force.force_id, "archiver")
     metrics_port = services.processes["archiver"].env["PEACELAND_ARCHIVER_METRICS_PORT"]

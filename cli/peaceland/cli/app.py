@@ -9,7 +9,8 @@ from pathlib import Path
 
 import typer
 
-from peaceland.cli import bench_commands, demo_commands, manifests, stack_commands
+from peaceland.cli import bench_commands, demo_commands, stack_commands
+from peaceland.operator import manifests
 
 app = typer.Typer(
     name="peaceland",

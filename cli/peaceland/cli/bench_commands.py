@@ -14,9 +14,9 @@ import typer
 from rich.console import Console
 
 from peaceland.cli import bench_operator, bench_pipeline
-from peaceland.cli.errors import CommandError
-from peaceland.cli.simulator import Fleet
-from peaceland.stack import Stack, StackError, StackSettings
+from peaceland.cli.errors import USER_ERRORS
+from peaceland.loadgen.fleet import Fleet
+from peaceland.stack import Stack, StackSettings
 from peaceland.tenants.reports import decode_report, encode_report
 
 app = typer.Typer(
@@ -91,7 +91,7 @@ def pipeline(
             keep=keep,
             say=lambda m: console.print(f"[dim]·[/dim] {m}"),
         )
-    except (StackError, CommandError) as exc:
+    except USER_ERRORS as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     typer.echo(json.dumps(result, indent=2))
@@ -110,7 +110,7 @@ def operator(
         result = bench_operator.run(
             stack, forces=forces, say=lambda m: console.print(f"[dim]·[/dim] {m}")
         )
-    except (StackError, CommandError, TimeoutError) as exc:
+    except (*USER_ERRORS, TimeoutError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     result["cpu"] = _cpu_model()

@@ -14,7 +14,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from peaceland.cli.local_platform import LocalPlatform, demo_force
+from peaceland.node.platform import LocalPlatform, demo_force
+from peaceland.operator import manifests
 from peaceland.stack import Stack
 from peaceland.tenants.forces import ForceSettings
 
@@ -23,7 +24,7 @@ Say = Callable[[str], None]
 
 def run(stack: Stack, *, forces: int, say: Say) -> dict[str, Any]:
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
-    platform = LocalPlatform(stack, namespace)
+    platform = LocalPlatform(stack, manifests.definitions(), namespace)
     platform.start(say)
     names: list[str] = []
     try:

@@ -11,25 +11,24 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-import uuid
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
-from cassandra.cluster import Session
 from confluent_kafka.admin import AdminClient
 
-from peaceland.cli.bench_pipeline import AlertWatcher
-from peaceland.cli.services import SERVICES, ForceServices
-from peaceland.cli.simulate import GroundTruth, send_to_gateway
-from peaceland.cli.simulator import Fleet
+from peaceland.loadgen.drivers import send_to_gateway
+from peaceland.loadgen.fleet import Fleet
+from peaceland.loadgen.truth import GroundTruth
+from peaceland.loadgen.verify import read_back
+from peaceland.loadgen.watcher import AlertWatcher
+from peaceland.node.launch import SERVICES, ForceServices
 from peaceland.stack import Stack
 from peaceland.tenants.alerts import Alert
 from peaceland.tenants.cassandra import connect, shutdown_session
 from peaceland.tenants.forces import ForceSettings, resources_for
-from peaceland.tenants.provisioning.keyspace import Replication, checked_keyspace, ensure_keyspace
+from peaceland.tenants.kafka import client_config
+from peaceland.tenants.provisioning.keyspace import Replication, ensure_keyspace
 from peaceland.tenants.provisioning.topics import TopicSettings, ensure_topics
 
 Say = Callable[[str], None]
@@ -49,7 +48,7 @@ def provision(stack: Stack, settings: ForceSettings, say: Say) -> None:
     """Create the force's topics and keyspace (idempotent: a second run changes nothing)."""
     endpoints = stack.endpoints()
     resources = resources_for(settings.force_id)
-    admin = AdminClient({"bootstrap.servers": endpoints.kafka_bootstrap_servers})
+    admin = AdminClient(client_config(endpoints.kafka_bootstrap_servers))
     created = ensure_topics(admin, resources, TopicSettings(partitions=6))
     say(
         f"topics of {settings.force_id}: {', '.join(resources.topics)}"
@@ -154,32 +153,20 @@ def run(
         services.stop()
         watcher.stop()
     keyspace = resources_for(force_id).keyspace
-    read_back = _read_back(endpoints.cassandra_contact_points, keyspace, truth)
+    stored = _read_back(endpoints.cassandra_contact_points, keyspace, truth)
     # Consumers still running elsewhere may be finishing their last batch: give them time.
     deadline = time.monotonic() + 30
-    while consumers_elsewhere and read_back < truth.accepted and time.monotonic() < deadline:
+    while consumers_elsewhere and stored < truth.accepted and time.monotonic() < deadline:
         time.sleep(1)
-        read_back = _read_back(endpoints.cassandra_contact_points, keyspace, truth)
+        stored = _read_back(endpoints.cassandra_contact_points, keyspace, truth)
     return DemoSummary(
-        truth.sent, truth.accepted, read_back, raised, updates, time.monotonic() - began
+        truth.sent, truth.accepted, stored, raised, updates, time.monotonic() - began
     )
 
 
 def _read_back(contact_points: str, keyspace: str, truth: GroundTruth) -> int:
-    """How many of the accepted reports Cassandra returns, by drone, day and report id."""
-    by_partition: dict[tuple[str, date], set[uuid.UUID]] = defaultdict(set)
-    for report_id in truth.accepted_at:
-        by_partition[truth.partitions[report_id]].add(report_id)
-    session: Session = connect(contact_points)
+    session = connect(contact_points)
     try:
-        query = session.prepare(
-            f"SELECT report_id FROM {checked_keyspace(keyspace)}.reports_by_drone_day "
-            "WHERE drone_id = ? AND day = ?"
-        )
-        found = 0
-        for (drone_id, day), ids in by_partition.items():
-            stored = {row.report_id for row in session.execute(query, (drone_id, day))}
-            found += len(ids & stored)
-        return found
+        return read_back(session, keyspace, truth)
     finally:
         shutdown_session(session)

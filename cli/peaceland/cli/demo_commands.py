@@ -11,11 +11,12 @@ import typer
 from rich.console import Console
 
 from peaceland.cli import demo as demo_run
-from peaceland.cli.errors import CommandError
-from peaceland.cli.local_platform import LocalPlatform, demo_force
-from peaceland.cli.simulate import send_to_gateway, send_to_kafka
-from peaceland.cli.simulator import Fleet
-from peaceland.stack import Stack, StackError, StackSettings
+from peaceland.cli.errors import USER_ERRORS, CommandError
+from peaceland.loadgen.drivers import send_to_gateway, send_to_kafka
+from peaceland.loadgen.fleet import Fleet
+from peaceland.node.platform import LocalPlatform, demo_force
+from peaceland.operator import manifests
+from peaceland.stack import Stack, StackSettings
 from peaceland.tenants.alerts import Alert
 from peaceland.tenants.forces import AlertingSettings, ForceSettings, resources_for
 
@@ -84,7 +85,7 @@ def demo(
             )
         )
         if kubernetes:
-            platform = LocalPlatform(stack)
+            platform = LocalPlatform(stack, manifests.definitions())
             platform.start(_say)
             platform.apply_force(demo_force(settings))
             _say(f"applied the PoliceForce {force} in the namespace {platform.namespace}")
@@ -109,7 +110,7 @@ def demo(
             stop=stop,
             consumers_elsewhere=kubernetes,
         )
-    except (StackError, CommandError) as exc:
+    except USER_ERRORS as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     _say(
@@ -179,7 +180,7 @@ def simulate(
                 )
             else:
                 raise CommandError(f"--via is 'gateway' or 'kafka', not {via!r}")
-        except CommandError as exc:
+        except USER_ERRORS as exc:
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from None
     typer.echo(

@@ -14,52 +14,18 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, date, timedelta
+from datetime import timedelta
 
 import httpx2
 from confluent_kafka import KafkaError, Message, Producer
 
-from peaceland.cli.errors import CommandError
-from peaceland.cli.simulator import Fleet
-from peaceland.services.kafka import producer_config
+from peaceland.loadgen.errors import LoadError
+from peaceland.loadgen.fleet import Fleet
+from peaceland.loadgen.truth import GroundTruth
+from peaceland.tenants.kafka import producer_config
 from peaceland.tenants.reports import Report, encode_report, utc_now
 
 Progress = Callable[[int], None]
-
-
-@dataclass
-class GroundTruth:
-    """What the simulator sent and what the platform must make of it."""
-
-    threshold: float
-    sent: int = 0
-    accepted: int = 0
-    rejected: int = 0
-    raw_bytes: int = 0
-    #: When each accepted report was acknowledged (wall clock, seconds).
-    accepted_at: dict[uuid.UUID, float] = field(default_factory=dict)
-    #: (report, citizen) of every sighting below the threshold: one alert event each.
-    low_sightings: set[tuple[uuid.UUID, str]] = field(default_factory=set)
-    low_citizens: set[str] = field(default_factory=set)
-    #: Where each report belongs in Cassandra (drone, UTC day), to read it back.
-    partitions: dict[uuid.UUID, tuple[str, date]] = field(default_factory=dict)
-
-    def record(self, report: Report, raw: bytes) -> None:
-        self.sent += 1
-        self.raw_bytes += len(raw)
-        self.partitions[report.report_id] = (
-            report.drone_id,
-            report.timestamp.astimezone(UTC).date(),
-        )
-        for citizen in report.citizens:
-            if citizen.score < self.threshold:
-                self.low_sightings.add((report.report_id, citizen.name))
-                self.low_citizens.add(citizen.name)
-
-    def expected_alerts(self) -> int:
-        """Alerts to raise when the dedup window spans the whole run: one per citizen."""
-        return len(self.low_citizens)
 
 
 def fleet_reports(fleet: Fleet, total: int | None) -> Iterator[Report]:
@@ -126,7 +92,7 @@ def send_to_kafka(
         if index % 500 == 0:
             progress(index)
     if producer.flush(60) or failures:
-        raise CommandError(f"Kafka did not acknowledge every report: {failures[:1]}")
+        raise LoadError(f"Kafka did not acknowledge every report: {failures[:1]}")
     progress(total)
     return truth
 
@@ -211,7 +177,7 @@ async def _post(
             response = await client.post("/v1/reports", content=body)
             now = time.time()
             if response.status_code not in (202, 422, 503):
-                raise CommandError(
+                raise LoadError(
                     f"the gateway answered {response.status_code}: {response.text[:500]}"
                 )
             unsent = []
@@ -229,6 +195,6 @@ async def _post(
             # Kafka was unavailable: keep those reports and send them again, as a drone does.
             batch = unsent
             await asyncio.sleep(min(0.5 * 2**attempt, 5.0))
-        raise CommandError(f"the gateway could not take {len(batch)} reports in {attempts} tries")
+        raise LoadError(f"the gateway could not take {len(batch)} reports in {attempts} tries")
     finally:
         slots.release()

@@ -30,7 +30,7 @@ from lightkube import ApiError, Client, KubeConfig
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import ConfigMap
 
-from peaceland.cli.services import ServiceProcess
+from peaceland.node.launch import ServiceProcess
 from peaceland.stack.processes import free_port, port_answers
 
 log = logging.getLogger(__name__)
@@ -241,11 +241,11 @@ def node_process(
         "PEACELAND_STATE_DIR": str(state_dir),
         "PEACELAND_NODE_NAMESPACES": ",".join(namespaces),
     }
-    return ServiceProcess(name, "peaceland", env, state_dir, module="peaceland.cli.node")
+    return ServiceProcess(name, "peaceland", env, state_dir, module="peaceland.node")
 
 
 def main() -> None:
-    """``python -m peaceland.cli.node``: the node loop, configured by its environment."""
+    """``python -m peaceland.node``: the node loop, configured by its environment."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     kubeconfig = Path(os.environ["KUBECONFIG"])
@@ -256,7 +256,3 @@ def main() -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     log.info("running the forces' Deployments of %s in %s", kubeconfig, ", ".join(namespaces))
     node.run(stop)
-
-
-if __name__ == "__main__":
-    main()

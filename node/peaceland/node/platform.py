@@ -16,10 +16,9 @@ from typing import Any, Final
 
 import yaml
 
-from peaceland.cli import manifests
-from peaceland.cli.errors import CommandError
-from peaceland.cli.node import node_process
-from peaceland.cli.services import ServiceProcess, local_operator
+from peaceland.node.errors import NodeError
+from peaceland.node.kubelet import node_process
+from peaceland.node.launch import ServiceProcess, local_operator
 from peaceland.stack import Stack
 from peaceland.stack.kube import LOCAL_NAMESPACE
 from peaceland.tenants.forces import ForceSettings
@@ -34,8 +33,10 @@ Say = Callable[[str], None]
 class LocalPlatform:
     """The CRDs, the operator and the node on the stack's API server (which must run)."""
 
-    def __init__(self, stack: Stack, namespace: str = NAMESPACE) -> None:
+    def __init__(self, stack: Stack, definitions: str, namespace: str = NAMESPACE) -> None:
+        """``definitions``: the CustomResourceDefinitions to install (YAML documents)."""
         self.stack = stack
+        self.definitions = definitions
         self.namespace = namespace
         self.api = stack.kube_apiserver
         state = stack.settings.state_dir
@@ -63,7 +64,7 @@ class LocalPlatform:
             timeout=60,
         )
         if result.returncode != 0:
-            raise CommandError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
+            raise NodeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
         return result.stdout
 
     def start(self, say: Say) -> None:
@@ -75,7 +76,7 @@ class LocalPlatform:
             "--force-conflicts",
             "-f",
             "-",
-            stdin=manifests.crd_yaml() + "---\n" + manifests.peering_yaml(),
+            stdin=self.definitions,
         )
         self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         self.kubectl(
@@ -128,7 +129,7 @@ class LocalPlatform:
                     for c in status.get("conditions", [])
                     if c.get("status") != "True"
                 )
-                raise CommandError(
+                raise NodeError(
                     f"the police force {name} is not Ready ({phase or 'no status'}): "
                     f"{problems or 'the operator has not answered'}; operator log: "
                     f"{self.operator.log_file}"

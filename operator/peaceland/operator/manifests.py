@@ -32,6 +32,11 @@ def peering_yaml() -> str:
     )
 
 
+def definitions() -> str:
+    """Every CustomResourceDefinition the operator needs, as one YAML stream."""
+    return crd_yaml() + "---\n" + peering_yaml()
+
+
 #: Every generated file, by its path from the repository's root.
 GENERATED: Final[dict[str, Callable[[], str]]] = {
     CRD_FILE: crd_yaml,

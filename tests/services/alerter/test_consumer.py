@@ -17,11 +17,11 @@ from peaceland.services.alerter.book import AlertBook
 from peaceland.services.alerter.consumer import Alerter, low_sightings
 from peaceland.services.alerter.settings import AlerterSettings
 from peaceland.services.force_settings import SettingsSource
-from peaceland.services.kafka import producer_config
 from peaceland.stack import Endpoints
 from peaceland.tenants.alerts import Alert, alert_id_for, decode_alert
 from peaceland.tenants.cassandra import to_millisecond
 from peaceland.tenants.forces import AlertingSettings, ForceResources, ForceSettings
+from peaceland.tenants.kafka import producer_config
 from peaceland.tenants.reports import Citizen, Report, encode_report, utc_now
 from tests.factories import make_report
 from tests.kafka_helpers import committed_total, read_all, wait_until
