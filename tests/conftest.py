@@ -27,6 +27,14 @@ from peaceland.tenants.provisioning.keyspace import Replication, drop_keyspace, 
 from peaceland.tenants.provisioning.topics import TopicSettings, delete_topics, ensure_topics
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that reaches the local stack (through any fixture) ``servers``:
+    ``make test-fast`` runs the others, in seconds, with no server started."""
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.servers)
+
+
 def _progress(message: str) -> None:
     # Past pytest's capture: fetching servers the first time takes a while, say so.
     print(f"[stack] {message}", file=sys.__stderr__, flush=True)
