@@ -75,6 +75,10 @@ def test_a_consumer_deployment_configures_its_process(consumer, settings_class, 
     assert settings.force_id == "lyon-metropole"
     assert settings.kafka_bootstrap_servers == "kafka:9092"
     assert settings.cassandra_contact_points == "cassandra:9042"
+    assert settings.metrics_port == 9100
+    if isinstance(settings, AlerterSettings):
+        assert settings.replicas == 3
+        assert settings.instance == "pod-0"  # the downward API gives the pod's name
 
 
 def test_the_alerter_reads_the_mounted_settings_file():

@@ -8,6 +8,7 @@ which kill and restart them.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -27,6 +28,12 @@ from confluent_kafka.admin import AdminClient
 from peaceland.node.errors import NodeError
 from peaceland.stack import Endpoints, processes
 from peaceland.stack.processes import free_port
+from peaceland.tenants.environment import (
+    CASSANDRA_CONTACT_POINTS,
+    KAFKA_BOOTSTRAP_SERVERS,
+    consumer_environment,
+    env_name,
+)
 from peaceland.tenants.forces import AlertingSettings, ForceResources, ForceSettings, consumer_group
 from peaceland.tenants.kafka import client_config, is_transient
 from peaceland.tenants.workloads import CONSUMERS
@@ -90,14 +97,14 @@ def local_operator(
     """
     env = {
         "KUBECONFIG": str(kubeconfig),
-        "KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap_servers,
-        "CASSANDRA_CONTACT_POINTS": endpoints.cassandra_contact_points,
-        "PEACELAND_OPERATOR_NAMESPACES": ",".join(namespaces or []),
-        "PEACELAND_OPERATOR_PEERING": peering or "",
-        "PEACELAND_OPERATOR_HEALTH_PORT": "0",
-        "PEACELAND_OPERATOR_METRICS_PORT": str(free_port()),
-        "PEACELAND_OPERATOR_CLAIMS_REPLICATION_FACTOR": "1",
-        **{f"PEACELAND_OPERATOR_{key.upper()}": value for key, value in settings.items()},
+        KAFKA_BOOTSTRAP_SERVERS: endpoints.kafka_bootstrap_servers,
+        CASSANDRA_CONTACT_POINTS: endpoints.cassandra_contact_points,
+        env_name("operator", "namespaces"): ",".join(namespaces or []),
+        env_name("operator", "peering"): peering or "",
+        env_name("operator", "health_port"): "0",
+        env_name("operator", "metrics_port"): str(free_port()),
+        env_name("operator", "claims_replication_factor"): "1",
+        **{env_name("operator", key): value for key, value in settings.items()},
     }
     return ServiceProcess(name, "peaceland", env, state_dir, module="peaceland.operator")
 
@@ -123,30 +130,31 @@ class ForceServices:
     _supervisor: threading.Thread | None = None
 
     def __post_init__(self) -> None:
-        common = {
-            "KAFKA_BOOTSTRAP_SERVERS": self.endpoints.kafka_bootstrap_servers,
-            "CASSANDRA_CONTACT_POINTS": self.endpoints.cassandra_contact_points,
+        kafka = self.endpoints.kafka_bootstrap_servers
+        cassandra = self.endpoints.cassandra_contact_points
+        consumers = {
+            consumer: consumer_environment(
+                consumer,
+                self.force_id,
+                kafka_bootstrap_servers=kafka,
+                cassandra_contact_points=cassandra,
+                metrics_port=free_port(),
+                settings_file=str(self.settings_file)
+                if consumer == "alerter" and self.settings_file is not None
+                else None,
+                instance=f"{self.force_id}-local" if consumer == "alerter" else None,
+            )
+            for consumer in CONSUMERS
         }
-        alerter = {
-            "PEACELAND_ALERTER_FORCE_ID": self.force_id,
-            "PEACELAND_ALERTER_METRICS_PORT": str(free_port()),
-            "PEACELAND_ALERTER_INSTANCE": f"{self.force_id}-local",
+        gateway = {
+            KAFKA_BOOTSTRAP_SERVERS: kafka,
+            CASSANDRA_CONTACT_POINTS: cassandra,
+            env_name("gateway", "port"): str(self.gateway_port),
+            env_name("gateway", "drone_keys"): json.dumps({self.force_id: [self.drone_key]}),
         }
-        if self.settings_file is not None:
-            alerter["PEACELAND_ALERTER_SETTINGS_FILE"] = str(self.settings_file)
-        envs = {
-            "gateway": {
-                "PEACELAND_GATEWAY_PORT": str(self.gateway_port),
-                "PEACELAND_GATEWAY_DRONE_KEYS": f'{{"{self.force_id}": ["{self.drone_key}"]}}',
-            },
-            "archiver": {
-                "PEACELAND_ARCHIVER_FORCE_ID": self.force_id,
-                "PEACELAND_ARCHIVER_METRICS_PORT": str(free_port()),
-            },
-            "alerter": alerter,
-        }
+        envs = {"gateway": gateway, **consumers}
         self.processes = {
-            name: ServiceProcess(name, self.force_id, {**common, **envs[name]}, self.state_dir)
+            name: ServiceProcess(name, self.force_id, envs[name], self.state_dir)
             for name in self.only
         }
 

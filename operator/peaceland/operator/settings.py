@@ -8,6 +8,11 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from peaceland.tenants.cassandra import parse_contact_points
+from peaceland.tenants.environment import (
+    CASSANDRA_CONTACT_POINTS,
+    KAFKA_BOOTSTRAP_SERVERS,
+    env_prefix,
+)
 
 
 class OperatorSettings(BaseSettings):
@@ -16,13 +21,13 @@ class OperatorSettings(BaseSettings):
     Read once at start-up; a bad value stops the operator with a message naming it.
     """
 
-    model_config = SettingsConfigDict(env_prefix="PEACELAND_OPERATOR_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=env_prefix("operator"), extra="ignore")
 
     kafka_bootstrap_servers: str = Field(
-        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS"), min_length=1
+        validation_alias=AliasChoices(KAFKA_BOOTSTRAP_SERVERS), min_length=1
     )
     cassandra_contact_points: str = Field(
-        validation_alias=AliasChoices("CASSANDRA_CONTACT_POINTS"), min_length=1
+        validation_alias=AliasChoices(CASSANDRA_CONTACT_POINTS), min_length=1
     )
     #: SASL/PLAIN credentials for Kafka, when the cluster asks for them (from a Secret).
     kafka_username: str | None = Field(default=None, validation_alias="KAFKA_USERNAME")

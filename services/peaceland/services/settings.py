@@ -8,6 +8,11 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings
 
 from peaceland.tenants.cassandra import Consistency, SerialConsistency
+from peaceland.tenants.environment import (
+    CASSANDRA_CONTACT_POINTS,
+    CASSANDRA_LOCAL_DC,
+    KAFKA_BOOTSTRAP_SERVERS,
+)
 from peaceland.tenants.forces import consumer_group, validate_force_id
 
 
@@ -23,12 +28,12 @@ class ConsumerSettings(BaseSettings):
     consumer_name: ClassVar[str]
 
     force_id: str
-    kafka_bootstrap_servers: str = Field(validation_alias="KAFKA_BOOTSTRAP_SERVERS")
-    cassandra_contact_points: str = Field(validation_alias="CASSANDRA_CONTACT_POINTS")
+    kafka_bootstrap_servers: str = Field(validation_alias=KAFKA_BOOTSTRAP_SERVERS)
+    cassandra_contact_points: str = Field(validation_alias=CASSANDRA_CONTACT_POINTS)
     #: The data centre whose nodes serve this process's requests (LOCAL_* levels count its
     #: replicas only).
     cassandra_local_dc: str = Field(
-        default="datacenter1", min_length=1, validation_alias="CASSANDRA_LOCAL_DC"
+        default="datacenter1", min_length=1, validation_alias=CASSANDRA_LOCAL_DC
     )
     #: Seconds one request to Cassandra may take before it fails (and is retried).
     cassandra_request_timeout: float = Field(default=10.0, gt=0, le=120)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from peaceland.tenants.environment import consumer_environment, env_name
 from peaceland.tenants.forces import resources_for
 from peaceland.tenants.policeforce import GROUP, KIND, VERSION, PoliceForceSpec
 
@@ -16,6 +17,8 @@ CONSUMERS: Final = ("archiver", "alerter")
 SETTINGS_KEY: Final = "force.json"
 SETTINGS_DIR: Final = "/etc/peaceland"
 _APP: Final = "peaceland"
+#: Where a consumer pod serves its probes and metrics.
+METRICS_PORT: Final = 9100
 
 
 def labels(force_id: str, component: str | None = None) -> dict[str, str]:
@@ -66,23 +69,25 @@ def consumer_deployment(
     """The Deployment of one of the force's consumers (``archiver`` or ``alerter``)."""
     if consumer not in CONSUMERS:
         raise ValueError(f"no consumer called {consumer!r}; there are {CONSUMERS}")
-    prefix = f"PEACELAND_{consumer.upper()}_"
-    env: list[dict[str, Any]] = [
-        {"name": f"{prefix}FORCE_ID", "value": force_id},
-        {"name": "KAFKA_BOOTSTRAP_SERVERS", "value": kafka_bootstrap_servers},
-        {"name": "CASSANDRA_CONTACT_POINTS", "value": cassandra_contact_points},
-        {"name": f"{prefix}METRICS_PORT", "value": "9100"},
-    ]
-    if consumer == "alerter":
+    alerter = consumer == "alerter"
+    values = consumer_environment(
+        consumer,
+        force_id,
+        kafka_bootstrap_servers=kafka_bootstrap_servers,
+        cassandra_contact_points=cassandra_contact_points,
+        metrics_port=METRICS_PORT,
+        settings_file=f"{SETTINGS_DIR}/{SETTINGS_KEY}" if alerter else None,
+    )
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items()]
+    if alerter:
         env += [
-            {"name": f"{prefix}SETTINGS_FILE", "value": f"{SETTINGS_DIR}/{SETTINGS_KEY}"},
             # The pod's name: how its logs and its alerter slot name this replica.
             {
-                "name": f"{prefix}INSTANCE",
+                "name": env_name(consumer, "instance"),
                 "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
             },
             # As many alerter slots as replicas (each names one replica's transactions).
-            {"name": f"{prefix}REPLICAS", "value": str(spec.consumers.replicas)},
+            {"name": env_name(consumer, "replicas"), "value": str(spec.consumers.replicas)},
         ]
     selector = labels(force_id, consumer)
     # The alerter never surges: a new pod would wait for a slot that the old pod it replaces
@@ -115,7 +120,7 @@ def consumer_deployment(
                             "image": spec.consumers.image,
                             "args": ["python", "-m", f"peaceland.services.{consumer}"],
                             "env": env,
-                            "ports": [{"name": "metrics", "containerPort": 9100}],
+                            "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
                             # /livez fails when the poll loop stops turning (a hang: restart
                             # it); /readyz while it retries a batch (a server refusing work).
                             "livenessProbe": {

@@ -11,11 +11,12 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from peaceland.services.settings import ConsumerSettings
+from peaceland.tenants.environment import env_prefix
 from peaceland.tenants.forces import AlertingSettings, ForceSettings
 
 
 class AlerterSettings(ConsumerSettings):
-    model_config = SettingsConfigDict(env_prefix="PEACELAND_ALERTER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=env_prefix("alerter"), extra="ignore")
     consumer_name: ClassVar[str] = "alerter"
 
     #: The force's settings file (its ConfigMap); re-read when it changes. Without it, the

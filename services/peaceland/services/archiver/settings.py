@@ -8,10 +8,11 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from peaceland.services.settings import ConsumerSettings
+from peaceland.tenants.environment import env_prefix
 
 
 class ArchiverSettings(ConsumerSettings):
-    model_config = SettingsConfigDict(env_prefix="PEACELAND_ARCHIVER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=env_prefix("archiver"), extra="ignore")
     consumer_name: ClassVar[str] = "archiver"
 
     #: Cassandra writes in flight at once.

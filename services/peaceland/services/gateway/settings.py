@@ -7,6 +7,7 @@ import hashlib
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from peaceland.tenants.environment import KAFKA_BOOTSTRAP_SERVERS, env_name, env_prefix
 from peaceland.tenants.forces import validate_force_id
 
 
@@ -18,11 +19,11 @@ def key_digest(key: str) -> str:
 class GatewaySettings(BaseSettings):
     """One gateway serves every force whose drone keys it holds."""
 
-    model_config = SettingsConfigDict(env_prefix="PEACELAND_GATEWAY_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=env_prefix("gateway"), extra="ignore")
 
     kafka_bootstrap_servers: str = Field(
         validation_alias=AliasChoices(
-            "PEACELAND_GATEWAY_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"
+            env_name("gateway", "kafka_bootstrap_servers"), KAFKA_BOOTSTRAP_SERVERS
         )
     )
     #: Drone keys by force id, as JSON: ``{"lyon": ["key-1", "key-2"]}``. Until the
