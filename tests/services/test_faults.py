@@ -11,7 +11,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -324,6 +324,20 @@ def ring(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cas
     ring.down()
 
 
+def _until_done(call: Callable[[], object], timeout: float = 120) -> None:
+    """Send a schema change again while the ring times out: just after a node's restart it
+    may not yet agree on its schema, and the operator would retry too."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            call()
+            return
+        except Exception as exc:
+            if not is_transient(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
 @pytest.fixture
 def ring_force(
     ring: CassandraRing, kafka_admin: AdminClient, endpoints: Endpoints
@@ -332,27 +346,21 @@ def ring_force(
     force = resources_for(f"t-{uuid.uuid4().hex[:12]}")
     ensure_topics(kafka_admin, force, TopicSettings(partitions=3))
     session = connect(ring.contact_points)
-    ensure_keyspace(session, force.keyspace, Replication(factor=3))
-    on_ring = Endpoints(
-        endpoints.kafka_bootstrap_servers, ring.contact_points, endpoints.database_url
-    )
-    yield force, on_ring, session
-    delete_topics(kafka_admin, force)
-    for index, node in enumerate(ring.nodes):
-        if node.pid() is None:
-            ring.restart(index)
-    # Just after a node's restart the ring may not yet agree on its schema: a drop that times
-    # out is sent again, as the operator would.
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            drop_keyspace(session, force.keyspace)
-            break
-        except Exception as exc:
-            if not is_transient(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(2)
-    shutdown_session(session)
+    try:
+        _until_done(lambda: ensure_keyspace(session, force.keyspace, Replication(factor=3)))
+        on_ring = Endpoints(
+            endpoints.kafka_bootstrap_servers, ring.contact_points, endpoints.database_url
+        )
+        yield force, on_ring, session
+        for index, node in enumerate(ring.nodes):
+            if node.pid() is None:
+                ring.restart(index)
+        _until_done(lambda: drop_keyspace(session, force.keyspace))
+    finally:
+        delete_topics(kafka_admin, force)
+        # A session left open keeps reconnecting to the ring's nodes after they are gone,
+        # from driver threads, for the rest of the test session.
+        shutdown_session(session)
 
 
 def test_losing_one_cassandra_replica_of_three_loses_and_doubles_nothing(

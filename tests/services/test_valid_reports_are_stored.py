@@ -119,6 +119,12 @@ def test_the_largest_report_the_contract_allows_is_accepted_and_stored(
     send_and_wait(pipeline, cassandra, force, report)
 
 
+# The Cassandra driver's threads use the random module (reconnection jitter, replica
+# shuffling) while a report is drawn; Hypothesis would take that for our strategy's doing
+# (tests/strategies.py uses none).
+@pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module:hypothesis.errors.HypothesisDeprecationWarning"
+)
 @settings(
     max_examples=25,
     deadline=None,
