@@ -38,6 +38,18 @@ POSTGRES_PASSWORD: Final = "peaceland"  # noqa: S105 - a loopback-only developme
 POSTGRES_DATABASE: Final = "peaceland"
 
 
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """How to run a server's process: what :meth:`Server.start` hands to ``processes.spawn``."""
+
+    #: The command line, the program first.
+    argv: list[str]
+    #: The whole environment of the process; None: inherit ours.
+    env: dict[str, str] | None = None
+    #: The user to run the process as; None: ourselves.
+    user: str | None = None
+
+
 class Server(ABC):
     """One server of the stack, started by us or reached at an external address."""
 
@@ -72,8 +84,8 @@ class Server(ABC):
         """Fetch and configure, once: everything that must happen before the first start."""
 
     @abstractmethod
-    def command(self) -> tuple[list[str], dict[str, str] | None, str | None]:
-        """argv, environment and user to run the server as."""
+    def launch(self) -> Launch:
+        """How to run the server: its command line, environment and user."""
 
     @abstractmethod
     def probe(self) -> str | None:
@@ -87,9 +99,14 @@ class Server(ABC):
         return proc.pid if proc else None
 
     def start(self) -> int:
-        argv, env, user = self.command()
+        launch = self.launch()
         return processes.spawn(
-            argv, log_file=self.log_file, pid_file=self.pid_file, env=env, cwd=self.home, user=user
+            launch.argv,
+            log_file=self.log_file,
+            pid_file=self.pid_file,
+            env=launch.env,
+            cwd=self.home,
+            user=launch.user,
         )
 
     def stop(self) -> bool:
@@ -227,7 +244,7 @@ class Kafka(Server):
         if result.returncode != 0:
             raise StackError(f"Kafka's {args[0]} failed:\n{result.stdout}{result.stderr}")
 
-    def command(self) -> tuple[list[str], dict[str, str] | None, str | None]:
+    def launch(self) -> Launch:
         heap = self.settings.kafka_heap
         argv = self._java(
             f"-Xms{heap}",
@@ -236,7 +253,7 @@ class Kafka(Server):
             "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true",
         )
-        return [*argv, "kafka.Kafka", str(self.home / "server.properties")], None, None
+        return Launch([*argv, "kafka.Kafka", str(self.home / "server.properties")])
 
     def probe(self) -> str | None:
         host, _, port = self.address.split(",")[0].rpartition(":")
@@ -377,7 +394,7 @@ class Cassandra(Server):
         )
         (conf / "logback.xml").write_text(_LOGBACK)
 
-    def command(self) -> tuple[list[str], dict[str, str] | None, str | None]:
+    def launch(self) -> Launch:
         java = fetch.find_java(17, None)
         heap = self.settings.cassandra_heap
         jamm = sorted(self.lib.glob("jamm-*.jar"))
@@ -406,7 +423,7 @@ class Cassandra(Server):
             "org.apache.cassandra.service.CassandraDaemon",
         ]
         env = {**os.environ, "JAVA_HOME": str(java.parent.parent)}
-        return argv, env, None
+        return Launch(argv, env=env)
 
     def probe(self) -> str | None:
         hosts, port = parse_contact_points(self.address)
@@ -602,7 +619,7 @@ class Postgres(Server):
         if result.returncode != 0:
             raise StackError(f"initdb failed:\n{result.stdout}{result.stderr}")
 
-    def command(self) -> tuple[list[str], dict[str, str] | None, str | None]:
+    def launch(self) -> Launch:
         bin_dir = fetch.postgres_bin_dir(lambda _: None)
         s = self.settings
         argv = [
@@ -618,7 +635,7 @@ class Postgres(Server):
             "-c",
             "max_connections=200",
         ]
-        return argv, None, self._user
+        return Launch(argv, user=self._user)
 
     def probe(self) -> str | None:
         url = self.address if self.external else self._url("postgres")
