@@ -22,7 +22,7 @@ import yaml
 from peaceland.stack import gobuild
 from peaceland.stack.errors import StackError
 from peaceland.stack.fetch import Progress
-from peaceland.stack.servers import Server
+from peaceland.stack.servers import Launch, Server
 
 OPERATOR_NAMESPACE: Final = "peaceland-system"
 OPERATOR_SERVICE_ACCOUNT: Final = "peaceland-operator"
@@ -53,7 +53,7 @@ class Etcd(Server):
         gobuild.kubernetes_binaries(self.settings.cache_dir, progress)
         self.home.mkdir(parents=True, exist_ok=True)
 
-    def command(self) -> tuple[list[str], dict[str, str] | None, str | None]:
+    def launch(self) -> Launch:
         bin_dir = gobuild.kubernetes_binaries(self.settings.cache_dir, lambda _: None)
         peer = f"http://{self.settings.host}:{self.settings.etcd_peer_port}"
         argv = [
@@ -68,7 +68,7 @@ class Etcd(Server):
             "--unsafe-no-fsync",
             "--log-level=warn",
         ]
-        return argv, None, None
+        return Launch(argv)
 
     def probe(self) -> str | None:
         try:
@@ -142,7 +142,7 @@ class KubeApiServer(Server):
             self._tokens.touch(mode=0o600)
             self._tokens.write_text("\n".join(lines) + "\n")
 
-    def command(self) -> tuple[list[str], dict[str, str] | None, str | None]:
+    def launch(self) -> Launch:
         bin_dir = gobuild.kubernetes_binaries(self.settings.cache_dir, lambda _: None)
         s = self.settings
         key = self.home / "service-account.key"
@@ -166,7 +166,7 @@ class KubeApiServer(Server):
             "--allow-privileged=true",
             "--v=1",
         ]
-        return argv, None, None
+        return Launch(argv)
 
     def probe(self) -> str | None:
         if not self._ca.exists():

@@ -1,7 +1,8 @@
 """The three servers of the local stack: how each is fetched, configured, started and probed.
 
 Each server keeps its configuration, data and pid file under ``<state_dir>/<name>/`` and its
-output in ``<state_dir>/logs/<name>.log``.
+output in ``<state_dir>/logs/<name>.log``. Configuration files are rendered from this
+package's ``templates/<server>/`` folder (``string.Template``, ``$name`` placeholders).
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ import base64
 import os
 import pwd
 import signal
+import string
 import subprocess
-import textwrap
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Final
 
@@ -36,6 +38,29 @@ from peaceland.tenants.cassandra import connect, parse_contact_points, shutdown_
 POSTGRES_USER: Final = "peaceland"
 POSTGRES_PASSWORD: Final = "peaceland"  # noqa: S105 - a loopback-only development server
 POSTGRES_DATABASE: Final = "peaceland"
+
+
+def render_template(template: str, **values: object) -> str:
+    """The text of ``templates/<template>`` (package data of ``peaceland.stack``) with each
+    ``$name`` placeholder replaced by ``str(values[name])``.
+
+    A placeholder without a value raises KeyError, a stray ``$`` ValueError: a configuration
+    file is never written half-filled. ``$$`` stands for a literal ``$``.
+    """
+    text = (files("peaceland.stack") / "templates" / template).read_text(encoding="utf-8")
+    return string.Template(text).substitute(values)
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """How to run a server's process: what :meth:`Server.start` hands to ``processes.spawn``."""
+
+    #: The command line, the program first.
+    argv: list[str]
+    #: The whole environment of the process; None: inherit ours.
+    env: dict[str, str] | None = None
+    #: The user to run the process as; None: ourselves.
+    user: str | None = None
 
 
 class Server(ABC):
@@ -71,9 +96,19 @@ class Server(ABC):
     def prepare(self, progress: Progress) -> None:
         """Fetch and configure, once: everything that must happen before the first start."""
 
+    def config_files(self) -> dict[Path, str]:
+        """The configuration files ``prepare`` writes, by path: their text, rendered from
+        templates with this server's settings. Reads and writes nothing."""
+        return {}
+
+    def write_config_files(self) -> None:
+        for path, text in self.config_files().items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+
     @abstractmethod
-    def command(self) -> tuple[list[str], dict[str, str] | None, str | None]:
-        """argv, environment and user to run the server as."""
+    def launch(self) -> Launch:
+        """How to run the server: its command line, environment and user."""
 
     @abstractmethod
     def probe(self) -> str | None:
@@ -87,9 +122,14 @@ class Server(ABC):
         return proc.pid if proc else None
 
     def start(self) -> int:
-        argv, env, user = self.command()
+        launch = self.launch()
         return processes.spawn(
-            argv, log_file=self.log_file, pid_file=self.pid_file, env=env, cwd=self.home, user=user
+            launch.argv,
+            log_file=self.log_file,
+            pid_file=self.pid_file,
+            env=launch.env,
+            cwd=self.home,
+            user=launch.user,
         )
 
     def stop(self) -> bool:
@@ -167,35 +207,7 @@ class Kafka(Server):
             progress,
         )
         self.home.mkdir(parents=True, exist_ok=True)
-        host, node = self.settings.host, self.node
-        voters = node.voters or ((node.node_id, self.controller_port),)
-        quorum = ",".join(f"{i}@{host}:{p}" for i, p in voters)
-        # With three nodes: three copies of everything, and an acknowledged write is on two.
-        replicas, min_isr = node.replication, min(2, node.replication)
-        (self.home / "server.properties").write_text(
-            textwrap.dedent(f"""\
-            process.roles=broker,controller
-            node.id={node.node_id}
-            controller.quorum.voters={quorum}
-            listeners=PLAINTEXT://{host}:{self.port},CONTROLLER://{host}:{self.controller_port}
-            advertised.listeners=PLAINTEXT://{host}:{self.port}
-            controller.listener.names=CONTROLLER
-            inter.broker.listener.name=PLAINTEXT
-            listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-            log.dirs={self.home / "data"}
-            num.partitions=6
-            auto.create.topics.enable={str(node.auto_create_topics).lower()}
-            default.replication.factor={replicas}
-            min.insync.replicas={min_isr}
-            offsets.topic.replication.factor={replicas}
-            transaction.state.log.replication.factor={replicas}
-            transaction.state.log.min.isr={min_isr}
-            share.coordinator.state.topic.replication.factor={replicas}
-            share.coordinator.state.topic.min.isr={min_isr}
-            group.initial.rebalance.delay.ms=0
-            """)
-        )
-        (self.home / "log4j2.properties").write_text(_LOG4J2)
+        self.write_config_files()
         if not (self.home / "data" / "meta.properties").exists():
             progress("formatting Kafka's log directory (first start)")
             self._run_tool(
@@ -203,11 +215,33 @@ class Kafka(Server):
                     "kafka.tools.StorageTool",
                     "format",
                     "-t",
-                    node.cluster_id or kafka_cluster_id(),
+                    self.node.cluster_id or kafka_cluster_id(),
                     "-c",
                     str(self.home / "server.properties"),
                 ]
             )
+
+    def config_files(self) -> dict[Path, str]:
+        host, node = self.settings.host, self.node
+        voters = node.voters or ((node.node_id, self.controller_port),)
+        # With three nodes: three copies of everything, and an acknowledged write is on two.
+        replicas, min_isr = node.replication, min(2, node.replication)
+        properties = render_template(
+            "kafka/server.properties",
+            node_id=node.node_id,
+            quorum=",".join(f"{i}@{host}:{p}" for i, p in voters),
+            host=host,
+            port=self.port,
+            controller_port=self.controller_port,
+            home=self.home,
+            auto_create_topics=str(node.auto_create_topics).lower(),
+            replicas=replicas,
+            min_isr=min_isr,
+        )
+        return {
+            self.home / "server.properties": properties,
+            self.home / "log4j2.properties": render_template("kafka/log4j2.properties"),
+        }
 
     def _java(self, *jvm_options: str) -> list[str]:
         java = fetch.find_java(None, self.settings.java_home)
@@ -227,7 +261,7 @@ class Kafka(Server):
         if result.returncode != 0:
             raise StackError(f"Kafka's {args[0]} failed:\n{result.stdout}{result.stderr}")
 
-    def command(self) -> tuple[list[str], dict[str, str] | None, str | None]:
+    def launch(self) -> Launch:
         heap = self.settings.kafka_heap
         argv = self._java(
             f"-Xms{heap}",
@@ -236,7 +270,7 @@ class Kafka(Server):
             "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true",
         )
-        return [*argv, "kafka.Kafka", str(self.home / "server.properties")], None, None
+        return Launch([*argv, "kafka.Kafka", str(self.home / "server.properties")])
 
     def probe(self) -> str | None:
         host, _, port = self.address.split(",")[0].rpartition(":")
@@ -259,19 +293,6 @@ def kafka_cluster_id() -> str:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not cluster_id.startswith("-"):
             return cluster_id
-
-
-_LOG4J2 = textwrap.dedent("""\
-    status = warn
-    appender.console.type = Console
-    appender.console.name = STDOUT
-    appender.console.layout.type = PatternLayout
-    appender.console.layout.pattern = [%d] %p %m (%c)%n
-    rootLogger.level = INFO
-    rootLogger.appenderRef.stdout.ref = STDOUT
-    logger.state.name = state.change.logger
-    logger.state.level = WARN
-    """)
 
 
 # --------------------------------------------------------------------------- Cassandra
@@ -337,47 +358,31 @@ class Cassandra(Server):
             [f"org.apache.cassandra:cassandra-all:{CASSANDRA_VERSION}"],
             progress,
         )
-        conf = self.home / "conf"
-        conf.mkdir(parents=True, exist_ok=True)
-        s = self.settings
-        data = self.home / "data"
+        self.write_config_files()
+
+    def config_files(self) -> dict[Path, str]:
+        s, conf = self.settings, self.home / "conf"
         seeds = ",".join(
             f"{seed}:{s.cassandra_storage_port}"
             for seed in (self.node.seeds if self.node else (self.host,))
         )
         # A ring's nodes start together with no data: none needs to stream any (bootstrap).
         ring = "auto_bootstrap: false\n" if self.node else ""
-        (conf / "cassandra.yaml").write_text(
-            textwrap.dedent(f"""\
-            cluster_name: {self.node.cluster_name if self.node else "peaceland"}
-            num_tokens: 16
-            partitioner: org.apache.cassandra.dht.Murmur3Partitioner
-            endpoint_snitch: SimpleSnitch
-            seed_provider:
-              - class_name: org.apache.cassandra.locator.SimpleSeedProvider
-                parameters:
-                  - seeds: "{seeds}"
-            listen_address: {self.host}
-            rpc_address: {self.host}
-            storage_port: {s.cassandra_storage_port}
-            native_transport_port: {s.cassandra_port}
-            start_native_transport: true
-            data_file_directories:
-              - {data / "data"}
-            commitlog_directory: {data / "commitlog"}
-            saved_caches_directory: {data / "saved_caches"}
-            hints_directory: {data / "hints"}
-            cdc_raw_directory: {data / "cdc_raw"}
-            commitlog_sync: periodic
-            commitlog_sync_period: 10000ms
-            # Tests create and drop a keyspace each: snapshots on drop would fill the disk.
-            auto_snapshot: false
-            """)
-            + ring
+        cassandra_yaml = render_template(
+            "cassandra/cassandra.yaml",
+            cluster_name=self.node.cluster_name if self.node else "peaceland",
+            seeds=seeds,
+            host=self.host,
+            storage_port=s.cassandra_storage_port,
+            native_transport_port=s.cassandra_port,
+            data=self.home / "data",
         )
-        (conf / "logback.xml").write_text(_LOGBACK)
+        return {
+            conf / "cassandra.yaml": cassandra_yaml + ring,
+            conf / "logback.xml": render_template("cassandra/logback.xml"),
+        }
 
-    def command(self) -> tuple[list[str], dict[str, str] | None, str | None]:
+    def launch(self) -> Launch:
         java = fetch.find_java(17, None)
         heap = self.settings.cassandra_heap
         jamm = sorted(self.lib.glob("jamm-*.jar"))
@@ -406,7 +411,7 @@ class Cassandra(Server):
             "org.apache.cassandra.service.CassandraDaemon",
         ]
         env = {**os.environ, "JAVA_HOME": str(java.parent.parent)}
-        return argv, env, None
+        return Launch(argv, env=env)
 
     def probe(self) -> str | None:
         hosts, port = parse_contact_points(self.address)
@@ -515,16 +520,6 @@ _CASSANDRA_JVM17: Final = [
     ),
 ]
 
-_LOGBACK = textwrap.dedent("""\
-    <configuration>
-      <appender name="STDOUT" class="ch.qos.logback.core.ConsoleAppender">
-        <encoder><pattern>%-5level [%thread] %date{ISO8601} %logger{0} - %msg%n</pattern></encoder>
-      </appender>
-      <root level="INFO"><appender-ref ref="STDOUT"/></root>
-    </configuration>
-    """)
-
-
 # --------------------------------------------------------------------------- PostgreSQL
 
 
@@ -602,7 +597,7 @@ class Postgres(Server):
         if result.returncode != 0:
             raise StackError(f"initdb failed:\n{result.stdout}{result.stderr}")
 
-    def command(self) -> tuple[list[str], dict[str, str] | None, str | None]:
+    def launch(self) -> Launch:
         bin_dir = fetch.postgres_bin_dir(lambda _: None)
         s = self.settings
         argv = [
@@ -618,7 +613,7 @@ class Postgres(Server):
             "-c",
             "max_connections=200",
         ]
-        return argv, None, self._user
+        return Launch(argv, user=self._user)
 
     def probe(self) -> str | None:
         url = self.address if self.external else self._url("postgres")
