@@ -26,6 +26,12 @@ def test_a_write_to_a_dropped_table_is_transient_and_an_invalid_value_is_not(cas
             cassandra.execute(f"SELECT * FROM t_{uuid.uuid4().hex[:12]}.reports LIMIT 1")
         assert is_transient(missing_keyspace.value), str(missing_keyspace.value)
 
+        # A coordinator that has not yet heard of a keyspace just created elsewhere in the
+        # ring says so in other words ("doesn't exist"): that heals too.
+        with pytest.raises(InvalidRequest) as not_yet_known:
+            cassandra.execute(f"CREATE TABLE t_{uuid.uuid4().hex[:12]}.x (k int PRIMARY KEY)")
+        assert is_transient(not_yet_known.value), str(not_yet_known.value)
+
         with pytest.raises(InvalidRequest) as bad_value:
             cassandra.execute(
                 f"SELECT * FROM {keyspace}.reports_by_drone_day WHERE drone_id = %s LIMIT 1", (12,)

@@ -55,7 +55,7 @@ _TRANSIENT: Final[tuple[type[Exception], ...]] = (
 #: An InvalidRequest about the schema, not the data: a table or keyspace missing (dropped by
 #: hand, being made again by the operator) heals; retrying is right.
 _SCHEMA_MISSING: Final = re.compile(
-    r"(table|keyspace) \S+ does not exist|unconfigured table|undefined column name"
+    r"(table|keyspace) \S+ (does not|doesn't) exist|unconfigured table|undefined column name"
     r"|unknown identifier",
     re.IGNORECASE,
 )
