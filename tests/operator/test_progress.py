@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from peaceland.operator.progress import Offsets, Progress, Seen, judge
-from peaceland.operator.reconcile import Step, transitions
+from peaceland.operator.reconcile import transitions
+from peaceland.operator.results import Step
 
 
 def test_a_group_with_nothing_waiting_is_never_still():

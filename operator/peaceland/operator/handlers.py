@@ -26,11 +26,6 @@ from peaceland.operator import metrics
 from peaceland.operator.kube import Workloads
 from peaceland.operator.progress import Progress, Verdict
 from peaceland.operator.reconcile import (
-    Cause,
-    Event,
-    Force,
-    Outcome,
-    Servers,
     conditions,
     consumers_step,
     merge_step,
@@ -40,6 +35,8 @@ from peaceland.operator.reconcile import (
     teardown,
     transitions,
 )
+from peaceland.operator.results import Cause, Event, Force, Outcome
+from peaceland.operator.servers import Servers
 from peaceland.operator.settings import OperatorSettings
 from peaceland.tenants.errors import InvalidForceIdError
 from peaceland.tenants.policeforce import GROUP, PLURAL, VERSION, spec_from

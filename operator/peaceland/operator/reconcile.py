@@ -9,30 +9,25 @@ stop the keyspace or the consumers from being made.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import httpx2
 from cassandra import DriverException, OperationTimedOut, ReadTimeout, Unavailable, WriteTimeout
-from cassandra.cluster import NoHostAvailable, Session
+from cassandra.cluster import NoHostAvailable
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
 from lightkube import ApiError
 
 from peaceland.operator.kube import Availability, Workloads
 from peaceland.operator.progress import Progress, Verdict
+from peaceland.operator.results import Cause, Event, Force, Outcome, Step, failures
+from peaceland.operator.servers import Servers
 from peaceland.operator.settings import OperatorSettings
-from peaceland.tenants.cassandra import connect, shutdown_session
 from peaceland.tenants.errors import ProvisioningError
 from peaceland.tenants.forces import resources_for
-from peaceland.tenants.policeforce import ConditionType, PoliceForceSpec
 from peaceland.tenants.provisioning.claims import (
     claim,
-    ensure_claims_table,
     owner_of,
     release,
 )
@@ -47,11 +42,6 @@ from peaceland.tenants.workloads import CONSUMERS, consumer_deployment, settings
 
 log = logging.getLogger(__name__)
 
-Cause = Literal["create", "update", "resume", "drift"]
-EventType = Literal["Normal", "Warning"]
-
-#: Seconds a failed connection to Cassandra is not retried.
-_RECONNECT_PAUSE = 5.0
 #: Cassandra is down or overloaded (retry), as opposed to refusing what we asked.
 _CASSANDRA_DOWN: tuple[type[Exception], ...] = (
     NoHostAvailable,
@@ -72,138 +62,6 @@ _KAFKA_UNREACHABLE = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Force:
-    """One PoliceForce as the API server holds it."""
-
-    name: str
-    namespace: str
-    uid: str
-    generation: int
-    spec: PoliceForceSpec
-
-    @property
-    def owner(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """The result of one step: the condition it sets and whether to try again soon."""
-
-    condition: ConditionType
-    ok: bool
-    reason: str
-    message: str
-    #: A server did not answer: retry with backoff. False and not ok: wait for a change
-    #: (of the spec, of the cluster) or, for consumers, for their pods.
-    retry: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    type: EventType
-    reason: str
-    message: str
-
-
-@dataclass(slots=True)
-class Outcome:
-    steps: list[Step]
-    events: list[Event] = field(default_factory=list)
-    #: Why the spec can never work as it stands (then nothing was touched).
-    permanent: str | None = None
-    #: How each consumer group kept up, when the progress step ran.
-    verdicts: list[Verdict] = field(default_factory=list)
-
-    @property
-    def ready(self) -> bool:
-        return all(s.ok for s in self.steps)
-
-    @property
-    def retry(self) -> bool:
-        return any(s.retry for s in self.steps)
-
-    def failures(self) -> str:
-        return failures(self.steps)
-
-
-def failures(steps: Iterable[Step]) -> str:
-    """Every failing step, as one line: ``TopicsReady: …; ConsumersReady: …``."""
-    return "; ".join(f"{s.condition}: {s.message}" for s in steps if not s.ok)
-
-
-class Servers:
-    """The operator's long-lived clients of Kafka and Cassandra, made on first use.
-
-    Cassandra's session is made lazily and again after a failed attempt, so an operator
-    started while Cassandra is down recovers by itself.
-    """
-
-    def __init__(self, settings: OperatorSettings) -> None:
-        self.settings = settings
-        self._admin: AdminClient | None = None
-        self._session: Session | None = None
-        self._lock = threading.Lock()
-        self._claims_ready = False
-        self._failed_at = -_RECONNECT_PAUSE
-
-    def kafka(self) -> AdminClient:
-        with self._lock:
-            if self._admin is None:
-                self._admin = AdminClient(self.settings.kafka_config())
-            return self._admin
-
-    def cassandra(self) -> Session:
-        """The session; connecting happens outside the lock (it can take a timeout per
-        contact point), and a failed attempt is not repeated for a few seconds, so workers
-        do not queue behind a Cassandra that is down."""
-        with self._lock:
-            if self._session is not None:
-                return self._session
-            if time.monotonic() - self._failed_at < _RECONNECT_PAUSE:
-                raise NoHostAvailable("Cassandra was unreachable a moment ago", {})
-        s = self.settings
-        credentials = (
-            (s.cassandra_username, s.cassandra_password.get_secret_value())
-            if s.cassandra_username and s.cassandra_password
-            else None
-        )
-        try:
-            session = connect(
-                s.cassandra_contact_points,
-                local_dc=s.cassandra_local_dc,
-                timeout=s.request_timeout,
-                credentials=credentials,
-            )
-        except Exception:
-            with self._lock:
-                self._failed_at = time.monotonic()
-            raise
-        with self._lock:
-            if self._session is None:
-                self._session = session
-            current = self._session
-        if current is not session:
-            shutdown_session(session)  # another worker connected first
-        return current
-
-    def claims(self) -> Session:
-        """The Cassandra session, with the control keyspace of claims made once."""
-        session = self.cassandra()
-        with self._lock:
-            if not self._claims_ready:
-                ensure_claims_table(session, self.settings.claims_replication_factor)
-                self._claims_ready = True
-        return session
-
-    def close(self) -> None:
-        with self._lock:
-            if self._session is not None:
-                shutdown_session(self._session)
-                self._session = None
-
-
 def reconcile(
     force: Force, servers: Servers, workloads: Workloads, cause: Cause, progress: Progress
 ) -> Outcome:
@@ -218,7 +76,11 @@ def reconcile(
     except ProvisioningError as exc:
         failed = Step("TopicsReady", False, exc.reason, str(exc))
         return Outcome(
-            steps=[failed, _as(failed, "KeyspaceReady"), _as(failed, "ConsumersReady")],
+            steps=[
+                failed,
+                failed.as_condition("KeyspaceReady"),
+                failed.as_condition("ConsumersReady"),
+            ],
             events=[Event("Warning", exc.reason, str(exc))],
             permanent=str(exc),
         )
@@ -232,7 +94,11 @@ def reconcile(
             retry=True,
         )
         return Outcome(
-            steps=[waiting, _as(waiting, "KeyspaceReady"), _as(waiting, "ConsumersReady")]
+            steps=[
+                waiting,
+                waiting.as_condition("KeyspaceReady"),
+                waiting.as_condition("ConsumersReady"),
+            ]
         )
     outcome = Outcome(steps=[])
     outcome.steps.append(_topics(force, servers, outcome.events, cause))
@@ -242,10 +108,6 @@ def reconcile(
     if step is not None:
         outcome.steps.append(step)
     return outcome
-
-
-def _as(step: Step, condition: ConditionType) -> Step:
-    return Step(condition, step.ok, step.reason, step.message, step.retry)
 
 
 def consumers_step(force: Force, workloads: Workloads) -> Step:
