@@ -25,19 +25,13 @@ from pydantic import ValidationError
 from peaceland.operator import metrics
 from peaceland.operator.kube import Workloads
 from peaceland.operator.progress import Progress, Verdict
-from peaceland.operator.reconcile import (
-    conditions,
-    consumers_step,
-    merge_step,
-    phase,
-    progress_step,
-    reconcile,
-    teardown,
-    transitions,
-)
+from peaceland.operator.reconcile import conditions, merge_step, phase, reconcile, transitions
 from peaceland.operator.results import Cause, Event, Force, Outcome
 from peaceland.operator.servers import Servers
 from peaceland.operator.settings import OperatorSettings
+from peaceland.operator.steps.consumers import availability_step
+from peaceland.operator.steps.progress import progress_step
+from peaceland.operator.teardown import teardown
 from peaceland.tenants.errors import InvalidForceIdError
 from peaceland.tenants.policeforce import GROUP, PLURAL, VERSION, spec_from
 from peaceland.tenants.workloads import status_names
@@ -162,7 +156,7 @@ def _watch(
             outcome = _reconcile(force, "drift", memo, servers, workloads)
         else:
             current = list(status.get("conditions") or [])
-            fresh = [consumers_step(force, workloads)]
+            fresh = [availability_step(force, workloads)]
             verdicts: list[Verdict] = []
             if check_progress:
                 memo["last_progress"] = now
