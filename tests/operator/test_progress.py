@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from peaceland.operator.conditions import transitions
 from peaceland.operator.progress import Offsets, Progress, Seen, judge
-from peaceland.operator.reconcile import transitions
 from peaceland.operator.results import Step
 
 

@@ -23,9 +23,10 @@ import kopf
 from pydantic import ValidationError
 
 from peaceland.operator import metrics
+from peaceland.operator.conditions import conditions, merge_step, phase, transitions
 from peaceland.operator.kube import Workloads
 from peaceland.operator.progress import Progress, Verdict
-from peaceland.operator.reconcile import conditions, merge_step, phase, reconcile, transitions
+from peaceland.operator.reconcile import reconcile
 from peaceland.operator.results import Cause, Event, Force, Outcome
 from peaceland.operator.servers import Servers
 from peaceland.operator.settings import OperatorSettings
