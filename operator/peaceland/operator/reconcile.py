@@ -1,11 +1,15 @@
-"""Reconciling one police force: its topics, its keyspace and its consumers, then what the
-status says of it (``conditions``).
+"""Reconciling one police force: its topics, its keyspace and its consumers.
 
-Plain, typed and idempotent: the kopf handlers call these and translate the outcome into
-status, Events and kopf's retry errors. Each of the three steps runs even when another
-fails, so the status says everything that is wrong at once, and a Kafka outage does not
-stop the keyspace or the consumers from being made. Each step is a module of
-``peaceland.operator.steps``.
+A reconcile, as the kopf handlers run it, is three moves:
+
+1. fetch: the force as the API server holds it, its spec typed (``handlers._force``);
+2. run the steps: :func:`reconcile`, below, one module of ``peaceland.operator.steps`` each;
+3. build the status: :func:`peaceland.operator.conditions.status_after` turns the outcome
+   into the typed ``PoliceForceStatus``, which the handler patches when it changed.
+
+Plain, typed and idempotent. Each of the three steps runs even when another fails, so the
+status says everything that is wrong at once, and a Kafka outage does not stop the keyspace
+or the consumers from being made.
 """
 
 from __future__ import annotations
