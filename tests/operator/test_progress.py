@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from peaceland.operator.conditions import transitions
 from peaceland.operator.progress import Offsets, Progress, Seen, judge
-from peaceland.operator.reconcile import Step, transitions
+from peaceland.operator.results import Step
+from peaceland.tenants.policeforce import Condition
 
 
 def test_a_group_with_nothing_waiting_is_never_still():
@@ -42,8 +44,8 @@ def _progressing(ok: bool, reason: str) -> Step:
 
 
 def test_a_stall_and_a_recovery_each_post_one_event():
-    ok = [{"type": "ConsumersProgressing", "status": "True"}]
-    stalled = [{"type": "ConsumersProgressing", "status": "False"}]
+    ok = [Condition(type="ConsumersProgressing", status="True", reason="Progressing")]
+    stalled = [Condition(type="ConsumersProgressing", status="False", reason="ArchiverStalled")]
     [event] = transitions(ok, [_progressing(False, "ArchiverStalled")])
     assert (event.type, event.reason) == ("Warning", "ArchiverStalled")
     assert transitions(stalled, [_progressing(False, "ArchiverStalled")]) == []

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from peaceland.operator import metrics
 from peaceland.operator.handlers import registry
 from peaceland.operator.kube import FIELD_MANAGER, Workloads
-from peaceland.operator.reconcile import Servers
+from peaceland.operator.servers import Servers
 from peaceland.operator.settings import OperatorSettings
 
 log = logging.getLogger("peaceland.operator")

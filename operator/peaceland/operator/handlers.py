@@ -23,26 +23,18 @@ import kopf
 from pydantic import ValidationError
 
 from peaceland.operator import metrics
+from peaceland.operator.conditions import merge_step, read_status, status_after, timestamp, wire
 from peaceland.operator.kube import Workloads
 from peaceland.operator.progress import Progress, Verdict
-from peaceland.operator.reconcile import (
-    Cause,
-    Event,
-    Force,
-    Outcome,
-    Servers,
-    conditions,
-    consumers_step,
-    merge_step,
-    phase,
-    progress_step,
-    reconcile,
-    teardown,
-    transitions,
-)
+from peaceland.operator.reconcile import reconcile
+from peaceland.operator.results import Cause, Event, Force, Outcome
+from peaceland.operator.servers import Servers
 from peaceland.operator.settings import OperatorSettings
+from peaceland.operator.steps.consumers import availability_step
+from peaceland.operator.steps.progress import progress_step
+from peaceland.operator.teardown import teardown
 from peaceland.tenants.errors import InvalidForceIdError
-from peaceland.tenants.policeforce import GROUP, PLURAL, VERSION, spec_from
+from peaceland.tenants.policeforce import GROUP, PLURAL, VERSION, Condition, spec_from
 from peaceland.tenants.workloads import status_names
 
 FINALIZER = f"{GROUP}/finalizer"
@@ -138,9 +130,10 @@ def _watch(
 ) -> None:
     # Leave a force alone until its change handler has seen its latest spec, while its
     # spec cannot work (a spec change retries it), and once it is being deleted.
+    observed = read_status(status)
     if (
-        status.get("observedGeneration") != meta.get("generation")
-        or status.get("phase") in ("Failed", "Deleting")
+        observed.observed_generation != meta.get("generation")
+        or observed.phase in ("Failed", "Deleting")
         or meta.get("deletionTimestamp")
     ):
         return
@@ -148,7 +141,7 @@ def _watch(
     now = time.monotonic()
     drift = now - memo.get("last_reconcile", 0.0) >= settings.drift_interval
     check_progress = now - memo.get("last_progress", 0.0) >= settings.progress_interval
-    if not drift and not check_progress and status.get("phase") == "Ready":
+    if not drift and not check_progress and observed.phase == "Ready":
         return
     guard = _guard(memo)
     if not guard.acquire(blocking=False):
@@ -164,15 +157,14 @@ def _watch(
         if drift:
             outcome = _reconcile(force, "drift", memo, servers, workloads)
         else:
-            current = list(status.get("conditions") or [])
-            fresh = [consumers_step(force, workloads)]
+            fresh = [availability_step(force, workloads)]
             verdicts: list[Verdict] = []
             if check_progress:
                 memo["last_progress"] = now
                 progress, verdicts = progress_step(force, servers, _progress(memo, servers))
                 if progress is not None:
                     fresh.append(progress)
-            outcome = Outcome(steps=merge_step(current, *fresh), verdicts=verdicts)
+            outcome = Outcome(steps=merge_step(observed.conditions, *fresh), verdicts=verdicts)
             metrics.observe_conditions(force.namespace, force.name, outcome)
             metrics.observe_progress(force.namespace, force.name, outcome.verdicts)
         _record(body, status, patch, force, outcome)
@@ -251,13 +243,15 @@ def _force(body: kopf.Body, patch: kopf.Patch) -> Force:
         patch.status["phase"] = "Failed"
         patch.status["observedGeneration"] = meta.get("generation")
         patch.status["conditions"] = [
-            {
-                "type": "Ready",
-                "status": "False",
-                "reason": "InvalidSpec",
-                "message": message[:4096],
-                "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
+            wire(
+                Condition(
+                    type="Ready",
+                    status="False",
+                    reason="InvalidSpec",
+                    message=message[:4096],
+                    last_transition_time=timestamp(),
+                )
+            )
         ]
         kopf.event(body, type="Warning", reason="InvalidSpec", message=message[:1024])
         raise kopf.PermanentError(f"the spec can never work: {message}") from exc
@@ -281,22 +275,12 @@ def _spec_errors(exc: Exception) -> str:
 def _record(
     body: kopf.Body, status: kopf.Status, patch: kopf.Patch, force: Force, outcome: Outcome
 ) -> None:
-    """Write the outcome into the status (only when something changed) and post Events.
-
-    A condition the outcome says nothing of (progress, when Kafka could not be read) keeps
-    what the status had."""
-    current = list(status.get("conditions") or [])
-    steps = merge_step(current, *outcome.steps)
-    new = conditions(current, steps)
-    outcome.events.extend(transitions(current, steps))
-    wanted = {
-        "phase": phase(status.get("phase"), all(s.ok for s in steps)),
-        "observedGeneration": force.generation,
-        "conditions": new,
-        **status_names(force.name),
-    }
-    if any(status.get(key) != value for key, value in wanted.items()):
-        for key, value in wanted.items():
+    """Write the outcome into the status (only when something changed) and post Events."""
+    current = read_status(status)
+    wanted, changes = status_after(current, force, outcome)
+    outcome.events.extend(changes)
+    if wanted != current:
+        for key, value in wire(wanted).items():
             patch.status[key] = value
     _post(body, outcome.events)
 

@@ -11,7 +11,7 @@ from typing import Final, get_args
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from peaceland.operator.progress import Verdict
-from peaceland.operator.reconcile import Outcome
+from peaceland.operator.results import Outcome
 from peaceland.tenants.policeforce import ConditionType
 from peaceland.tenants.workloads import CONSUMERS
 

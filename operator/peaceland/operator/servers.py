@@ -1,0 +1,87 @@
+"""The operator's long-lived clients of Kafka and Cassandra, shared by every force."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from cassandra.cluster import NoHostAvailable, Session
+from confluent_kafka.admin import AdminClient
+
+from peaceland.operator.settings import OperatorSettings
+from peaceland.tenants.cassandra import connect, shutdown_session
+from peaceland.tenants.provisioning.claims import ensure_claims_table
+
+#: Seconds a failed connection to Cassandra is not retried.
+_RECONNECT_PAUSE = 5.0
+
+
+class Servers:
+    """The operator's long-lived clients of Kafka and Cassandra, made on first use.
+
+    Cassandra's session is made lazily and again after a failed attempt, so an operator
+    started while Cassandra is down recovers by itself.
+    """
+
+    def __init__(self, settings: OperatorSettings) -> None:
+        self.settings = settings
+        self._admin: AdminClient | None = None
+        self._session: Session | None = None
+        self._lock = threading.Lock()
+        self._claims_ready = False
+        self._failed_at = -_RECONNECT_PAUSE
+
+    def kafka(self) -> AdminClient:
+        with self._lock:
+            if self._admin is None:
+                self._admin = AdminClient(self.settings.kafka_config())
+            return self._admin
+
+    def cassandra(self) -> Session:
+        """The session; connecting happens outside the lock (it can take a timeout per
+        contact point), and a failed attempt is not repeated for a few seconds, so workers
+        do not queue behind a Cassandra that is down."""
+        with self._lock:
+            if self._session is not None:
+                return self._session
+            if time.monotonic() - self._failed_at < _RECONNECT_PAUSE:
+                raise NoHostAvailable("Cassandra was unreachable a moment ago", {})
+        s = self.settings
+        credentials = (
+            (s.cassandra_username, s.cassandra_password.get_secret_value())
+            if s.cassandra_username and s.cassandra_password
+            else None
+        )
+        try:
+            session = connect(
+                s.cassandra_contact_points,
+                local_dc=s.cassandra_local_dc,
+                timeout=s.request_timeout,
+                credentials=credentials,
+            )
+        except Exception:
+            with self._lock:
+                self._failed_at = time.monotonic()
+            raise
+        with self._lock:
+            if self._session is None:
+                self._session = session
+            current = self._session
+        if current is not session:
+            shutdown_session(session)  # another worker connected first
+        return current
+
+    def claims(self) -> Session:
+        """The Cassandra session, with the control keyspace of claims made once."""
+        session = self.cassandra()
+        with self._lock:
+            if not self._claims_ready:
+                ensure_claims_table(session, self.settings.claims_replication_factor)
+                self._claims_ready = True
+        return session
+
+    def close(self) -> None:
+        with self._lock:
+            if self._session is not None:
+                shutdown_session(self._session)
+                self._session = None

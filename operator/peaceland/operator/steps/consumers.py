@@ -1,0 +1,73 @@
+"""ConsumersReady: the force's ConfigMap and consumer Deployments are as its spec says, and
+available."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import httpx2
+from lightkube import ApiError
+
+from peaceland.operator.kube import Availability, Workloads
+from peaceland.operator.results import Cause, Event, Force, Step
+from peaceland.operator.settings import OperatorSettings
+from peaceland.tenants.workloads import CONSUMERS, consumer_deployment, settings_config_map
+
+
+def manifests(force: Force, settings: OperatorSettings) -> list[dict[str, Any]]:
+    """The ConfigMap and consumer Deployments the force runs on."""
+    return [
+        settings_config_map(force.name, force.uid, force.spec),
+        *(
+            consumer_deployment(
+                force.name,
+                force.uid,
+                force.spec,
+                consumer,
+                kafka_bootstrap_servers=settings.consumers_kafka,
+                cassandra_contact_points=settings.consumers_cassandra,
+            )
+            for consumer in CONSUMERS
+        ),
+    ]
+
+
+def consumers_step(
+    force: Force,
+    settings: OperatorSettings,
+    workloads: Workloads,
+    events: list[Event],
+    cause: Cause,
+) -> Step:
+    """Apply the ConfigMap and Deployments (their changes are said in Events), then say
+    whether the consumers are available."""
+    try:
+        changed = workloads.apply(force.namespace, manifests(force, settings))
+        availability = workloads.availability(force.namespace, force.name)
+    except (ApiError, httpx2.HTTPError) as exc:
+        return Step("ConsumersReady", False, "ApiError", f"Kubernetes API: {exc}", retry=True)
+    if changed:
+        if cause == "drift":
+            events.append(
+                Event("Warning", "DriftRepaired", f"restored {', '.join(changed)} to the spec")
+            )
+        else:
+            events.append(Event("Normal", "ConsumersApplied", f"applied {', '.join(changed)}"))
+    return _consumers_ready(availability)
+
+
+def _consumers_ready(availability: Iterable[Availability]) -> Step:
+    states = list(availability)
+    message = ", ".join(f"{a.name} {a}" for a in states)
+    if all(a.ready for a in states):
+        return Step("ConsumersReady", True, "Available", message)
+    return Step("ConsumersReady", False, "Progressing", message)
+
+
+def availability_step(force: Force, workloads: Workloads) -> Step:
+    """Only whether the consumers are available (the cheap check between reconciles)."""
+    try:
+        return _consumers_ready(workloads.availability(force.namespace, force.name))
+    except (ApiError, httpx2.HTTPError) as exc:
+        return Step("ConsumersReady", False, "ApiError", f"Kubernetes API: {exc}", retry=True)

@@ -1,0 +1,47 @@
+"""What a deleted force's deletion policy asks for its data."""
+
+from __future__ import annotations
+
+from peaceland.operator.results import Event
+from peaceland.operator.servers import Servers
+from peaceland.tenants.forces import resources_for
+from peaceland.tenants.provisioning.claims import owner_of, release
+from peaceland.tenants.provisioning.keyspace import drop_keyspace
+from peaceland.tenants.provisioning.topics import delete_topics
+
+
+def teardown(force_name: str, namespace: str, policy: str, servers: Servers) -> list[Event]:
+    """What the deletion policy asks for the force's data: ``Delete`` removes its topics and
+    keyspace, ``Retain`` keeps both; the id's claim is released either way (a PoliceForce of
+    that name created later adopts retained data). Only the owner's data is touched. Raises
+    while a server is unreachable (retry)."""
+    resources = resources_for(force_name)
+    owner = f"{namespace}/{force_name}"
+    session = servers.claims()
+    holder = owner_of(session, force_name)
+    if holder != owner:
+        # Never its data (NameTaken), or its claim is gone (a Retain force's data released
+        # for adoption): either way, not this resource's to delete.
+        whose = f"belongs to {holder}" if holder else "is claimed by no PoliceForce"
+        return [Event("Normal", "NotOwner", f"the id {whose}: its data is left alone")]
+    if policy != "Delete":
+        release(session, force_name, owner)
+        return [
+            Event(
+                "Normal",
+                "DataRetained",
+                f"deletionPolicy Retain: kept topics {', '.join(resources.topics)} and keyspace "
+                f"{resources.keyspace}",
+            )
+        ]
+    delete_topics(servers.kafka(), resources, timeout=servers.settings.request_timeout)
+    drop_keyspace(session, resources.keyspace)
+    release(session, force_name, owner)
+    return [
+        Event(
+            "Normal",
+            "DataDeleted",
+            f"deletionPolicy Delete: deleted topics {', '.join(resources.topics)} and keyspace "
+            f"{resources.keyspace}",
+        )
+    ]
