@@ -3,26 +3,19 @@ says."""
 
 from __future__ import annotations
 
-from cassandra import DriverException, OperationTimedOut, ReadTimeout, Unavailable, WriteTimeout
+from cassandra import DriverException
 from cassandra.cluster import NoHostAvailable
+from cassandra.connection import ConnectionException
 
 from peaceland.operator.results import Event, Force, Step
 from peaceland.operator.servers import Servers
+from peaceland.tenants.cassandra import is_transient
 from peaceland.tenants.errors import ProvisioningError
 from peaceland.tenants.forces import resources_for
 from peaceland.tenants.provisioning.keyspace import (
     apply_replication,
     ensure_keyspace,
     schema_version,
-)
-
-#: Cassandra is down or overloaded (retry), as opposed to refusing what we asked.
-_CASSANDRA_DOWN: tuple[type[Exception], ...] = (
-    NoHostAvailable,
-    OperationTimedOut,
-    Unavailable,
-    ReadTimeout,
-    WriteTimeout,
 )
 
 
@@ -40,10 +33,11 @@ def keyspace_step(force: Force, servers: Servers, events: list[Event]) -> Step:
         version = schema_version(session, keyspace)
     except ProvisioningError as exc:
         return Step("KeyspaceReady", False, exc.reason, str(exc))
-    except _CASSANDRA_DOWN as exc:
-        return Step("KeyspaceReady", False, "CassandraUnavailable", f"{where}: {exc}", retry=True)
-    except DriverException as exc:  # refused: a permission, a statement; said as it is
-        return Step("KeyspaceReady", False, "CassandraError", f"{where}: {exc}", retry=True)
+    except (DriverException, NoHostAvailable, ConnectionException) as exc:
+        # Down, overloaded or not yet agreed on its schema (heals), or refusing what we
+        # asked (said as it is); retried either way.
+        reason = "CassandraUnavailable" if is_transient(exc) else "CassandraError"
+        return Step("KeyspaceReady", False, reason, f"{where}: {exc}", retry=True)
     if applied:
         events.append(
             Event(

@@ -4,23 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaException
 
 from peaceland.operator.results import Cause, Event, Force, Step
 from peaceland.operator.servers import Servers
 from peaceland.tenants.errors import ProvisioningError
 from peaceland.tenants.forces import resources_for
+from peaceland.tenants.kafka import is_transient
 from peaceland.tenants.provisioning.topics import ensure_topics
-
-_KAFKA_UNREACHABLE = {
-    KafkaError._TRANSPORT,
-    KafkaError._TIMED_OUT,
-    KafkaError._ALL_BROKERS_DOWN,
-    KafkaError._RESOLVE,
-    KafkaError.REQUEST_TIMED_OUT,
-    KafkaError.NOT_CONTROLLER,
-    KafkaError.NOT_COORDINATOR,
-}
 
 
 def topics_step(force: Force, servers: Servers, events: list[Event], cause: Cause) -> Step:
@@ -34,8 +25,7 @@ def topics_step(force: Force, servers: Servers, events: list[Event], cause: Caus
         return Step("TopicsReady", False, exc.reason, str(exc))
     except KafkaException as exc:
         error = exc.args[0]
-        unreachable = error.code() in _KAFKA_UNREACHABLE or error.retriable()
-        reason = "KafkaUnavailable" if unreachable else "KafkaError"
+        reason = "KafkaUnavailable" if is_transient(error) else "KafkaError"
         return Step(
             "TopicsReady",
             False,
