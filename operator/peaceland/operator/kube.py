@@ -7,7 +7,6 @@ never set (a HorizontalPodAutoscaler's replicas aside, which we do set) are left
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -49,37 +48,34 @@ class Availability:
 class Workloads:
     """A force's ConfigMap and consumer Deployments, through one API client.
 
-    Calls are serialised: lightkube decodes with msgspec, and two worker threads decoding a
-    type for the first time at once crashed the process (a segmentation fault, seen with
-    msgspec 0.22 and lightkube 1.0). Each call takes milliseconds; forces wait on Kafka and
-    Cassandra, not here.
+    kopf's worker threads call it at once, unserialised: the client's connection pool is
+    thread-safe, and msgspec (which lightkube decodes with) publishes a type's decoding plan
+    only once it is complete since 0.23; 0.22 let a second thread use a half-built one and
+    crashed (docs/development.md, "The Kubernetes client"; tests/operator/test_kube.py).
     """
 
     def __init__(self, client: Client) -> None:
         self._client = client
-        self._lock = threading.Lock()
 
     def apply(self, namespace: str, manifests: list[dict[str, Any]]) -> list[str]:
         """Apply ``manifests`` in ``namespace``; returns the names of objects created or
         changed (empty when everything already matched)."""
         changed: list[str] = []
-        with self._lock:
-            for manifest in manifests:
-                kind = manifest["kind"]
-                if kind == "Deployment":
-                    done = self._apply(Deployment, namespace, manifest)
-                elif kind == "ConfigMap":
-                    done = self._apply(ConfigMap, namespace, manifest)
-                else:
-                    raise ValueError(f"no {kind} among a force's workloads")
-                if done:
-                    changed.append(f"{kind}/{manifest['metadata']['name']}")
+        for manifest in manifests:
+            kind = manifest["kind"]
+            if kind == "Deployment":
+                done = self._apply(Deployment, namespace, manifest)
+            elif kind == "ConfigMap":
+                done = self._apply(ConfigMap, namespace, manifest)
+            else:
+                raise ValueError(f"no {kind} among a force's workloads")
+            if done:
+                changed.append(f"{kind}/{manifest['metadata']['name']}")
         return changed
 
     def generation(self, namespace: str, name: str) -> int | None:
         """The PoliceForce's live generation; None when it is gone or being deleted."""
-        with self._lock:
-            force = self._get(PoliceForce, name, namespace)
+        force = self._get(PoliceForce, name, namespace)
         meta = force.metadata if force else None
         if meta is None or meta.deletionTimestamp is not None:
             return None
@@ -89,8 +85,7 @@ class Workloads:
         """Whether the PoliceForce ``namespace/name`` exists; None when we may not look."""
         namespace, _, name = owner.partition("/")
         try:
-            with self._lock:
-                return self._get(PoliceForce, name, namespace) is not None
+            return self._get(PoliceForce, name, namespace) is not None
         except httpx2.HTTPError:  # forbidden, unreachable: we cannot tell
             return None
 
@@ -98,8 +93,7 @@ class Workloads:
         out = []
         for consumer in CONSUMERS:
             name = f"{force_id}-{consumer}"
-            with self._lock:
-                deployment = self._get(Deployment, name, namespace)
+            deployment = self._get(Deployment, name, namespace)
             if deployment is None:
                 out.append(Availability(name, 1, 0, current=False))
                 continue
@@ -122,13 +116,12 @@ class Workloads:
 
         Their ownerReferences would let the garbage collector do it; doing it ourselves
         frees the consumers at once, and works where no garbage collector runs."""
-        with self._lock:
-            return self._delete(Deployment, namespace, force_id) + self._delete(
-                ConfigMap, namespace, force_id
-            )
+        return self._delete(Deployment, namespace, force_id) + self._delete(
+            ConfigMap, namespace, force_id
+        )
 
     def _get(self, kind: type[_K], name: str, namespace: str) -> _K | None:
-        """The object, or None when it does not exist. Call with the lock held."""
+        """The object, or None when it does not exist."""
         try:
             return self._client.get(kind, name, namespace=namespace)
         except ApiError as exc:
