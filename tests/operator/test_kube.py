@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from tests.operator.kube_helpers import ROOT, Kubectl
 
 if TYPE_CHECKING:  # the fixture's type only: where the stack lives is the fixtures' business
-    from peaceland.cli.stack.kube import KubeApiServer
+    from peaceland.stack.kube import KubeApiServer
 
 THREADS = 32
 ROUNDS = 4
