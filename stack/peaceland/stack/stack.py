@@ -266,16 +266,7 @@ class KafkaCluster:
             self.wait_ready(node, timeout)
 
     def wait_ready(self, node: Kafka, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while (reason := node.probe()) is not None:
-            if node.pid() is None:
-                raise StackError(
-                    f"{node.name} exited during start-up; its log is "
-                    f"{node.log_file}:\n{_tail(node.log_file)}"
-                )
-            if time.monotonic() > deadline:
-                raise StackError(f"{node.name} not ready after {timeout:.0f}s: {reason}")
-            time.sleep(0.5)
+        _wait_ready(node, timeout, interval=0.5)
 
     def kill(self, index: int) -> None:
         """SIGKILL one node: a broker lost, with whatever it had not yet replicated."""
@@ -327,16 +318,7 @@ class CassandraRing:
             shutdown_session(session)
 
     def wait_ready(self, node: Cassandra, timeout: float = 300.0) -> None:
-        deadline = time.monotonic() + timeout
-        while (reason := node.probe()) is not None:
-            if node.pid() is None:
-                raise StackError(
-                    f"{node.name} exited during start-up; its log is "
-                    f"{node.log_file}:\n{_tail(node.log_file)}"
-                )
-            if time.monotonic() > deadline:
-                raise StackError(f"{node.name} not ready after {timeout:.0f}s: {reason}")
-            time.sleep(1)
+        _wait_ready(node, timeout, interval=1.0)
 
     def kill(self, index: int) -> None:
         """SIGKILL one node: a replica lost, with whatever it had not yet flushed."""
@@ -349,6 +331,20 @@ class CassandraRing:
     def down(self) -> None:
         for node in self.nodes:
             node.stop()
+
+
+def _wait_ready(node: Server, timeout: float, interval: float) -> None:
+    """Until ``node`` answers real requests; fails with its log's tail if it exits first."""
+    deadline = time.monotonic() + timeout
+    while (reason := node.probe()) is not None:
+        if node.pid() is None:
+            raise StackError(
+                f"{node.name} exited during start-up; its log is "
+                f"{node.log_file}:\n{_tail(node.log_file)}"
+            )
+        if time.monotonic() > deadline:
+            raise StackError(f"{node.name} not ready after {timeout:.0f}s: {reason}")
+        time.sleep(interval)
 
 
 def _tail(path: object, lines: int = 30) -> str:
