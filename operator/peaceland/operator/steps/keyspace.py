@@ -3,7 +3,7 @@ says."""
 
 from __future__ import annotations
 
-from cassandra import DriverException
+from cassandra import AuthenticationFailed, DriverException, Unauthorized
 from cassandra.cluster import NoHostAvailable
 from cassandra.connection import ConnectionException
 
@@ -34,9 +34,11 @@ def keyspace_step(force: Force, servers: Servers, events: list[Event]) -> Step:
     except ProvisioningError as exc:
         return Step("KeyspaceReady", False, exc.reason, str(exc))
     except (DriverException, NoHostAvailable, ConnectionException) as exc:
-        # Down, overloaded or not yet agreed on its schema (heals), or refusing what we
-        # asked (said as it is); retried either way.
-        reason = "CassandraUnavailable" if is_transient(exc) else "CassandraError"
+        # Down, overloaded or not yet agreed on its schema (heals by itself), or refusing
+        # what we asked, a permission say (said as it is, for a person to act on); retried
+        # either way.
+        refused = isinstance(exc, (Unauthorized, AuthenticationFailed))
+        reason = "CassandraUnavailable" if is_transient(exc) and not refused else "CassandraError"
         return Step("KeyspaceReady", False, reason, f"{where}: {exc}", retry=True)
     if applied:
         events.append(
