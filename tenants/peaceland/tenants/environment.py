@@ -4,8 +4,8 @@ Each deployable reads its own settings as ``PEACELAND_<COMPONENT>_<FIELD>`` (pyd
 ``env_prefix``), and the servers' addresses without a prefix: every process of a force talks
 to the same Kafka and Cassandra. The settings classes, the operator's Deployments and the
 local node all take the names from here, so a renamed setting cannot be missed by one of
-them; ``tests/tenants/test_environment.py`` feeds what this module builds to the settings
-classes themselves.
+them; ``tests/tenants/test_workloads.py`` and ``tests/node/test_launch.py`` feed what is
+built from here to the settings classes themselves.
 """
 
 from __future__ import annotations
