@@ -23,6 +23,8 @@ from confluent_kafka.admin import AdminClient
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from peaceland.operator.progress import group_offsets
+from peaceland.operator.settings import OperatorSettings
 from peaceland.services.alerter.book import AlertBook
 from peaceland.services.alerter.consumer import Alerter
 from peaceland.services.alerter.settings import AlerterSettings
@@ -146,3 +148,19 @@ def test_consumers_never_make_their_topics(
         stop.set()
         for thread in threads:
             thread.join(30)
+
+
+def test_the_operator_watching_a_force_progress_never_makes_its_topic(
+    auto_creating_kafka: str, unmade_force: ForceResources
+):
+    # The operator asks Kafka about a force's reports topic every few seconds (is its
+    # consumer progressing?); with its topics deleted by hand, that question must not make
+    # one with the broker's defaults before the next reconcile makes it properly.
+    settings = OperatorSettings(
+        kafka_bootstrap_servers=auto_creating_kafka, cassandra_contact_points="127.0.0.1"
+    )
+    admin = AdminClient(settings.kafka_config())
+    for _ in range(3):
+        assert group_offsets(admin, unmade_force.force_id, "archiver", timeout=10) == {}
+    time.sleep(2)
+    assert unmade_force.reports_topic not in topics(auto_creating_kafka)

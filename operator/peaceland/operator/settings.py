@@ -13,6 +13,7 @@ from peaceland.tenants.environment import (
     KAFKA_BOOTSTRAP_SERVERS,
     env_prefix,
 )
+from peaceland.tenants.kafka import Config, client_config
 
 
 class OperatorSettings(BaseSettings):
@@ -102,10 +103,10 @@ class OperatorSettings(BaseSettings):
     def consumers_cassandra(self) -> str:
         return self.consumers_cassandra_contact_points or self.cassandra_contact_points
 
-    def kafka_config(self) -> dict[str, str | int | float | bool]:
+    def kafka_config(self) -> Config:
         """librdkafka settings of the operator's admin client."""
-        config: dict[str, str | int | float | bool] = {
-            "bootstrap.servers": self.kafka_bootstrap_servers,
+        # The shared base: above all, asking about a force's topic never makes it.
+        config = client_config(self.kafka_bootstrap_servers) | {
             "socket.timeout.ms": str(int(self.request_timeout * 1000)),
             "log_level": "3",
         }
