@@ -17,6 +17,8 @@ CONSUMERS: Final = ("archiver", "alerter")
 SETTINGS_KEY: Final = "force.json"
 SETTINGS_DIR: Final = "/etc/peaceland"
 _APP: Final = "peaceland"
+#: The unprivileged user and group a consumer runs as (the image needs no other).
+RUN_AS: Final = 10001
 #: Where a consumer pod serves its probes and metrics.
 METRICS_PORT: Final = 9100
 
@@ -114,6 +116,14 @@ def consumer_deployment(
                 "spec": {
                     # SIGTERM lets a batch finish and commit; give it time.
                     "terminationGracePeriodSeconds": 60,
+                    # The "restricted" Pod Security Standard: a consumer needs no root, no
+                    # privilege, no capability and no write to its image.
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": RUN_AS,
+                        "runAsGroup": RUN_AS,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
                     "containers": [
                         {
                             "name": consumer,
@@ -134,13 +144,22 @@ def consumer_deployment(
                                 "failureThreshold": 2,
                             },
                             "resources": spec.consumers.resources.model_dump(),
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
                             "volumeMounts": [
-                                {"name": "settings", "mountPath": SETTINGS_DIR, "readOnly": True}
+                                {"name": "settings", "mountPath": SETTINGS_DIR, "readOnly": True},
+                                # The one place a consumer may write (Python's and
+                                # librdkafka's temporary files), gone with the pod.
+                                {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
                             ],
                         }
                     ],
                     "volumes": [
-                        {"name": "settings", "configMap": {"name": f"{force_id}-settings"}}
+                        {"name": "settings", "configMap": {"name": f"{force_id}-settings"}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
                     ],
                 },
             },
