@@ -431,7 +431,9 @@ def test_a_name_another_namespace_owns_fails_permanently_and_touches_nothing(
         assert ready
         condition = kubectl.condition(name, other, "Ready")
         assert condition["reason"] == "NameTaken"
-        assert f"belongs to the PoliceForce {namespace}/{name}" in condition["message"]
+        # The impostor's tenant learns the name is taken, never by whom or where.
+        assert "is taken by another police force" in condition["message"]
+        assert namespace not in condition["message"]
         assert kubectl.find("deployment", f"{name}-archiver", other) is None
         # Its deletion (policy Delete) must not delete the owner's data.
         kubectl("delete", "pf", name, "-n", other, "--timeout=30s")

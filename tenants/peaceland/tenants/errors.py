@@ -55,3 +55,17 @@ class ProvisioningError(PeaceLandError):
     def __init__(self, reason: str, message: str) -> None:
         self.reason = reason
         super().__init__(message)
+
+
+class NameTakenError(ProvisioningError):
+    """A police force id another PoliceForce holds. The message goes to the refused tenant
+    (its status, its Events): it says the id is taken and nothing of whom by; ``holder``
+    (``namespace/name``) is for the platform's own logs."""
+
+    def __init__(self, force_id: str, holder: str) -> None:
+        super().__init__(
+            "NameTaken",
+            f"the police force id {force_id!r} is taken by another police force: its topics "
+            "and keyspace are that force's. Choose another name.",
+        )
+        self.holder = holder

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from cassandra.cluster import Session
 
-from peaceland.tenants.errors import ProvisioningError
+from peaceland.tenants.errors import NameTakenError, ProvisioningError
 from peaceland.tenants.provisioning.claims import claim, ensure_claims_table, owner_of, release
 
 
@@ -28,9 +28,12 @@ def test_the_first_claimant_owns_the_id_and_may_claim_it_again(claims: Session):
 def test_a_second_namespace_cannot_take_a_claimed_id(claims: Session):
     force_id = f"t-{uuid.uuid4().hex[:12]}"
     claim(claims, force_id, "police/brest")
-    with pytest.raises(ProvisioningError, match="belongs to the PoliceForce police/brest") as e:
+    with pytest.raises(NameTakenError, match="is taken by another police force") as e:
         claim(claims, force_id, "other/brest")
     assert e.value.reason == "NameTaken"
+    # The refusal reaches the other tenant: it must not say who owns the id, or where.
+    assert "police" not in str(e.value).replace("police force", "")
+    assert e.value.holder == "police/brest"  # for the platform's own logs
 
 
 def test_of_racing_claimants_exactly_one_wins(claims: Session):

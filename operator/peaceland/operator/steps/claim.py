@@ -3,11 +3,15 @@ PoliceForce of the same name may own those topics and that keyspace."""
 
 from __future__ import annotations
 
+import logging
+
 from peaceland.operator.kube import Workloads
 from peaceland.operator.results import Event, Force, Outcome, Step
 from peaceland.operator.servers import Servers
-from peaceland.tenants.errors import ProvisioningError
+from peaceland.tenants.errors import NameTakenError, ProvisioningError
 from peaceland.tenants.provisioning.claims import claim
+
+log = logging.getLogger(__name__)
 
 
 def claim_step(force: Force, servers: Servers, workloads: Workloads) -> Outcome | None:
@@ -16,6 +20,8 @@ def claim_step(force: Force, servers: Servers, workloads: Workloads) -> Outcome 
     try:
         claim(servers.claims(), force.name, force.owner, workloads.force_exists)
     except ProvisioningError as exc:
+        if isinstance(exc, NameTakenError):  # who holds it: for us, not for the tenant
+            log.warning("%s asks for the id held by %s: refused", force.owner, exc.holder)
         failed = Step("TopicsReady", False, exc.reason, str(exc))
         return Outcome(
             steps=[

@@ -15,7 +15,7 @@ from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
 from cassandra.query import SimpleStatement
 
-from peaceland.tenants.errors import ProvisioningError
+from peaceland.tenants.errors import NameTakenError
 from peaceland.tenants.provisioning.keyspace import checked_keyspace
 
 CONTROL_KEYSPACE: Final = "peaceland_control"
@@ -40,7 +40,8 @@ def claim(
     exists: Callable[[str], bool | None] = lambda _: None,
 ) -> None:
     """Make ``owner`` (``namespace/name``) the owner of ``force_id``, or raise
-    ProvisioningError("NameTaken") naming the current owner. Idempotent for the owner.
+    NameTakenError (reason NameTaken), which names the current owner to our logs only, never
+    in its message: that reaches the other tenant. Idempotent for the owner.
 
     ``exists(holder)`` says whether the holder's PoliceForce still exists (None: cannot
     tell). A claim left by one that is gone (its finalizer removed by hand, its namespace
@@ -54,11 +55,7 @@ def claim(
     if holder != owner and exists(holder) is False and take_over(session, force_id, holder, owner):
         return
     if holder != owner:
-        raise ProvisioningError(
-            "NameTaken",
-            f"the police force id {force_id!r} belongs to the PoliceForce {holder}: its topics "
-            "and keyspace are that force's. Choose another name.",
-        )
+        raise NameTakenError(force_id, holder)
 
 
 def take_over(session: Session, force_id: str, stale_owner: str, owner: str) -> bool:
