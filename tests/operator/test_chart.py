@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from peaceland.operator.settings import OperatorSettings
 from peaceland.stack.kube import KubeApiServer
 from tests.operator.conftest import CHART, render_chart
 from tests.operator.kube_helpers import Kubectl
@@ -92,3 +93,32 @@ def test_the_charts_rbac_gives_the_operator_what_it_needs_and_nothing_more(
     operator = Kubectl(kubernetes.kubectl, kubernetes.operator_kubeconfig)
     answer = operator("auth", "can-i", verb, resource, "--all-namespaces", check=False)
     assert answer.stdout.strip() == ("yes" if allowed else "no"), answer.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "images", "partitions"),
+    [
+        ([], ["peaceland/services"], 96),
+        (
+            ["forces.allowedImages={registry.example/pl/services,peaceland/services}",
+             "forces.limits.partitions=12"],
+            ["registry.example/pl/services", "peaceland/services"],
+            12,
+        ),
+    ],
+    ids=["defaults", "chosen"],
+)  # fmt: skip
+def test_what_forces_may_ask_is_the_operator_s_setting_from_chart_values(
+    helm: Path, monkeypatch: pytest.MonkeyPatch, values: list[str], images: list[str],
+    partitions: int,
+):  # fmt: skip
+    rendered = render_chart(helm, *values)
+    deployment = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment")
+    for item in deployment["spec"]["template"]["spec"]["containers"][0]["env"]:
+        if "value" in item:
+            monkeypatch.setenv(item["name"], item["value"])
+    settings = OperatorSettings()
+    assert settings.allowed_images == images
+    assert settings.max_partitions == partitions
+    assert settings.max_kafka_retention_hours == 720
+    assert settings.max_replicas == 24

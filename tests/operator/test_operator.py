@@ -528,3 +528,31 @@ def test_a_consumer_that_commits_nothing_while_reports_wait_shows_in_the_status(
     reasons = [e["reason"] for e in events["items"]]
     assert "ArchiverStalled" in reasons
     assert "ConsumersRecovered" in reasons
+
+
+def test_a_force_asking_for_an_image_or_more_than_allowed_is_refused_and_touches_nothing(
+    kubectl: Kubectl, namespace: str, start_operator: StartOperator, kafka_admin: AdminClient
+):
+    start_operator(allowed_images="peaceland/services", max_replicas="2")
+    manifest = _renamed("brest")
+    manifest["spec"]["consumers"] = {"image": "evil.example/miner:latest", "replicas": 3}
+    name = manifest["metadata"]["name"]
+    kubectl.apply(manifest, namespace)
+    assert eventually(
+        lambda: (kubectl.force(name, namespace).get("status") or {}).get("phase") == "Failed",
+        30,
+        "the force to be refused",
+    )
+    condition = kubectl.condition(name, namespace, "Ready")
+    assert condition["reason"] == "NotAllowed"
+    assert "'evil.example/miner:latest' is not allowed" in condition["message"]
+    message = condition["message"]
+    assert "spec.consumers.replicas is 3; this installation allows at most 2" in message
+    assert kubectl.find("deployment", f"{name}-archiver", namespace) is None
+    assert resources_for(name).reports_topic not in kafka_admin.list_topics(timeout=10).topics
+
+    # Within bounds again, the same force is made.
+    manifest["spec"]["consumers"] = {"image": "peaceland/services:0.1.0", "replicas": 1}
+    kubectl.apply(manifest, namespace)
+    kubectl.mark_available(name, namespace)
+    _ready(kubectl, name, namespace)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import kopf
 from pydantic import ValidationError
@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from peaceland.operator import metrics
 from peaceland.operator.conditions import merge_step, read_status, status_after, timestamp, wire
 from peaceland.operator.kube import Workloads
+from peaceland.operator.limits import refusals
 from peaceland.operator.progress import Progress, Verdict
 from peaceland.operator.reconcile import reconcile
 from peaceland.operator.results import Cause, Event, Force, Outcome
@@ -83,7 +84,7 @@ def registry(settings: OperatorSettings, servers: Servers, workloads: Workloads)
         memo: kopf.Memo,
         **_: Any,
     ) -> None:
-        force = _force(body, patch)
+        force = _force(body, patch, servers.settings)
         cause: Cause = reason if reason in ("create", "update", "resume") else "resume"  # type: ignore[assignment]
         with _guard(memo):
             outcome = _reconcile(force, cause, memo, servers, workloads)
@@ -149,7 +150,7 @@ def _watch(
     try:
         # This timer's body is a snapshot from when it fired: act only if the spec is
         # still the one it describes and the force is not being deleted.
-        force = _force(body, patch)
+        force = _force(body, patch, settings)
         if memo.get("deleted") or workloads.generation(force.namespace, force.name) != (
             force.generation
         ):
@@ -233,28 +234,16 @@ def _guard(memo: kopf.Memo) -> threading.Lock:
     return lock
 
 
-def _force(body: kopf.Body, patch: kopf.Patch) -> Force:
+def _force(body: kopf.Body, patch: kopf.Patch, settings: OperatorSettings) -> Force:
     meta = body.metadata
     try:
         spec = spec_from(dict(body.spec))
         status_names(meta.name or "")  # the name must be able to name topics and a keyspace
     except (ValidationError, InvalidForceIdError) as exc:
-        message = _spec_errors(exc)
-        patch.status["phase"] = "Failed"
-        patch.status["observedGeneration"] = meta.get("generation")
-        patch.status["conditions"] = [
-            wire(
-                Condition(
-                    type="Ready",
-                    status="False",
-                    reason="InvalidSpec",
-                    message=message[:4096],
-                    last_transition_time=timestamp(),
-                )
-            )
-        ]
-        kopf.event(body, type="Warning", reason="InvalidSpec", message=message[:1024])
-        raise kopf.PermanentError(f"the spec can never work: {message}") from exc
+        _refuse(body, patch, "InvalidSpec", _spec_errors(exc), exc)
+    refused = refusals(spec, settings)
+    if refused:
+        _refuse(body, patch, "NotAllowed", "; ".join(refused))
     return Force(
         name=meta.name or "",
         namespace=meta.namespace or "default",
@@ -262,6 +251,27 @@ def _force(body: kopf.Body, patch: kopf.Patch) -> Force:
         generation=int(meta.get("generation") or 0),
         spec=spec,
     )
+
+
+def _refuse(
+    body: kopf.Body, patch: kopf.Patch, reason: str, message: str, cause: Exception | None = None
+) -> NoReturn:
+    """Fail the force for good (until its spec changes): nothing is touched."""
+    patch.status["phase"] = "Failed"
+    patch.status["observedGeneration"] = body.metadata.get("generation")
+    patch.status["conditions"] = [
+        wire(
+            Condition(
+                type="Ready",
+                status="False",
+                reason=reason,
+                message=message[:4096],
+                last_transition_time=timestamp(),
+            )
+        )
+    ]
+    kopf.event(body, type="Warning", reason=reason, message=message[:1024])
+    raise kopf.PermanentError(f"the spec can never work here: {message}") from cause
 
 
 def _spec_errors(exc: Exception) -> str:

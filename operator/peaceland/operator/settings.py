@@ -46,6 +46,18 @@ class OperatorSettings(BaseSettings):
     consumers_kafka_bootstrap_servers: str | None = None
     consumers_cassandra_contact_points: str | None = None
 
+    #: Image repositories a PoliceForce may run as its consumers (any tag or digest of
+    #: one); any other image is refused with the condition NotAllowed.
+    allowed_images: Annotated[list[str], NoDecode] = ["peaceland/services"]
+    #: The most a PoliceForce may ask of this installation (the CRD's own bounds are wider);
+    #: more is refused with the condition NotAllowed, naming the field and the bound.
+    max_partitions: int = Field(default=96, ge=1, le=1_000)
+    max_kafka_replication_factor: int = Field(default=5, ge=1, le=5)
+    max_kafka_retention_hours: int = Field(default=720, ge=1, le=8_760)
+    max_cassandra_replication_factor: int = Field(default=5, ge=1, le=9)
+    max_retention_days: int = Field(default=3_650, ge=1, le=3_650)
+    max_replicas: int = Field(default=24, ge=1, le=100)
+
     #: Namespaces whose PoliceForces this operator serves; empty: every namespace.
     namespaces: Annotated[list[str], NoDecode] = []
     #: The peering object replicas share (a ClusterKopfPeering, or a KopfPeering when
@@ -76,7 +88,7 @@ class OperatorSettings(BaseSettings):
     #: Port of the Prometheus /metrics endpoint; 0 serves none.
     metrics_port: int = Field(default=9100, ge=0, le=65535)
 
-    @field_validator("namespaces", mode="before")
+    @field_validator("namespaces", "allowed_images", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
