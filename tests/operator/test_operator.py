@@ -437,6 +437,11 @@ def test_a_name_another_namespace_owns_fails_permanently_and_touches_nothing(
         assert kubectl.find("deployment", f"{name}-archiver", other) is None
         # Its deletion (policy Delete) must not delete the owner's data.
         kubectl("delete", "pf", name, "-n", other, "--timeout=30s")
+        # ...and says so without naming the owner: that is another tenant's.
+        events = json.loads(kubectl("get", "events", "-n", other, "-o", "json").stdout)
+        [not_owner] = [e["message"] for e in events["items"] if e["reason"] == "NotOwner"]
+        assert "another police force" in not_owner
+        assert namespace not in not_owner
         second.stop()
         assert kubectl.force(name, namespace)["status"]["phase"] == "Ready"
     finally:
@@ -556,3 +561,29 @@ def test_a_force_asking_for_an_image_or_more_than_allowed_is_refused_and_touches
     kubectl.apply(manifest, namespace)
     kubectl.mark_available(name, namespace)
     _ready(kubectl, name, namespace)
+
+
+def test_a_force_made_before_a_bound_was_lowered_keeps_running_and_is_warned(
+    kubectl: Kubectl, namespace: str, start_operator: StartOperator
+):
+    first = start_operator()
+    _, name = _a_ready_force(kubectl, namespace, consumers={"replicas": 2})
+    first.stop()
+    # The installation now allows one replica: the force is not refused (that would leave it
+    # unmanaged, not undone) but warned, and still repaired.
+    start_operator(name="operator-tight", max_replicas="1")
+
+    def warned() -> str | None:
+        events = json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)
+        found = [e["message"] for e in events["items"] if e["reason"] == "NotAllowed"]
+        return found[0] if found else None
+
+    message = eventually(warned, 30, "a NotAllowed warning")
+    assert "spec.consumers.replicas is 2; this installation allows at most 1" in message
+    kubectl("delete", "deployment", f"{name}-alerter", "-n", namespace)
+    eventually(
+        lambda: kubectl.find("deployment", f"{name}-alerter", namespace),
+        30,
+        "the deleted Deployment to be made again",
+    )
+    assert kubectl.force(name, namespace)["status"]["phase"] != "Failed"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from peaceland.operator.results import Event
 from peaceland.operator.servers import Servers
 from peaceland.tenants.forces import resources_for
 from peaceland.tenants.provisioning.claims import owner_of, release
 from peaceland.tenants.provisioning.keyspace import drop_keyspace
 from peaceland.tenants.provisioning.topics import delete_topics
+
+log = logging.getLogger(__name__)
 
 
 def teardown(force_name: str, namespace: str, policy: str, servers: Servers) -> list[Event]:
@@ -21,8 +25,10 @@ def teardown(force_name: str, namespace: str, policy: str, servers: Servers) -> 
     holder = owner_of(session, force_name)
     if holder != owner:
         # Never its data (NameTaken), or its claim is gone (a Retain force's data released
-        # for adoption): either way, not this resource's to delete.
-        whose = f"belongs to {holder}" if holder else "is claimed by no PoliceForce"
+        # for adoption): either way, not this resource's to delete. Who holds it is another
+        # tenant's business: our log says, the tenant's Event does not.
+        log.info("deleting %s: the id is held by %s, its data is left alone", owner, holder)
+        whose = "is held by another police force" if holder else "is claimed by no PoliceForce"
         return [Event("Normal", "NotOwner", f"the id {whose}: its data is left alone")]
     if policy != "Delete":
         release(session, force_name, owner)
