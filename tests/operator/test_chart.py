@@ -105,8 +105,15 @@ def test_the_charts_rbac_gives_the_operator_what_it_needs_and_nothing_more(
             ["registry.example/pl/services", "peaceland/services"],
             12,
         ),
+        # A private registry's image: forces leaving the image unset (the CRD's default)
+        # keep working.
+        (
+            ["image.repository=registry.corp/peaceland/services"],
+            ["registry.corp/peaceland/services", "peaceland/services"],
+            96,
+        ),
     ],
-    ids=["defaults", "chosen"],
+    ids=["defaults", "chosen", "private-registry"],
 )  # fmt: skip
 def test_what_forces_may_ask_is_the_operator_s_setting_from_chart_values(
     helm: Path, monkeypatch: pytest.MonkeyPatch, values: list[str], images: list[str],

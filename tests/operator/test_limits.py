@@ -80,3 +80,21 @@ def test_a_bound_is_an_operator_setting():
     assert refusals(spec_from(BREST), tight) == [
         "spec.kafka.partitions is 3; this installation allows at most 2"
     ]
+
+
+def test_cassandra_copies_are_counted_in_all_whichever_the_strategy():
+    tight = SETTINGS.model_copy(update={"max_cassandra_replication_factor": 2})
+    three_centres = _with(
+        cassandra={
+            "replicationStrategy": "NetworkTopologyStrategy",
+            "dataCenters": {"a": 1, "b": 1, "c": 1},
+        }
+    )
+    assert refusals(spec_from(three_centres), tight) == [
+        "spec.cassandra.dataCenters (copies in all) is 3; this installation allows at most 2"
+    ]
+    # replicationFactor (default 3) is not used with NetworkTopologyStrategy: not judged.
+    two_centres = _with(
+        cassandra={"replicationStrategy": "NetworkTopologyStrategy", "dataCenters": {"a": 2}}
+    )
+    assert refusals(spec_from(two_centres), tight) == []

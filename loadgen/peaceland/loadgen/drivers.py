@@ -174,7 +174,14 @@ async def _post(
     try:
         for attempt in range(attempts):
             body = b"[" + b",".join(raw for _, raw in batch) + b"]"
-            response = await client.post("/v1/reports", content=body)
+            try:
+                response = await client.post("/v1/reports", content=body)
+            except httpx2.TransportError:
+                # No answer (a connection the gateway closed as it was reused, a gateway
+                # restarting): send the whole batch again, as a drone does. A report the
+                # gateway did take is then sent twice, which the contract makes a no-op.
+                await asyncio.sleep(min(0.5 * 2**attempt, 5.0))
+                continue
             now = time.time()
             if response.status_code not in (202, 422, 503):
                 raise LoadError(

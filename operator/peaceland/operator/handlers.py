@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import kopf
 from pydantic import ValidationError
@@ -84,8 +84,10 @@ def registry(settings: OperatorSettings, servers: Servers, workloads: Workloads)
         memo: kopf.Memo,
         **_: Any,
     ) -> None:
-        force = _force(body, patch, servers.settings)
         cause: Cause = reason if reason in ("create", "update", "resume") else "resume"  # type: ignore[assignment]
+        force = _force(
+            body, patch, servers.settings, "enforce" if cause in ("create", "update") else "warn"
+        )
         with _guard(memo):
             outcome = _reconcile(force, cause, memo, servers, workloads)
             _record(body, status, patch, force, outcome)
@@ -234,16 +236,31 @@ def _guard(memo: kopf.Memo) -> threading.Lock:
     return lock
 
 
-def _force(body: kopf.Body, patch: kopf.Patch, settings: OperatorSettings) -> Force:
+def _force(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    settings: OperatorSettings,
+    limits: Literal["enforce", "warn", "skip"] = "skip",
+) -> Force:
+    """The force as its spec says, or a permanent failure for a spec that cannot work.
+
+    ``limits``: a new spec (create, update) that asks more than this installation allows
+    is refused (``enforce``); a force made before a bound was lowered keeps running and
+    being repaired, with a Warning at the operator's start (``warn``): refusing it then
+    would leave it unmanaged, not undone.
+    """
     meta = body.metadata
     try:
         spec = spec_from(dict(body.spec))
         status_names(meta.name or "")  # the name must be able to name topics and a keyspace
     except (ValidationError, InvalidForceIdError) as exc:
         _refuse(body, patch, "InvalidSpec", _spec_errors(exc), exc)
-    refused = refusals(spec, settings)
-    if refused:
+    refused = refusals(spec, settings) if limits != "skip" else []
+    if refused and limits == "enforce":
         _refuse(body, patch, "NotAllowed", "; ".join(refused))
+    if refused:
+        message = f"{'; '.join(refused)}; running as made, its next change of spec must fit"
+        kopf.event(body, type="Warning", reason="NotAllowed", message=message[:1024])
     return Force(
         name=meta.name or "",
         namespace=meta.namespace or "default",

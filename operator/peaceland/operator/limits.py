@@ -45,18 +45,16 @@ def refusals(spec: PoliceForceSpec, settings: OperatorSettings) -> list[str]:
             spec.kafka.retention_hours,
             settings.max_kafka_retention_hours,
         ),
+        # Copies of each row in all: replicationFactor with SimpleStrategy, the sum of the
+        # data centres' with NetworkTopologyStrategy (only one of the two is used).
         (
-            "spec.cassandra.replicationFactor",
-            spec.cassandra.replication_factor,
+            "spec.cassandra.replicationFactor"
+            if spec.cassandra.replication_strategy == "SimpleStrategy"
+            else "spec.cassandra.dataCenters (copies in all)",
+            spec.cassandra.replication_factor
+            if spec.cassandra.replication_strategy == "SimpleStrategy"
+            else sum(spec.cassandra.data_centers.values()),
             settings.max_cassandra_replication_factor,
-        ),
-        *(
-            (
-                f"spec.cassandra.dataCenters.{name}",
-                copies,
-                settings.max_cassandra_replication_factor,
-            )
-            for name, copies in spec.cassandra.data_centers.items()
         ),
         ("spec.retentionDays", spec.retention_days, settings.max_retention_days),
         ("spec.consumers.replicas", spec.consumers.replicas, settings.max_replicas),

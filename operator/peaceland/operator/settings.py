@@ -54,7 +54,7 @@ class OperatorSettings(BaseSettings):
     max_partitions: int = Field(default=96, ge=1, le=1_000)
     max_kafka_replication_factor: int = Field(default=5, ge=1, le=5)
     max_kafka_retention_hours: int = Field(default=720, ge=1, le=8_760)
-    max_cassandra_replication_factor: int = Field(default=5, ge=1, le=9)
+    max_cassandra_replication_factor: int = Field(default=5, ge=1, le=45)
     max_retention_days: int = Field(default=3_650, ge=1, le=3_650)
     max_replicas: int = Field(default=24, ge=1, le=100)
 
