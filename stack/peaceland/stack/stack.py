@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 from peaceland.stack import processes
 from peaceland.stack.errors import StackError
@@ -226,12 +226,43 @@ class Stack:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-class KafkaCluster:
+S = TypeVar("S", bound=Server)
+
+
+class _Nodes(Generic[S]):
+    """Servers of one cluster beside the stack's, each killed and restarted on its own to
+    test the loss of one (a broker, a replica)."""
+
+    nodes: list[S]
+    #: Longest wait for a node to answer, and between two probes, in seconds.
+    ready_timeout: float
+    probe_interval: float
+
+    def wait_ready(self, node: S, timeout: float | None = None) -> None:
+        _wait_ready(node, timeout or self.ready_timeout, self.probe_interval)
+
+    def kill(self, index: int) -> None:
+        """SIGKILL one node: lost with whatever it had not yet replicated or flushed."""
+        processes.stop(self.nodes[index].pid_file, sig=signal.SIGKILL, timeout=10)
+
+    def restart(self, index: int) -> None:
+        self.nodes[index].start()
+        self.wait_ready(self.nodes[index])
+
+    def down(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+class KafkaCluster(_Nodes[Kafka]):
     """Kafka nodes forming one cluster beside the stack's, to test the loss of a broker.
 
     Every node is broker and controller; topics default to one copy per node, and an
     acknowledged write is on at least two (min.insync.replicas).
     """
+
+    ready_timeout = 120.0
+    probe_interval = 0.5
 
     def __init__(
         self,
@@ -265,26 +296,14 @@ class KafkaCluster:
         for node in self.nodes:
             self.wait_ready(node, timeout)
 
-    def wait_ready(self, node: Kafka, timeout: float = 120.0) -> None:
-        _wait_ready(node, timeout, interval=0.5)
 
-    def kill(self, index: int) -> None:
-        """SIGKILL one node: a broker lost, with whatever it had not yet replicated."""
-        processes.stop(self.nodes[index].pid_file, sig=signal.SIGKILL, timeout=10)
-
-    def restart(self, index: int) -> None:
-        self.nodes[index].start()
-        self.wait_ready(self.nodes[index])
-
-    def down(self) -> None:
-        for node in self.nodes:
-            node.stop()
-
-
-class CassandraRing:
+class CassandraRing(_Nodes[Cassandra]):
     """Cassandra nodes forming one ring beside the stack's, on loopback addresses 127.0.0.2,
     127.0.0.3, …, to test the loss of a replica: a keyspace of replication factor 3 keeps a
     copy of every row on each node."""
+
+    ready_timeout = 300.0
+    probe_interval = 1.0
 
     def __init__(self, settings: StackSettings, size: int = 3) -> None:
         hosts = tuple(f"127.0.0.{2 + i}" for i in range(size))
@@ -316,21 +335,6 @@ class CassandraRing:
             return len(list(session.execute("SELECT peer FROM system.peers_v2")))
         finally:
             shutdown_session(session)
-
-    def wait_ready(self, node: Cassandra, timeout: float = 300.0) -> None:
-        _wait_ready(node, timeout, interval=1.0)
-
-    def kill(self, index: int) -> None:
-        """SIGKILL one node: a replica lost, with whatever it had not yet flushed."""
-        processes.stop(self.nodes[index].pid_file, sig=signal.SIGKILL, timeout=10)
-
-    def restart(self, index: int) -> None:
-        self.nodes[index].start()
-        self.wait_ready(self.nodes[index])
-
-    def down(self) -> None:
-        for node in self.nodes:
-            node.stop()
 
 
 def _wait_ready(node: Server, timeout: float, interval: float) -> None:
