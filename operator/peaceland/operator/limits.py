@@ -33,6 +33,15 @@ def refusals(spec: PoliceForceSpec, settings: OperatorSettings) -> list[str]:
             f"spec.consumers.image {image!r} is not allowed here; allowed repositories: "
             f"{', '.join(settings.allowed_images) or 'none'}"
         )
+    # Copies of each row in all: replicationFactor with SimpleStrategy, the sum of the data
+    # centres' with NetworkTopologyStrategy (only one of the two is used).
+    if spec.cassandra.replication_strategy == "SimpleStrategy":
+        copies_field, copies = ".replicationFactor", spec.cassandra.replication_factor
+    else:
+        copies_field, copies = (
+            ".dataCenters (copies in all)",
+            sum(spec.cassandra.data_centers.values()),
+        )
     bounds = (
         ("spec.kafka.partitions", spec.kafka.partitions, settings.max_partitions),
         (
@@ -45,17 +54,7 @@ def refusals(spec: PoliceForceSpec, settings: OperatorSettings) -> list[str]:
             spec.kafka.retention_hours,
             settings.max_kafka_retention_hours,
         ),
-        # Copies of each row in all: replicationFactor with SimpleStrategy, the sum of the
-        # data centres' with NetworkTopologyStrategy (only one of the two is used).
-        (
-            "spec.cassandra.replicationFactor"
-            if spec.cassandra.replication_strategy == "SimpleStrategy"
-            else "spec.cassandra.dataCenters (copies in all)",
-            spec.cassandra.replication_factor
-            if spec.cassandra.replication_strategy == "SimpleStrategy"
-            else sum(spec.cassandra.data_centers.values()),
-            settings.max_cassandra_replication_factor,
-        ),
+        ("spec.cassandra" + copies_field, copies, settings.max_cassandra_replication_factor),
         ("spec.retentionDays", spec.retention_days, settings.max_retention_days),
         ("spec.consumers.replicas", spec.consumers.replicas, settings.max_replicas),
     )
