@@ -23,6 +23,7 @@ from peaceland.stack import Endpoints, Stack, StackSettings
 from peaceland.stack.kube import KubeApiServer
 from peaceland.tenants.cassandra import connect, shutdown_session
 from peaceland.tenants.forces import ForceResources, resources_for
+from peaceland.tenants.kafka import client_config
 from peaceland.tenants.provisioning.keyspace import Replication, drop_keyspace, ensure_keyspace
 from peaceland.tenants.provisioning.topics import TopicSettings, delete_topics, ensure_topics
 
@@ -66,12 +67,12 @@ def endpoints(stack: Stack) -> Endpoints:
 
 @pytest.fixture(scope="session")
 def kafka_admin(endpoints: Endpoints) -> AdminClient:
-    return AdminClient({"bootstrap.servers": endpoints.kafka_bootstrap_servers})
+    return AdminClient(client_config(endpoints.kafka))
 
 
 @pytest.fixture(scope="session")
 def cassandra(endpoints: Endpoints) -> Iterator[Session]:
-    session = connect(endpoints.cassandra_contact_points)
+    session = connect(endpoints.cassandra)
     yield session
     shutdown_session(session)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from confluent_kafka import (
     Consumer,
@@ -15,11 +16,20 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from peaceland.tenants.kafka import producer_config
+from peaceland.tenants.kafka import KafkaAccess, client_config, producer_config
+
+
+def kafka_fields(access: KafkaAccess) -> dict[str, Any]:
+    """``access`` as the Kafka fields of a settings class (``peaceland.tenants.access``)."""
+    return {
+        "kafka_bootstrap_servers": access.bootstrap_servers,
+        "kafka_username": access.username,
+        "kafka_password": access.password,
+    }
 
 
 def produce(
-    bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]
+    bootstrap: KafkaAccess, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]
 ) -> int:
     """Produce ``(key, value)`` records with acks=all; returns how many Kafka acknowledged."""
     producer = Producer(producer_config(bootstrap, linger_ms=5))
@@ -46,15 +56,15 @@ def produce(
     return acked
 
 
-def read_all(bootstrap: str, topic: str, timeout: float = 30.0) -> list[Message]:
+def read_all(bootstrap: KafkaAccess, topic: str, timeout: float = 30.0) -> list[Message]:
     """Every committed record of ``topic``, from the beginning up to its current end.
 
     Reads as a read_committed consumer: records of aborted transactions never show, and
     the transaction markers that follow committed ones count towards the end, not as records.
     """
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
+        client_config(bootstrap)
+        | {
             "group.id": f"test-reader-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
@@ -91,13 +101,13 @@ _COORDINATOR_MOVING = (
 )
 
 
-def committed_total(bootstrap: str, group: str, topic: str) -> int:
+def committed_total(bootstrap: KafkaAccess, group: str, topic: str) -> int:
     """Sum over partitions of the offsets ``group`` has committed on ``topic``.
 
     -1 while Kafka answers with a retriable error (its group coordinator still loading,
     being elected or moving, which it does not always flag retriable).
     """
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    consumer = Consumer(client_config(bootstrap) | {"group.id": group})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
@@ -110,10 +120,10 @@ def committed_total(bootstrap: str, group: str, topic: str) -> int:
         consumer.close()
 
 
-def commit_to_end(bootstrap: str, group: str, topic: str) -> None:
+def commit_to_end(bootstrap: KafkaAccess, group: str, topic: str) -> None:
     """Commit, for ``group``, the end of every partition of ``topic`` (as if it had read
     everything); the group must have no live member."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    consumer = Consumer(client_config(bootstrap) | {"group.id": group})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         ends = [

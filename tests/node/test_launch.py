@@ -12,8 +12,16 @@ from peaceland.services.alerter.settings import AlerterSettings
 from peaceland.services.archiver.settings import ArchiverSettings
 from peaceland.services.gateway.settings import GatewaySettings
 from peaceland.stack import Endpoints
+from peaceland.tenants.cassandra import CassandraAccess
+from peaceland.tenants.kafka import KafkaAccess
+from peaceland.tenants.provisioning.identities import ForceCredentials
 
-ENDPOINTS = Endpoints("kafka:9092", "cassandra:9042", "postgresql://db")
+ENDPOINTS = Endpoints(
+    KafkaAccess("kafka:9092", "peaceland-admin", "admin-password"),
+    CassandraAccess("cassandra:9042", username="peaceland-admin", password="admin-password"),
+    "postgresql://db",
+)
+CREDENTIALS = ForceCredentials.generate("lyon-metropole", 3)
 
 
 def _services(tmp_path: Path) -> ForceServices:
@@ -22,6 +30,7 @@ def _services(tmp_path: Path) -> ForceServices:
         "lyon-metropole",
         tmp_path,
         drone_key="k" * 24,
+        credentials=CREDENTIALS,
         settings_file=tmp_path / "force.json",
     )
 

@@ -81,7 +81,9 @@ def test_a_username_without_a_password_fails_rendering_with_the_value_named(helm
     [
         ("patch", "policeforces.peaceland.io/status", True),
         ("create", "deployments.apps", True),
-        ("get", "secrets", False),
+        # Each force's credentials: the operator writes them (and only it reads them back).
+        ("patch", "secrets", True),
+        ("get", "pods", False),
         ("list", "pods", False),
         ("delete", "namespaces", False),
         ("create", "clusterroles.rbac.authorization.k8s.io", False),

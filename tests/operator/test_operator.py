@@ -19,6 +19,7 @@ from peaceland.node.launch import ServiceProcess
 from peaceland.stack import Endpoints, Stack
 from peaceland.tenants.forces import consumer_group, resources_for
 from peaceland.tenants.provisioning.claims import CONTROL_KEYSPACE
+from peaceland.tenants.provisioning.identities import cassandra_generations, kafka_generations
 from peaceland.tenants.provisioning.keyspace import drop_keyspace, schema_version
 from peaceland.tenants.provisioning.topics import delete_topics, partition_count
 from peaceland.tenants.reports import encode_report
@@ -100,10 +101,16 @@ def test_an_example_force_becomes_ready_with_topics_keyspace_and_consumers_as_it
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
         "TopicsReady": "True",
         "KeyspaceReady": "True",
+        "CredentialsReady": "True",
         "ConsumersReady": "True",
         "ConsumersProgressing": "True",
         "Ready": "True",
     }
+    # The force's identities exist on both servers, and its Secret holds them.
+    secret = kubectl.get("secret", f"{name}-credentials", namespace)
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == force["metadata"]["uid"]
+    assert kafka_generations(kafka_admin, name) == {0}
+    assert cassandra_generations(cassandra, name) == {0}
     assert (status["reportsTopic"], status["keyspace"]) == (
         resources.reports_topic,
         resources.keyspace,
@@ -136,7 +143,7 @@ def test_an_example_force_becomes_ready_with_topics_keyspace_and_consumers_as_it
 
     events = kubectl("get", "events", "-n", namespace, "-o", "json").stdout
     reasons = {e["reason"] for e in json.loads(events)["items"]}
-    assert {"TopicsCreated", "SchemaMigrated", "ConsumersApplied"} <= reasons
+    assert {"TopicsCreated", "SchemaMigrated", "CredentialsIssued", "ConsumersApplied"} <= reasons
 
 
 def test_kubectl_get_pf_shows_phase_ready_threshold_and_age(
@@ -502,7 +509,7 @@ def test_a_consumer_that_commits_nothing_while_reports_wait_shows_in_the_status(
     operator = start_operator(stall_after="3", progress_interval="1")
     _, name = _a_ready_force(kubectl, namespace)
     resources = resources_for(name)
-    bootstrap = endpoints.kafka_bootstrap_servers
+    bootstrap = endpoints.kafka
     reports = [make_report(random.Random(seed)) for seed in range(5)]
     produce(bootstrap, resources.reports_topic, [(b"d", encode_report(r)) for r in reports])
 

@@ -31,7 +31,7 @@ from peaceland.stack import CassandraRing, Endpoints, KafkaCluster, Stack
 from peaceland.stack.servers import Cassandra
 from peaceland.tenants.cassandra import connect, is_transient, shutdown_session
 from peaceland.tenants.forces import ForceResources, consumer_group, resources_for
-from peaceland.tenants.kafka import producer_config
+from peaceland.tenants.kafka import client_config, producer_config
 from peaceland.tenants.provisioning.keyspace import Replication, drop_keyspace, ensure_keyspace
 from peaceland.tenants.provisioning.topics import TopicSettings, delete_topics, ensure_topics
 from peaceland.tenants.reports import Citizen, Report, encode_report
@@ -62,8 +62,8 @@ def target(services: ForceServices) -> Target:
     return Target(
         services.gateway_url,
         services.drone_key,
-        services.endpoints.kafka_bootstrap_servers,
-        services.endpoints.cassandra_contact_points,
+        services.endpoints.kafka,
+        services.endpoints.cassandra,
     )
 
 
@@ -131,10 +131,8 @@ def test_losing_one_broker_of_three_loses_and_doubles_nothing(
     cluster = KafkaCluster(settings, size=3)
     cluster.up()
     force = resources_for(f"t-{uuid.uuid4().hex[:12]}")
-    replicated = Endpoints(
-        cluster.bootstrap_servers, endpoints.cassandra_contact_points, endpoints.database_url
-    )
-    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+    replicated = Endpoints(cluster.access, endpoints.cassandra, endpoints.database_url)
+    admin = AdminClient(client_config(cluster.access))
     services = None
     try:
         # Three copies of every record; an acknowledged one is on at least two.
@@ -177,7 +175,7 @@ def test_a_replacement_alerter_fences_its_dead_predecessors_transaction(
     another name: alerts resume once the replacement holds the dead one's slot, whose
     transactional id aborts the open transaction. Without that, the transaction (here one
     that would time out only after 15 minutes) holds every read_committed reader."""
-    bootstrap = endpoints.kafka_bootstrap_servers
+    bootstrap = endpoints.kafka
     watcher = AlertWatcher(bootstrap, force.alerts_topic)
     watcher.start()
     alerter = services.processes["alerter"]
@@ -257,18 +255,16 @@ def test_losing_the_broker_that_coordinates_the_alerter_loses_and_doubles_nothin
     )
     cluster = KafkaCluster(settings, size=3)
     cluster.up()
-    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+    admin = AdminClient(client_config(cluster.access))
     services = None
     force = None
     try:
         # Bring the internal topics into being: a group and a transactional id, once.
-        warm = Producer(
-            {**producer_config(cluster.bootstrap_servers), "transactional.id": "warm-up"}
-        )
+        warm = Producer({**producer_config(cluster.access), "transactional.id": "warm-up"})
         warm.init_transactions(60)
         admin.create_topics([NewTopic("warm-up", 1, 3)])["warm-up"].result()
         wait_until(
-            lambda: committed_total(cluster.bootstrap_servers, "warm-up", "warm-up") >= 0,
+            lambda: committed_total(cluster.access, "warm-up", "warm-up") >= 0,
             timeout=60,
             what="a group coordinator",
         )
@@ -291,9 +287,7 @@ def test_losing_the_broker_that_coordinates_the_alerter_loses_and_doubles_nothin
             admin, force, TopicSettings(partitions=3, replication_factor=3, min_insync_replicas=2)
         )
         ensure_keyspace(cassandra, force.keyspace, Replication())
-        replicated = Endpoints(
-            cluster.bootstrap_servers, endpoints.cassandra_contact_points, endpoints.database_url
-        )
+        replicated = Endpoints(cluster.access, endpoints.cassandra, endpoints.database_url)
         services = start_force_services(replicated, force, stack.settings.state_dir, BENCH_ALERTING)
         index = next(i for i, node in enumerate(cluster.nodes) if node.node.node_id == broker)
         result = drive(
@@ -361,12 +355,10 @@ def ring_force(
     """A force whose keyspace lives on the ring, three copies of each row."""
     force = resources_for(f"t-{uuid.uuid4().hex[:12]}")
     ensure_topics(kafka_admin, force, TopicSettings(partitions=3))
-    session = connect(ring.contact_points)
+    session = connect(ring.access)
     try:
         _until_done(lambda: ensure_keyspace(session, force.keyspace, Replication(factor=3)))
-        on_ring = Endpoints(
-            endpoints.kafka_bootstrap_servers, ring.contact_points, endpoints.database_url
-        )
+        on_ring = Endpoints(endpoints.kafka, ring.access, endpoints.database_url)
         yield force, on_ring, session
         restarted = [node for node in ring.nodes if node.pid() is None]
         for node in restarted:
@@ -402,7 +394,7 @@ def test_the_archiver_commits_nothing_that_a_quorum_of_replicas_does_not_hold(
     take with it)."""
     force, on_ring, session = ring_force
     services = start_force_services(on_ring, force, stack.settings.state_dir, BENCH_ALERTING)
-    bootstrap = on_ring.kafka_bootstrap_servers
+    bootstrap = on_ring.kafka
     group = consumer_group(force.force_id, "archiver")
     metrics_port = services.processes["archiver"].env["PEACELAND_ARCHIVER_METRICS_PORT"]
 

@@ -35,24 +35,27 @@ from peaceland.services.gateway.app import create_app
 from peaceland.services.gateway.settings import GatewaySettings
 from peaceland.stack import Endpoints, KafkaCluster, Stack
 from peaceland.tenants.forces import ForceResources, resources_for
+from peaceland.tenants.kafka import KafkaAccess, client_config
 from peaceland.tenants.provisioning.keyspace import Replication, drop_keyspace, ensure_keyspace
 from peaceland.tenants.provisioning.topics import TopicSettings, ensure_topics
 from peaceland.tenants.reports import Citizen, encode_report
 from tests.factories import make_report
-from tests.kafka_helpers import produce, wait_until
+from tests.kafka_helpers import kafka_fields, produce, wait_until
 
 KEY = "auto-create-drone-key-0123456789"
 
 
 @pytest.fixture(scope="module")
-def auto_creating_kafka(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def auto_creating_kafka(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KafkaAccess]:
     """A broker of its own that creates any topic a client asks for."""
     state: Path = tmp_path_factory.mktemp("auto-create-kafka")
     settings = stack.settings.model_copy(update={"state_dir": state, "kafka_heap": "512m"})
     cluster = KafkaCluster(settings, size=1, auto_create_topics=True)
     cluster.up()
     try:
-        yield cluster.bootstrap_servers
+        yield cluster.access
     finally:
         cluster.down()
 
@@ -66,15 +69,15 @@ def unmade_force(cassandra: Session) -> Iterator[ForceResources]:
     drop_keyspace(cassandra, force.keyspace)
 
 
-def topics(bootstrap: str) -> set[str]:
-    return set(AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics)
+def topics(kafka: KafkaAccess) -> set[str]:
+    return set(AdminClient(client_config(kafka)).list_topics(timeout=10).topics)
 
 
 def test_the_gateway_refuses_reports_for_a_missing_topic_without_making_it(
-    auto_creating_kafka: str, unmade_force: ForceResources
+    auto_creating_kafka: KafkaAccess, unmade_force: ForceResources
 ):
     settings = GatewaySettings(
-        kafka_bootstrap_servers=auto_creating_kafka,
+        **kafka_fields(auto_creating_kafka),
         drone_keys={unmade_force.force_id: [SecretStr(KEY)]},
         delivery_timeout_seconds=2,
     )
@@ -89,23 +92,28 @@ def test_the_gateway_refuses_reports_for_a_missing_topic_without_making_it(
 
 
 def test_consumers_never_make_their_topics(
-    auto_creating_kafka: str, unmade_force: ForceResources, cassandra: Session, endpoints: Endpoints
+    auto_creating_kafka: KafkaAccess,
+    unmade_force: ForceResources,
+    cassandra: Session,
+    endpoints: Endpoints,
 ):
     force = unmade_force
     common = {
         "force_id": force.force_id,
-        "kafka_bootstrap_servers": auto_creating_kafka,
+        **kafka_fields(auto_creating_kafka),
         "cassandra_contact_points": endpoints.cassandra_contact_points,
+        "cassandra_username": endpoints.cassandra.username,
+        "cassandra_password": endpoints.cassandra.password,
         "metrics_port": 0,
         "retry_backoff": 0.1,
         "retry_backoff_max": 0.5,
     }
     archiver = Archiver(
-        ArchiverSettings(**common, dead_letter_timeout=1.0),  # type: ignore[arg-type]
+        ArchiverSettings(**common, dead_letter_timeout=1.0),
         ReportStore(cassandra, force.keyspace),
     )
     alerter = Alerter(
-        AlerterSettings(**common, instance="one"),  # type: ignore[arg-type]
+        AlerterSettings(**common, instance="one"),
         AlertBook(cassandra, force.keyspace, force.force_id),
     )
     stop = threading.Event()
@@ -120,7 +128,7 @@ def test_consumers_never_make_their_topics(
         assert force.reports_topic not in topics(auto_creating_kafka)
         # With only the reports topic made, a malformed record and a low score send the
         # archiver to the dead-letter topic and the alerter to the alerts topic: both missing.
-        admin = AdminClient({"bootstrap.servers": auto_creating_kafka})
+        admin = AdminClient(client_config(auto_creating_kafka))
         ensure_topics(admin, force, TopicSettings(partitions=1))
         for topic in (force.alerts_topic, force.dead_letter_topic):
             admin.delete_topics([topic])[topic].result()
@@ -151,13 +159,13 @@ def test_consumers_never_make_their_topics(
 
 
 def test_the_operator_watching_a_force_progress_never_makes_its_topic(
-    auto_creating_kafka: str, unmade_force: ForceResources
+    auto_creating_kafka: KafkaAccess, unmade_force: ForceResources
 ):
     # The operator asks Kafka about a force's reports topic every few seconds (is its
     # consumer progressing?); with its topics deleted by hand, that question must not make
     # one with the broker's defaults before the next reconcile makes it properly.
     settings = OperatorSettings(
-        kafka_bootstrap_servers=auto_creating_kafka, cassandra_contact_points="127.0.0.1"
+        **kafka_fields(auto_creating_kafka), cassandra_contact_points="127.0.0.1"
     )
     admin = AdminClient(settings.kafka_config())
     for _ in range(3):

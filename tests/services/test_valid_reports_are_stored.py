@@ -29,7 +29,7 @@ from peaceland.services.gateway.settings import GatewaySettings
 from peaceland.stack import Endpoints
 from peaceland.tenants.forces import ForceResources, sighting_bucket
 from peaceland.tenants.reports import Report, encode_report, utc_now
-from tests.kafka_helpers import wait_until
+from tests.kafka_helpers import kafka_fields, wait_until
 from tests.strategies import largest_report, reports
 
 KEY = "bounds-drone-key-0123456789"
@@ -41,14 +41,13 @@ def pipeline(
 ) -> Iterator[TestClient]:
     """The force's gateway (in process) and its archiver (a thread), both running."""
     gateway = GatewaySettings(
-        kafka_bootstrap_servers=endpoints.kafka_bootstrap_servers,
+        **kafka_fields(endpoints.kafka),
         drone_keys={force.force_id: [SecretStr(KEY)]},
     )
     archiver = Archiver(
         ArchiverSettings(
             force_id=force.force_id,
-            kafka_bootstrap_servers=endpoints.kafka_bootstrap_servers,
-            cassandra_contact_points=endpoints.cassandra_contact_points,
+            **endpoints.settings(),
             metrics_port=0,
         ),
         ReportStore(cassandra, force.keyspace),

@@ -69,8 +69,11 @@ def test_every_template_renders_completely_with_what_its_server_gives(tmp_path: 
             assert path.is_relative_to(server.home)
             rendered.add(f"{server.name.split('-')[0]}/{path.name}")
     assert rendered == set(templates())
-    # Rendering writes nothing: prepare() does, and no server was prepared.
-    assert not (tmp_path / "state").exists()
+    # Rendering writes nothing but the administrator's credentials (made on first use, mode
+    # 0600): prepare() does, and no server was prepared.
+    assert [p.name for p in (tmp_path / "state").iterdir()] == ["credentials"]
+    for secret in (tmp_path / "state" / "credentials").iterdir():
+        assert secret.stat().st_mode & 0o777 == 0o600
 
 
 def test_the_settings_reach_the_rendered_files(tmp_path: Path):
@@ -84,15 +87,22 @@ def test_the_settings_reach_the_rendered_files(tmp_path: Path):
     assert f"log.dirs={tmp_path}/kafka-2/data\n" in properties
     assert "auto.create.topics.enable=false\n" in properties
     assert "min.insync.replicas=2\n" in properties
+    # Security on: SASL/SCRAM for clients, deny without an ACL, the administrator alone super.
+    password = (tmp_path / "credentials" / "kafka-admin-password").read_text().strip()
+    assert "listeners=SASL_PLAINTEXT://127.0.0.1:29092,CONTROLLER://127.0.0.1:30002\n" in properties
+    assert "allow.everyone.if.no.acl.found=false\n" in properties
+    assert "super.users=User:peaceland-admin\n" in properties
+    assert f'password="{password}"' in properties
 
     hosts = ("127.0.0.2", "127.0.0.3")
     node = Cassandra(StackSettings(state_dir=tmp_path), CassandraNode(1, hosts[0], 31000, hosts))
     config = node.config_files()[node.home / "conf" / "cassandra.yaml"]
     assert 'seeds: "127.0.0.2:17000,127.0.0.3:17000"\n' in config
-    assert config.endswith("auto_snapshot: false\nauto_bootstrap: false\n")
+    assert "authenticator: PasswordAuthenticator\nauthorizer: CassandraAuthorizer\n" in config
+    assert config.endswith("credentials_validity: 2000ms\nauto_bootstrap: false\n")
     alone = Cassandra(StackSettings(state_dir=tmp_path))
     assert alone.config_files()[alone.home / "conf" / "cassandra.yaml"].endswith(
-        "auto_snapshot: false\n"
+        "credentials_validity: 2000ms\n"
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from peaceland.tenants.kafka import client_config, is_transient, producer_config
+from peaceland.tenants.kafka import KafkaAccess, client_config, is_transient, producer_config
 
 
 @pytest.mark.parametrize(
@@ -47,6 +47,27 @@ def test_an_exception_without_a_kafka_error_is_not_transient():
 
 
 def test_no_client_of_ours_may_create_a_topic():
-    assert client_config("b:9092")["allow.auto.create.topics"] is False
-    assert producer_config("b:9092")["allow.auto.create.topics"] is False
-    assert producer_config("b:9092")["acks"] == "all"
+    access = KafkaAccess("b:9092", "force.archiver.g0", "secret")
+    assert client_config(access)["allow.auto.create.topics"] is False
+    assert producer_config(access)["allow.auto.create.topics"] is False
+    assert producer_config(access)["acks"] == "all"
+
+
+def test_a_client_with_a_username_signs_in_with_scram_and_without_one_signs_in_as_nobody():
+    signed = client_config(KafkaAccess("b:9092", "force.archiver.g0", "secret"))
+    assert signed["security.protocol"] == "SASL_PLAINTEXT"
+    assert signed["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert (signed["sasl.username"], signed["sasl.password"]) == ("force.archiver.g0", "secret")
+    tls = client_config(KafkaAccess("b:9093", "u", "p", ssl_ca_location="/etc/ca.pem"))
+    assert tls["security.protocol"] == "SASL_SSL"
+    assert tls["ssl.ca.location"] == "/etc/ca.pem"
+    assert client_config(KafkaAccess("b:9092"))["security.protocol"] == "PLAINTEXT"
+
+
+def test_sasl_without_a_password_is_refused_before_any_connection():
+    with pytest.raises(ValueError, match="needs a username and a password"):
+        client_config(KafkaAccess("b:9092", security_protocol="SASL_SSL"))
+
+
+def test_a_password_never_shows_in_the_access_printed():
+    assert "secret" not in repr(KafkaAccess("b:9092", "u", "secret"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,13 @@ from peaceland.services.alerter.settings import AlerterSettings
 from peaceland.services.archiver.settings import ArchiverSettings
 from peaceland.tenants.forces import ForceSettings
 from peaceland.tenants.policeforce import spec_from
+from peaceland.tenants.provisioning.identities import ForceCredentials
 from peaceland.tenants.workloads import (
+    CREDENTIALS_DIR,
+    GENERATION_ANNOTATION,
     SETTINGS_KEY,
     consumer_deployment,
+    credentials_secret,
     settings_config_map,
     status_names,
 )
@@ -66,19 +71,57 @@ def test_every_object_is_owned_by_its_police_force(consumer):
 @pytest.mark.parametrize(
     ("consumer", "settings_class"), [("archiver", ArchiverSettings), ("alerter", AlerterSettings)]
 )
-def test_a_consumer_deployment_configures_its_process(consumer, settings_class, monkeypatch):
+def test_a_consumer_deployment_configures_its_process(
+    consumer, settings_class, monkeypatch, tmp_path
+):
     manifest = deployment(consumer)
     assert manifest["spec"]["replicas"] == 3
+    # Mount the force's Secret as a kubelet would: the volume's items, under its mount path.
+    credentials = ForceCredentials.generate("lyon-metropole", 4)
+    data = credentials_secret("lyon-metropole", UID, credentials)["data"]
+    secret = {key: base64.b64decode(value).decode() for key, value in data.items()}
+    pod = manifest["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == "lyon-metropole-credentials"
+    for item in volume["secret"]["items"]:
+        (tmp_path / item["path"]).write_text(secret[item["key"]])
     for name, value in env_of(manifest).items():
-        monkeypatch.setenv(name, value or "pod-0")
+        monkeypatch.setenv(name, (value or "pod-0").replace(CREDENTIALS_DIR, str(tmp_path)))
     settings = settings_class()
     assert settings.force_id == "lyon-metropole"
     assert settings.kafka_bootstrap_servers == "kafka:9092"
     assert settings.cassandra_contact_points == "cassandra:9042"
     assert settings.metrics_port == 9100
+    # Signed in as the force's principal for this role, and no other role's.
+    access = settings.kafka_access()
+    assert (
+        access.username == credentials.kafka[consumer].username == f"lyon-metropole.{consumer}.g4"
+    )
+    assert access.password == credentials.kafka[consumer].password
+    assert settings.cassandra_access().username == "pf_lyon_metropole_g4"
+    others = [
+        credentials.kafka[r].password for r in ("gateway", "archiver", "alerter") if r != consumer
+    ]
+    assert not any(p in (f.read_text() for f in tmp_path.iterdir()) for p in others)
     if isinstance(settings, AlerterSettings):
         assert settings.replicas == 3
         assert settings.instance == "pod-0"  # the downward API gives the pod's name
+
+
+def test_a_rotation_changes_the_pod_template_so_the_consumers_roll():
+    first = deployment(consumer="archiver")
+    second = consumer_deployment(
+        "lyon-metropole",
+        UID,
+        SPEC,
+        "archiver",
+        kafka_bootstrap_servers="kafka:9092",
+        cassandra_contact_points="cassandra:9042",
+        credentials_version="1.0123456789abcdef",
+    )
+    assert first["spec"]["template"] != second["spec"]["template"]
+    annotations = second["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[GENERATION_ANNOTATION] == "1.0123456789abcdef"
 
 
 def test_the_alerter_reads_the_mounted_settings_file():

@@ -40,8 +40,8 @@ def run(
     """The benchmark: a fresh force on the stack, driven and checked, then removed."""
     endpoints = stack.endpoints()
     force = resources_for(f"bench-{secrets.token_hex(4)}")
-    admin = AdminClient(client_config(endpoints.kafka_bootstrap_servers))
-    session = connect(endpoints.cassandra_contact_points)
+    admin = AdminClient(client_config(endpoints.kafka))
+    session = connect(endpoints.cassandra)
     cassandra = stack.server("cassandra")
     sizes = None
     if isinstance(cassandra, Cassandra) and not cassandra.external:
@@ -58,8 +58,8 @@ def run(
             Target(
                 services.gateway_url,
                 services.drone_key,
-                endpoints.kafka_bootstrap_servers,
-                endpoints.cassandra_contact_points,
+                endpoints.kafka,
+                endpoints.cassandra,
             ),
             force,
             reports=reports,

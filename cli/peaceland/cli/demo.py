@@ -22,12 +22,13 @@ from peaceland.loadgen.fleet import Fleet
 from peaceland.loadgen.truth import GroundTruth
 from peaceland.loadgen.verify import read_back
 from peaceland.loadgen.watcher import AlertWatcher
-from peaceland.node.launch import SERVICES, ForceServices
+from peaceland.node.launch import SERVICES, ForceServices, local_credentials
 from peaceland.stack import Stack
 from peaceland.tenants.alerts import Alert
-from peaceland.tenants.cassandra import connect, shutdown_session
+from peaceland.tenants.cassandra import CassandraAccess, connect, shutdown_session
 from peaceland.tenants.forces import ForceSettings, resources_for
 from peaceland.tenants.kafka import client_config
+from peaceland.tenants.provisioning.identities import ForceCredentials
 from peaceland.tenants.provisioning.keyspace import Replication, ensure_keyspace
 from peaceland.tenants.provisioning.topics import TopicSettings, ensure_topics
 
@@ -44,17 +45,18 @@ class DemoSummary:
     seconds: float
 
 
-def provision(stack: Stack, settings: ForceSettings, say: Say) -> None:
-    """Create the force's topics and keyspace (idempotent: a second run changes nothing)."""
+def provision(stack: Stack, settings: ForceSettings, say: Say) -> ForceCredentials:
+    """Create the force's topics, keyspace and identities (idempotent: a second run changes
+    nothing); returns the identities its processes sign in with."""
     endpoints = stack.endpoints()
     resources = resources_for(settings.force_id)
-    admin = AdminClient(client_config(endpoints.kafka_bootstrap_servers))
+    admin = AdminClient(client_config(endpoints.kafka))
     created = ensure_topics(admin, resources, TopicSettings(partitions=6))
     say(
         f"topics of {settings.force_id}: {', '.join(resources.topics)}"
         + (" (created)" if created else " (already there)")
     )
-    session = connect(endpoints.cassandra_contact_points)
+    session = connect(endpoints.cassandra)
     try:
         applied = ensure_keyspace(
             session, resources.keyspace, Replication(), retention_days=settings.retention_days
@@ -65,6 +67,13 @@ def provision(stack: Stack, settings: ForceSettings, say: Say) -> None:
         f"keyspace of {settings.force_id}: {resources.keyspace}"
         + (f" (migrations {applied} applied)" if applied else " (schema up to date)")
     )
+    credentials = local_credentials(endpoints, settings.force_id, stack.settings.state_dir)
+    say(
+        f"identities of {settings.force_id}: Kafka principals "
+        f"{', '.join(i.username for i in credentials.kafka.values())}, Cassandra role "
+        f"{credentials.cassandra.username}"
+    )
+    return credentials
 
 
 def drone_key(state_dir: Path, force_id: str) -> str:
@@ -80,6 +89,7 @@ def drone_key(state_dir: Path, force_id: str) -> str:
 def run(
     stack: Stack,
     settings: ForceSettings,
+    credentials: ForceCredentials,
     *,
     drones: int,
     rate: float,
@@ -105,6 +115,7 @@ def run(
         force_id,
         state_dir,
         drone_key=drone_key(state_dir, force_id),
+        credentials=credentials,
         settings_file=settings_file,
         only=("gateway",) if consumers_elsewhere else SERVICES,
     )
@@ -123,9 +134,7 @@ def run(
             updates += 1
         show(alert)
 
-    watcher = AlertWatcher(
-        endpoints.kafka_bootstrap_servers, resources_for(force_id).alerts_topic, on_event=on_event
-    )
+    watcher = AlertWatcher(endpoints.kafka, resources_for(force_id).alerts_topic, on_event=on_event)
     began = time.monotonic()
     try:
         watcher.start()
@@ -153,19 +162,19 @@ def run(
         services.stop()
         watcher.stop()
     keyspace = resources_for(force_id).keyspace
-    stored = _read_back(endpoints.cassandra_contact_points, keyspace, truth)
+    stored = _read_back(endpoints.cassandra, keyspace, truth)
     # Consumers still running elsewhere may be finishing their last batch: give them time.
     deadline = time.monotonic() + 30
     while consumers_elsewhere and stored < truth.accepted and time.monotonic() < deadline:
         time.sleep(1)
-        stored = _read_back(endpoints.cassandra_contact_points, keyspace, truth)
+        stored = _read_back(endpoints.cassandra, keyspace, truth)
     return DemoSummary(
         truth.sent, truth.accepted, stored, raised, updates, time.monotonic() - began
     )
 
 
-def _read_back(contact_points: str, keyspace: str, truth: GroundTruth) -> int:
-    session = connect(contact_points)
+def _read_back(cassandra: CassandraAccess, keyspace: str, truth: GroundTruth) -> int:
+    session = connect(cassandra)
     try:
         return read_back(session, keyspace, truth)
     finally:

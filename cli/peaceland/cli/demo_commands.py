@@ -90,6 +90,7 @@ def demo(
             platform.apply_force(demo_force(settings))
             _say(f"applied the PoliceForce {force} in the namespace {platform.namespace}")
             seconds = platform.wait_ready(force, _say)
+            credentials = platform.credentials(force)
             _say(
                 f"{force} is Ready (waited {seconds:.1f}s). See it as a user does:\n"
                 f"    export KUBECONFIG={stack.kube_apiserver.kubeconfig} "
@@ -98,10 +99,11 @@ def demo(
                 "kubectl apply -f tenants/examples/brest.yaml"
             )
         else:
-            demo_run.provision(stack, settings, _say)
+            credentials = demo_run.provision(stack, settings, _say)
         summary = demo_run.run(
             stack,
             settings,
+            credentials,
             drones=drones,
             rate=rate,
             duration=duration or None,
@@ -155,10 +157,9 @@ def simulate(
 
         try:
             if via == "kafka":
-                bootstrap = Stack(StackSettings()).endpoints().kafka_bootstrap_servers
                 truth = send_to_kafka(
                     fleet,
-                    bootstrap=bootstrap,
+                    kafka=Stack(StackSettings()).endpoints().kafka,
                     topic=resources_for(force).reports_topic,
                     total=reports,
                     rate=rate,

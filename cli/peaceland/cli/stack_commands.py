@@ -47,7 +47,9 @@ def up(
     _print_status(stack)
     console.print("\nPoint clients at the stack with:")
     for key, value in stack.endpoints().environment().items():
-        typer.echo(f"export {key}={value}")
+        # A password given in the environment (external servers) is never printed back.
+        shown = "…" if key.endswith("_PASSWORD") else value
+        typer.echo(f"export {key}={shown}")
     if kubernetes:
         api = stack.kube_apiserver
         typer.echo(f"export PATH={api.kubectl.parent}:$PATH")

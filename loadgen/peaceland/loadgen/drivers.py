@@ -22,7 +22,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from peaceland.loadgen.errors import LoadError
 from peaceland.loadgen.fleet import Fleet
 from peaceland.loadgen.truth import GroundTruth
-from peaceland.tenants.kafka import producer_config
+from peaceland.tenants.kafka import KafkaAccess, producer_config
 from peaceland.tenants.reports import Report, encode_report, utc_now
 
 Progress = Callable[[int], None]
@@ -51,7 +51,7 @@ def _pace(began: float, index: int, rate: float) -> None:
 def send_to_kafka(
     fleet: Fleet,
     *,
-    bootstrap: str,
+    kafka: KafkaAccess,
     topic: str,
     total: int,
     rate: float,
@@ -59,7 +59,7 @@ def send_to_kafka(
 ) -> GroundTruth:
     """Produce ``total`` reports at ``rate`` a second, acks=all; accepted = acknowledged."""
     truth = GroundTruth(threshold=fleet.threshold)
-    producer = Producer(producer_config(bootstrap, linger_ms=1))
+    producer = Producer(producer_config(kafka, linger_ms=1))
     failures: list[KafkaError] = []
 
     def on_delivery(report_id: uuid.UUID) -> Callable[[KafkaError | None, Message], None]:

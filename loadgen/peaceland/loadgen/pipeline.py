@@ -23,9 +23,9 @@ from peaceland.loadgen.errors import LoadError
 from peaceland.loadgen.fleet import Fleet
 from peaceland.loadgen.verify import verify
 from peaceland.loadgen.watcher import AlertWatcher
-from peaceland.tenants.cassandra import connect, shutdown_session
+from peaceland.tenants.cassandra import CassandraAccess, connect, shutdown_session
 from peaceland.tenants.forces import AlertingSettings, ForceResources, consumer_group
-from peaceland.tenants.kafka import client_config, is_transient
+from peaceland.tenants.kafka import KafkaAccess, client_config, is_transient
 from peaceland.tenants.workloads import CONSUMERS
 
 Say = Callable[[str], None]
@@ -41,8 +41,8 @@ class Target:
 
     gateway_url: str
     drone_key: str
-    kafka_bootstrap_servers: str
-    cassandra_contact_points: str
+    kafka: KafkaAccess
+    cassandra: CassandraAccess
 
 
 def drive(
@@ -61,8 +61,7 @@ def drive(
 ) -> dict[str, Any]:
     """Send ``reports`` through the gateway at ``rate``, run ``fault`` halfway through, wait
     until both consumers committed everything, and compare with the ground truth."""
-    bootstrap = target.kafka_bootstrap_servers
-    watcher = AlertWatcher(bootstrap, force.alerts_topic)
+    watcher = AlertWatcher(target.kafka, force.alerts_topic)
     watcher.start()
     faults: list[BaseException] = []
     try:
@@ -87,14 +86,14 @@ def drive(
         if faults:
             raise faults[0]
         say(f"sent in {sent_seconds:.1f}s; waiting for the consumers to drain")
-        wait_drained(bootstrap, force, timeout=max(180.0, reports / 100))
+        wait_drained(target.kafka, force, timeout=max(180.0, reports / 100))
         drained_seconds = time.time() - began
         time.sleep(0.5)  # the last alert events reach the watcher
     finally:
         watcher.stop()
-    session = connect(target.cassandra_contact_points)
+    session = connect(target.cassandra)
     try:
-        result = verify(session, force, truth, watcher.events, bootstrap, sizes)
+        result = verify(session, force, truth, watcher.events, target.kafka, sizes)
     finally:
         shutdown_session(session)
     return result | {
@@ -115,10 +114,10 @@ def _capture(fault: Callable[[], None], errors: list[BaseException]) -> Callable
     return run
 
 
-def wait_drained(bootstrap: str, force: ForceResources, timeout: float) -> None:
+def wait_drained(kafka: KafkaAccess, force: ForceResources, timeout: float) -> None:
     """Until the archiver and the alerter groups have committed every report of the force."""
-    admin = AdminClient(client_config(bootstrap))
-    consumer = Consumer(client_config(bootstrap) | {"group.id": "bench-offsets"})
+    admin = AdminClient(client_config(kafka))
+    consumer = Consumer(client_config(kafka) | {"group.id": "bench-offsets"})
     try:
         partitions = [
             TopicPartition(force.reports_topic, p)

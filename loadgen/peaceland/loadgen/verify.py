@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, TopicPartition
 from peaceland.loadgen.stats import percentiles
 from peaceland.loadgen.truth import GroundTruth
 from peaceland.tenants.forces import ForceResources
-from peaceland.tenants.kafka import client_config
+from peaceland.tenants.kafka import KafkaAccess, client_config
 from peaceland.tenants.provisioning.keyspace import checked_keyspace
 
 
@@ -24,7 +24,7 @@ def verify(
     force: ForceResources,
     truth: GroundTruth,
     events: list[tuple[float, Any]],
-    bootstrap: str,
+    kafka: KafkaAccess,
     sizes: Callable[[str], dict[str, int]] | None = None,
 ) -> dict[str, Any]:
     """Cassandra and the alerts topic against the ground truth; ``sizes`` measures the
@@ -37,7 +37,7 @@ def verify(
     raised = [alert for _, alert in events if alert.event == "raised"]
     raised_ids = Counter(alert.alert_id for alert in raised)
     event_sightings = Counter((alert.report_id, alert.citizen) for _, alert in events)
-    report_times = record_times(bootstrap, force.reports_topic)
+    report_times = record_times(kafka, force.reports_topic)
     latencies = sorted(
         (seen - report_times[alert.report_id]) * 1000
         for seen, alert in events
@@ -67,11 +67,10 @@ def verify(
     }
 
 
-def record_times(bootstrap: str, topic: str) -> dict[uuid.UUID, float]:
+def record_times(kafka: KafkaAccess, topic: str) -> dict[uuid.UUID, float]:
     """When the gateway handed each report to Kafka (its record timestamp), by report id."""
     consumer = Consumer(
-        client_config(bootstrap)
-        | {"group.id": f"bench-{uuid.uuid4()}", "enable.auto.commit": False}
+        client_config(kafka) | {"group.id": f"bench-{uuid.uuid4()}", "enable.auto.commit": False}
     )
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions

@@ -12,14 +12,14 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from peaceland.tenants.alerts import decode_alert
-from peaceland.tenants.kafka import client_config
+from peaceland.tenants.kafka import KafkaAccess, client_config
 
 
 @dataclass
 class AlertWatcher:
     """Reads the alerts topic as a read_committed consumer, timestamping each event."""
 
-    bootstrap: str
+    kafka: KafkaAccess
     topic: str
     #: Called with each event as it arrives (the demo prints them).
     on_event: Callable[[Any], None] = lambda _alert: None
@@ -29,7 +29,7 @@ class AlertWatcher:
 
     def start(self) -> None:
         consumer = Consumer(
-            client_config(self.bootstrap)
+            client_config(self.kafka)
             | {
                 "group.id": f"bench-watcher-{uuid.uuid4()}",
                 "isolation.level": "read_committed",

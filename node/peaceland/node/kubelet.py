@@ -3,18 +3,19 @@
 A bare API server has no kubelet and no Deployment controller, and our machines have no
 container runtime. This loop plays both for the Deployments the operator renders, and only
 for them: each replica runs as ``python -m <module>`` (the container's args) with the
-container's environment, ``metadata.name`` given as the pod name, and the mounted ConfigMap
-written to a local folder that is kept in step with the ConfigMap, as a kubelet keeps a
-volume. A replica counts as available once its readiness probe (an HTTP GET on its own port)
-answers; the Deployment's status says so, which is what the operator reads. A changed
-Deployment restarts its replicas (SIGTERM: they finish their batch and commit); a deleted one
-stops them.
+container's environment, ``metadata.name`` given as the pod name, and the mounted ConfigMaps
+and Secrets (their items; a Secret's files readable by us only) written to local folders kept
+in step with them, as a kubelet keeps a volume. A replica counts as available once its
+readiness probe (an HTTP GET on its own port) answers; the Deployment's status says so,
+which is what the operator reads. A changed Deployment restarts its replicas (SIGTERM: they
+finish their batch and commit); a deleted one stops them.
 
 It does not pull images or enforce resources: the code that runs is this checkout's.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -28,7 +29,7 @@ from typing import Any, Final
 import httpx2
 from lightkube import ApiError, Client, KubeConfig
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import ConfigMap
+from lightkube.resources.core_v1 import ConfigMap, Secret
 
 from peaceland.node.launch import ServiceProcess
 from peaceland.stack.processes import free_port, port_answers
@@ -102,7 +103,7 @@ class LocalNode:
         if pod_spec is None or not pod_spec.containers:
             return set()
         container = pod_spec.containers[0]
-        files = self._volumes(meta.namespace, pod_spec.to_dict(), container.to_dict())
+        files = self._volumes(meta.namespace, meta.name, pod_spec.to_dict(), container.to_dict())
         # The revision: what the kubelet would see change. A ConfigMap's content is not part
         # of it: the files change in place, as the kubelet updates a mounted volume.
         revision = hashlib.sha256(
@@ -119,35 +120,58 @@ class LocalNode:
         return keys
 
     def _volumes(
-        self, namespace: str, pod_spec: dict[str, Any], container: dict[str, Any]
+        self, namespace: str, deployment: str, pod_spec: dict[str, Any], container: dict[str, Any]
     ) -> dict[str, str]:
-        """Mount paths mapped to local folders holding the ConfigMaps' files."""
-        sources = {
-            v["name"]: v["configMap"]["name"]
-            for v in pod_spec.get("volumes", [])
-            if "configMap" in v
-        }
+        """Mount paths mapped to local folders holding the ConfigMaps' and Secrets' files."""
+        volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
         mounts: dict[str, str] = {}
         for mount in container.get("volumeMounts", []):
-            config_map = sources.get(mount["name"])
-            if config_map is None:
+            volume = volumes.get(mount["name"], {})
+            if "configMap" in volume:
+                name = volume["configMap"]["name"]
+                folder = self.root / namespace / "volumes" / name
+                files = self._config_map(namespace, name)
+                mode = 0o644
+            elif "secret" in volume:
+                name = volume["secret"]["secretName"]
+                folder = self.root / namespace / "volumes" / f"{deployment}.{mount['name']}"
+                files = self._secret(namespace, name, volume["secret"].get("items"))
+                mode = 0o600
+            else:
                 continue
-            folder = self.root / namespace / "volumes" / config_map
-            folder.mkdir(parents=True, exist_ok=True)
-            try:
-                data = self.client.get(ConfigMap, config_map, namespace=namespace).data or {}
-            except ApiError as exc:
-                if exc.status.code != 404:
-                    raise
-                data = {}
-            for key, value in data.items():
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for key, value in files.items():
                 target = folder / key
                 if not target.exists() or target.read_text() != value:
                     partial = folder / f".{key}.partial"
+                    partial.touch(mode=mode)
                     partial.write_text(value)
                     partial.replace(target)  # readers never see half a file
             mounts[mount["mountPath"]] = str(folder)
         return mounts
+
+    def _config_map(self, namespace: str, name: str) -> dict[str, str]:
+        try:
+            return self.client.get(ConfigMap, name, namespace=namespace).data or {}
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
+            return {}
+
+    def _secret(
+        self, namespace: str, name: str, items: list[dict[str, str]] | None
+    ) -> dict[str, str]:
+        """The Secret's files: each item's key under its path, or every key."""
+        try:
+            raw = self.client.get(Secret, name, namespace=namespace).data or {}
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
+            return {}
+        data = {k: base64.b64decode(v).decode() for k, v in raw.items()}
+        if items is None:
+            return data
+        return {item["path"]: data[item["key"]] for item in items if item["key"] in data}
 
     def _ensure(
         self, replica: Replica, container: dict[str, Any], mounts: dict[str, str], revision: str

@@ -28,14 +28,21 @@ from confluent_kafka.admin import AdminClient
 from peaceland.node.errors import NodeError
 from peaceland.stack import Endpoints, processes
 from peaceland.stack.processes import free_port
+from peaceland.tenants.cassandra import connect, shutdown_session
 from peaceland.tenants.environment import (
-    CASSANDRA_CONTACT_POINTS,
+    CASSANDRA_PASSWORD,
+    CASSANDRA_USERNAME,
+    CREDENTIAL_FILES,
     KAFKA_BOOTSTRAP_SERVERS,
+    KAFKA_PASSWORD,
+    KAFKA_USERNAME,
     consumer_environment,
+    credentials_environment,
     env_name,
 )
 from peaceland.tenants.forces import AlertingSettings, ForceResources, ForceSettings, consumer_group
 from peaceland.tenants.kafka import client_config, is_transient
+from peaceland.tenants.provisioning.identities import ForceCredentials, ensure_identities
 from peaceland.tenants.workloads import CONSUMERS
 
 SERVICES: Final = ("gateway", "archiver", "alerter")
@@ -96,9 +103,8 @@ def local_operator(
     holds one copy of the control keyspace.
     """
     env = {
+        **endpoints.environment(),  # the servers, signed in as the administrator
         "KUBECONFIG": str(kubeconfig),
-        KAFKA_BOOTSTRAP_SERVERS: endpoints.kafka_bootstrap_servers,
-        CASSANDRA_CONTACT_POINTS: endpoints.cassandra_contact_points,
         env_name("operator", "namespaces"): ",".join(namespaces or []),
         env_name("operator", "peering"): peering or "",
         env_name("operator", "health_port"): "0",
@@ -109,14 +115,56 @@ def local_operator(
     return ServiceProcess(name, "peaceland", env, state_dir, module="peaceland.operator")
 
 
+def local_credentials(endpoints: Endpoints, force_id: str, state_dir: Path) -> ForceCredentials:
+    """The identities of a force run here without the operator (the demo, the benchmarks,
+    the fault tests): made once, kept in ``<state>/credentials/forces/<force>.json`` (0600),
+    and made again on the servers, idempotently, each time. The force's keyspace must exist
+    (its role is granted it)."""
+    path = state_dir / "credentials" / "forces" / f"{force_id}.json"
+    credentials = None
+    if path.exists():
+        credentials = ForceCredentials.from_secret_data(force_id, json.loads(path.read_text()))
+    if credentials is None:
+        credentials = ForceCredentials.generate(force_id, 0)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(credentials.secret_data()))
+    admin = AdminClient(client_config(endpoints.kafka))
+    session = connect(endpoints.cassandra)
+    try:
+        ensure_identities(admin, session, credentials)
+    finally:
+        shutdown_session(session)
+    return credentials
+
+
+def write_credentials(folder: Path, credentials: ForceCredentials, role: str) -> Path:
+    """``role``'s credentials as the files every process reads (``CREDENTIAL_FILES``), each
+    readable by us only, as the operator's Deployments mount them."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    values = {
+        KAFKA_USERNAME: credentials.kafka[role].username,
+        KAFKA_PASSWORD: credentials.kafka[role].password,
+        CASSANDRA_USERNAME: credentials.cassandra.username,
+        CASSANDRA_PASSWORD: credentials.cassandra.password,
+    }
+    for name, file in CREDENTIAL_FILES.items():
+        target = folder / file
+        target.touch(mode=0o600)
+        target.write_text(values[name])
+    return folder
+
+
 @dataclass
 class ForceServices:
-    """The gateway, archiver and alerter of one force."""
+    """The gateway, archiver and alerter of one force, each signed in as the force's own
+    principal for its role."""
 
     endpoints: Endpoints
     force_id: str
     state_dir: Path
     drone_key: str
+    credentials: ForceCredentials
     settings_file: Path | None = None
     gateway_port: int = field(default_factory=free_port)
     #: The services to run here (the consumers may run elsewhere: the local node).
@@ -132,6 +180,7 @@ class ForceServices:
     def __post_init__(self) -> None:
         kafka = self.endpoints.kafka_bootstrap_servers
         cassandra = self.endpoints.cassandra_contact_points
+        folders = self.state_dir / "credentials" / "forces" / self.force_id
         consumers = {
             consumer: consumer_environment(
                 consumer,
@@ -143,15 +192,21 @@ class ForceServices:
                 if consumer == "alerter" and self.settings_file is not None
                 else None,
                 instance=f"{self.force_id}-local" if consumer == "alerter" else None,
+                cassandra_local_dc=self.endpoints.cassandra.local_dc,
+            )
+            | credentials_environment(
+                str(write_credentials(folders / consumer, self.credentials, consumer))
             )
             for consumer in CONSUMERS
         }
         gateway = {
             KAFKA_BOOTSTRAP_SERVERS: kafka,
-            CASSANDRA_CONTACT_POINTS: cassandra,
             env_name("gateway", "port"): str(self.gateway_port),
             env_name("gateway", "drone_keys"): json.dumps({self.force_id: [self.drone_key]}),
-        }
+        } | credentials_environment(
+            str(write_credentials(folders / "gateway", self.credentials, "gateway")),
+            cassandra=False,
+        )
         envs = {"gateway": gateway, **consumers}
         self.processes = {
             name: ServiceProcess(name, self.force_id, envs[name], self.state_dir)
@@ -239,11 +294,12 @@ def start_force_services(
         force.force_id,
         state_dir,
         drone_key=secrets.token_urlsafe(24),
+        credentials=local_credentials(endpoints, force.force_id, state_dir),
         settings_file=settings_file,
     )
     try:
         services.start()
-        admin = AdminClient(client_config(endpoints.kafka_bootstrap_servers))
+        admin = AdminClient(client_config(endpoints.kafka))
         groups = [consumer_group(force.force_id, name) for name in CONSUMERS]
         _wait_groups(admin, groups, say)
     except BaseException:

@@ -8,6 +8,7 @@ one, by applying a PoliceForce, and is ready when its status says so.
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import time
@@ -23,6 +24,7 @@ from peaceland.stack import Stack
 from peaceland.stack.kube import LOCAL_NAMESPACE
 from peaceland.tenants.forces import ForceSettings
 from peaceland.tenants.policeforce import GROUP, KIND, VERSION, spec_from
+from peaceland.tenants.provisioning.identities import ForceCredentials, secret_name
 
 #: Where the local platform's forces live (the admin kubeconfig's default namespace).
 NAMESPACE: Final = LOCAL_NAMESPACE
@@ -106,6 +108,17 @@ class LocalPlatform:
                                         "-o", "json"))  # fmt: skip
         status = force.get("status") or {}
         return status, status.get("observedGeneration") == force["metadata"].get("generation")
+
+    def credentials(self, name: str) -> ForceCredentials:
+        """The force's identities, as the operator issued them in its Secret."""
+        secret = json.loads(
+            self.kubectl("get", "secret", secret_name(name), "-n", self.namespace, "-o", "json")
+        )
+        data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+        credentials = ForceCredentials.from_secret_data(name, data)
+        if credentials is None:
+            raise NodeError(f"the Secret {secret_name(name)} holds no whole set of credentials")
+        return credentials
 
     def apply_force(self, manifest: dict[str, Any]) -> None:
         self.kubectl("apply", "-n", self.namespace, "-f", "-", stdin=yaml.safe_dump(manifest))

@@ -7,6 +7,7 @@ never set (a HorizontalPodAutoscaler's replicas aside, which we do set) are left
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -15,14 +16,27 @@ from lightkube import ApiError, Client
 from lightkube.core.resource import NamespacedResource
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import ConfigMap
+from lightkube.resources.core_v1 import ConfigMap, Secret
 
 from peaceland.tenants.policeforce import GROUP, KIND, PLURAL, VERSION
+from peaceland.tenants.provisioning.identities import secret_name
 from peaceland.tenants.workloads import CONSUMERS, labels
 
 FIELD_MANAGER: Final = "peaceland-operator"
 
-_R = TypeVar("_R", Deployment, ConfigMap)
+_R = TypeVar("_R", Deployment, ConfigMap, Secret)
+_KINDS: Final[dict[str, type[Deployment] | type[ConfigMap] | type[Secret]]] = {
+    "Deployment": Deployment,
+    "ConfigMap": ConfigMap,
+    "Secret": Secret,
+}
+
+
+class NotOwnedError(Exception):
+    """An object of the name we would write exists and is not the force's: we never take
+    over what another owner (a person, another force, another tool) made."""
+
+
 PoliceForce = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
 _K = TypeVar("_K", bound=NamespacedResource)
 
@@ -35,13 +49,24 @@ class Availability:
     desired: int
     available: int
     current: bool  # the controller has seen the latest spec
+    #: Replicas running the latest pod template (its credentials among it).
+    updated: int | None = None
+    #: Every replica, old template and new (a surge, a pod still stopping).
+    total: int | None = None
 
     @property
     def ready(self) -> bool:
-        return self.current and self.available >= self.desired
+        # Rolled: every replica on the latest template, no older one left (the old
+        # credentials may be retired only then).
+        rolled = self.updated is None or (
+            self.updated >= self.desired and (self.total is None or self.total <= self.updated)
+        )
+        return self.current and rolled and self.available >= self.desired
 
     def __str__(self) -> str:
         state = f"{self.available}/{self.desired} available"
+        if self.current and self.updated is not None and self.updated < self.desired:
+            return f"{state}, {self.updated} updated"
         return state if self.current else f"{state}, rollout not observed yet"
 
 
@@ -63,13 +88,9 @@ class Workloads:
         changed: list[str] = []
         for manifest in manifests:
             kind = manifest["kind"]
-            if kind == "Deployment":
-                done = self._apply(Deployment, namespace, manifest)
-            elif kind == "ConfigMap":
-                done = self._apply(ConfigMap, namespace, manifest)
-            else:
+            if kind not in _KINDS:
                 raise ValueError(f"no {kind} among a force's workloads")
-            if done:
+            if self._apply(_KINDS[kind], namespace, manifest):
                 changed.append(f"{kind}/{manifest['metadata']['name']}")
         return changed
 
@@ -107,6 +128,8 @@ class Workloads:
                     desired,
                     (status.availableReplicas or 0) if status else 0,
                     current=observed is not None and observed == generation,
+                    updated=(status.updatedReplicas or 0) if status else 0,
+                    total=(status.replicas or 0) if status else 0,
                 )
             )
         return out
@@ -116,9 +139,29 @@ class Workloads:
 
         Their ownerReferences would let the garbage collector do it; doing it ourselves
         frees the consumers at once, and works where no garbage collector runs."""
-        return self._delete(Deployment, namespace, force_id) + self._delete(
-            ConfigMap, namespace, force_id
-        )
+        deleted = self._delete(Deployment, namespace, force_id)
+        deleted += self._delete(ConfigMap, namespace, force_id)
+        # The credentials Secret by name (no list: the operator never lists Secrets), and
+        # only if it is this force's.
+        secret = self._get(Secret, secret_name(force_id), namespace)
+        refs = (secret.metadata.ownerReferences if secret and secret.metadata else None) or []
+        if any(ref.kind == KIND and ref.name == force_id for ref in refs):
+            try:
+                self._client.delete(Secret, secret_name(force_id), namespace=namespace)
+                deleted.append(f"Secret/{secret_name(force_id)}")
+            except ApiError as exc:
+                if exc.status.code != 404:
+                    raise
+        return deleted
+
+    def secret_data(self, namespace: str, name: str, owner_uid: str) -> dict[str, str] | None:
+        """The decoded data of the force's Secret; None when there is none. Raises
+        NotOwnedError when one of that name is not the force's."""
+        secret = self._get(Secret, name, namespace)
+        if secret is None:
+            return None
+        _check_owner(secret, owner_uid, f"Secret {name}")
+        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
     def _get(self, kind: type[_K], name: str, namespace: str) -> _K | None:
         """The object, or None when it does not exist."""
@@ -129,10 +172,19 @@ class Workloads:
                 return None
             raise
 
-    def _apply(self, kind: type[_R], namespace: str, manifest: dict[str, Any]) -> bool:
-        before = self._get(kind, manifest["metadata"]["name"], namespace)
+    def _apply(
+        self,
+        kind: type[Deployment] | type[ConfigMap] | type[Secret],
+        namespace: str,
+        manifest: dict[str, Any],
+    ) -> bool:
+        name = manifest["metadata"]["name"]
+        before = self._get(kind, name, namespace)
+        if before is not None:
+            owner_uid = manifest["metadata"]["ownerReferences"][0]["uid"]
+            _check_owner(before, owner_uid, f"{manifest['kind']} {name}")
         version = before.metadata.resourceVersion if before and before.metadata else None
-        obj: _R = kind.from_dict(  # type: ignore[assignment]  # from_dict returns Self
+        obj: Deployment | ConfigMap | Secret = kind.from_dict(  # type: ignore[assignment]  # from_dict returns Self
             {**manifest, "metadata": {**manifest["metadata"], "namespace": namespace}}
         )
         after = self._client.apply(obj, field_manager=FIELD_MANAGER, force=True)
@@ -152,3 +204,12 @@ class Workloads:
                 if exc.status.code != 404:
                     raise
         return deleted
+
+
+def _check_owner(obj: Any, owner_uid: str, what: str) -> None:
+    references = (obj.metadata.ownerReferences if obj.metadata else None) or []
+    if not any(ref.uid == owner_uid and ref.controller for ref in references):
+        raise NotOwnedError(
+            f"{what} exists and does not belong to this PoliceForce: the operator never "
+            "takes over an object it did not make; rename or remove it"
+        )

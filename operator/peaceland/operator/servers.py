@@ -46,18 +46,9 @@ class Servers:
                 return self._session
             if time.monotonic() - self._failed_at < _RECONNECT_PAUSE:
                 raise NoHostAvailable("Cassandra was unreachable a moment ago", {})
-        s = self.settings
-        credentials = (
-            (s.cassandra_username, s.cassandra_password.get_secret_value())
-            if s.cassandra_username and s.cassandra_password
-            else None
-        )
         try:
             session = connect(
-                s.cassandra_contact_points,
-                local_dc=s.cassandra_local_dc,
-                timeout=s.request_timeout,
-                credentials=credentials,
+                self.settings.cassandra_access(), timeout=self.settings.request_timeout
             )
         except Exception:
             with self._lock:

@@ -4,41 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
+from peaceland.tenants.access import ServerAccessSettings
 from peaceland.tenants.cassandra import parse_contact_points
-from peaceland.tenants.environment import (
-    CASSANDRA_CONTACT_POINTS,
-    KAFKA_BOOTSTRAP_SERVERS,
-    env_prefix,
-)
+from peaceland.tenants.environment import env_prefix
 from peaceland.tenants.kafka import Config, client_config
 
 
-class OperatorSettings(BaseSettings):
-    """Environment: ``PEACELAND_OPERATOR_<NAME>``; the servers by their usual variables.
+class OperatorSettings(ServerAccessSettings):
+    """Environment: ``PEACELAND_OPERATOR_<NAME>``; the servers and the operator's own
+    credentials on them by their usual variables (``peaceland.tenants.access``): the
+    operator signs in as the platform's administrator of Kafka (its one super user) and of
+    Cassandra, to make each force's principals, ACLs and roles.
 
     Read once at start-up; a bad value stops the operator with a message naming it.
     """
 
     model_config = SettingsConfigDict(env_prefix=env_prefix("operator"), extra="ignore")
 
-    kafka_bootstrap_servers: str = Field(
-        validation_alias=AliasChoices(KAFKA_BOOTSTRAP_SERVERS), min_length=1
-    )
-    cassandra_contact_points: str = Field(
-        validation_alias=AliasChoices(CASSANDRA_CONTACT_POINTS), min_length=1
-    )
-    #: SASL/PLAIN credentials for Kafka, when the cluster asks for them (from a Secret).
-    kafka_username: str | None = Field(default=None, validation_alias="KAFKA_USERNAME")
-    kafka_password: SecretStr | None = Field(default=None, validation_alias="KAFKA_PASSWORD")
-    #: Cassandra credentials, when the cluster asks for them (from a Secret).
-    cassandra_username: str | None = Field(default=None, validation_alias="CASSANDRA_USERNAME")
-    cassandra_password: SecretStr | None = Field(
-        default=None, validation_alias="CASSANDRA_PASSWORD"
-    )
-    cassandra_local_dc: str = "datacenter1"
     #: Copies of the control keyspace that holds who owns each force id (claims are
     #: compare-and-set writes: they need a quorum of these copies up).
     claims_replication_factor: int = Field(default=3, ge=1, le=9)
@@ -48,7 +33,9 @@ class OperatorSettings(BaseSettings):
 
     #: Image repositories a PoliceForce may run as its consumers (any tag or digest of
     #: one); any other image is refused with the condition NotAllowed.
-    allowed_images: Annotated[list[str], NoDecode] = ["peaceland/services"]
+    allowed_images: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["peaceland/services"]
+    )
     #: The most a PoliceForce may ask of this installation (the CRD's own bounds are wider);
     #: more is refused with the condition NotAllowed, naming the field and the bound.
     max_partitions: int = Field(default=96, ge=1, le=1_000)
@@ -59,7 +46,7 @@ class OperatorSettings(BaseSettings):
     max_replicas: int = Field(default=24, ge=1, le=100)
 
     #: Namespaces whose PoliceForces this operator serves; empty: every namespace.
-    namespaces: Annotated[list[str], NoDecode] = []
+    namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: The peering object replicas share (a ClusterKopfPeering, or a KopfPeering when
     #: namespaces are listed) so that only one of them acts; None runs alone, unguarded.
     peering: str | None = "peaceland"
@@ -118,15 +105,7 @@ class OperatorSettings(BaseSettings):
     def kafka_config(self) -> Config:
         """librdkafka settings of the operator's admin client."""
         # The shared base: above all, asking about a force's topic never makes it.
-        config = client_config(self.kafka_bootstrap_servers) | {
+        return client_config(self.kafka_access()) | {
             "socket.timeout.ms": str(int(self.request_timeout * 1000)),
             "log_level": "3",
         }
-        if self.kafka_username and self.kafka_password:
-            config |= {
-                "security.protocol": "SASL_SSL",
-                "sasl.mechanism": "PLAIN",
-                "sasl.username": self.kafka_username,
-                "sasl.password": self.kafka_password.get_secret_value(),
-            }
-        return config

@@ -8,6 +8,7 @@ from peaceland.operator.results import Event
 from peaceland.operator.servers import Servers
 from peaceland.tenants.forces import resources_for
 from peaceland.tenants.provisioning.claims import owner_of, release
+from peaceland.tenants.provisioning.identities import retire_generations
 from peaceland.tenants.provisioning.keyspace import drop_keyspace
 from peaceland.tenants.provisioning.topics import delete_topics
 
@@ -16,7 +17,8 @@ log = logging.getLogger(__name__)
 
 def teardown(force_name: str, namespace: str, policy: str, servers: Servers) -> list[Event]:
     """What the deletion policy asks for the force's data: ``Delete`` removes its topics and
-    keyspace, ``Retain`` keeps both; the id's claim is released either way (a PoliceForce of
+    keyspace, ``Retain`` keeps both; its credentials are removed from both servers and the
+    id's claim released either way (a PoliceForce of
     that name created later adopts retained data). Only the owner's data is touched. Raises
     while a server is unreachable (retry)."""
     resources = resources_for(force_name)
@@ -30,6 +32,11 @@ def teardown(force_name: str, namespace: str, policy: str, servers: Servers) -> 
         log.info("deleting %s: the id is held by %s, its data is left alone", owner, holder)
         whose = "is held by another police force" if holder else "is claimed by no PoliceForce"
         return [Event("Normal", "NotOwner", f"the id {whose}: its data is left alone")]
+    # The force's principals and role go whatever the policy: retained data is kept for a
+    # force made again later, which is issued credentials of its own.
+    retire_generations(
+        servers.kafka(), session, force_name, keep=None, timeout=servers.settings.request_timeout
+    )
     if policy != "Delete":
         release(session, force_name, owner)
         return [

@@ -11,7 +11,7 @@ from typing import Final
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, KafkaException, Message, Producer
 
 from peaceland.tenants.errors import InvalidRecordError
-from peaceland.tenants.kafka import Config, client_config
+from peaceland.tenants.kafka import Config, KafkaAccess, client_config
 from peaceland.tenants.reports import Report, decode_report
 
 log = logging.getLogger(__name__)
@@ -20,9 +20,9 @@ REASON_HEADER: Final = "peaceland-reject-reason"
 SOURCE_HEADER: Final = "peaceland-source"
 
 
-def consumer_config(bootstrap_servers: str, group_id: str) -> Config:
+def consumer_config(access: KafkaAccess, group_id: str) -> Config:
     """A consumer that commits only what we tell it to, after our writes succeeded."""
-    return client_config(bootstrap_servers) | {
+    return client_config(access) | {
         "group.id": group_id,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,

@@ -5,36 +5,25 @@ from __future__ import annotations
 from typing import ClassVar
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings
 
+from peaceland.tenants.access import ServerAccessSettings
 from peaceland.tenants.cassandra import Consistency, SerialConsistency
-from peaceland.tenants.environment import (
-    CASSANDRA_CONTACT_POINTS,
-    CASSANDRA_LOCAL_DC,
-    KAFKA_BOOTSTRAP_SERVERS,
-)
 from peaceland.tenants.forces import consumer_group, validate_force_id
 
 
-class ConsumerSettings(BaseSettings):
+class ConsumerSettings(ServerAccessSettings):
     """One consumer process serves one police force; its replicas share one consumer group.
 
-    ``KAFKA_BOOTSTRAP_SERVERS``, ``CASSANDRA_CONTACT_POINTS`` and ``CASSANDRA_LOCAL_DC`` are
-    read without the consumer's prefix: every process of a deployment talks to the same
-    servers.
+    The servers and this process's credentials on them (``KAFKA_BOOTSTRAP_SERVERS``,
+    ``KAFKA_USERNAME_FILE``, ``CASSANDRA_CONTACT_POINTS``, ``CASSANDRA_LOCAL_DC`` …) are read
+    without the consumer's prefix (``peaceland.tenants.access``): every process of a
+    deployment talks to the same servers.
     """
 
     #: Names the consumer in its group id: archiver, alerter, …
     consumer_name: ClassVar[str]
 
     force_id: str
-    kafka_bootstrap_servers: str = Field(validation_alias=KAFKA_BOOTSTRAP_SERVERS)
-    cassandra_contact_points: str = Field(validation_alias=CASSANDRA_CONTACT_POINTS)
-    #: The data centre whose nodes serve this process's requests (LOCAL_* levels count its
-    #: replicas only).
-    cassandra_local_dc: str = Field(
-        default="datacenter1", min_length=1, validation_alias=CASSANDRA_LOCAL_DC
-    )
     #: Seconds one request to Cassandra may take before it fails (and is retried).
     cassandra_request_timeout: float = Field(default=10.0, gt=0, le=120)
     #: Level of every read and write: the default survives the loss of one replica of three

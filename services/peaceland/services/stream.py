@@ -357,8 +357,7 @@ def main(settings: ConsumerSettings, build: Callable[[Session], StreamConsumer])
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     session = connect(
-        settings.cassandra_contact_points,
-        local_dc=settings.cassandra_local_dc,
+        settings.cassandra_access(),
         timeout=settings.cassandra_request_timeout,
         consistency=settings.cassandra_consistency,
         serial_consistency=settings.cassandra_serial_consistency,

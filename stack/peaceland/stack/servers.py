@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import os
 import pwd
+import secrets
+import shutil
 import signal
 import string
 import subprocess
@@ -24,6 +26,7 @@ import psycopg
 from confluent_kafka.admin import AdminClient
 
 from peaceland.stack import fetch, processes
+from peaceland.stack.credentials import AdminCredentials, admin_credentials
 from peaceland.stack.errors import StackError
 from peaceland.stack.fetch import Progress
 from peaceland.stack.settings import (
@@ -33,7 +36,13 @@ from peaceland.stack.settings import (
     SCALA_VERSION,
     StackSettings,
 )
-from peaceland.tenants.cassandra import connect, parse_contact_points, shutdown_session
+from peaceland.tenants.cassandra import (
+    CassandraAccess,
+    connect,
+    parse_contact_points,
+    shutdown_session,
+)
+from peaceland.tenants.kafka import KafkaAccess, client_config
 
 POSTGRES_USER: Final = "peaceland"
 POSTGRES_PASSWORD: Final = "peaceland"  # noqa: S105 - a loopback-only development server
@@ -78,6 +87,11 @@ class Server(ABC):
         self.log_file = settings.state_dir / "logs" / f"{self.name}.log"
 
     @property
+    def admin(self) -> AdminCredentials:
+        """The platform administrator's credentials, made on first use."""
+        return admin_credentials(self.settings.state_dir)
+
+    @property
     @abstractmethod
     def external(self) -> str | None:
         """The external server's address when one is configured: then we start nothing."""
@@ -102,8 +116,11 @@ class Server(ABC):
         return {}
 
     def write_config_files(self) -> None:
+        # Some hold the administrator's password: readable by their owner only.
         for path, text in self.config_files().items():
             path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.chmod(0o600)
             path.write_text(text)
 
     @abstractmethod
@@ -208,8 +225,16 @@ class Kafka(Server):
         )
         self.home.mkdir(parents=True, exist_ok=True)
         self.write_config_files()
-        if not (self.home / "data" / "meta.properties").exists():
+        data, secured = self.home / "data", self.home / "data" / ".secured"
+        if (data / "meta.properties").exists() and not secured.exists():
+            # Formatted before security was on: its metadata holds no SCRAM credential for
+            # the administrator, so the node could not sign in to itself. The local stack's
+            # data is disposable; the new format carries the credential.
+            progress("Kafka's log directory predates SASL: formatting it anew")
+            shutil.rmtree(data)
+        if not (data / "meta.properties").exists():
             progress("formatting Kafka's log directory (first start)")
+            admin = self.admin
             self._run_tool(
                 [
                     "kafka.tools.StorageTool",
@@ -218,8 +243,12 @@ class Kafka(Server):
                     self.node.cluster_id or kafka_cluster_id(),
                     "-c",
                     str(self.home / "server.properties"),
+                    # The administrator's SCRAM credential, in the metadata from the start.
+                    "--add-scram",
+                    f"SCRAM-SHA-512=[name={admin.username},password={admin.kafka_password}]",
                 ]
             )
+            secured.touch()
 
     def config_files(self) -> dict[Path, str]:
         host, node = self.settings.host, self.node
@@ -237,6 +266,8 @@ class Kafka(Server):
             auto_create_topics=str(node.auto_create_topics).lower(),
             replicas=replicas,
             min_isr=min_isr,
+            admin_user=self.admin.username,
+            admin_password=self.admin.kafka_password,
         )
         return {
             self.home / "server.properties": properties,
@@ -277,13 +308,20 @@ class Kafka(Server):
         if not self.external and not processes.port_answers(host, int(port)):
             return "not listening yet"
         try:
-            admin = AdminClient({"bootstrap.servers": self.address, "log_level": 0})
+            admin = AdminClient(client_config(self.access()) | {"log_level": 0})
             metadata = admin.list_topics(timeout=3)
         except Exception as exc:  # any failure means "not ready", with its reason
             return f"no answer to a metadata request: {exc}"
         if not metadata.brokers:
             return "answers but lists no broker"
         return None
+
+    def access(self) -> KafkaAccess:
+        """How the administrator reaches this Kafka: our own with the stack's credentials,
+        an external one with those of the environment (``KAFKA_USERNAME`` …)."""
+        if self.external:
+            return self.settings.external_kafka_access(self.address)
+        return KafkaAccess(self.address, self.admin.username, self.admin.kafka_password)
 
 
 def kafka_cluster_id() -> str:
@@ -406,6 +444,9 @@ class Cassandra(Server):
             # at once, with no data.
             "-Dcassandra.skip_wait_for_gossip_to_settle=0",
             "-Dcassandra.ring_delay_ms=1000",
+            # The default role, which after_ready replaces by the administrator's, at once
+            # rather than ten seconds after start.
+            "-Dcassandra.superuser_setup_delay_ms=0",
             "-cp",
             f"{conf}:{self.lib}/*",
             "org.apache.cassandra.service.CassandraDaemon",
@@ -413,21 +454,37 @@ class Cassandra(Server):
         env = {**os.environ, "JAVA_HOME": str(java.parent.parent)}
         return Launch(argv, env=env)
 
+    def access(self) -> CassandraAccess:
+        """How the administrator reaches this Cassandra: our own with the stack's
+        credentials, an external one with those of the environment (``CASSANDRA_USERNAME``
+        …)."""
+        if self.external:
+            return self.settings.external_cassandra_access(self.address)
+        return CassandraAccess(
+            self.address, username=self.admin.username, password=self.admin.cassandra_password
+        )
+
     def probe(self) -> str | None:
         hosts, port = parse_contact_points(self.address)
         if not self.external and not processes.port_answers(hosts[0], port):
             return "native transport not open yet"
-        try:
-            session = connect(self.address, timeout=5)
-        except Exception as exc:  # any failure means "not ready", with its reason
-            return f"no CQL session: {exc}"
-        try:
-            session.execute("SELECT release_version FROM system.local")
-        except Exception as exc:
-            return f"CQL query failed: {exc}"
-        finally:
-            shutdown_session(session)
-        return None
+        reason = _cql_probe(self.access())
+        if reason is not None and not self.external and "Bad credentials" in reason:
+            # The first start: the administrator's role is made by after_ready, signed
+            # in as Cassandra's default role.
+            return _cql_probe(self.default_role)
+        return reason
+
+    @property
+    def default_role(self) -> CassandraAccess:
+        return CassandraAccess(self.address, username="cassandra", password="cassandra")  # noqa: S106 - Cassandra's well-known default, disabled at once
+
+    def after_ready(self) -> None:
+        """The administrator's role, made once signed in as the default role, which is then
+        made unable to sign in (its well-known password would let anyone in)."""
+        if self.external:
+            return
+        ensure_admin_role(self.default_role, self.access())
 
     def nodetool(self, *args: str, timeout: float = 120.0) -> str:
         """Run ``nodetool`` against our own server (over its local JMX port)."""
@@ -466,6 +523,61 @@ class Cassandra(Server):
             table = table_dir.name.rsplit("-", 1)[0]
             sizes[table] = sum(f.stat().st_size for f in table_dir.rglob("*") if f.is_file())
         return sizes
+
+
+def _cql_probe(access: CassandraAccess) -> str | None:
+    try:
+        session = connect(access, timeout=5)
+    except Exception as exc:  # any failure means "not ready", with its reason
+        return f"no CQL session: {exc}"
+    try:
+        session.execute("SELECT release_version FROM system.local")
+    except Exception as exc:
+        return f"CQL query failed: {exc}"
+    finally:
+        shutdown_session(session)
+    return None
+
+
+def ensure_admin_role(
+    default: CassandraAccess, admin: CassandraAccess, system_auth_copies: int = 1
+) -> None:
+    """Make ``admin``'s superuser role (signed in as ``default``, the first time) and
+    disable ``default``; ``system_auth_copies``: copies of the roles kept (one per node of a
+    ring, so that signing in survives the loss of a node)."""
+    assert admin.username is not None
+    assert admin.password is not None
+    try:
+        session = connect(admin, timeout=10)
+    except Exception:
+        session = connect(default, timeout=10)
+        try:
+            if system_auth_copies > 1:
+                session.execute(
+                    "ALTER KEYSPACE system_auth WITH replication = {'class': "
+                    f"'SimpleStrategy', 'replication_factor': {system_auth_copies}}}"
+                )
+            session.execute(
+                f'CREATE ROLE IF NOT EXISTS "{admin.username}" WITH PASSWORD = %s '
+                "AND SUPERUSER = true AND LOGIN = true",
+                (admin.password,),
+            )
+        finally:
+            shutdown_session(session)
+        session = connect(admin, timeout=10)
+    try:
+        rows = session.execute(
+            "SELECT can_login FROM system_auth.roles WHERE role = %s", (default.username,)
+        )
+        row = rows.one()
+        if row is not None and row.can_login:
+            session.execute(
+                f'ALTER ROLE "{default.username}" WITH PASSWORD = %s AND LOGIN = false '
+                "AND SUPERUSER = false",
+                (secrets.token_urlsafe(32),),
+            )
+    finally:
+        shutdown_session(session)
 
 
 # From upstream conf/jvm17-server.options (5.0), plus the two opens that the embedded

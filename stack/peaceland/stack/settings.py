@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from peaceland.tenants.access import CassandraAccessSettings, KafkaAccessSettings
+from peaceland.tenants.cassandra import CassandraAccess
+from peaceland.tenants.environment import CASSANDRA_CONTACT_POINTS, KAFKA_BOOTSTRAP_SERVERS
+from peaceland.tenants.kafka import KafkaAccess
 
 # Pinned server versions: changing one is a deliberate, reviewed change (docs/development.md).
 KAFKA_VERSION: Final = "4.1.1"
@@ -70,6 +75,16 @@ class StackSettings(BaseSettings):
         default=None, validation_alias=AliasChoices("CASSANDRA_CONTACT_POINTS")
     )
     database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL"))
+
+    def external_kafka_access(self, address: str) -> KafkaAccess:
+        """An external Kafka, signed in with the environment's credentials."""
+        values: dict[str, Any] = {KAFKA_BOOTSTRAP_SERVERS: address}
+        return KafkaAccessSettings(**values).kafka_access()
+
+    def external_cassandra_access(self, address: str) -> CassandraAccess:
+        """An external Cassandra, signed in with the environment's credentials."""
+        values: dict[str, Any] = {CASSANDRA_CONTACT_POINTS: address}
+        return CassandraAccessSettings(**values).cassandra_access()
 
     @field_validator("kafka_heap", "cassandra_heap")
     @classmethod

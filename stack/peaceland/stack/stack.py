@@ -8,9 +8,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from peaceland.stack import processes
+from peaceland.stack.credentials import admin_credentials
 from peaceland.stack.errors import StackError
 from peaceland.stack.fetch import Progress
 from peaceland.stack.kube import Etcd, KubeApiServer
@@ -21,28 +22,85 @@ from peaceland.stack.servers import (
     KafkaNode,
     Postgres,
     Server,
+    ensure_admin_role,
     kafka_cluster_id,
 )
 from peaceland.stack.settings import StackSettings
-from peaceland.tenants.cassandra import connect, shutdown_session
+from peaceland.tenants.cassandra import CassandraAccess, connect, shutdown_session
+from peaceland.tenants.environment import (
+    CASSANDRA_CONTACT_POINTS,
+    CASSANDRA_LOCAL_DC,
+    CASSANDRA_PASSWORD,
+    CASSANDRA_USERNAME,
+    KAFKA_BOOTSTRAP_SERVERS,
+    KAFKA_PASSWORD,
+    KAFKA_SECURITY_PROTOCOL,
+    KAFKA_USERNAME,
+    file_variable,
+)
+from peaceland.tenants.kafka import KafkaAccess
 
 
 @dataclass(frozen=True, slots=True)
 class Endpoints:
-    """Where clients reach the stack's servers, in the form of the usual variables."""
+    """Where clients reach the stack's servers, and how the administrator signs in."""
 
-    kafka_bootstrap_servers: str
-    cassandra_contact_points: str
+    kafka: KafkaAccess
+    cassandra: CassandraAccess
     database_url: str
     #: The admin kubeconfig of the stack's API server, when it runs.
     kubeconfig: str | None = None
+    #: The files holding the administrator's passwords (our own servers; None: external
+    #: servers, whose credentials come from the environment).
+    kafka_password_file: str | None = None
+    cassandra_password_file: str | None = None
+
+    @property
+    def kafka_bootstrap_servers(self) -> str:
+        return self.kafka.bootstrap_servers
+
+    @property
+    def cassandra_contact_points(self) -> str:
+        return self.cassandra.contact_points
+
+    def settings(self) -> dict[str, Any]:
+        """The servers and the administrator's credentials as settings fields
+        (``peaceland.tenants.access``): ``ArchiverSettings(**endpoints.settings(), …)``."""
+        return {
+            "kafka_bootstrap_servers": self.kafka.bootstrap_servers,
+            "kafka_username": self.kafka.username,
+            "kafka_password": self.kafka.password,
+            "kafka_security_protocol": self.kafka.security_protocol,
+            "cassandra_contact_points": self.cassandra.contact_points,
+            "cassandra_local_dc": self.cassandra.local_dc,
+            "cassandra_username": self.cassandra.username,
+            "cassandra_password": self.cassandra.password,
+        }
 
     def environment(self) -> dict[str, str]:
+        """The variables every process of ours reads (``peaceland.tenants.access``):
+        passwords as the files holding them, when there are files."""
         env = {
-            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
-            "CASSANDRA_CONTACT_POINTS": self.cassandra_contact_points,
+            KAFKA_BOOTSTRAP_SERVERS: self.kafka_bootstrap_servers,
+            CASSANDRA_CONTACT_POINTS: self.cassandra_contact_points,
+            CASSANDRA_LOCAL_DC: self.cassandra.local_dc,
             "DATABASE_URL": self.database_url,
         }
+        for user_var, password_var, username, password, password_file in (
+            (KAFKA_USERNAME, KAFKA_PASSWORD, self.kafka.username, self.kafka.password,
+             self.kafka_password_file),
+            (CASSANDRA_USERNAME, CASSANDRA_PASSWORD, self.cassandra.username,
+             self.cassandra.password, self.cassandra_password_file),
+        ):  # fmt: skip
+            if username is None:
+                continue
+            env[user_var] = username
+            if password_file is not None:
+                env[file_variable(password_var)] = password_file
+            elif password is not None:
+                env[password_var] = password
+        if self.kafka.security_protocol is not None:
+            env[KAFKA_SECURITY_PROTOCOL] = self.kafka.security_protocol
         if self.kubeconfig:
             env["KUBECONFIG"] = self.kubeconfig
         return env
@@ -96,9 +154,21 @@ class Stack:
 
     def endpoints(self) -> Endpoints:
         kafka, cassandra, postgres = (self.server(n) for n in ("kafka", "cassandra", "postgres"))
+        assert isinstance(kafka, Kafka)
+        assert isinstance(cassandra, Cassandra)
         api = self.kube_apiserver
         kubeconfig = str(api.kubeconfig) if api.pid() and api.kubeconfig.exists() else None
-        return Endpoints(kafka.address, cassandra.address, postgres.address, kubeconfig)
+        admin = admin_credentials(self.settings.state_dir)
+        return Endpoints(
+            kafka.access(),
+            cassandra.access(),
+            postgres.address,
+            kubeconfig,
+            kafka_password_file=None if kafka.external else str(admin.kafka_password_file),
+            cassandra_password_file=None
+            if cassandra.external
+            else str(admin.cassandra_password_file),
+        )
 
     def status(self) -> list[ServerStatus]:
         """Every server's health; the Kubernetes ones only when they run."""
@@ -288,6 +358,12 @@ class KafkaCluster(_Nodes[Kafka]):
     def bootstrap_servers(self) -> str:
         return ",".join(node.address for node in self.nodes)
 
+    @property
+    def access(self) -> KafkaAccess:
+        """The whole cluster, signed in as the administrator."""
+        admin = self.nodes[0].access()
+        return KafkaAccess(self.bootstrap_servers, admin.username, admin.password)
+
     def up(self, timeout: float = 120.0) -> None:
         for node in self.nodes:
             node.prepare(self.progress)
@@ -316,6 +392,14 @@ class CassandraRing(_Nodes[Cassandra]):
     def contact_points(self) -> str:
         return ",".join(node.address for node in self.nodes)
 
+    @property
+    def access(self) -> CassandraAccess:
+        """The whole ring, signed in as the administrator."""
+        admin = self.nodes[0].access()
+        return CassandraAccess(
+            self.contact_points, username=admin.username, password=admin.password
+        )
+
     def up(self, timeout: float = 300.0) -> None:
         for node in self.nodes:
             node.prepare(lambda _: None)
@@ -328,9 +412,16 @@ class CassandraRing(_Nodes[Cassandra]):
             if time.monotonic() > deadline:
                 raise StackError(f"the Cassandra ring formed with {seen + 1} nodes only")
             time.sleep(1)
+        # The administrator's role, kept on every node: signing in survives a lost node.
+        first = self.nodes[0]
+        ensure_admin_role(first.default_role, first.access(), len(self.nodes))
 
     def _peers(self) -> int:
-        session = connect(self.nodes[0].address, timeout=10)
+        node = self.nodes[0]
+        try:
+            session = connect(node.access(), timeout=10)
+        except Exception:
+            session = connect(node.default_role, timeout=10)
         try:
             return len(list(session.execute("SELECT peer FROM system.peers_v2")))
         finally:

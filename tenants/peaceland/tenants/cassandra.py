@@ -9,6 +9,8 @@ are settings of each deployable (docs/services.md), passed here.
 from __future__ import annotations
 
 import re
+import ssl
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
@@ -116,24 +118,50 @@ def parse_contact_points(contact_points: str) -> tuple[list[str], int]:
     return hosts, ports.pop()
 
 
+@dataclass(frozen=True, slots=True)
+class CassandraAccess:
+    """How one client reaches Cassandra: where, in which data centre, as which role.
+
+    The platform's Cassandra requires a password (PasswordAuthenticator) and grants each
+    role its own keyspace only (CassandraAuthorizer).
+    """
+
+    contact_points: str
+    #: The data centre whose nodes serve this client (LOCAL_* levels count its replicas).
+    local_dc: str = "datacenter1"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    #: The CA bundle that signed the nodes' certificates: TLS on every connection.
+    ssl_ca_location: str | None = None
+
+    def as_role(self, username: str, password: str) -> CassandraAccess:
+        """The same cluster, signed in as another role."""
+        return CassandraAccess(
+            self.contact_points, self.local_dc, username, password, self.ssl_ca_location
+        )
+
+
 def connect(
-    contact_points: str,
+    access: CassandraAccess,
     *,
-    local_dc: str = "datacenter1",
     timeout: float = 10.0,
-    credentials: tuple[str, str] | None = None,
     consistency: Consistency = "LOCAL_QUORUM",
     serial_consistency: SerialConsistency = "LOCAL_SERIAL",
 ) -> Session:
-    """A session on the cluster behind ``contact_points``; close it with ``shutdown_session``.
+    """A session on the cluster ``access`` names; close it with ``shutdown_session``.
 
     Token-aware routing sends each write straight to a replica of its partition; every
     statement runs at ``consistency`` and every lightweight transaction (``IF …``) at
     ``serial_consistency`` unless it says otherwise.
     """
-    hosts, port = parse_contact_points(contact_points)
+    hosts, port = parse_contact_points(access.contact_points)
+    if (access.username is None) != (access.password is None):
+        raise ValueError("a Cassandra username needs its password, and a password its username")
+    ssl_context = None
+    if access.ssl_ca_location is not None:
+        ssl_context = ssl.create_default_context(cafile=access.ssl_ca_location)
     profile = ExecutionProfile(
-        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=local_dc)),
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=access.local_dc)),
         request_timeout=timeout,
         consistency_level=getattr(ConsistencyLevel, consistency),
         serial_consistency_level=getattr(ConsistencyLevel, serial_consistency),
@@ -146,7 +174,12 @@ def connect(
         connect_timeout=timeout,
         # Back within seconds of a node's return: the driver's default waits up to 10 min.
         reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.2, max_delay=2.0),
-        auth_provider=PlainTextAuthProvider(*credentials) if credentials else None,
+        auth_provider=(
+            PlainTextAuthProvider(access.username, access.password)
+            if access.username is not None
+            else None
+        ),
+        ssl_context=ssl_context,
     )
     try:
         return cluster.connect()

@@ -176,6 +176,25 @@ class Consumers(BaseModel):
     resources: Resources = Resources()
 
 
+class Credentials(BaseModel):
+    """The force's identities on Kafka and Cassandra, which the operator issues."""
+
+    model_config = _SPEC
+
+    rotation: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=1_000_000,
+            description=(
+                "Change it to rotate every credential of the force: new Kafka principals and "
+                "Cassandra role beside the old, the consumers rolled onto them, then the old "
+                "ones removed."
+            ),
+        ),
+    ] = 0
+
+
 class PoliceForceSpec(BaseModel):
     """The desired state of a police force."""
 
@@ -193,6 +212,7 @@ class PoliceForceSpec(BaseModel):
     kafka: Kafka = Kafka()
     cassandra: Cassandra = Cassandra()
     consumers: Consumers = Consumers()
+    credentials: Credentials = Credentials()
     deletion_policy: Annotated[
         Literal["Retain", "Delete"],
         Field(
@@ -235,7 +255,12 @@ class PoliceForceSpec(BaseModel):
 
 
 ConditionType = Literal[
-    "Ready", "TopicsReady", "KeyspaceReady", "ConsumersReady", "ConsumersProgressing"
+    "Ready",
+    "TopicsReady",
+    "KeyspaceReady",
+    "CredentialsReady",
+    "ConsumersReady",
+    "ConsumersProgressing",
 ]
 
 

@@ -7,15 +7,28 @@ they return and tests read them directly. Every object is owned by the PoliceFor
 
 from __future__ import annotations
 
+import base64
 from typing import Any, Final
 
-from peaceland.tenants.environment import consumer_environment, env_name
+from peaceland.tenants.environment import (
+    CREDENTIAL_FILES,
+    consumer_environment,
+    credentials_environment,
+    env_name,
+)
 from peaceland.tenants.forces import resources_for
 from peaceland.tenants.policeforce import GROUP, KIND, VERSION, PoliceForceSpec
+from peaceland.tenants.provisioning.identities import ForceCredentials, secret_name
 
 CONSUMERS: Final = ("archiver", "alerter")
 SETTINGS_KEY: Final = "force.json"
 SETTINGS_DIR: Final = "/etc/peaceland"
+#: Where a consumer's credentials are mounted (its items of the force's Secret).
+CREDENTIALS_DIR: Final = "/var/run/secrets/peaceland"
+#: The pod template's annotation naming the credentials' version (generation and a digest of
+#: the passwords): a rotation, or any new password, changes it, which rolls the Deployment
+#: onto the new credentials.
+GENERATION_ANNOTATION: Final = "peaceland.io/credentials-generation"
 _APP: Final = "peaceland"
 #: The unprivileged user and group a consumer runs as (the image needs no other).
 RUN_AS: Final = 10001
@@ -59,6 +72,37 @@ def settings_config_map(force_id: str, uid: str, spec: PoliceForceSpec) -> dict[
     }
 
 
+def credentials_secret(force_id: str, uid: str, credentials: ForceCredentials) -> dict[str, Any]:
+    """The Secret that holds the force's identities (``ForceCredentials.secret_data``),
+    mounted item by item into each consumer; the platform's gateway reads its own keys."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": secret_name(force_id),
+            "labels": labels(force_id, "credentials"),
+            "annotations": {GENERATION_ANNOTATION: str(credentials.generation)},
+            "ownerReferences": [owner_reference(force_id, uid)],
+        },
+        # data, not stringData: server-side apply then compares like with like, and an
+        # unchanged Secret is not rewritten on every reconcile.
+        "data": {
+            key: base64.b64encode(value.encode()).decode()
+            for key, value in credentials.secret_data().items()
+        },
+    }
+
+
+def _credential_items(consumer: str) -> list[dict[str, str]]:
+    """The consumer's own keys of the force's Secret, under the file names every process
+    reads (``CREDENTIAL_FILES``): it never sees another role's password."""
+    return [
+        {"key": f"{consumer}.{file}" if name.startswith("KAFKA_") else file, "path": file}
+        for name, file in CREDENTIAL_FILES.items()
+    ]
+
+
 def consumer_deployment(
     force_id: str,
     uid: str,
@@ -67,8 +111,12 @@ def consumer_deployment(
     *,
     kafka_bootstrap_servers: str,
     cassandra_contact_points: str,
+    cassandra_local_dc: str = "datacenter1",
+    credentials_version: str = "0",
+    kafka_security: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The Deployment of one of the force's consumers (``archiver`` or ``alerter``)."""
+    """The Deployment of one of the force's consumers (``archiver`` or ``alerter``), signed
+    in as the force's principal for that role (the Secret's items, mounted read-only)."""
     if consumer not in CONSUMERS:
         raise ValueError(f"no consumer called {consumer!r}; there are {CONSUMERS}")
     alerter = consumer == "alerter"
@@ -79,7 +127,9 @@ def consumer_deployment(
         cassandra_contact_points=cassandra_contact_points,
         metrics_port=METRICS_PORT,
         settings_file=f"{SETTINGS_DIR}/{SETTINGS_KEY}" if alerter else None,
+        cassandra_local_dc=cassandra_local_dc,
     )
+    values |= credentials_environment(CREDENTIALS_DIR) | (kafka_security or {})
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items()]
     if alerter:
         env += [
@@ -112,7 +162,10 @@ def consumer_deployment(
             "selector": {"matchLabels": selector},
             "strategy": strategy,
             "template": {
-                "metadata": {"labels": selector},
+                "metadata": {
+                    "labels": selector,
+                    "annotations": {GENERATION_ANNOTATION: credentials_version},
+                },
                 "spec": {
                     # SIGTERM lets a batch finish and commit; give it time.
                     "terminationGracePeriodSeconds": 60,
@@ -122,6 +175,8 @@ def consumer_deployment(
                         "runAsNonRoot": True,
                         "runAsUser": RUN_AS,
                         "runAsGroup": RUN_AS,
+                        # The mounted Secret's files belong to this group (mode 0440).
+                        "fsGroup": RUN_AS,
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": [
@@ -151,6 +206,11 @@ def consumer_deployment(
                             },
                             "volumeMounts": [
                                 {"name": "settings", "mountPath": SETTINGS_DIR, "readOnly": True},
+                                {
+                                    "name": "credentials",
+                                    "mountPath": CREDENTIALS_DIR,
+                                    "readOnly": True,
+                                },
                                 # The one place a consumer may write (Python's and
                                 # librdkafka's temporary files), gone with the pod.
                                 {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
@@ -159,6 +219,14 @@ def consumer_deployment(
                     ],
                     "volumes": [
                         {"name": "settings", "configMap": {"name": f"{force_id}-settings"}},
+                        {
+                            "name": "credentials",
+                            "secret": {
+                                "secretName": secret_name(force_id),
+                                "items": _credential_items(consumer),
+                                "defaultMode": 0o440,
+                            },
+                        },
                         {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
                     ],
                 },

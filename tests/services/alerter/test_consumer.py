@@ -21,7 +21,7 @@ from peaceland.stack import Endpoints
 from peaceland.tenants.alerts import Alert, alert_id_for, decode_alert
 from peaceland.tenants.cassandra import to_millisecond
 from peaceland.tenants.forces import AlertingSettings, ForceResources, ForceSettings
-from peaceland.tenants.kafka import producer_config
+from peaceland.tenants.kafka import KafkaAccess, producer_config
 from peaceland.tenants.reports import Citizen, Report, encode_report, utc_now
 from tests.factories import make_report
 from tests.kafka_helpers import committed_total, read_all, wait_until
@@ -30,8 +30,7 @@ from tests.kafka_helpers import committed_total, read_all, wait_until
 def settings_for(force: ForceResources, endpoints: Endpoints, **extra: object) -> AlerterSettings:
     return AlerterSettings(
         force_id=force.force_id,
-        kafka_bootstrap_servers=endpoints.kafka_bootstrap_servers,
-        cassandra_contact_points=endpoints.cassandra_contact_points,
+        **endpoints.settings(),
         metrics_port=0,
         **extra,  # type: ignore[arg-type]
     )
@@ -52,7 +51,7 @@ def alerting(*alerters: Alerter) -> Iterator[None]:
             assert not thread.is_alive()
 
 
-def send(bootstrap: str, topic: str, reports: Sequence[tuple[Report, int | None]]) -> None:
+def send(bootstrap: KafkaAccess, topic: str, reports: Sequence[tuple[Report, int | None]]) -> None:
     """Produce each report, to the given partition when one is named (else by key)."""
     producer = Producer(producer_config(bootstrap))
     for report, partition in reports:
@@ -65,7 +64,7 @@ def send(bootstrap: str, topic: str, reports: Sequence[tuple[Report, int | None]
     assert producer.flush(30) == 0
 
 
-def alerts_of(bootstrap: str, force: ForceResources) -> list[Alert]:
+def alerts_of(bootstrap: KafkaAccess, force: ForceResources) -> list[Alert]:
     return [decode_alert(m.value() or b"") for m in read_all(bootstrap, force.alerts_topic)]
 
 
@@ -79,7 +78,9 @@ def with_citizens(seed: int, *citizens: Citizen, drone: int = 1, minutes_ago: in
     )
 
 
-def wait_committed(bootstrap: str, settings: AlerterSettings, topic: str, total: int) -> None:
+def wait_committed(
+    bootstrap: KafkaAccess, settings: AlerterSettings, topic: str, total: int
+) -> None:
     wait_until(
         lambda: committed_total(bootstrap, settings.consumer_group, topic) == total,
         timeout=60,
@@ -90,7 +91,7 @@ def wait_committed(bootstrap: str, settings: AlerterSettings, topic: str, total:
 def test_a_low_score_raises_one_alert_with_the_drone_position_and_the_name(
     force: ForceResources, endpoints: Endpoints, cassandra: Session
 ):
-    bootstrap = endpoints.kafka_bootstrap_servers
+    bootstrap = endpoints.kafka
     eve = Citizen(name="Eve Mallory", score=3.5)
     low = with_citizens(1, Citizen(name="Bob", score=80), eve)
     calm = [with_citizens(i, Citizen(name="Bob", score=80)) for i in range(2, 20)]
@@ -117,7 +118,7 @@ def test_a_low_score_raises_one_alert_with_the_drone_position_and_the_name(
 def test_two_drones_in_different_partitions_seeing_a_citizen_at_once_raise_one_alert(
     force: ForceResources, endpoints: Endpoints, cassandra: Session
 ):
-    bootstrap = endpoints.kafka_bootstrap_servers
+    bootstrap = endpoints.kafka
     eve = Citizen(name="Eve Mallory", score=2.0)
     reports = [(with_citizens(10 + p, eve, drone=p), p) for p in range(3)]  # one per partition
     send(bootstrap, force.reports_topic, reports)
@@ -140,7 +141,7 @@ def test_two_drones_in_different_partitions_seeing_a_citizen_at_once_raise_one_a
 def test_a_resent_report_raises_no_second_alert(
     force: ForceResources, endpoints: Endpoints, cassandra: Session
 ):
-    bootstrap = endpoints.kafka_bootstrap_servers
+    bootstrap = endpoints.kafka
     report = with_citizens(5, Citizen(name="Eve Mallory", score=1.0))
     send(bootstrap, force.reports_topic, [(report, 0), (report, 0), (report, 1)])
     settings = settings_for(force, endpoints)
@@ -152,7 +153,7 @@ def test_a_resent_report_raises_no_second_alert(
 def test_a_threshold_change_applies_without_a_restart(
     force: ForceResources, endpoints: Endpoints, cassandra: Session, tmp_path: Path
 ):
-    bootstrap = endpoints.kafka_bootstrap_servers
+    bootstrap = endpoints.kafka
     settings_file = tmp_path / "force.json"
     settings_file.write_text(ForceSettings(force_id=force.force_id).model_dump_json())
     settings = settings_for(force, endpoints, settings_file=settings_file)
@@ -192,7 +193,7 @@ def test_a_threshold_change_applies_without_a_restart(
 def test_a_malformed_record_is_skipped_and_alerts_go_on(
     force: ForceResources, endpoints: Endpoints, cassandra: Session
 ):
-    bootstrap = endpoints.kafka_bootstrap_servers
+    bootstrap = endpoints.kafka
     producer = Producer(producer_config(bootstrap))
     producer.produce(force.reports_topic, value=b"{broken", partition=0)
     producer.produce(force.reports_topic, value=None, partition=0)

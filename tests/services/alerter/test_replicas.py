@@ -28,6 +28,7 @@ from peaceland.stack import Endpoints
 from peaceland.tenants.alerts import Alert, AlertView, decode_alert, fold
 from peaceland.tenants.cassandra import to_millisecond
 from peaceland.tenants.forces import ForceResources
+from peaceland.tenants.kafka import KafkaAccess
 from peaceland.tenants.reports import Citizen, Report, utc_now
 from tests.factories import make_report
 from tests.kafka_helpers import committed_total, read_all, wait_until
@@ -70,7 +71,7 @@ def running(*alerters: Alerter) -> Iterator[threading.Event]:
             assert not thread.is_alive()
 
 
-def alert_events(bootstrap: str, force: ForceResources) -> list[Alert]:
+def alert_events(bootstrap: KafkaAccess, force: ForceResources) -> list[Alert]:
     """The alerts topic as a read_committed reader gets it: partition by partition, each in
     its own order (events of one alert share a partition: they are keyed by citizen)."""
     return [decode_alert(m.value() or b"") for m in read_all(bootstrap, force.alerts_topic)]
@@ -86,7 +87,7 @@ def seen_by(seed: int, citizen: Citizen, minutes_ago: float, drone: int) -> Repo
 def test_an_update_committed_before_its_raise_still_gives_readers_the_right_alert(
     force: ForceResources, endpoints: Endpoints, cassandra: Session
 ):
-    bootstrap = endpoints.kafka_bootstrap_servers
+    bootstrap = endpoints.kafka
     settings = settings_for(force, endpoints, dedup_window_seconds=WEEK, replicas=2)
     slow = HeldAlerter(settings, AlertBook(cassandra, force.keyspace, force.force_id))
     quick = Alerter(settings, AlertBook(cassandra, force.keyspace, force.force_id))
@@ -132,7 +133,7 @@ def test_an_update_committed_before_its_raise_still_gives_readers_the_right_aler
 def test_rebalances_mid_run_never_raise_an_alert_twice(
     force: ForceResources, endpoints: Endpoints, cassandra: Session
 ):
-    bootstrap = endpoints.kafka_bootstrap_servers
+    bootstrap = endpoints.kafka
     # Three slots: two replicas, and a third that comes and goes.
     settings = settings_for(force, endpoints, dedup_window_seconds=WEEK, replicas=3)
     rng = random.Random(5)
@@ -204,9 +205,7 @@ class FailingAlerter(Alerter):
         self.consumer.close()
         self.consumer = Consumer(
             {
-                **consumer_config(
-                    self.settings.kafka_bootstrap_servers, self.settings.consumer_group
-                ),
+                **consumer_config(self.settings.kafka_access(), self.settings.consumer_group),
                 "isolation.level": "read_committed",
                 "fetch.min.bytes": 1_000,
                 "fetch.wait.max.ms": 3_000,
@@ -227,7 +226,7 @@ def test_a_partition_lost_and_given_back_during_a_retry_raises_nothing_twice(
     # A decides a batch, fails to commit it and retries. Meanwhile B joins, takes some of
     # A's partitions, raises their alerts, and leaves: the partitions come back to A. A's
     # batch still holds those records; acting on them now would raise their alerts again.
-    bootstrap = endpoints.kafka_bootstrap_servers
+    bootstrap = endpoints.kafka
     settings = settings_for(force, endpoints, dedup_window_seconds=WEEK, replicas=2)
     retrying = FailingAlerter(settings, AlertBook(cassandra, force.keyspace, force.force_id))
     citizens = [Citizen(name=f"Lost {p}", score=2.0) for p in range(3)]

@@ -24,6 +24,7 @@ from peaceland.services.archiver.store import ReportStore
 from peaceland.services.kafka import REASON_HEADER, SOURCE_HEADER
 from peaceland.stack import Endpoints
 from peaceland.tenants.forces import ForceResources
+from peaceland.tenants.kafka import KafkaAccess
 from peaceland.tenants.provisioning.topics import TopicSettings, ensure_topics
 from peaceland.tenants.reports import Citizen, Report, encode_report, utc_now
 from tests.factories import make_report
@@ -39,8 +40,7 @@ MALFORMED: dict[bytes, str] = {
 def _settings(force: ForceResources, endpoints: Endpoints) -> ArchiverSettings:
     return ArchiverSettings(
         force_id=force.force_id,
-        kafka_bootstrap_servers=endpoints.kafka_bootstrap_servers,
-        cassandra_contact_points=endpoints.cassandra_contact_points,
+        **endpoints.settings(),
     )
 
 
@@ -72,7 +72,7 @@ def header(message: Message, name: str) -> str:
     return values[0].decode()
 
 
-def all_committed(bootstrap: str, group: str, topic: str, total: int) -> bool:
+def all_committed(bootstrap: KafkaAccess, group: str, topic: str, total: int) -> bool:
     return committed_total(bootstrap, group, topic) == total
 
 
@@ -103,7 +103,7 @@ def test_ten_thousand_reports_are_stored_exactly_once_and_malformed_ones_dead_le
     rng = random.Random(2026)
     now = utc_now()
     reports = [make_report(rng, at=now) for _ in range(10_000)]
-    bootstrap = endpoints.kafka_bootstrap_servers
+    bootstrap = endpoints.kafka
     records = [(r.drone_id.encode(), encode_report(r)) for r in reports]
     records[5_000:5_000] = [(b"broken", value) for value in MALFORMED]
     assert produce(bootstrap, force.reports_topic, records) == len(records)
@@ -149,7 +149,7 @@ def test_replaying_the_whole_topic_rewrites_the_same_rows(
 ):
     rng = random.Random(11)
     reports = [make_report(rng) for _ in range(2_000)]
-    bootstrap = endpoints.kafka_bootstrap_servers
+    bootstrap = endpoints.kafka
     produce(
         bootstrap, force.reports_topic, [(r.drone_id.encode(), encode_report(r)) for r in reports]
     )
@@ -169,7 +169,7 @@ def test_a_tombstone_is_dead_lettered_and_the_consumer_goes_on(
     force: ForceResources, endpoints: Endpoints, cassandra: Session
 ):
     good = make_report(random.Random(3))
-    bootstrap = endpoints.kafka_bootstrap_servers
+    bootstrap = endpoints.kafka
     produce(bootstrap, force.reports_topic, [(b"k", None), (b"k", encode_report(good))])
     settings = _settings(force, endpoints)
     with running(Archiver(settings, ReportStore(cassandra, force.keyspace))):
@@ -199,7 +199,7 @@ def test_while_kafka_refuses_dead_letters_the_archiver_waits_then_delivers_and_c
     cassandra: Session,
     kafka_admin: AdminClient,
 ):
-    bootstrap = endpoints.kafka_bootstrap_servers
+    bootstrap = endpoints.kafka
     kafka_admin.delete_topics([force.dead_letter_topic])[force.dead_letter_topic].result()
     wait_until(
         lambda: force.dead_letter_topic not in kafka_admin.list_topics(timeout=10).topics,
@@ -246,7 +246,7 @@ def test_a_report_cassandra_refuses_for_good_is_dead_lettered_and_the_rest_goes_
     crowd = [Citizen(name=f"{i:03d}" + "x" * 197, score=50.0) for i in range(300)]
     big = make_report(random.Random(99)).model_copy(update={"citizens": crowd})
     after = [make_report(random.Random(seed)) for seed in range(20)]
-    bootstrap = endpoints.kafka_bootstrap_servers
+    bootstrap = endpoints.kafka
     records = [(r.drone_id.encode(), encode_report(r)) for r in [big, *after]]
     produce(bootstrap, force.reports_topic, records)
     settings = _settings(force, endpoints)
@@ -278,7 +278,7 @@ def test_a_second_content_under_a_stored_report_id_is_dead_lettered_and_the_firs
             "words": ["autre"],
         }
     )
-    bootstrap = endpoints.kafka_bootstrap_servers
+    bootstrap = endpoints.kafka
     # The conflicting copy in the same batch as the first, then in a later batch; the
     # first resent byte for byte, which stays a no-op.
     produce(bootstrap, force.reports_topic, [(b"d", encode_report(r)) for r in (first, other)])

@@ -27,10 +27,11 @@ from peaceland.services.kafka import received_at as kafka_received_at
 from peaceland.stack import Endpoints
 from peaceland.tenants.cassandra import to_millisecond
 from peaceland.tenants.forces import ForceResources, resources_for
+from peaceland.tenants.kafka import KafkaAccess
 from peaceland.tenants.provisioning.topics import TopicSettings, delete_topics, ensure_topics
 from peaceland.tenants.reports import MAX_REPORT_AGE, decode_report, encode_report, utc_now
 from tests.factories import make_report
-from tests.kafka_helpers import read_all
+from tests.kafka_helpers import kafka_fields, read_all
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,11 @@ KEY = "drone-key-0123456789abcdef"
 OTHER_KEY = "other-force-key-0123456789"
 
 
-def settings_for(bootstrap: str, keys: dict[str, list[str]], **extra: Any) -> GatewaySettings:
+def settings_for(
+    bootstrap: KafkaAccess, keys: dict[str, list[str]], **extra: Any
+) -> GatewaySettings:
     return GatewaySettings(
-        kafka_bootstrap_servers=bootstrap,
+        **kafka_fields(bootstrap),
         drone_keys={f: [SecretStr(k) for k in ks] for f, ks in keys.items()},
         **extra,
     )
@@ -48,7 +51,7 @@ def settings_for(bootstrap: str, keys: dict[str, list[str]], **extra: Any) -> Ga
 
 @pytest.fixture
 def client(force: ForceResources, endpoints: Endpoints) -> Iterator[TestClient]:
-    settings = settings_for(endpoints.kafka_bootstrap_servers, {force.force_id: [KEY]})
+    settings = settings_for(endpoints.kafka, {force.force_id: [KEY]})
     with TestClient(create_app(settings)) as test_client:
         yield test_client
 
@@ -77,7 +80,7 @@ def test_one_report_is_accepted_once_kafka_has_it(client, force, endpoints):
             "errors": [],
         }
     ]
-    [record] = read_all(endpoints.kafka_bootstrap_servers, force.reports_topic)
+    [record] = read_all(endpoints.kafka, force.reports_topic)
     assert record.key() == doc["drone_id"].encode()
     assert (
         str(decode_report(record.value() or b"", received_at=utc_now()).report_id)
@@ -90,7 +93,7 @@ def test_a_batch_is_accepted_whole(client, force, endpoints):
     response = client.post("/v1/reports", json=docs, headers=auth())
     assert response.status_code == 202
     assert response.json()["accepted"] == 50
-    records = read_all(endpoints.kafka_bootstrap_servers, force.reports_topic)
+    records = read_all(endpoints.kafka, force.reports_topic)
     assert sorted(json.loads(r.value() or b"")["report_id"] for r in records) == sorted(
         d["report_id"] for d in docs
     )
@@ -118,7 +121,7 @@ def test_a_batch_with_bad_reports_names_each_and_keeps_the_good(client, force, e
     assert third["errors"] == [
         {"field": "altitude", "reason": "unknown field; version 1 reports take no other fields"}
     ]
-    records = read_all(endpoints.kafka_bootstrap_servers, force.reports_topic)
+    records = read_all(endpoints.kafka, force.reports_topic)
     assert [json.loads(r.value() or b"")["report_id"] for r in records] == [good["report_id"]]
 
 
@@ -139,7 +142,7 @@ def test_a_body_that_is_no_report_is_a_400_with_its_reason(client, body, reason)
 
 
 def test_a_batch_over_the_limit_is_refused(force, endpoints):
-    settings = settings_for(endpoints.kafka_bootstrap_servers, {force.force_id: [KEY]}, max_batch=3)
+    settings = settings_for(endpoints.kafka, {force.force_id: [KEY]}, max_batch=3)
     with TestClient(create_app(settings)) as client:
         response = client.post(
             "/v1/reports", json=[report_json(i) for i in range(4)], headers=auth()
@@ -149,9 +152,7 @@ def test_a_batch_over_the_limit_is_refused(force, endpoints):
 
 
 def test_a_body_over_the_size_limit_is_a_413(force, endpoints):
-    settings = settings_for(
-        endpoints.kafka_bootstrap_servers, {force.force_id: [KEY]}, max_body_bytes=2048
-    )
+    settings = settings_for(endpoints.kafka, {force.force_id: [KEY]}, max_body_bytes=2048)
     with TestClient(create_app(settings)) as client:
         response = client.post(
             "/v1/reports", json=[report_json(i) for i in range(20)], headers=auth()
@@ -164,7 +165,7 @@ def test_without_a_known_drone_key_nothing_is_accepted(client, force, endpoints,
     response = client.post("/v1/reports", json=report_json(1), headers=headers)
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == "Bearer"
-    assert read_all(endpoints.kafka_bootstrap_servers, force.reports_topic) == []
+    assert read_all(endpoints.kafka, force.reports_topic) == []
 
 
 def test_a_drone_key_writes_only_to_its_own_force(force, endpoints, kafka_admin):
@@ -172,14 +173,14 @@ def test_a_drone_key_writes_only_to_its_own_force(force, endpoints, kafka_admin)
     ensure_topics(kafka_admin, other, TopicSettings(partitions=1))
     try:
         settings = settings_for(
-            endpoints.kafka_bootstrap_servers, {force.force_id: [KEY], other.force_id: [OTHER_KEY]}
+            endpoints.kafka, {force.force_id: [KEY], other.force_id: [OTHER_KEY]}
         )
         with TestClient(create_app(settings)) as client:
             assert (
                 client.post("/v1/reports", json=report_json(1), headers=auth(OTHER_KEY)).status_code
                 == 202
             )
-        bootstrap = endpoints.kafka_bootstrap_servers
+        bootstrap = endpoints.kafka
         assert len(read_all(bootstrap, other.reports_topic)) == 1
         assert read_all(bootstrap, force.reports_topic) == []
     finally:
@@ -187,7 +188,9 @@ def test_a_drone_key_writes_only_to_its_own_force(force, endpoints, kafka_admin)
 
 
 def test_when_kafka_is_unreachable_reports_fail_with_a_503_never_a_202(force):
-    settings = settings_for("127.0.0.1:1", {force.force_id: [KEY]}, delivery_timeout_seconds=1.0)
+    settings = settings_for(
+        KafkaAccess("127.0.0.1:1"), {force.force_id: [KEY]}, delivery_timeout_seconds=1.0
+    )
     with TestClient(create_app(settings)) as client:
         response = client.post("/v1/reports", json=[report_json(1), report_json(2)], headers=auth())
         assert client.get("/readyz").status_code == 503
@@ -220,7 +223,7 @@ def test_metrics_are_served(client):
 )
 def test_bad_drone_keys_fail_fast(keys, message):
     with pytest.raises(ValidationError, match=message):
-        settings_for("127.0.0.1:1", keys)
+        settings_for(KafkaAccess("127.0.0.1:1"), keys)
 
 
 def test_timestamps_are_judged_at_reception(client):
@@ -233,7 +236,7 @@ def test_timestamps_are_judged_at_reception(client):
 def test_the_canonical_report_is_produced(client, force, endpoints):
     doc = report_json(9)
     client.post("/v1/reports", content=json.dumps(doc, indent=4).encode(), headers=auth())
-    [record] = read_all(endpoints.kafka_bootstrap_servers, force.reports_topic)
+    [record] = read_all(endpoints.kafka, force.reports_topic)
     assert record.value() == encode_report(decode_report(json.dumps(doc), received_at=utc_now()))
 
 
@@ -246,7 +249,7 @@ def test_a_deeply_nested_body_is_a_400_with_a_reason(client, force, endpoints, b
     response = client.post("/v1/reports", content=body, headers=auth())
     assert response.status_code == 400, response.text[:500]
     assert "nested too deeply" in response.json()["detail"]
-    assert read_all(endpoints.kafka_bootstrap_servers, force.reports_topic) == []
+    assert read_all(endpoints.kafka, force.reports_topic) == []
 
 
 class Silent:
@@ -276,7 +279,7 @@ def test_readiness_never_blocks_the_requests_beside_it(force):
     # A /readyz that asks a hanging Kafka must not stall the event loop: /healthz, asked
     # after it, answers before it.
     silent = Silent()
-    settings = settings_for(f"127.0.0.1:{silent.port}", {force.force_id: [KEY]})
+    settings = settings_for(KafkaAccess(f"127.0.0.1:{silent.port}"), {force.force_id: [KEY]})
     app = create_app(settings)
     finished: list[str] = []
 
@@ -306,7 +309,7 @@ def test_a_force_flooding_the_gateway_leaves_another_force_untouched(force, endp
     # 429s once its own share is in flight, never B.
     flooder = resources_for(f"t-{uuid.uuid4().hex[:12]}")
     settings = settings_for(
-        endpoints.kafka_bootstrap_servers,
+        endpoints.kafka,
         {force.force_id: [KEY], flooder.force_id: [OTHER_KEY]},
         delivery_timeout_seconds=20,
         max_inflight_bytes_per_force=4 * 1024 * 1024,
@@ -358,7 +361,7 @@ def test_a_force_flooding_the_gateway_leaves_another_force_untouched(force, endp
     )
     assert codes == {202: 100}
     assert outcomes[429] > 0, outcomes
-    assert len(read_all(endpoints.kafka_bootstrap_servers, force.reports_topic)) == 100
+    assert len(read_all(endpoints.kafka, force.reports_topic)) == 100
 
 
 def test_a_byte_order_mark_before_the_body_is_ignored(client, force, endpoints):
@@ -373,11 +376,11 @@ def test_a_report_is_judged_by_the_gateway_and_the_consumers_at_the_same_moment(
     # accepted at the very edge of the age bound is inside it for the consumers too (they
     # judge it by the record's time), never accepted here and dead-lettered there.
     received = to_millisecond(utc_now())
-    settings = settings_for(endpoints.kafka_bootstrap_servers, {force.force_id: [KEY]})
+    settings = settings_for(endpoints.kafka, {force.force_id: [KEY]})
     edge = report_json(22) | {"timestamp": (received - MAX_REPORT_AGE).isoformat()}
     with TestClient(create_app(settings, clock=lambda: received)) as client:
         response = client.post("/v1/reports", json=edge, headers=auth())
     assert response.status_code == 202, response.text
-    [record] = read_all(endpoints.kafka_bootstrap_servers, force.reports_topic)
+    [record] = read_all(endpoints.kafka, force.reports_topic)
     assert kafka_received_at(record) == received
     decode_report(record.value() or b"", received_at=kafka_received_at(record))  # accepted

@@ -9,14 +9,18 @@ from typing import Any
 import httpx2
 from lightkube import ApiError
 
-from peaceland.operator.kube import Availability, Workloads
+from peaceland.operator.kube import Availability, NotOwnedError, Workloads
 from peaceland.operator.results import Cause, Event, Force, Step
 from peaceland.operator.settings import OperatorSettings
+from peaceland.tenants.environment import KAFKA_SASL_MECHANISM, KAFKA_SECURITY_PROTOCOL
 from peaceland.tenants.workloads import CONSUMERS, consumer_deployment, settings_config_map
 
 
-def manifests(force: Force, settings: OperatorSettings) -> list[dict[str, Any]]:
-    """The ConfigMap and consumer Deployments the force runs on."""
+def manifests(
+    force: Force, settings: OperatorSettings, credentials_version: str = "0"
+) -> list[dict[str, Any]]:
+    """The ConfigMap and consumer Deployments the force runs on, signed in with the
+    credentials of ``credentials_version`` (``ForceCredentials.version``)."""
     return [
         settings_config_map(force.name, force.uid, force.spec),
         *(
@@ -27,6 +31,12 @@ def manifests(force: Force, settings: OperatorSettings) -> list[dict[str, Any]]:
                 consumer,
                 kafka_bootstrap_servers=settings.consumers_kafka,
                 cassandra_contact_points=settings.consumers_cassandra,
+                cassandra_local_dc=settings.cassandra_local_dc,
+                credentials_version=credentials_version,
+                kafka_security={
+                    KAFKA_SECURITY_PROTOCOL: settings.kafka_access().protocol,
+                    KAFKA_SASL_MECHANISM: settings.kafka_sasl_mechanism,
+                },
             )
             for consumer in CONSUMERS
         ),
@@ -39,12 +49,18 @@ def consumers_step(
     workloads: Workloads,
     events: list[Event],
     cause: Cause,
+    credentials_version: str | None,
 ) -> Step:
     """Apply the ConfigMap and Deployments (their changes are said in Events), then say
-    whether the consumers are available."""
+    whether the consumers are available. ``credentials_version``: the credentials they run on
+    (None: none issued yet, so nothing is applied)."""
+    if credentials_version is None:
+        return Step("ConsumersReady", False, "WaitingForCredentials", "no credentials yet")
     try:
-        changed = workloads.apply(force.namespace, manifests(force, settings))
+        changed = workloads.apply(force.namespace, manifests(force, settings, credentials_version))
         availability = workloads.availability(force.namespace, force.name)
+    except NotOwnedError as exc:
+        return Step("ConsumersReady", False, "NotOwner", str(exc))
     except (ApiError, httpx2.HTTPError) as exc:
         return Step("ConsumersReady", False, "ApiError", f"Kubernetes API: {exc}", retry=True)
     if changed:

@@ -64,7 +64,7 @@ class Alerter(StreamConsumer):
             settings,
             self.resources.reports_topic,
             {
-                **consumer_config(settings.kafka_bootstrap_servers, settings.consumer_group),
+                **consumer_config(settings.kafka_access(), settings.consumer_group),
                 "isolation.level": "read_committed",
                 # A replica that dies holds its partitions until its session times out.
                 "session.timeout.ms": session_ms,
@@ -163,7 +163,7 @@ class Alerter(StreamConsumer):
         timeout = self.settings.transaction_timeout
         self._producer = Producer(
             {
-                **producer_config(self.settings.kafka_bootstrap_servers),
+                **producer_config(self.settings.kafka_access()),
                 "transactional.id": self.transactional_id,
                 # A transaction left open by a replica that died (and was not replaced: its
                 # successor would fence it at once) holds readers this long at most.

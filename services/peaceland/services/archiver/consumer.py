@@ -47,7 +47,7 @@ class Archiver(StreamConsumer):
         super().__init__(
             settings,
             self.resources.reports_topic,
-            consumer_config(settings.kafka_bootstrap_servers, settings.consumer_group),
+            consumer_config(settings.kafka_access(), settings.consumer_group),
         )
         self.dead_letter_timeout = settings.dead_letter_timeout
         self.store = store
@@ -56,7 +56,7 @@ class Archiver(StreamConsumer):
         store.progress = lambda: self.health.tick("store", allowance)
         self.counters = Counters()
         self._producer = Producer(
-            producer_config(settings.kafka_bootstrap_servers)
+            producer_config(settings.kafka_access())
             | {"message.timeout.ms": int(settings.dead_letter_timeout * 1000)}
         )
         self._dead_letters = DeadLetters(self._producer, self.resources.dead_letter_topic)

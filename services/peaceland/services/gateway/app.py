@@ -33,7 +33,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = sender is None
         app.state.sender = sender or KafkaSender(
-            settings.kafka_bootstrap_servers,
+            settings.force_access,
             settings.delivery_timeout_seconds,
             queue_bytes=2 * settings.max_inflight_bytes,
         )

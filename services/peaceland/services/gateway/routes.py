@@ -143,6 +143,7 @@ async def _ingest(
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
     del body
     errors = await sender.send(
+        force_id,
         resources_for(force_id).reports_topic,
         [value for _, value in values],
         timestamp_ms=write_time(received_at) // 1000,

@@ -1,50 +1,71 @@
 """Producing to Kafka from async code and awaiting the acknowledgements.
 
-One idempotent, acks=all producer for the whole process, served by a thread that polls for
-delivery reports and hands each one to the event loop that is waiting for it. Its queue holds
-more than every force may have in flight together (``admission``), so that no force's
-reports ever find it full.
+One idempotent, acks=all producer per police force, each signed in as that force's gateway
+principal (the brokers let it write to that force's reports topic only), served by one
+thread that polls them all for delivery reports and hands each one to the event loop that is
+waiting for it. Each queue holds more than every force may have in flight together
+(``admission``), so that no force's reports ever find it full.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from peaceland.tenants.kafka import producer_config
+from peaceland.tenants.kafka import KafkaAccess, producer_config
+
+#: The Kafka access a force's producer signs in with, by force id.
+AccessFor = Callable[[str | None], KafkaAccess]
 
 
 class KafkaSender:
     def __init__(
         self,
-        bootstrap_servers: str,
+        access_for: AccessFor,
         delivery_timeout_seconds: float,
         queue_bytes: int = 512 * 1024 * 1024,
     ) -> None:
-        self._producer = Producer(
-            {
-                **producer_config(bootstrap_servers, linger_ms=1),
-                # After this, a report Kafka has not acknowledged fails and the drone gets a 503.
-                "message.timeout.ms": int(delivery_timeout_seconds * 1000),
-                "queue.buffering.max.kbytes": max(1, queue_bytes // 1024),
-                # Bounded by the bytes above: the smallest report takes about 180 bytes.
-                "queue.buffering.max.messages": 10_000_000,
-            }
-        )
+        """``access_for(force_id)``: how that force's producer signs in; ``access_for(None)``:
+        the gateway's own access, used to tell whether Kafka answers."""
+        self._access_for = access_for
+        self._config = {
+            # After this, a report Kafka has not acknowledged fails and the drone gets a 503.
+            "message.timeout.ms": int(delivery_timeout_seconds * 1000),
+            "queue.buffering.max.kbytes": max(1, queue_bytes // 1024),
+            # Bounded by the bytes above: the smallest report takes about 180 bytes.
+            "queue.buffering.max.messages": 10_000_000,
+        }
+        self._producers: dict[str | None, Producer] = {}
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="kafka-deliveries", daemon=True)
         self._thread.start()
 
+    def _producer(self, force_id: str | None) -> Producer:
+        producer = self._producers.get(force_id)
+        if producer is None:
+            with self._lock:
+                producer = self._producers.get(force_id)
+                if producer is None:
+                    access = self._access_for(force_id)
+                    producer = Producer(producer_config(access, linger_ms=1) | self._config)
+                    # A new dict: the delivery thread iterates the old one without a lock.
+                    self._producers = {**self._producers, force_id: producer}
+        return producer
+
     async def send(
-        self, topic: str, records: list[tuple[bytes, bytes]], timestamp_ms: int = 0
+        self, force_id: str, topic: str, records: list[tuple[bytes, bytes]], timestamp_ms: int = 0
     ) -> list[KafkaError | None]:
-        """Produce ``records`` (key, value); returns each one's delivery error, or None.
+        """Produce ``records`` (key, value) as ``force_id``'s producer; returns each one's
+        delivery error, or None.
 
         ``timestamp_ms`` is each record's time (CreateTime): the reception time the gateway
         judged the reports by, which the consumers judge them by again (0: now).
         """
+        producer = self._producer(force_id)
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[KafkaError | None]] = []
         for key, value in records:
@@ -59,7 +80,7 @@ class KafkaSender:
                 loop.call_soon_threadsafe(_settle, future, error)
 
             try:
-                self._producer.produce(
+                producer.produce(
                     topic, key=key, value=value, on_delivery=delivered, timestamp=timestamp_ms
                 )
             except BufferError:
@@ -72,18 +93,23 @@ class KafkaSender:
         """Whether a Kafka broker answers a metadata request now (blocks up to ``timeout``:
         call it from a worker thread)."""
         try:
-            return bool(self._producer.list_topics(timeout=timeout).brokers)
+            return bool(self._producer(None).list_topics(timeout=timeout).brokers)
         except KafkaException:
             return False
 
     def close(self, timeout: float = 10.0) -> None:
-        self._producer.flush(timeout)
+        for producer in self._producers.values():
+            producer.flush(timeout)
         self._stop.set()
         self._thread.join(timeout)
 
     def _serve(self) -> None:
         while not self._stop.is_set():
-            self._producer.poll(0.05)
+            producers = list(self._producers.values())
+            if not producers:
+                self._stop.wait(0.05)
+            for producer in producers:
+                producer.poll(0.05 / len(producers))
 
 
 def _settle(future: asyncio.Future[KafkaError | None], error: KafkaError | None) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
 
-from peaceland.tenants.environment import KAFKA_BOOTSTRAP_SERVERS, env_name, env_prefix
+from peaceland.tenants.access import KafkaAccessSettings
+from peaceland.tenants.environment import env_prefix
 from peaceland.tenants.forces import validate_force_id
+from peaceland.tenants.kafka import KafkaAccess
 
 
 def key_digest(key: str) -> str:
@@ -16,16 +19,21 @@ def key_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-class GatewaySettings(BaseSettings):
-    """One gateway serves every force whose drone keys it holds."""
+class GatewaySettings(KafkaAccessSettings):
+    """One gateway serves every force whose drone keys it holds.
+
+    Kafka's address and the gateway's own credentials (``KAFKA_BOOTSTRAP_SERVERS``,
+    ``KAFKA_USERNAME`` …, ``peaceland.tenants.access``) are read without the prefix.
+    """
 
     model_config = SettingsConfigDict(env_prefix=env_prefix("gateway"), extra="ignore")
 
-    kafka_bootstrap_servers: str = Field(
-        validation_alias=AliasChoices(
-            env_name("gateway", "kafka_bootstrap_servers"), KAFKA_BOOTSTRAP_SERVERS
-        )
-    )
+    #: A folder holding, for each force, ``<force id>/username`` and ``<force id>/password``:
+    #: the force's gateway principal (the operator's Secret ``peaceland-credentials``, keys
+    #: ``gateway.username`` and ``gateway.password``). A force's reports are produced as
+    #: that principal, which the brokers let write to that force's reports topic only. None:
+    #: every force's as the gateway's own credentials (a gateway serving one force).
+    force_credentials_dir: Path | None = None
     #: Drone keys by force id, as JSON: ``{"lyon": ["key-1", "key-2"]}``. Until the
     #: tenant-management API manages keys, they come from configuration.
     drone_keys: dict[str, list[SecretStr]] = Field(default_factory=dict)
@@ -58,6 +66,24 @@ class GatewaySettings(BaseSettings):
                     raise ValueError("one drone key is given to two forces")
                 seen.add(secret)
         return value
+
+    def force_access(self, force_id: str | None) -> KafkaAccess:
+        """How the producer of ``force_id`` signs in (None: the gateway's own access).
+
+        Read when the force's first report arrives; a force without credentials in
+        ``force_credentials_dir`` is refused by Kafka (its producer has none) rather than
+        sent as another principal.
+        """
+        access = self.kafka_access()
+        if force_id is None or self.force_credentials_dir is None:
+            return access
+        folder = self.force_credentials_dir / validate_force_id(force_id)
+        try:
+            username = (folder / "username").read_text(encoding="utf-8").strip()
+            password = (folder / "password").read_text(encoding="utf-8").strip()
+        except OSError:
+            return access.as_user(f"{force_id}.gateway.missing", "")
+        return access.as_user(username, password)
 
     def force_by_key_digest(self) -> dict[str, str]:
         return {

@@ -1,0 +1,121 @@
+"""CredentialsReady: the force's Kafka principals, ACLs and Cassandra role exist, and its
+Secret hands them to its consumers; after a rotation, the old generation is retired once
+every consumer runs on the new one.
+
+The Secret is the record of the live generation: identities are made on the servers before
+the Secret names them, so a consumer never reads a credential the servers do not know, and
+the old generation stays valid until no consumer uses it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import httpx2
+from cassandra import DriverException
+from cassandra.cluster import NoHostAvailable
+from confluent_kafka import KafkaException
+from lightkube import ApiError
+
+from peaceland.operator.kube import NotOwnedError, Workloads
+from peaceland.operator.results import Event, Force, Step
+from peaceland.operator.servers import Servers
+from peaceland.tenants.provisioning.identities import (
+    ForceCredentials,
+    ensure_identities,
+    retire_generations,
+    secret_name,
+)
+from peaceland.tenants.workloads import credentials_secret
+
+log = logging.getLogger(__name__)
+
+_SERVER_ERRORS = (KafkaException, DriverException, NoHostAvailable, OSError)
+
+
+def credentials_step(
+    force: Force, servers: Servers, workloads: Workloads, events: list[Event]
+) -> tuple[Step, ForceCredentials | None]:
+    """Issue (or keep) the force's identities at the generation its spec asks; returns the
+    step and the credentials the consumers run on (None: none usable yet)."""
+    generation = force.spec.credentials.rotation
+    name = secret_name(force.name)
+    try:
+        data = workloads.secret_data(force.namespace, name, force.uid)
+    except NotOwnedError as exc:
+        return Step("CredentialsReady", False, "NotOwner", str(exc)), None
+    except (ApiError, httpx2.HTTPError) as exc:
+        return Step("CredentialsReady", False, "ApiError", f"Kubernetes API: {exc}", True), None
+    current = ForceCredentials.from_secret_data(force.name, data) if data else None
+    if current is not None and current.generation == generation:
+        credentials = current
+    else:
+        credentials = ForceCredentials.generate(force.name, generation)
+    try:
+        ensure_identities(
+            servers.kafka(),
+            servers.cassandra(),
+            credentials,
+            servers.settings.request_timeout,
+            set_passwords=credentials is not current,
+        )
+    except _SERVER_ERRORS as exc:
+        message = f"issuing generation {generation}: {_describe(exc)}"
+        return Step("CredentialsReady", False, "ServersUnavailable", message, True), current
+    try:
+        workloads.apply(force.namespace, [credentials_secret(force.name, force.uid, credentials)])
+    except NotOwnedError as exc:
+        return Step("CredentialsReady", False, "NotOwner", str(exc)), current
+    except (ApiError, httpx2.HTTPError) as exc:
+        return Step("CredentialsReady", False, "ApiError", f"Kubernetes API: {exc}", True), current
+    if credentials is not current:
+        kind = "CredentialsRotated" if current is not None else "CredentialsIssued"
+        events.append(Event("Normal", kind, f"{_names(credentials)}; Secret {name}"))
+    return (
+        Step("CredentialsReady", True, "Issued", f"{_names(credentials)}; Secret {name}"),
+        credentials,
+    )
+
+
+def retire_step(
+    force: Force, servers: Servers, credentials: ForceCredentials, events: list[Event]
+) -> Step | None:
+    """Once every consumer runs on ``credentials``' generation: remove the others from both
+    servers (refused from then on). None when there was nothing to do."""
+    try:
+        retired = retire_generations(
+            servers.kafka(),
+            servers.cassandra(),
+            force.name,
+            keep=credentials.generation,
+            timeout=servers.settings.request_timeout,
+        )
+    except _SERVER_ERRORS as exc:
+        message = f"retiring old credentials: {_describe(exc)}"
+        return Step("CredentialsReady", False, "ServersUnavailable", message, True)
+    if retired:
+        log.info("%s: retired credential generations %s", force.owner, retired)
+        events.append(
+            Event(
+                "Normal",
+                "CredentialsRetired",
+                f"every consumer runs on generation {credentials.generation}: removed "
+                f"generation(s) {', '.join(map(str, retired))} from Kafka and Cassandra",
+            )
+        )
+    return None
+
+
+def _names(credentials: ForceCredentials) -> str:
+    principals = ", ".join(i.username for i in credentials.kafka.values())
+    return (
+        f"generation {credentials.generation}: Kafka principals {principals}; Cassandra role "
+        f"{credentials.cassandra.username}"
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, KafkaException) and exc.args:
+        inner = exc.args[0]
+        return f"Kafka: {inner.str() if hasattr(inner, 'str') else inner}"
+    return f"{type(exc).__name__}: {exc}"

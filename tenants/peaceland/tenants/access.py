@@ -1,0 +1,145 @@
+"""The servers every deployable reaches, and the credentials it signs in with, from settings.
+
+Every process of the platform reads the same variables, without its component's prefix:
+``KAFKA_BOOTSTRAP_SERVERS``, ``KAFKA_USERNAME``, ``KAFKA_PASSWORD`` … (see
+``peaceland.tenants.environment``). A credential is given as itself or, as Kubernetes mounts
+a Secret, as a file holding it (``KAFKA_PASSWORD_FILE``): the file is read once, at start,
+and a process given a rotated credential is restarted (the operator rolls its Deployment).
+Passwords are ``SecretStr``: never printed with the settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings
+
+from peaceland.tenants.cassandra import CassandraAccess
+from peaceland.tenants.environment import (
+    CASSANDRA_CONTACT_POINTS,
+    CASSANDRA_LOCAL_DC,
+    CASSANDRA_PASSWORD,
+    CASSANDRA_SSL_CA_LOCATION,
+    CASSANDRA_USERNAME,
+    KAFKA_BOOTSTRAP_SERVERS,
+    KAFKA_PASSWORD,
+    KAFKA_SASL_MECHANISM,
+    KAFKA_SECURITY_PROTOCOL,
+    KAFKA_SSL_CA_LOCATION,
+    KAFKA_USERNAME,
+    file_variable,
+)
+from peaceland.tenants.kafka import KafkaAccess, SaslMechanism, SecurityProtocol
+
+
+def _secret_file(path: Path | None, what: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"{what} file {path} cannot be read: {exc.strerror}") from None
+    if not value:
+        raise ValueError(f"{what} file {path} is empty")
+    return value
+
+
+class KafkaAccessSettings(BaseSettings):
+    """Where Kafka is and who this process is to it."""
+
+    kafka_bootstrap_servers: str = Field(min_length=1, validation_alias=KAFKA_BOOTSTRAP_SERVERS)
+    kafka_security_protocol: SecurityProtocol | None = Field(
+        default=None, validation_alias=KAFKA_SECURITY_PROTOCOL
+    )
+    kafka_sasl_mechanism: SaslMechanism = Field(
+        default="SCRAM-SHA-512", validation_alias=KAFKA_SASL_MECHANISM
+    )
+    kafka_username: str | None = Field(default=None, validation_alias=KAFKA_USERNAME)
+    kafka_password: SecretStr | None = Field(default=None, validation_alias=KAFKA_PASSWORD)
+    kafka_username_file: Path | None = Field(
+        default=None, validation_alias=file_variable(KAFKA_USERNAME)
+    )
+    kafka_password_file: Path | None = Field(
+        default=None, validation_alias=file_variable(KAFKA_PASSWORD)
+    )
+    kafka_ssl_ca_location: Path | None = Field(default=None, validation_alias=KAFKA_SSL_CA_LOCATION)
+
+    @model_validator(mode="after")
+    def _kafka_credentials(self) -> KafkaAccessSettings:
+        if self.kafka_username_file is not None:
+            self.kafka_username = _secret_file(self.kafka_username_file, "Kafka username")
+        if self.kafka_password_file is not None:
+            password = _secret_file(self.kafka_password_file, "Kafka password")
+            self.kafka_password = SecretStr(password or "")
+        if (self.kafka_username is None) != (self.kafka_password is None):
+            raise ValueError(
+                f"{KAFKA_USERNAME} and {KAFKA_PASSWORD} (or their _FILE) go together: "
+                "one is set without the other"
+            )
+        self.kafka_access().protocol  # noqa: B018 - checks the protocol has what it needs
+        return self
+
+    def kafka_access(self) -> KafkaAccess:
+        return KafkaAccess(
+            self.kafka_bootstrap_servers,
+            username=self.kafka_username,
+            password=self.kafka_password.get_secret_value() if self.kafka_password else None,
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            ssl_ca_location=str(self.kafka_ssl_ca_location) if self.kafka_ssl_ca_location else None,
+        )
+
+
+class CassandraAccessSettings(BaseSettings):
+    """Where Cassandra is, which data centre serves this process, and its role there."""
+
+    cassandra_contact_points: str = Field(min_length=1, validation_alias=CASSANDRA_CONTACT_POINTS)
+    #: The data centre whose nodes serve this process's requests (LOCAL_* levels count its
+    #: replicas only).
+    cassandra_local_dc: str = Field(
+        default="datacenter1", min_length=1, validation_alias=CASSANDRA_LOCAL_DC
+    )
+    cassandra_username: str | None = Field(default=None, validation_alias=CASSANDRA_USERNAME)
+    cassandra_password: SecretStr | None = Field(default=None, validation_alias=CASSANDRA_PASSWORD)
+    cassandra_username_file: Path | None = Field(
+        default=None, validation_alias=file_variable(CASSANDRA_USERNAME)
+    )
+    cassandra_password_file: Path | None = Field(
+        default=None, validation_alias=file_variable(CASSANDRA_PASSWORD)
+    )
+    cassandra_ssl_ca_location: Path | None = Field(
+        default=None, validation_alias=CASSANDRA_SSL_CA_LOCATION
+    )
+
+    @model_validator(mode="after")
+    def _cassandra_credentials(self) -> CassandraAccessSettings:
+        if self.cassandra_username_file is not None:
+            self.cassandra_username = _secret_file(
+                self.cassandra_username_file, "Cassandra username"
+            )
+        if self.cassandra_password_file is not None:
+            password = _secret_file(self.cassandra_password_file, "Cassandra password")
+            self.cassandra_password = SecretStr(password or "")
+        if (self.cassandra_username is None) != (self.cassandra_password is None):
+            raise ValueError(
+                f"{CASSANDRA_USERNAME} and {CASSANDRA_PASSWORD} (or their _FILE) go together: "
+                "one is set without the other"
+            )
+        return self
+
+    def cassandra_access(self) -> CassandraAccess:
+        password = self.cassandra_password
+        return CassandraAccess(
+            self.cassandra_contact_points,
+            local_dc=self.cassandra_local_dc,
+            username=self.cassandra_username,
+            password=password.get_secret_value() if password else None,
+            ssl_ca_location=str(self.cassandra_ssl_ca_location)
+            if self.cassandra_ssl_ca_location
+            else None,
+        )
+
+
+class ServerAccessSettings(KafkaAccessSettings, CassandraAccessSettings):
+    """Both servers: what the consumers and the operator reach."""

@@ -1,0 +1,221 @@
+"""A force's identities on the real Kafka and Cassandra: each server refuses, by itself, what
+one force's principals ask of another force's data.
+
+Two forces, each with its topics, keyspace and identities; every probe signs in as force A
+and asks for force B's data, and asserts the server's own refusal (an authorization error
+code from Kafka, ``Unauthorized`` from Cassandra). Each has a control asking the same of
+A's own data, so a probe cannot pass because the request was broken in another way.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from cassandra import AuthenticationFailed, Unauthorized
+from cassandra.cluster import NoHostAvailable, Session
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+
+from peaceland.stack import Endpoints
+from peaceland.tenants.cassandra import CassandraAccess, connect, shutdown_session
+from peaceland.tenants.forces import ForceResources, consumer_group, resources_for
+from peaceland.tenants.kafka import KafkaAccess, client_config, producer_config
+from peaceland.tenants.provisioning.identities import (
+    ForceCredentials,
+    Identity,
+    ensure_identities,
+    kafka_generations,
+    retire_generations,
+    transactional_id_prefix,
+)
+from peaceland.tenants.provisioning.keyspace import Replication, drop_keyspace, ensure_keyspace
+from peaceland.tenants.provisioning.topics import TopicSettings, delete_topics, ensure_topics
+from tests.kafka_helpers import produce
+
+
+@dataclass(frozen=True)
+class Tenant:
+    resources: ForceResources
+    credentials: ForceCredentials
+
+
+def _tenant(kafka_admin: AdminClient, cassandra: Session) -> Tenant:
+    resources = resources_for(f"t-{uuid.uuid4().hex[:12]}")
+    ensure_topics(kafka_admin, resources, TopicSettings(partitions=1))
+    ensure_keyspace(cassandra, resources.keyspace, Replication())
+    credentials = ForceCredentials.generate(resources.force_id, 1)
+    ensure_identities(kafka_admin, cassandra, credentials)
+    return Tenant(resources, credentials)
+
+
+@pytest.fixture(scope="module")
+def tenants(kafka_admin: AdminClient, cassandra: Session) -> Iterator[tuple[Tenant, Tenant]]:
+    a, b = _tenant(kafka_admin, cassandra), _tenant(kafka_admin, cassandra)
+    yield a, b
+    for tenant in (a, b):
+        retire_generations(kafka_admin, cassandra, tenant.resources.force_id, keep=None)
+        delete_topics(kafka_admin, tenant.resources)
+        drop_keyspace(cassandra, tenant.resources.keyspace)
+
+
+def _as(endpoints: Endpoints, identity: Identity) -> KafkaAccess:
+    return endpoints.kafka.as_user(identity.username, identity.password)
+
+
+def _produce_error(access: KafkaAccess, topic: str) -> KafkaError | None:
+    """The delivery error of one record sent to ``topic`` as ``access``, or None."""
+    producer = Producer(producer_config(access) | {"message.timeout.ms": 10_000})
+    errors: list[KafkaError | None] = []
+    producer.produce(topic, b"probe", on_delivery=lambda err, _msg: errors.append(err))
+    producer.flush(15)
+    return errors[0] if errors else KafkaError(KafkaError._TIMED_OUT)
+
+
+def _read_error(access: KafkaAccess, topic: str, group: str) -> KafkaError | None:
+    """The first error of a consumer of ``group`` reading ``topic``, or None once a record
+    arrives."""
+    consumer = Consumer(
+        client_config(access)
+        | {"group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    )
+    try:
+        consumer.subscribe([topic])
+        for _ in range(60):
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            return message.error()
+        return KafkaError(KafkaError._TIMED_OUT)
+    finally:
+        consumer.close()
+
+
+def test_a_force_writes_its_own_reports_topic_and_never_another_forces(tenants, endpoints):
+    a, b = tenants
+    gateway = _as(endpoints, a.credentials.kafka["gateway"])
+    assert _produce_error(gateway, a.resources.reports_topic) is None
+    refused = _produce_error(gateway, b.resources.reports_topic)
+    assert refused is not None
+    assert refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, refused
+    # Nor its own alerts: the gateway writes reports only.
+    refused = _produce_error(gateway, a.resources.alerts_topic)
+    assert refused is not None
+    assert refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, refused
+
+
+def test_a_force_reads_its_own_reports_and_never_another_forces(tenants, endpoints):
+    a, b = tenants
+    for tenant in tenants:
+        produce(endpoints.kafka, tenant.resources.reports_topic, [(b"k", b"v")])
+    archiver = _as(endpoints, a.credentials.kafka["archiver"])
+    own_group = consumer_group(a.resources.force_id, "archiver")
+    assert _read_error(archiver, a.resources.reports_topic, own_group) is None
+    # B's topic in A's group: the topic is refused.
+    refused = _read_error(archiver, b.resources.reports_topic, own_group)
+    assert refused is not None
+    assert refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, refused
+    # A's topic in B's group: joining B's group is refused.
+    their_group = consumer_group(b.resources.force_id, "archiver")
+    refused = _read_error(archiver, a.resources.reports_topic, their_group)
+    assert refused is not None
+    assert refused.code() == KafkaError.GROUP_AUTHORIZATION_FAILED, refused
+
+
+def test_a_force_cannot_even_describe_another_forces_topics(tenants, endpoints):
+    a, b = tenants
+    admin = AdminClient(client_config(_as(endpoints, a.credentials.kafka["alerter"])))
+    topics = admin.list_topics(timeout=10).topics
+    assert a.resources.reports_topic in topics
+    assert not set(b.resources.topics) & set(topics), "B's topics are listed to A"
+    metadata = admin.list_topics(b.resources.reports_topic, timeout=10)
+    error = metadata.topics[b.resources.reports_topic].error
+    assert error is not None
+    assert error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, error
+
+
+def test_a_force_uses_its_own_transactional_ids_and_never_another_forces(tenants, endpoints):
+    a, b = tenants
+    alerter = _as(endpoints, a.credentials.kafka["alerter"])
+
+    def init(transactional_id: str) -> KafkaError | None:
+        producer = Producer(producer_config(alerter) | {"transactional.id": transactional_id})
+        try:
+            producer.init_transactions(15)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            return error
+        return None
+
+    assert init(transactional_id_prefix(a.resources.force_id) + "0") is None
+    refused = init(transactional_id_prefix(b.resources.force_id) + "0")
+    assert refused is not None
+    assert refused.code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, refused
+
+
+def test_a_force_reads_and_writes_its_own_keyspace_and_never_another_forces(tenants, endpoints):
+    a, b = tenants
+    role = a.credentials.cassandra
+    session = connect(endpoints.cassandra.as_role(role.username, role.password))
+    try:
+        own, theirs = a.resources.keyspace, b.resources.keyspace
+        session.execute(f"SELECT * FROM {own}.reports_by_drone_day LIMIT 1")
+        with pytest.raises(Unauthorized):
+            session.execute(f"SELECT * FROM {theirs}.reports_by_drone_day LIMIT 1")
+        with pytest.raises(Unauthorized):
+            session.execute(f"TRUNCATE {theirs}.reports_by_drone_day")
+        with pytest.raises(Unauthorized):
+            session.execute(f"DROP TABLE {own}.reports_by_drone_day")  # no schema change
+        with pytest.raises(Unauthorized):
+            session.execute("SELECT * FROM system_auth.roles")
+    finally:
+        shutdown_session(session)
+
+
+def test_nobody_is_let_in_without_credentials(endpoints):
+    anonymous = KafkaAccess(endpoints.kafka_bootstrap_servers, "nobody", "wrong-password")
+    admin = AdminClient(client_config(anonymous) | {"log_level": 0})
+    with pytest.raises(KafkaException) as refused:
+        admin.list_topics(timeout=10)
+    assert refused.value.args[0].code() in (
+        KafkaError._AUTHENTICATION,
+        KafkaError._TRANSPORT,
+        KafkaError._TIMED_OUT,
+    )
+    with pytest.raises(NoHostAvailable) as cassandra_refused:
+        connect(CassandraAccess(endpoints.cassandra_contact_points), timeout=5)
+    assert (
+        "Authentication" in str(cassandra_refused.value)
+        or "auth" in str(cassandra_refused.value).lower()
+    )
+
+
+def test_a_retired_generation_is_refused_by_both_servers(kafka_admin, cassandra, endpoints):
+    tenant = _tenant(kafka_admin, cassandra)
+    force_id = tenant.resources.force_id
+    old = tenant.credentials
+    new = ForceCredentials.generate(force_id, 2)
+    try:
+        ensure_identities(kafka_admin, cassandra, new)
+        assert kafka_generations(kafka_admin, force_id) == {1, 2}
+        old_gateway = _as(endpoints, old.kafka["gateway"])
+        assert _produce_error(old_gateway, tenant.resources.reports_topic) is None  # both valid
+        assert retire_generations(kafka_admin, cassandra, force_id, keep=2) == [1]
+        assert kafka_generations(kafka_admin, force_id) == {2}
+        refused = _produce_error(old_gateway, tenant.resources.reports_topic)
+        assert refused is not None
+        assert (
+            _produce_error(_as(endpoints, new.kafka["gateway"]), tenant.resources.reports_topic)
+            is None
+        )
+        with pytest.raises(NoHostAvailable) as cassandra_refused:
+            connect(endpoints.cassandra.as_role(old.cassandra.username, old.cassandra.password))
+        assert any(
+            isinstance(e, AuthenticationFailed) for e in cassandra_refused.value.errors.values()
+        ), cassandra_refused.value
+    finally:
+        retire_generations(kafka_admin, cassandra, force_id, keep=None)
+        delete_topics(kafka_admin, tenant.resources)
+        drop_keyspace(cassandra, tenant.resources.keyspace)
