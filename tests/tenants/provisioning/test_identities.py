@@ -9,6 +9,7 @@ A's own data, so a probe cannot pass because the request was broken in another w
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -215,6 +216,38 @@ def test_a_retired_generation_is_refused_by_both_servers(kafka_admin, cassandra,
         assert any(
             isinstance(e, AuthenticationFailed) for e in cassandra_refused.value.errors.values()
         ), cassandra_refused.value
+    finally:
+        retire_generations(kafka_admin, cassandra, force_id, keep=None)
+        delete_topics(kafka_admin, tenant.resources)
+        drop_keyspace(cassandra, tenant.resources.keyspace)
+
+
+def test_credentials_made_again_for_a_generation_replace_the_old_passwords(
+    kafka_admin, cassandra, endpoints
+):
+    # The operator makes new passwords for a generation the servers know when the Secret
+    # that held them is gone: the servers must take the new ones (and refuse the old),
+    # or every new pod would be refused.
+    tenant = _tenant(kafka_admin, cassandra)
+    force_id = tenant.resources.force_id
+    old, new = tenant.credentials, ForceCredentials.generate(force_id, 1)
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # Cassandra takes one password change per role every 5 s
+            try:
+                ensure_identities(kafka_admin, cassandra, new)
+                break
+            except NoHostAvailable as exc:
+                if "can only be changed" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        topic = tenant.resources.reports_topic
+        assert _produce_error(_as(endpoints, new.kafka["gateway"]), topic) is None
+        assert _produce_error(_as(endpoints, old.kafka["gateway"]), topic) is not None
+        role = new.cassandra
+        shutdown_session(connect(endpoints.cassandra.as_role(role.username, role.password)))
+        with pytest.raises(NoHostAvailable):
+            connect(endpoints.cassandra.as_role(old.cassandra.username, old.cassandra.password))
     finally:
         retire_generations(kafka_admin, cassandra, force_id, keep=None)
         delete_topics(kafka_admin, tenant.resources)

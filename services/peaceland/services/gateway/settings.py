@@ -29,8 +29,8 @@ class GatewaySettings(KafkaAccessSettings):
     model_config = SettingsConfigDict(env_prefix=env_prefix("gateway"), extra="ignore")
 
     #: A folder holding, for each force, ``<force id>/username`` and ``<force id>/password``:
-    #: the force's gateway principal (the operator's Secret ``peaceland-credentials``, keys
-    #: ``gateway.username`` and ``gateway.password``). A force's reports are produced as
+    #: the force's gateway principal (the operator's Secret ``<force>-credentials``, keys
+    #: ``gateway.kafka-username`` and ``gateway.kafka-password``). A force's reports are produced as
     #: that principal, which the brokers let write to that force's reports topic only. None:
     #: every force's as the gateway's own credentials (a gateway serving one force).
     force_credentials_dir: Path | None = None

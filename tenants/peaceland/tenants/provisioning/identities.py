@@ -270,14 +270,18 @@ def ensure_cassandra_role(
     change, no other keyspace: the operator migrates the schema as the administrator).
     Idempotent: a missing grant is made again."""
     identity, keyspace = credentials.cassandra, resources_for(credentials.force_id).keyspace
-    session.execute(
-        f'CREATE ROLE IF NOT EXISTS "{identity.username}" WITH PASSWORD = %s AND LOGIN = true',
-        (identity.password,),
-    )
-    if set_password:
-        # New credentials for a role that may exist (a Secret lost, a generation reused):
-        # the role takes the password the Secret will hold. Not on every reconcile:
-        # Cassandra lets a password change once per 5 s at most, and hashes it with bcrypt.
+    exists = session.execute(
+        "SELECT role FROM system_auth.roles WHERE role = %s", (identity.username,)
+    ).one()
+    if exists is None:
+        session.execute(
+            f'CREATE ROLE IF NOT EXISTS "{identity.username}" WITH PASSWORD = %s AND LOGIN = true',
+            (identity.password,),
+        )
+    elif set_password:
+        # New credentials for a role that exists (a Secret lost, a generation reused): the
+        # role takes the password the Secret will hold. Only then: Cassandra lets a role's
+        # password change once per 5 s at most, and hashes it with bcrypt.
         session.execute(
             f'ALTER ROLE "{identity.username}" WITH PASSWORD = %s AND LOGIN = true',
             (identity.password,),
