@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import random
@@ -12,15 +13,23 @@ from typing import Any
 import httpx2
 import pytest
 from cassandra.cluster import Session
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
 
 from peaceland.node.launch import ServiceProcess
 from peaceland.stack import Endpoints, Stack
 from peaceland.tenants.forces import consumer_group, resources_for
+from peaceland.tenants.kafka import client_config
 from peaceland.tenants.provisioning.claims import CONTROL_KEYSPACE
-from peaceland.tenants.provisioning.identities import cassandra_generations, kafka_generations
+from peaceland.tenants.provisioning.identities import (
+    ForceCredentials,
+    Identity,
+    cassandra_generations,
+    kafka_generations,
+)
 from peaceland.tenants.provisioning.keyspace import drop_keyspace, schema_version
+from peaceland.tenants.provisioning.quotas import PRODUCE_BYTES_PER_REPORT, quota_admin, quotas_of
 from peaceland.tenants.provisioning.topics import delete_topics, partition_count
 from peaceland.tenants.reports import encode_report
 from tests.factories import make_report
@@ -111,6 +120,13 @@ def test_an_example_force_becomes_ready_with_topics_keyspace_and_consumers_as_it
     assert secret["metadata"]["ownerReferences"][0]["uid"] == force["metadata"]["uid"]
     assert kafka_generations(kafka_admin, name) == {0}
     assert cassandra_generations(cassandra, name) == {0}
+    # The gateway's producer may write what the plan bought, throttled above it.
+    quotas = quota_admin(endpoints.kafka)
+    try:
+        bought = spec["plan"]["maxReportsPerSecond"] * PRODUCE_BYTES_PER_REPORT
+        assert quotas_of(quotas, f"{name}.gateway.g0") == {"producer_byte_rate": bought}
+    finally:
+        quotas.close()
     assert (status["reportsTopic"], status["keyspace"]) == (
         resources.reports_topic,
         resources.keyspace,
@@ -594,3 +610,78 @@ def test_a_force_made_before_a_bound_was_lowered_keeps_running_and_is_warned(
         "the deleted Deployment to be made again",
     )
     assert kubectl.force(name, namespace)["status"]["phase"] != "Failed"
+
+
+def _credentials(kubectl: Kubectl, name: str, namespace: str) -> ForceCredentials:
+    secret = kubectl.get("secret", f"{name}-credentials", namespace)
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    credentials = ForceCredentials.from_secret_data(name, data)
+    assert credentials is not None, "the Secret holds no whole set of credentials"
+    return credentials
+
+
+def _signs_in(endpoints: Endpoints, identity: Identity) -> bool:
+    """Whether Kafka lets ``identity`` sign in (and answer a metadata request)."""
+    access = endpoints.kafka.as_user(identity.username, identity.password)
+    try:
+        AdminClient(client_config(access) | {"log_level": 0}).list_topics(timeout=10)
+    except KafkaException:
+        return False
+    return True
+
+
+def test_a_rotation_keeps_both_generations_until_the_consumers_rolled_then_refuses_the_old(
+    kubectl: Kubectl,
+    namespace: str,
+    start_operator: StartOperator,
+    kafka_admin: AdminClient,
+    cassandra: Session,
+    endpoints: Endpoints,
+):
+    start_operator()
+    manifest = _renamed("brest")
+    name = manifest["metadata"]["name"]
+    kubectl.apply(manifest, namespace)
+    kubectl.mark_available(name, namespace)
+    _ready(kubectl, name, namespace)
+    old = _credentials(kubectl, name, namespace)
+    assert old.generation == 0
+    template = kubectl.get("deployment", f"{name}-archiver", namespace)["spec"]["template"]
+
+    manifest["spec"]["credentials"] = {"rotation": 1}
+    kubectl.apply(manifest, namespace)
+    eventually(
+        lambda: kafka_generations(kafka_admin, name) == {0, 1},
+        30,
+        "generation 1 beside generation 0",
+    )
+
+    def issued() -> ForceCredentials | None:
+        credentials = _credentials(kubectl, name, namespace)
+        return credentials if credentials.generation == 1 else None
+
+    new = eventually(issued, 30, "the Secret to hold generation 1")
+    rolled = eventually(
+        lambda: (
+            (t := kubectl.get("deployment", f"{name}-archiver", namespace)["spec"]["template"])
+            != template
+            and t
+        ),
+        30,
+        "the consumers' pod template to change",
+    )
+    assert rolled["metadata"]["annotations"]["peaceland.io/credentials-generation"].startswith("1.")
+    # The consumers have not rolled yet: the old generation still works.
+    assert _signs_in(endpoints, old.kafka["gateway"])
+    assert kafka_generations(kafka_admin, name) == {0, 1}
+
+    kubectl.mark_available(name, namespace)  # the rollout is done
+    eventually(
+        lambda: kafka_generations(kafka_admin, name) == {1}, 60, "generation 0 to be retired"
+    )
+    assert cassandra_generations(cassandra, name) == {1}
+    assert not _signs_in(endpoints, old.kafka["gateway"])
+    assert _signs_in(endpoints, new.kafka["gateway"])
+    events = json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)
+    reasons = {e["reason"] for e in events["items"]}
+    assert {"CredentialsIssued", "CredentialsRotated", "CredentialsRetired"} <= reasons

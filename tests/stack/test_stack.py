@@ -121,8 +121,13 @@ def test_stop_ends_the_recorded_process(tmp_path: Path):
     del pid
 
 
-def test_an_external_server_is_checked_never_started(tmp_path: Path, stack: Stack):
-    kafka = stack.endpoints().kafka_bootstrap_servers
+def test_an_external_server_is_checked_never_started(tmp_path: Path, stack: Stack, monkeypatch):
+    endpoints = stack.endpoints()
+    # An external Kafka is signed in to with the environment's credentials, as a user
+    # pointing the platform at a managed cluster gives them.
+    for name in ("KAFKA_USERNAME", "KAFKA_PASSWORD_FILE"):
+        monkeypatch.setenv(name, endpoints.environment()[name])
+    kafka = endpoints.kafka_bootstrap_servers
     own = Stack(isolated(tmp_path).model_copy(update={"kafka_bootstrap_servers": kafka}))
     assert own.up(["kafka"]) == []
     [status] = [s for s in own.status() if s.name == "kafka"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from cassandra.cluster import NoHostAvailable, Session
 from confluent_kafka.admin import AdminClient
@@ -11,6 +12,7 @@ from confluent_kafka.admin import AdminClient
 from peaceland.operator.settings import OperatorSettings
 from peaceland.tenants.cassandra import connect, shutdown_session
 from peaceland.tenants.provisioning.claims import ensure_claims_table
+from peaceland.tenants.provisioning.quotas import quota_admin
 
 #: Seconds a failed connection to Cassandra is not retried.
 _RECONNECT_PAUSE = 5.0
@@ -26,6 +28,7 @@ class Servers:
     def __init__(self, settings: OperatorSettings) -> None:
         self.settings = settings
         self._admin: AdminClient | None = None
+        self._quotas: Any = None
         self._session: Session | None = None
         self._lock = threading.Lock()
         self._claims_ready = False
@@ -36,6 +39,15 @@ class Servers:
             if self._admin is None:
                 self._admin = AdminClient(self.settings.kafka_config())
             return self._admin
+
+    def quotas(self) -> Any:
+        """The client that sets Kafka's client quotas (kafka-python: librdkafka has none)."""
+        with self._lock:
+            if self._quotas is None:
+                self._quotas = quota_admin(
+                    self.settings.kafka_access(), timeout=self.settings.request_timeout
+                )
+            return self._quotas
 
     def cassandra(self) -> Session:
         """The session; connecting happens outside the lock (it can take a timeout per

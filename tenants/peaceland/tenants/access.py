@@ -80,6 +80,16 @@ class KafkaAccessSettings(BaseSettings):
         self.kafka_access().protocol  # noqa: B018 - checks the protocol has what it needs
         return self
 
+    def current_kafka_access(self) -> KafkaAccess:
+        """``kafka_access`` with the credential files read again now: a long-lived
+        process that can switch producers (the gateway) follows a rotation with it."""
+        username = _secret_file(self.kafka_username_file, "Kafka username")
+        password = _secret_file(self.kafka_password_file, "Kafka password")
+        access = self.kafka_access()
+        if username is None and password is None:
+            return access
+        return access.as_user(username or access.username or "", password or access.password or "")
+
     def kafka_access(self) -> KafkaAccess:
         return KafkaAccess(
             self.kafka_bootstrap_servers,

@@ -9,6 +9,7 @@ A's own data, so a probe cannot pass because the request was broken in another w
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,8 +34,9 @@ from peaceland.tenants.provisioning.identities import (
     transactional_id_prefix,
 )
 from peaceland.tenants.provisioning.keyspace import Replication, drop_keyspace, ensure_keyspace
+from peaceland.tenants.provisioning.quotas import quota_admin, quotas_of, set_produce_quota
 from peaceland.tenants.provisioning.topics import TopicSettings, delete_topics, ensure_topics
-from tests.kafka_helpers import produce
+from tests.kafka_helpers import produce, wait_until
 
 
 @dataclass(frozen=True)
@@ -250,5 +252,51 @@ def test_credentials_made_again_for_a_generation_replace_the_old_passwords(
             connect(endpoints.cassandra.as_role(old.cassandra.username, old.cassandra.password))
     finally:
         retire_generations(kafka_admin, cassandra, force_id, keep=None)
+        delete_topics(kafka_admin, tenant.resources)
+        drop_keyspace(cassandra, tenant.resources.keyspace)
+
+
+QUOTA = 96 * 1024
+
+
+def test_a_producer_above_its_quota_is_throttled_by_the_broker_not_failed(
+    kafka_admin, cassandra, endpoints
+):
+    tenant = _tenant(kafka_admin, cassandra)
+    gateway = tenant.credentials.kafka["gateway"]
+    quotas = quota_admin(endpoints.kafka)
+    try:
+        set_produce_quota(quotas, gateway.username, QUOTA)
+        wait_until(  # the controller takes it; each broker learns it a moment later
+            lambda: quotas_of(quotas, gateway.username) == {"producer_byte_rate": QUOTA},
+            30,
+            "the quota to be set",
+        )
+        throttled: list[float] = []
+        producer = Producer(
+            producer_config(_as(endpoints, gateway))
+            | {"throttle_cb": lambda event: throttled.append(event.throttle_time)}
+        )
+        errors: list[KafkaError] = []
+        # Kafka measures a rate over its last 10 to 11 one-second windows: 1.5 MiB at once
+        # is 150 KiB/s to it, above the quota. Random bytes: lz4 cannot shrink them.
+        values = random.Random(7)
+        for _ in range(384):
+            producer.produce(
+                tenant.resources.reports_topic,
+                values.randbytes(4096),
+                on_delivery=lambda err, _msg: errors.append(err) if err else None,
+            )
+            producer.poll(0)
+        assert producer.flush(120) == 0
+        producer.poll(1)
+        assert errors == []  # every record delivered: slowed, never refused
+        assert throttled, "the broker never said it throttled the producer"
+        assert max(throttled) > 0
+        set_produce_quota(quotas, gateway.username, None)
+        wait_until(lambda: quotas_of(quotas, gateway.username) == {}, 30, "the quota removed")
+    finally:
+        quotas.close()
+        retire_generations(kafka_admin, cassandra, tenant.resources.force_id, keep=None)
         delete_topics(kafka_admin, tenant.resources)
         drop_keyspace(cassandra, tenant.resources.keyspace)

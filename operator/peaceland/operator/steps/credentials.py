@@ -12,8 +12,6 @@ from __future__ import annotations
 import logging
 
 import httpx2
-from cassandra import DriverException
-from cassandra.cluster import NoHostAvailable
 from confluent_kafka import KafkaException
 from lightkube import ApiError
 
@@ -23,14 +21,14 @@ from peaceland.operator.servers import Servers
 from peaceland.tenants.provisioning.identities import (
     ForceCredentials,
     ensure_identities,
+    kafka_principal,
     retire_generations,
     secret_name,
 )
+from peaceland.tenants.provisioning.quotas import produce_quota, set_produce_quota
 from peaceland.tenants.workloads import credentials_secret
 
 log = logging.getLogger(__name__)
-
-_SERVER_ERRORS = (KafkaException, DriverException, NoHostAvailable, OSError)
 
 
 def credentials_step(
@@ -59,7 +57,14 @@ def credentials_step(
             servers.settings.request_timeout,
             set_passwords=credentials is not current,
         )
-    except _SERVER_ERRORS as exc:
+        # The gateway's producer writes at most what the force bought (plan), throttled
+        # by Kafka above it.
+        set_produce_quota(
+            servers.quotas(),
+            credentials.kafka["gateway"].username,
+            produce_quota(force.spec.plan.max_reports_per_second),
+        )
+    except Exception as exc:  # any server's error (three client libraries): said, retried
         message = f"issuing generation {generation}: {_describe(exc)}"
         return Step("CredentialsReady", False, "ServersUnavailable", message, True), current
     try:
@@ -90,7 +95,11 @@ def retire_step(
             keep=credentials.generation,
             timeout=servers.settings.request_timeout,
         )
-    except _SERVER_ERRORS as exc:
+        for generation in retired:
+            set_produce_quota(
+                servers.quotas(), kafka_principal(force.name, "gateway", generation), None
+            )
+    except Exception as exc:  # any server's error (three client libraries): said, retried
         message = f"retiring old credentials: {_describe(exc)}"
         return Step("CredentialsReady", False, "ServersUnavailable", message, True)
     if retired:

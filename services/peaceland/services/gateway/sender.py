@@ -5,20 +5,38 @@ principal (the brokers let it write to that force's reports topic only), served 
 thread that polls them all for delivery reports and hands each one to the event loop that is
 waiting for it. Each queue holds more than every force may have in flight together
 (``admission``), so that no force's reports ever find it full.
+
+A force's credentials are looked at again every few seconds: when they changed (a rotation
+mounted new ones), a new producer takes the force's next reports while the old one delivers
+what it holds with the old credentials, still valid until the operator retires them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from peaceland.tenants.kafka import KafkaAccess, producer_config
 
+log = logging.getLogger(__name__)
+
 #: The Kafka access a force's producer signs in with, by force id.
 AccessFor = Callable[[str | None], KafkaAccess]
+
+
+@dataclass(slots=True)
+class _Signed:
+    """A force's producer and the credentials it signed in with."""
+
+    producer: Producer
+    access: KafkaAccess
+    checked: float
 
 
 class KafkaSender:
@@ -27,10 +45,13 @@ class KafkaSender:
         access_for: AccessFor,
         delivery_timeout_seconds: float,
         queue_bytes: int = 512 * 1024 * 1024,
+        recheck_seconds: float = 5.0,
     ) -> None:
         """``access_for(force_id)``: how that force's producer signs in; ``access_for(None)``:
-        the gateway's own access, used to tell whether Kafka answers."""
+        the gateway's own access, used to tell whether Kafka answers. Asked again at most
+        every ``recheck_seconds`` per force."""
         self._access_for = access_for
+        self._recheck = recheck_seconds
         self._config = {
             # After this, a report Kafka has not acknowledged fails and the drone gets a 503.
             "message.timeout.ms": int(delivery_timeout_seconds * 1000),
@@ -38,23 +59,41 @@ class KafkaSender:
             # Bounded by the bytes above: the smallest report takes about 180 bytes.
             "queue.buffering.max.messages": 10_000_000,
         }
-        self._producers: dict[str | None, Producer] = {}
+        self._producers: dict[str | None, _Signed] = {}
+        #: Producers replaced by a rotation, delivering what they hold before they go.
+        self._retiring: list[Producer] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="kafka-deliveries", daemon=True)
         self._thread.start()
 
     def _producer(self, force_id: str | None) -> Producer:
-        producer = self._producers.get(force_id)
-        if producer is None:
-            with self._lock:
-                producer = self._producers.get(force_id)
-                if producer is None:
-                    access = self._access_for(force_id)
-                    producer = Producer(producer_config(access, linger_ms=1) | self._config)
-                    # A new dict: the delivery thread iterates the old one without a lock.
-                    self._producers = {**self._producers, force_id: producer}
-        return producer
+        signed = self._producers.get(force_id)
+        now = time.monotonic()
+        if signed is not None and now - signed.checked < self._recheck:
+            return signed.producer
+        with self._lock:
+            signed = self._producers.get(force_id)
+            if signed is not None and now - signed.checked < self._recheck:
+                return signed.producer
+            try:
+                access = self._access_for(force_id)
+            except (OSError, ValueError) as exc:
+                if signed is None:
+                    raise
+                # A mounted file being replaced: keep the producer that works.
+                log.warning("credentials of %s unreadable, kept: %s", force_id, exc)
+                signed.checked = now
+                return signed.producer
+            if signed is not None and signed.access == access:
+                signed.checked = now
+                return signed.producer
+            producer = Producer(producer_config(access, linger_ms=1) | self._config)
+            if signed is not None:
+                self._retiring = [*self._retiring, signed.producer]
+            # New containers: the delivery thread iterates the old ones without a lock.
+            self._producers = {**self._producers, force_id: _Signed(producer, access, now)}
+            return producer
 
     async def send(
         self, force_id: str, topic: str, records: list[tuple[bytes, bytes]], timestamp_ms: int = 0
@@ -98,18 +137,23 @@ class KafkaSender:
             return False
 
     def close(self, timeout: float = 10.0) -> None:
-        for producer in self._producers.values():
+        for producer in [s.producer for s in self._producers.values()] + self._retiring:
             producer.flush(timeout)
         self._stop.set()
         self._thread.join(timeout)
 
     def _serve(self) -> None:
         while not self._stop.is_set():
-            producers = list(self._producers.values())
+            retiring = self._retiring
+            producers = [s.producer for s in self._producers.values()] + retiring
             if not producers:
                 self._stop.wait(0.05)
             for producer in producers:
                 producer.poll(0.05 / len(producers))
+            done = [p for p in retiring if len(p) == 0]
+            if done:
+                with self._lock:
+                    self._retiring = [p for p in self._retiring if p not in done]
 
 
 def _settle(future: asyncio.Future[KafkaError | None], error: KafkaError | None) -> None:

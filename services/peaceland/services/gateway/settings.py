@@ -70,11 +70,12 @@ class GatewaySettings(KafkaAccessSettings):
     def force_access(self, force_id: str | None) -> KafkaAccess:
         """How the producer of ``force_id`` signs in (None: the gateway's own access).
 
-        Read when the force's first report arrives; a force without credentials in
-        ``force_credentials_dir`` is refused by Kafka (its producer has none) rather than
-        sent as another principal.
+        The files are read again at each call (the sender asks every few seconds), so a
+        rotation's new credentials are taken up without a restart. A force without
+        credentials in ``force_credentials_dir`` is refused by Kafka (its producer has none)
+        rather than sent as another principal. Raises ValueError on an unreadable file.
         """
-        access = self.kafka_access()
+        access = self.current_kafka_access()
         if force_id is None or self.force_credentials_dir is None:
             return access
         folder = self.force_credentials_dir / validate_force_id(force_id)
