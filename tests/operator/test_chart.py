@@ -83,6 +83,7 @@ def test_a_username_without_a_password_fails_rendering_with_the_value_named(helm
         ("create", "deployments.apps", True),
         # Each force's credentials: the operator writes them (and only it reads them back).
         ("patch", "secrets", True),
+        ("list", "secrets", False),
         ("get", "pods", False),
         ("list", "pods", False),
         ("delete", "namespaces", False),

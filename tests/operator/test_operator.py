@@ -685,3 +685,39 @@ def test_a_rotation_keeps_both_generations_until_the_consumers_rolled_then_refus
     events = json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)
     reasons = {e["reason"] for e in events["items"]}
     assert {"CredentialsIssued", "CredentialsRotated", "CredentialsRetired"} <= reasons
+
+
+@pytest.mark.parametrize(
+    ("kind", "suffix", "condition"),
+    [("ConfigMap", "settings", "ConsumersReady"), ("Secret", "credentials", "CredentialsReady")],
+)
+def test_the_operator_never_takes_over_an_object_it_did_not_make(
+    kubectl: Kubectl,
+    namespace: str,
+    start_operator: StartOperator,
+    kind: str,
+    suffix: str,
+    condition: str,
+):
+    manifest = _renamed("brest")
+    name = manifest["metadata"]["name"]
+    theirs = {
+        "apiVersion": "v1",
+        "kind": kind,
+        "metadata": {"name": f"{name}-{suffix}", "labels": {"made-by": "someone-else"}},
+        "data": {"their-key": "dGhlaXJz"} if kind == "Secret" else {"their-key": "theirs"},
+    }
+    kubectl.apply(theirs, namespace)
+    start_operator()
+    kubectl.apply(manifest, namespace)
+    refused = eventually(
+        lambda: (
+            (c := kubectl.condition(name, namespace, condition)) and c["reason"] == "NotOwner" and c
+        ),
+        30,
+        f"{condition} NotOwner",
+    )
+    assert f"{kind} {name}-{suffix}" in refused["message"]
+    after = kubectl.get(kind.lower(), f"{name}-{suffix}", namespace)
+    assert after["data"] == theirs["data"]  # untouched
+    assert "ownerReferences" not in after["metadata"]

@@ -51,15 +51,19 @@ class Availability:
     current: bool  # the controller has seen the latest spec
     #: Replicas running the latest pod template (its credentials among it).
     updated: int | None = None
-    #: Every replica, old template and new (a surge, a pod still stopping).
+    #: Every replica, old template and new (a surge).
     total: int | None = None
+    #: Pods stopping (finishing their batch), which ``total`` does not count.
+    terminating: int | None = None
 
     @property
     def ready(self) -> bool:
         # Rolled: every replica on the latest template, no older one left (the old
         # credentials may be retired only then).
         rolled = self.updated is None or (
-            self.updated >= self.desired and (self.total is None or self.total <= self.updated)
+            self.updated >= self.desired
+            and (self.total is None or self.total <= self.updated)
+            and not self.terminating
         )
         return self.current and rolled and self.available >= self.desired
 
@@ -130,6 +134,7 @@ class Workloads:
                     current=observed is not None and observed == generation,
                     updated=(status.updatedReplicas or 0) if status else 0,
                     total=(status.replicas or 0) if status else 0,
+                    terminating=status.terminatingReplicas if status else None,
                 )
             )
         return out

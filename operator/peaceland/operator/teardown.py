@@ -8,7 +8,11 @@ from peaceland.operator.results import Event
 from peaceland.operator.servers import Servers
 from peaceland.tenants.forces import resources_for
 from peaceland.tenants.provisioning.claims import owner_of, release
-from peaceland.tenants.provisioning.identities import kafka_principal, retire_generations
+from peaceland.tenants.provisioning.identities import (
+    kafka_generations,
+    kafka_principal,
+    retire_generations,
+)
 from peaceland.tenants.provisioning.keyspace import drop_keyspace
 from peaceland.tenants.provisioning.quotas import set_produce_quota
 from peaceland.tenants.provisioning.topics import delete_topics
@@ -35,12 +39,12 @@ def teardown(force_name: str, namespace: str, policy: str, servers: Servers) -> 
         return [Event("Normal", "NotOwner", f"the id {whose}: its data is left alone")]
     # The force's principals and role go whatever the policy: retained data is kept for a
     # force made again later, which is issued credentials of its own.
-    retired = retire_generations(
+    for generation in kafka_generations(servers.kafka(), force_name):
+        gateway = kafka_principal(force_name, "gateway", generation)
+        set_produce_quota(servers.quotas(), gateway, None)  # before its principal: findable
+    retire_generations(
         servers.kafka(), session, force_name, keep=None, timeout=servers.settings.request_timeout
     )
-    for generation in retired:
-        gateway = kafka_principal(force_name, "gateway", generation)
-        set_produce_quota(servers.quotas(), gateway, None)
     if policy != "Delete":
         release(session, force_name, owner)
         return [

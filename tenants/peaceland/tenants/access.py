@@ -85,6 +85,8 @@ class KafkaAccessSettings(BaseSettings):
         process that can switch producers (the gateway) follows a rotation with it."""
         username = _secret_file(self.kafka_username_file, "Kafka username")
         password = _secret_file(self.kafka_password_file, "Kafka password")
+        if _secret_file(self.kafka_username_file, "Kafka username") != username:
+            raise ValueError("the Kafka credential files are being replaced")
         access = self.kafka_access()
         if username is None and password is None:
             return access

@@ -23,31 +23,38 @@ def test_a_rotated_credential_gets_a_new_producer_while_the_old_one_drains():
     try:
         first = sender._producer("lyon")
         assert sender._producer("lyon") is first  # same credentials: same producer
+        ended: list[object] = []
+        # Nowhere to go: it stays queued until its delivery times out (1 s).
+        first.produce("peaceland.lyon.reports", b"held", on_delivery=lambda e, _m: ended.append(e))
         current["lyon"] = KafkaAccess(NOWHERE, "lyon.gateway.g1", "b" * 43)
         second = sender._producer("lyon")
         assert second is not first
-        # The old producer held nothing: the delivery thread lets it go.
-        deadline = time.monotonic() + 5
+        assert sender._retiring == [first]  # kept, still polled, while it holds a record
+        # Its record ends (here: times out), its report is served by the delivery thread,
+        # and only then is the producer let go.
+        deadline = time.monotonic() + 10
         while sender._retiring and time.monotonic() < deadline:
             time.sleep(0.05)
         assert sender._retiring == []
+        assert len(ended) == 1
     finally:
         sender.close(1)
 
 
-def test_an_unreadable_credential_keeps_the_producer_that_works():
-    calls = {"n": 0}
-
-    def access_for(force: str | None) -> KafkaAccess:
-        calls["n"] += 1
-        if calls["n"] > 1:
-            raise ValueError("Kafka password file /x cannot be read: No such file or directory")
-        return KafkaAccess(NOWHERE, "lyon.gateway.g0", "a" * 43)
-
-    sender = KafkaSender(access_for, delivery_timeout_seconds=1.0, recheck_seconds=0.0)
+def test_credentials_being_replaced_keep_the_producer_that_works(tmp_path: Path, monkeypatch):
+    folder = tmp_path / "lyon"
+    folder.mkdir()
+    (folder / "username").write_text("lyon.gateway.g0")
+    (folder / "password").write_text("first-password-0123456789")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", NOWHERE)
+    settings = GatewaySettings(force_credentials_dir=tmp_path)
+    sender = KafkaSender(settings.force_access, delivery_timeout_seconds=1.0, recheck_seconds=0)
     try:
         first = sender._producer("lyon")
+        (folder / "password").unlink()  # mid-replacement
         assert sender._producer("lyon") is first
+        (folder / "password").write_text("second-password-0123456789")
+        assert sender._producer("lyon") is not first  # a whole new pair: switched
     finally:
         sender.close(1)
 

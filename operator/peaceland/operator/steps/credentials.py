@@ -21,6 +21,7 @@ from peaceland.operator.servers import Servers
 from peaceland.tenants.provisioning.identities import (
     ForceCredentials,
     ensure_identities,
+    kafka_generations,
     kafka_principal,
     retire_generations,
     secret_name,
@@ -57,13 +58,6 @@ def credentials_step(
             servers.settings.request_timeout,
             set_passwords=credentials is not current,
         )
-        # The gateway's producer writes at most what the force bought (plan), throttled
-        # by Kafka above it.
-        set_produce_quota(
-            servers.quotas(),
-            credentials.kafka["gateway"].username,
-            produce_quota(force.spec.plan.max_reports_per_second),
-        )
     except Exception as exc:  # any server's error (three client libraries): said, retried
         message = f"issuing generation {generation}: {_describe(exc)}"
         return Step("CredentialsReady", False, "ServersUnavailable", message, True), current
@@ -76,10 +70,26 @@ def credentials_step(
     if credentials is not current:
         kind = "CredentialsRotated" if current is not None else "CredentialsIssued"
         events.append(Event("Normal", kind, f"{_names(credentials)}; Secret {name}"))
-    return (
-        Step("CredentialsReady", True, "Issued", f"{_names(credentials)}; Secret {name}"),
-        credentials,
-    )
+    issued = Step("CredentialsReady", True, "Issued", f"{_names(credentials)}; Secret {name}")
+    return _with_quota(force, servers, credentials, issued), credentials
+
+
+def _with_quota(
+    force: Force, servers: Servers, credentials: ForceCredentials, issued: Step
+) -> Step:
+    """The gateway's producer writes at most what the force bought (plan), throttled by
+    Kafka above it. Set after the Secret: a quota not set yet never holds back the
+    consumers' credentials."""
+    try:
+        set_produce_quota(
+            servers.quotas(),
+            credentials.kafka["gateway"].username,
+            produce_quota(force.spec.plan.max_reports_per_second),
+        )
+    except Exception as exc:  # any server's error: said, retried
+        message = f"{_names(credentials)}; the gateway's quota not set: {_describe(exc)}"
+        return Step("CredentialsReady", False, "QuotaNotSet", message, True)
+    return issued
 
 
 def retire_step(
@@ -88,6 +98,11 @@ def retire_step(
     """Once every consumer runs on ``credentials``' generation: remove the others from both
     servers (refused from then on). None when there was nothing to do."""
     try:
+        # Quotas first: a principal whose quota is left would be found by nothing later.
+        for generation in kafka_generations(servers.kafka(), force.name) - {credentials.generation}:
+            set_produce_quota(
+                servers.quotas(), kafka_principal(force.name, "gateway", generation), None
+            )
         retired = retire_generations(
             servers.kafka(),
             servers.cassandra(),
@@ -95,10 +110,6 @@ def retire_step(
             keep=credentials.generation,
             timeout=servers.settings.request_timeout,
         )
-        for generation in retired:
-            set_produce_quota(
-                servers.quotas(), kafka_principal(force.name, "gateway", generation), None
-            )
     except Exception as exc:  # any server's error (three client libraries): said, retried
         message = f"retiring old credentials: {_describe(exc)}"
         return Step("CredentialsReady", False, "ServersUnavailable", message, True)

@@ -79,11 +79,18 @@ class GatewaySettings(KafkaAccessSettings):
         if force_id is None or self.force_credentials_dir is None:
             return access
         folder = self.force_credentials_dir / validate_force_id(force_id)
+        if not folder.exists():
+            return access.as_user(f"{force_id}.gateway.missing", "")
         try:
+            # A rotation replaces the two files one after the other: a pair is taken only
+            # when the username reads the same before and after its password.
             username = (folder / "username").read_text(encoding="utf-8").strip()
             password = (folder / "password").read_text(encoding="utf-8").strip()
-        except OSError:
-            return access.as_user(f"{force_id}.gateway.missing", "")
+            again = (folder / "username").read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"credentials of {force_id} unreadable: {exc.strerror}") from None
+        if again != username:
+            raise ValueError(f"credentials of {force_id} are being replaced")
         return access.as_user(username, password)
 
     def force_by_key_digest(self) -> dict[str, str]:

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from cassandra import InvalidRequest
 from cassandra.cluster import Session
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -273,12 +274,18 @@ def ensure_cassandra_role(
     exists = session.execute(
         "SELECT role FROM system_auth.roles WHERE role = %s", (identity.username,)
     ).one()
+    created = False
     if exists is None:
-        session.execute(
-            f'CREATE ROLE IF NOT EXISTS "{identity.username}" WITH PASSWORD = %s AND LOGIN = true',
-            (identity.password,),
-        )
-    elif set_password:
+        try:
+            session.execute(
+                f'CREATE ROLE "{identity.username}" WITH PASSWORD = %s AND LOGIN = true',
+                (identity.password,),
+            )
+            created = True
+        except InvalidRequest as exc:  # made meanwhile (by another reconcile): set it below
+            if "already exists" not in str(exc):
+                raise
+    if set_password and not created:
         # New credentials for a role that exists (a Secret lost, a generation reused): the
         # role takes the password the Secret will hold. Only then: Cassandra lets a role's
         # password change once per 5 s at most, and hashes it with bcrypt.
