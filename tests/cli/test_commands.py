@@ -78,6 +78,17 @@ def test_stack_up_with_kubernetes_prints_what_makes_kubectl_work(kubernetes: Kub
     assert "Active" in answer.stdout
 
 
+def test_stack_status_says_where_the_administrators_passwords_are(stack: Stack):
+    result = peaceland("stack", "status")
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = stack.settings.state_dir / "credentials"
+    text = " ".join((result.stdout + result.stderr).split())
+    assert f"{folder}/kafka-admin-password" in text.replace("\n", "")
+    password = (folder / "kafka-admin-password").read_text().strip()
+    assert password not in result.stdout + result.stderr
+    assert (folder / "kafka-admin-password").stat().st_mode & 0o777 == 0o600
+
+
 def test_simulate_straight_to_kafka_prints_its_ground_truth(
     force: ForceResources, endpoints: Endpoints
 ):

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from peaceland.stack import ServerStatus, Stack, StackError, StackSettings
+from peaceland.stack.credentials import admin_credentials
 
 app = typer.Typer(
     help="The local stack: real Kafka, Cassandra and PostgreSQL (and a Kubernetes API server).",
@@ -97,3 +98,9 @@ def _print_status(stack: Stack, statuses: list[ServerStatus] | None = None) -> N
             s.log_file or "-",
         )
     console.print(table)
+    admin = admin_credentials(stack.settings.state_dir)
+    console.print(
+        f"Administrator ({admin.username}, Kafka's one super user and a Cassandra superuser): "
+        f"passwords in {admin.kafka_password_file} and {admin.cassandra_password_file} "
+        "(mode 0600, made once; never printed)"
+    )
