@@ -15,6 +15,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
+from confluent_kafka.admin import AdminClient
 
 from peaceland.tenants.kafka import KafkaAccess, client_config, producer_config
 
@@ -140,3 +141,13 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
     while not condition():
         assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
         time.sleep(0.25)
+
+
+def signs_in(kafka: KafkaAccess, username: str, password: str) -> bool:
+    """Whether Kafka lets ``username`` sign in (and answers its metadata request)."""
+    access = kafka.as_user(username, password)
+    try:
+        AdminClient(client_config(access) | {"log_level": 0}).list_topics(timeout=10)
+    except KafkaException:
+        return False
+    return True

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 
 import pytest
 from cassandra.cluster import NoHostAvailable, Session
-from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from peaceland.loadgen.drivers import send_to_kafka
@@ -26,9 +25,8 @@ from peaceland.stack import Endpoints, Stack
 from peaceland.stack.kube import KubeApiServer
 from peaceland.tenants.cassandra import connect
 from peaceland.tenants.forces import ForceSettings, resources_for
-from peaceland.tenants.kafka import client_config
-from peaceland.tenants.provisioning.identities import Identity, kafka_generations
-from tests.kafka_helpers import wait_until
+from peaceland.tenants.provisioning.identities import kafka_generations
+from tests.kafka_helpers import signs_in, wait_until
 
 
 @pytest.fixture
@@ -39,15 +37,6 @@ def platform(stack: Stack, kubernetes: KubeApiServer) -> Iterator[LocalPlatform]
     yield platform
     platform.kubectl("delete", "policeforce", "--all", "-n", namespace, "--timeout=60s")
     platform.stop()
-
-
-def _signs_in(endpoints: Endpoints, identity: Identity) -> bool:
-    access = endpoints.kafka.as_user(identity.username, identity.password)
-    try:
-        AdminClient(client_config(access) | {"log_level": 0}).list_topics(timeout=10)
-    except KafkaException:
-        return False
-    return True
 
 
 def test_a_rotation_under_way_loses_no_report_and_then_refuses_the_old_credentials(
@@ -89,6 +78,7 @@ def test_a_rotation_under_way_loses_no_report_and_then_refuses_the_old_credentia
     assert figures["alerts_raised_twice"] == 0, figures
     assert figures["alert_events_missing"] == 0, figures
     assert platform.credentials(name).generation == 1
-    assert not _signs_in(endpoints, old.kafka["archiver"])
+    archiver = old.kafka["archiver"]
+    assert not signs_in(endpoints.kafka, archiver.username, archiver.password)
     with pytest.raises(NoHostAvailable):
         connect(endpoints.cassandra.as_role(old.cassandra.username, old.cassandra.password))

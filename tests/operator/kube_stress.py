@@ -75,8 +75,13 @@ def _spec(replicas: int, threshold: int) -> PoliceForceSpec:
     return PoliceForceSpec.model_validate(spec)
 
 
+def _uid(force_id: str) -> str:
+    """The owner uid of a force's objects here: no such PoliceForce, so nothing GCs them."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, force_id))
+
+
 def _manifests(force_id: str, spec: PoliceForceSpec) -> list[dict[str, Any]]:
-    uid = str(uuid.uuid5(uuid.NAMESPACE_URL, force_id))  # no such PoliceForce: nothing GCs them
+    uid = _uid(force_id)
     return [
         settings_config_map(force_id, uid, spec),
         *(
@@ -125,9 +130,9 @@ class _Round:
         assert self.workloads.generation(self.namespace, force_id) is None
         assert self.workloads.force_exists(f"{self.namespace}/{self.force}") is True
         assert self.workloads.force_exists(f"{self.namespace}/{force_id}") is False
-        deleted = self.workloads.delete(self.namespace, force_id)
+        deleted = self.workloads.delete(self.namespace, force_id, _uid(force_id))
         assert set(deleted) == names, f"{force_id}: deleted {deleted}, expected {names}"
-        assert self.workloads.delete(self.namespace, force_id) == []
+        assert self.workloads.delete(self.namespace, force_id, _uid(force_id)) == []
         for kind, name in (n.split("/") for n in names):
             self._missing(ConfigMap if kind == "ConfigMap" else Deployment, name)
         return verified

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 import random
@@ -13,18 +12,15 @@ from typing import Any
 import httpx2
 import pytest
 from cassandra.cluster import Session
-from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
 
 from peaceland.node.launch import ServiceProcess
 from peaceland.stack import Endpoints, Stack
 from peaceland.tenants.forces import consumer_group, resources_for
-from peaceland.tenants.kafka import client_config
 from peaceland.tenants.provisioning.claims import CONTROL_KEYSPACE
 from peaceland.tenants.provisioning.identities import (
     ForceCredentials,
-    Identity,
     cassandra_generations,
     kafka_generations,
 )
@@ -32,8 +28,9 @@ from peaceland.tenants.provisioning.keyspace import drop_keyspace, schema_versio
 from peaceland.tenants.provisioning.quotas import PRODUCE_BYTES_PER_REPORT, quota_admin, quotas_of
 from peaceland.tenants.provisioning.topics import delete_topics, partition_count
 from peaceland.tenants.reports import encode_report
+from peaceland.tenants.workloads import decode_secret_data
 from tests.factories import make_report
-from tests.kafka_helpers import commit_to_end, produce, wait_until
+from tests.kafka_helpers import commit_to_end, produce, signs_in, wait_until
 from tests.operator.kube_helpers import Kubectl, eventually, example
 
 StartOperator = Callable[..., ServiceProcess]
@@ -614,20 +611,9 @@ def test_a_force_made_before_a_bound_was_lowered_keeps_running_and_is_warned(
 
 def _credentials(kubectl: Kubectl, name: str, namespace: str) -> ForceCredentials:
     secret = kubectl.get("secret", f"{name}-credentials", namespace)
-    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
-    credentials = ForceCredentials.from_secret_data(name, data)
+    credentials = ForceCredentials.from_secret_data(name, decode_secret_data(secret["data"]))
     assert credentials is not None, "the Secret holds no whole set of credentials"
     return credentials
-
-
-def _signs_in(endpoints: Endpoints, identity: Identity) -> bool:
-    """Whether Kafka lets ``identity`` sign in (and answer a metadata request)."""
-    access = endpoints.kafka.as_user(identity.username, identity.password)
-    try:
-        AdminClient(client_config(access) | {"log_level": 0}).list_topics(timeout=10)
-    except KafkaException:
-        return False
-    return True
 
 
 def test_a_rotation_keeps_both_generations_until_the_consumers_rolled_then_refuses_the_old(
@@ -672,7 +658,7 @@ def test_a_rotation_keeps_both_generations_until_the_consumers_rolled_then_refus
     )
     assert rolled["metadata"]["annotations"]["peaceland.io/credentials-generation"].startswith("1.")
     # The consumers have not rolled yet: the old generation still works.
-    assert _signs_in(endpoints, old.kafka["gateway"])
+    assert signs_in(endpoints.kafka, old.kafka["gateway"].username, old.kafka["gateway"].password)
     assert kafka_generations(kafka_admin, name) == {0, 1}
 
     kubectl.mark_available(name, namespace)  # the rollout is done
@@ -680,8 +666,10 @@ def test_a_rotation_keeps_both_generations_until_the_consumers_rolled_then_refus
         lambda: kafka_generations(kafka_admin, name) == {1}, 60, "generation 0 to be retired"
     )
     assert cassandra_generations(cassandra, name) == {1}
-    assert not _signs_in(endpoints, old.kafka["gateway"])
-    assert _signs_in(endpoints, new.kafka["gateway"])
+    assert not signs_in(
+        endpoints.kafka, old.kafka["gateway"].username, old.kafka["gateway"].password
+    )
+    assert signs_in(endpoints.kafka, new.kafka["gateway"].username, new.kafka["gateway"].password)
     events = json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)
     reasons = {e["reason"] for e in events["items"]}
     assert {"CredentialsIssued", "CredentialsRotated", "CredentialsRetired"} <= reasons

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from peaceland.tenants.workloads import (
     SETTINGS_KEY,
     consumer_deployment,
     credentials_secret,
+    decode_secret_data,
     settings_config_map,
     status_names,
 )
@@ -79,7 +79,7 @@ def test_a_consumer_deployment_configures_its_process(
     # Mount the force's Secret as a kubelet would: the volume's items, under its mount path.
     credentials = ForceCredentials.generate("lyon-metropole", 4)
     data = credentials_secret("lyon-metropole", UID, credentials)["data"]
-    secret = {key: base64.b64decode(value).decode() for key, value in data.items()}
+    secret = decode_secret_data(data)
     pod = manifest["spec"]["template"]["spec"]
     [volume] = [v for v in pod["volumes"] if "secret" in v]
     assert volume["secret"]["secretName"] == "lyon-metropole-credentials"

@@ -15,7 +15,6 @@ It does not pull images or enforce resources: the code that runs is this checkou
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -33,6 +32,7 @@ from lightkube.resources.core_v1 import ConfigMap, Secret
 
 from peaceland.node.launch import ServiceProcess
 from peaceland.stack.processes import free_port, port_answers
+from peaceland.tenants.workloads import decode_secret_data
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ class LocalNode:
             if exc.status.code != 404:
                 raise
             return {}
-        data = {k: base64.b64decode(v).decode() for k, v in raw.items()}
+        data = decode_secret_data(raw)
         if items is None:
             return data
         return {item["path"]: data[item["key"]] for item in items if item["key"] in data}

@@ -39,6 +39,7 @@ from peaceland.tenants.environment import (
     consumer_environment,
     credentials_environment,
     env_name,
+    file_variable,
 )
 from peaceland.tenants.forces import AlertingSettings, ForceResources, ForceSettings, consumer_group
 from peaceland.tenants.kafka import client_config, is_transient
@@ -138,9 +139,12 @@ def local_credentials(endpoints: Endpoints, force_id: str, state_dir: Path) -> F
     return credentials
 
 
-def write_credentials(folder: Path, credentials: ForceCredentials, role: str) -> Path:
-    """``role``'s credentials as the files every process reads (``CREDENTIAL_FILES``), each
-    readable by us only, as the operator's Deployments mount them."""
+def credential_files(
+    folder: Path, credentials: ForceCredentials, role: str, *, cassandra: bool = True
+) -> dict[str, str]:
+    """``role``'s credentials written as the files every process reads (``CREDENTIAL_FILES``,
+    each readable by us only, as the operator's Deployments mount them); returns the
+    variables that point the process at them. ``cassandra=False``: Kafka's only."""
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     values = {
         KAFKA_USERNAME: credentials.kafka[role].username,
@@ -148,11 +152,13 @@ def write_credentials(folder: Path, credentials: ForceCredentials, role: str) ->
         CASSANDRA_USERNAME: credentials.cassandra.username,
         CASSANDRA_PASSWORD: credentials.cassandra.password,
     }
+    env = credentials_environment(str(folder), cassandra=cassandra)
     for name, file in CREDENTIAL_FILES.items():
-        target = folder / file
-        target.touch(mode=0o600)
-        target.write_text(values[name])
-    return folder
+        if file_variable(name) in env:
+            target = folder / file
+            target.touch(mode=0o600)
+            target.write_text(values[name])
+    return env
 
 
 @dataclass
@@ -194,19 +200,14 @@ class ForceServices:
                 instance=f"{self.force_id}-local" if consumer == "alerter" else None,
                 cassandra_local_dc=self.endpoints.cassandra.local_dc,
             )
-            | credentials_environment(
-                str(write_credentials(folders / consumer, self.credentials, consumer))
-            )
+            | credential_files(folders / consumer, self.credentials, consumer)
             for consumer in CONSUMERS
         }
         gateway = {
             KAFKA_BOOTSTRAP_SERVERS: kafka,
             env_name("gateway", "port"): str(self.gateway_port),
             env_name("gateway", "drone_keys"): json.dumps({self.force_id: [self.drone_key]}),
-        } | credentials_environment(
-            str(write_credentials(folders / "gateway", self.credentials, "gateway")),
-            cassandra=False,
-        )
+        } | credential_files(folders / "gateway", self.credentials, "gateway", cassandra=False)
         envs = {"gateway": gateway, **consumers}
         self.processes = {
             name: ServiceProcess(name, self.force_id, envs[name], self.state_dir)

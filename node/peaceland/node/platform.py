@@ -8,7 +8,6 @@ one, by applying a PoliceForce, and is ready when its status says so.
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import time
@@ -25,6 +24,7 @@ from peaceland.stack.kube import LOCAL_NAMESPACE
 from peaceland.tenants.forces import ForceSettings
 from peaceland.tenants.policeforce import GROUP, KIND, VERSION, spec_from
 from peaceland.tenants.provisioning.identities import ForceCredentials, secret_name
+from peaceland.tenants.workloads import decode_secret_data
 
 #: Where the local platform's forces live (the admin kubeconfig's default namespace).
 NAMESPACE: Final = LOCAL_NAMESPACE
@@ -114,8 +114,9 @@ class LocalPlatform:
         secret = json.loads(
             self.kubectl("get", "secret", secret_name(name), "-n", self.namespace, "-o", "json")
         )
-        data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
-        credentials = ForceCredentials.from_secret_data(name, data)
+        credentials = ForceCredentials.from_secret_data(
+            name, decode_secret_data(secret.get("data"))
+        )
         if credentials is None:
             raise NodeError(f"the Secret {secret_name(name)} holds no whole set of credentials")
         return credentials

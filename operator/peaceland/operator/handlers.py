@@ -192,7 +192,7 @@ def _teardown(
     with _guard(memo):
         memo["deleted"] = True  # a timer that fires from now on does nothing
         try:
-            removed = workloads.delete(namespace, name)
+            removed = workloads.delete(namespace, name, str(body.metadata.uid))
             events = teardown(name, namespace, policy, servers)
         except Exception as exc:  # any server failure: keep the finalizer, try again
             raise kopf.TemporaryError(

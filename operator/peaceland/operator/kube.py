@@ -7,7 +7,6 @@ never set (a HorizontalPodAutoscaler's replicas aside, which we do set) are left
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -20,7 +19,7 @@ from lightkube.resources.core_v1 import ConfigMap, Secret
 
 from peaceland.tenants.policeforce import GROUP, KIND, PLURAL, VERSION
 from peaceland.tenants.provisioning.identities import secret_name
-from peaceland.tenants.workloads import CONSUMERS, labels
+from peaceland.tenants.workloads import CONSUMERS, decode_secret_data, labels
 
 FIELD_MANAGER: Final = "peaceland-operator"
 
@@ -139,7 +138,7 @@ class Workloads:
             )
         return out
 
-    def delete(self, namespace: str, force_id: str) -> list[str]:
+    def delete(self, namespace: str, force_id: str, owner_uid: str) -> list[str]:
         """Delete the force's Deployments and ConfigMap; returns what was there.
 
         Their ownerReferences would let the garbage collector do it; doing it ourselves
@@ -148,9 +147,11 @@ class Workloads:
         deleted += self._delete(ConfigMap, namespace, force_id)
         # The credentials Secret by name (no list: the operator never lists Secrets), and
         # only if it is this force's.
-        secret = self._get(Secret, secret_name(force_id), namespace)
-        refs = (secret.metadata.ownerReferences if secret and secret.metadata else None) or []
-        if any(ref.kind == KIND and ref.name == force_id for ref in refs):
+        try:
+            owned = self.secret_data(namespace, secret_name(force_id), owner_uid) is not None
+        except NotOwnedError:
+            owned = False
+        if owned:
             try:
                 self._client.delete(Secret, secret_name(force_id), namespace=namespace)
                 deleted.append(f"Secret/{secret_name(force_id)}")
@@ -166,7 +167,7 @@ class Workloads:
         if secret is None:
             return None
         _check_owner(secret, owner_uid, f"Secret {name}")
-        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+        return decode_secret_data(secret.data)
 
     def _get(self, kind: type[_K], name: str, namespace: str) -> _K | None:
         """The object, or None when it does not exist."""

@@ -6,15 +6,10 @@ import logging
 
 from peaceland.operator.results import Event
 from peaceland.operator.servers import Servers
+from peaceland.operator.steps.credentials import retire
 from peaceland.tenants.forces import resources_for
 from peaceland.tenants.provisioning.claims import owner_of, release
-from peaceland.tenants.provisioning.identities import (
-    kafka_generations,
-    kafka_principal,
-    retire_generations,
-)
 from peaceland.tenants.provisioning.keyspace import drop_keyspace
-from peaceland.tenants.provisioning.quotas import set_produce_quota
 from peaceland.tenants.provisioning.topics import delete_topics
 
 log = logging.getLogger(__name__)
@@ -23,8 +18,8 @@ log = logging.getLogger(__name__)
 def teardown(force_name: str, namespace: str, policy: str, servers: Servers) -> list[Event]:
     """What the deletion policy asks for the force's data: ``Delete`` removes its topics and
     keyspace, ``Retain`` keeps both; its credentials are removed from both servers and the
-    id's claim released either way (a PoliceForce of
-    that name created later adopts retained data). Only the owner's data is touched. Raises
+    id's claim released either way (a PoliceForce of that name created later adopts retained
+    data). Only the owner's data is touched. Raises
     while a server is unreachable (retry)."""
     resources = resources_for(force_name)
     owner = f"{namespace}/{force_name}"
@@ -39,12 +34,7 @@ def teardown(force_name: str, namespace: str, policy: str, servers: Servers) -> 
         return [Event("Normal", "NotOwner", f"the id {whose}: its data is left alone")]
     # The force's principals and role go whatever the policy: retained data is kept for a
     # force made again later, which is issued credentials of its own.
-    for generation in kafka_generations(servers.kafka(), force_name):
-        gateway = kafka_principal(force_name, "gateway", generation)
-        set_produce_quota(servers.quotas(), gateway, None)  # before its principal: findable
-    retire_generations(
-        servers.kafka(), session, force_name, keep=None, timeout=servers.settings.request_timeout
-    )
+    retire(servers, force_name, keep=None)
     if policy != "Delete":
         release(session, force_name, owner)
         return [

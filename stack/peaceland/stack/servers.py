@@ -18,6 +18,7 @@ import subprocess
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import cached_property
 from importlib.resources import files
 from pathlib import Path
 from typing import Final
@@ -86,9 +87,10 @@ class Server(ABC):
         self.pid_file = self.home / "server.pid"
         self.log_file = settings.state_dir / "logs" / f"{self.name}.log"
 
-    @property
+    @cached_property
     def admin(self) -> AdminCredentials:
-        """The platform administrator's credentials, made on first use."""
+        """The platform administrator's credentials, made on first use (once per server:
+        probes and configuration files ask for them often)."""
         return admin_credentials(self.settings.state_dir)
 
     @property

@@ -3,9 +3,10 @@
 Every process of the platform reads the same variables, without its component's prefix:
 ``KAFKA_BOOTSTRAP_SERVERS``, ``KAFKA_USERNAME``, ``KAFKA_PASSWORD`` … (see
 ``peaceland.tenants.environment``). A credential is given as itself or, as Kubernetes mounts
-a Secret, as a file holding it (``KAFKA_PASSWORD_FILE``): the file is read once, at start,
-and a process given a rotated credential is restarted (the operator rolls its Deployment).
-Passwords are ``SecretStr``: never printed with the settings.
+a Secret, as a file holding it (``KAFKA_PASSWORD_FILE``): the file is read at start, and a
+process given a rotated credential is restarted (the operator rolls its Deployment), except
+the gateway, which reads its Kafka files again (``current_kafka_access``). Passwords are
+``SecretStr``: never printed with the settings.
 """
 
 from __future__ import annotations
@@ -45,6 +46,31 @@ def _secret_file(path: Path | None, what: str) -> str | None:
     return value
 
 
+def _credentials(
+    server: str,
+    username: str | None,
+    password: SecretStr | None,
+    username_file: Path | None,
+    password_file: Path | None,
+) -> tuple[str | None, SecretStr | None]:
+    """One server's username and password: the files' when given (read now, the username
+    read again after the password, so that a pair being replaced is refused), else the
+    values; both or neither."""
+    if username_file is not None:
+        username = _secret_file(username_file, f"{server} username")
+    if password_file is not None:
+        password = SecretStr(_secret_file(password_file, f"{server} password") or "")
+        if (
+            username_file is not None
+            and _secret_file(username_file, f"{server} username") != username
+        ):
+            raise ValueError(f"the {server} credential files are being replaced")
+    if (username is None) != (password is None):
+        variables = f"{server.upper()}_USERNAME and {server.upper()}_PASSWORD"
+        raise ValueError(f"{variables} (or their _FILE) go together: one is set without the other")
+    return username, password
+
+
 class KafkaAccessSettings(BaseSettings):
     """Where Kafka is and who this process is to it."""
 
@@ -67,36 +93,32 @@ class KafkaAccessSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _kafka_credentials(self) -> KafkaAccessSettings:
-        if self.kafka_username_file is not None:
-            self.kafka_username = _secret_file(self.kafka_username_file, "Kafka username")
-        if self.kafka_password_file is not None:
-            password = _secret_file(self.kafka_password_file, "Kafka password")
-            self.kafka_password = SecretStr(password or "")
-        if (self.kafka_username is None) != (self.kafka_password is None):
-            raise ValueError(
-                f"{KAFKA_USERNAME} and {KAFKA_PASSWORD} (or their _FILE) go together: "
-                "one is set without the other"
-            )
-        self.kafka_access().protocol  # noqa: B018 - checks the protocol has what it needs
+        self.kafka_username, self.kafka_password = self._kafka_signed_in()
         return self
+
+    def _kafka_signed_in(self) -> tuple[str | None, SecretStr | None]:
+        return _credentials(
+            "Kafka",
+            self.kafka_username,
+            self.kafka_password,
+            self.kafka_username_file,
+            self.kafka_password_file,
+        )
 
     def current_kafka_access(self) -> KafkaAccess:
         """``kafka_access`` with the credential files read again now: a long-lived
         process that can switch producers (the gateway) follows a rotation with it."""
-        username = _secret_file(self.kafka_username_file, "Kafka username")
-        password = _secret_file(self.kafka_password_file, "Kafka password")
-        if _secret_file(self.kafka_username_file, "Kafka username") != username:
-            raise ValueError("the Kafka credential files are being replaced")
-        access = self.kafka_access()
-        if username is None and password is None:
-            return access
-        return access.as_user(username or access.username or "", password or access.password or "")
+        return self.kafka_access(*self._kafka_signed_in())
 
-    def kafka_access(self) -> KafkaAccess:
+    def kafka_access(
+        self, username: str | None = None, password: SecretStr | None = None
+    ) -> KafkaAccess:
+        """The access these settings give; ``username``/``password``: others, read since."""
+        username, password = username or self.kafka_username, password or self.kafka_password
         return KafkaAccess(
             self.kafka_bootstrap_servers,
-            username=self.kafka_username,
-            password=self.kafka_password.get_secret_value() if self.kafka_password else None,
+            username=username,
+            password=password.get_secret_value() if password else None,
             security_protocol=self.kafka_security_protocol,
             sasl_mechanism=self.kafka_sasl_mechanism,
             ssl_ca_location=str(self.kafka_ssl_ca_location) if self.kafka_ssl_ca_location else None,
@@ -126,18 +148,13 @@ class CassandraAccessSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _cassandra_credentials(self) -> CassandraAccessSettings:
-        if self.cassandra_username_file is not None:
-            self.cassandra_username = _secret_file(
-                self.cassandra_username_file, "Cassandra username"
-            )
-        if self.cassandra_password_file is not None:
-            password = _secret_file(self.cassandra_password_file, "Cassandra password")
-            self.cassandra_password = SecretStr(password or "")
-        if (self.cassandra_username is None) != (self.cassandra_password is None):
-            raise ValueError(
-                f"{CASSANDRA_USERNAME} and {CASSANDRA_PASSWORD} (or their _FILE) go together: "
-                "one is set without the other"
-            )
+        self.cassandra_username, self.cassandra_password = _credentials(
+            "Cassandra",
+            self.cassandra_username,
+            self.cassandra_password,
+            self.cassandra_username_file,
+            self.cassandra_password_file,
+        )
         return self
 
     def cassandra_access(self) -> CassandraAccess:

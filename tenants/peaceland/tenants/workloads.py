@@ -8,6 +8,7 @@ they return and tests read them directly. Every object is owned by the PoliceFor
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from typing import Any, Final
 
 from peaceland.tenants.environment import (
@@ -92,6 +93,11 @@ def credentials_secret(force_id: str, uid: str, credentials: ForceCredentials) -
             for key, value in credentials.secret_data().items()
         },
     }
+
+
+def decode_secret_data(data: Mapping[str, str] | None) -> dict[str, str]:
+    """A Secret's ``data`` as the API server returns it (base64), as text."""
+    return {key: base64.b64decode(value).decode() for key, value in (data or {}).items()}
 
 
 def _credential_items(consumer: str) -> list[dict[str, str]]:

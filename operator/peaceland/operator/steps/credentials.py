@@ -21,7 +21,6 @@ from peaceland.operator.servers import Servers
 from peaceland.tenants.provisioning.identities import (
     ForceCredentials,
     ensure_identities,
-    kafka_generations,
     kafka_principal,
     retire_generations,
     secret_name,
@@ -98,18 +97,7 @@ def retire_step(
     """Once every consumer runs on ``credentials``' generation: remove the others from both
     servers (refused from then on). None when there was nothing to do."""
     try:
-        # Quotas first: a principal whose quota is left would be found by nothing later.
-        for generation in kafka_generations(servers.kafka(), force.name) - {credentials.generation}:
-            set_produce_quota(
-                servers.quotas(), kafka_principal(force.name, "gateway", generation), None
-            )
-        retired = retire_generations(
-            servers.kafka(),
-            servers.cassandra(),
-            force.name,
-            keep=credentials.generation,
-            timeout=servers.settings.request_timeout,
-        )
+        retired = retire(servers, force.name, keep=credentials.generation)
     except Exception as exc:  # any server's error (three client libraries): said, retried
         message = f"retiring old credentials: {_describe(exc)}"
         return Step("CredentialsReady", False, "ServersUnavailable", message, True)
@@ -124,6 +112,25 @@ def retire_step(
             )
         )
     return None
+
+
+def retire(servers: Servers, force_id: str, keep: int | None) -> list[int]:
+    """Remove every generation of the force's identities but ``keep`` (None: all, when the
+    force is deleted), each gateway principal's quota first: a quota whose principal is
+    gone would be found by nothing later. Returns the generations removed."""
+
+    def remove_quota(generation: int) -> None:
+        gateway = kafka_principal(force_id, "gateway", generation)
+        set_produce_quota(servers.quotas(), gateway, None)
+
+    return retire_generations(
+        servers.kafka(),
+        servers.cassandra(),
+        force_id,
+        keep=keep,
+        timeout=servers.settings.request_timeout,
+        before_kafka=remove_quota,
+    )
 
 
 def _names(credentials: ForceCredentials) -> str:

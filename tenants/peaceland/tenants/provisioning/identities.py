@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -118,15 +118,13 @@ class ForceCredentials:
             cassandra = Identity(data["cassandra-username"], data["cassandra-password"])
         except (KeyError, ValueError):
             return None
-        credentials = cls(force_id, generation, kafka, cassandra)
-        expected = cls.generate(force_id, generation)
         names_match = all(
-            kafka[role].username == expected.kafka[role].username for role in ROLES
-        ) and (cassandra.username == expected.cassandra.username)
+            kafka[role].username == kafka_principal(force_id, role, generation) for role in ROLES
+        ) and (cassandra.username == cassandra_role(force_id, generation))
         passwords = [i.password for i in kafka.values()] + [cassandra.password]
         if not names_match or not all(len(p) >= 32 for p in passwords):
             return None
-        return credentials
+        return cls(force_id, generation, kafka, cassandra)
 
 
 def _password() -> str:
@@ -234,19 +232,20 @@ def remove_kafka_identities(
 ) -> None:
     """Retire one generation: its ACLs, then its passwords. A client still signed in as it
     is refused at its next request (no ACL); a new sign-in fails."""
-    for role in ROLES:
-        principal = kafka_principal(force_id, role, generation)
-        acls = AclBindingFilter(
+    acls = [
+        AclBindingFilter(
             ResourceType.ANY,
             None,  # type: ignore[arg-type]  # None matches any name
             ResourcePatternType.ANY,
-            f"User:{principal}",
+            f"User:{kafka_principal(force_id, role, generation)}",
             None,  # type: ignore[arg-type]  # None matches any host
             AclOperation.ANY,
             AclPermissionType.ANY,
         )
-        for acl_future in admin.delete_acls([acls], request_timeout=timeout).values():
-            acl_future.result()
+        for role in ROLES
+    ]
+    for acl_future in admin.delete_acls(acls, request_timeout=timeout).values():
+        acl_future.result()
     deletions: list[UserScramCredentialAlteration] = [
         UserScramCredentialDeletion(
             kafka_principal(force_id, role, generation), ScramMechanism.SCRAM_SHA_512
@@ -314,14 +313,18 @@ def retire_generations(
     force_id: str,
     keep: int | None,
     timeout: float = 30.0,
+    before_kafka: Callable[[int], None] = lambda _generation: None,
 ) -> list[int]:
     """Remove every generation of the force's identities but ``keep`` (None: all of them,
-    when the force is deleted); returns the generations removed."""
+    when the force is deleted); returns the generations removed. ``before_kafka(g)`` runs
+    before generation ``g``'s principals go (what hangs on them, found by their name while
+    they exist)."""
     kafka = kafka_generations(admin, force_id, timeout)
     cassandra = cassandra_generations(session, force_id)
     removed = sorted((kafka | cassandra) - ({keep} if keep is not None else set()))
     for generation in removed:
         if generation in kafka:
+            before_kafka(generation)
             remove_kafka_identities(admin, force_id, generation, timeout)
         if generation in cassandra:
             remove_cassandra_role(session, force_id, generation)

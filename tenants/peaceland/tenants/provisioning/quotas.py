@@ -99,7 +99,3 @@ def quotas_of(admin: Any, principal: str) -> dict[str, float]:
             f"{response.error_message or response.error_code}",
         )
     return {value.key: value.value for entry in response.entries for value in entry.values}
-
-
-def close(admin: Any) -> None:
-    admin.close()
