@@ -10,7 +10,7 @@ import yaml
 
 from peaceland.operator.settings import OperatorSettings
 from peaceland.stack.kube import KubeApiServer
-from tests.operator.conftest import CHART, render_chart
+from tests.conftest import CHART, render_chart
 from tests.operator.kube_helpers import Kubectl
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from peaceland.node.launch import ServiceProcess
-from tests.operator.conftest import render_chart
+from tests.conftest import render_chart
 from tests.operator.kube_helpers import Kubectl, eventually, example
 
 StartOperator = Callable[..., ServiceProcess]

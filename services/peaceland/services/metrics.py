@@ -92,3 +92,12 @@ GATEWAY_SECONDS = Histogram(
     ["force"],
     buckets=_LATENCY_BUCKETS,
 )
+GATEWAY_KEY_FEED_AGE = Gauge(
+    "peaceland_gateway_key_feed_age_seconds",
+    "Seconds since the gateway last read the control plane's drone-key feed whole: how old "
+    "a revocation may be before this gateway applies it.",
+)
+GATEWAY_USAGE_PENDING = Gauge(
+    "peaceland_gateway_usage_pending_reports",
+    "Reports accepted and counted but not yet posted to the control plane.",
+)

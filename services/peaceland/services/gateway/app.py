@@ -5,6 +5,7 @@ together.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -13,11 +14,12 @@ from fastapi import FastAPI
 from prometheus_client import make_asgi_app
 
 from peaceland.services.gateway.admission import Admission
-from peaceland.services.gateway.auth import DroneKeys
+from peaceland.services.gateway.auth import DroneKeys, KeyFeed
 from peaceland.services.gateway.parsing import BodyParser
 from peaceland.services.gateway.routes import router
 from peaceland.services.gateway.sender import KafkaSender
 from peaceland.services.gateway.settings import GatewaySettings
+from peaceland.services.gateway.usage import UsageMeter, UsagePoster
 from peaceland.tenants.reports import utc_now
 
 
@@ -37,7 +39,26 @@ def create_app(
             settings.delivery_timeout_seconds,
             queue_bytes=2 * settings.max_inflight_bytes,
         )
+        tasks: list[asyncio.Task[None]] = []
+        feed = poster = None
+        if settings.control_plane_url is not None:
+            token = settings.current_control_plane_token
+            feed = KeyFeed(
+                app.state.drone_keys, settings.control_plane_url, token,
+                settings.key_refresh_seconds,
+            )  # fmt: skip
+            poster = UsagePoster(
+                app.state.usage, settings.control_plane_url, token,
+                settings.usage_interval_seconds,
+            )  # fmt: skip
+            tasks = [asyncio.create_task(feed.run()), asyncio.create_task(poster.run())]
         yield
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if poster is not None and feed is not None:
+            await poster.close()
+            await feed.close()
         if own:
             app.state.sender.close()
 
@@ -49,7 +70,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.clock = clock
-    app.state.drone_keys = DroneKeys(settings)
+    app.state.drone_keys = DroneKeys(settings.force_by_key_digest())
+    app.state.usage = UsageMeter()
     app.state.parser = BodyParser(settings.max_batch)
     app.state.admission = Admission(
         per_force_bytes=settings.max_inflight_bytes_per_force,

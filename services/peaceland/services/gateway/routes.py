@@ -17,12 +17,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from peaceland.services import metrics
 from peaceland.services.gateway.admission import Admission, Refused
-from peaceland.services.gateway.auth import DroneKeys
+from peaceland.services.gateway.auth import DroneKeys, Holder
 from peaceland.services.gateway.models import FieldProblem, IngestResponse, ReportOutcome
 from peaceland.services.gateway.parsing import BodyError, BodyParser, Parsed
 from peaceland.services.gateway.sender import KafkaSender
 from peaceland.services.gateway.settings import GatewaySettings
+from peaceland.services.gateway.usage import UsageMeter
 from peaceland.tenants.cassandra import to_millisecond, write_time
+from peaceland.tenants.errors import FieldError, InvalidRecordError
 from peaceland.tenants.forces import resources_for
 from peaceland.tenants.reports import encode_report
 
@@ -42,10 +44,10 @@ def _sender(request: Request) -> KafkaSender:
     return sender
 
 
-def _force(
+def _holder(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
+) -> Holder:
     if credentials is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -53,19 +55,19 @@ def _force(
             headers={"WWW-Authenticate": "Bearer"},
         )
     keys: DroneKeys = request.app.state.drone_keys
-    force_id = keys.force_of(credentials.credentials)
-    if force_id is None:
+    holder = keys.holder(credentials.credentials)
+    if holder is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
-            "unknown drone key",
+            "unknown, revoked or expired drone key",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return force_id
+    return holder
 
 
 SettingsDep = Annotated[GatewaySettings, Depends(_settings)]
 SenderDep = Annotated[KafkaSender, Depends(_sender)]
-ForceDep = Annotated[str, Depends(_force)]
+HolderDep = Annotated[Holder, Depends(_holder)]
 
 
 @router.post(
@@ -92,23 +94,27 @@ ForceDep = Annotated[str, Depends(_force)]
     },
 )
 async def post_reports(
-    request: Request, force_id: ForceDep, settings: SettingsDep, sender: SenderDep
+    request: Request, holder: HolderDep, settings: SettingsDep, sender: SenderDep
 ) -> Response:
     """Accept one report (a JSON object) or a batch (a JSON array).
 
-    202 only once Kafka has every accepted report on all its in-sync replicas."""
+    202 only once Kafka has every accepted report on all its in-sync replicas. A drone's
+    key sends that drone's reports only: another drone's are rejected, each with why."""
     began = time.perf_counter()
+    force_id = holder.force_id
     admission: Admission = request.app.state.admission
     size = _declared_size(request, settings.max_body_bytes)
     try:
         with admission.hold(force_id, size):
-            outcome = await _ingest(request, force_id, settings, sender)
+            outcome = await _ingest(request, holder, settings, sender)
     except Refused as exc:
         metrics.GATEWAY_REFUSED.labels(force_id).inc()
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS, str(exc), headers={"Retry-After": "1"}
         ) from None
     _count(force_id, outcome, time.perf_counter() - began)
+    usage: UsageMeter = request.app.state.usage
+    usage.count(force_id, request.app.state.clock(), outcome.accepted, holder.key_id)
     if outcome.failed:
         log.error(
             "force %s: Kafka did not take %d reports: %s",
@@ -127,8 +133,9 @@ async def post_reports(
 
 
 async def _ingest(
-    request: Request, force_id: str, settings: GatewaySettings, sender: KafkaSender
+    request: Request, holder: Holder, settings: GatewaySettings, sender: KafkaSender
 ) -> IngestResponse:
+    force_id = holder.force_id
     body = await _read_body(request, settings.max_body_bytes)
     parser: BodyParser = request.app.state.parser
     # The reports are judged at this moment, to the millisecond, and their records carry it
@@ -138,7 +145,9 @@ async def _ingest(
     try:
         # Parsing a large batch takes tens of milliseconds of CPU: off the event loop, so
         # that other forces' small requests go on between.
-        parsed, values = await asyncio.to_thread(_parse_and_encode, parser, body, received_at)
+        parsed, values = await asyncio.to_thread(
+            _parse_and_encode, parser, body, received_at, holder.drone_id
+        )
     except BodyError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
     del body
@@ -152,9 +161,11 @@ async def _ingest(
 
 
 def _parse_and_encode(
-    parser: BodyParser, body: bytes, received_at: datetime
+    parser: BodyParser, body: bytes, received_at: datetime, drone_id: str | None
 ) -> tuple[list[Parsed], list[tuple[int, tuple[bytes, bytes]]]]:
     parsed = parser.parse(body, received_at=received_at)
+    if drone_id is not None:
+        parsed = [_own_drone(p, drone_id) for p in parsed]
     values = [
         (p.index, (p.report.drone_id.encode(), encode_report(p.report)))
         for p in parsed
@@ -163,13 +174,35 @@ def _parse_and_encode(
     return parsed, values
 
 
+def _own_drone(parsed: Parsed, drone_id: str) -> Parsed:
+    """A report of another drone than the key's, rejected with the reason."""
+    if parsed.report is None or parsed.report.drone_id == drone_id:
+        return parsed
+    error = InvalidRecordError(
+        "report",
+        [
+            FieldError(
+                "drone_id",
+                f"this key is drone {drone_id}'s; it cannot send drone "
+                f"{parsed.report.drone_id}'s reports",
+            )
+        ],
+    )
+    return Parsed(parsed.index, None, error)
+
+
 @router.get("/healthz", include_in_schema=False)
 async def healthz() -> dict[str, str]:
     return {"status": "alive"}
 
 
 @router.get("/readyz", include_in_schema=False)
-async def readyz(sender: SenderDep) -> Response:
+async def readyz(request: Request, sender: SenderDep, settings: SettingsDep) -> Response:
+    keys: DroneKeys = request.app.state.drone_keys
+    if settings.control_plane_url is not None and keys.synced_at is None:
+        return JSONResponse(
+            {"status": "drone keys not read from the control plane yet"}, status_code=503
+        )
     # Asking Kafka blocks for up to its timeout: never on the event loop.
     if await asyncio.to_thread(sender.reachable):
         return JSONResponse({"status": "ready"})

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from peaceland.tenants.access import KafkaAccessSettings
+from peaceland.tenants.drone_keys import key_digest, key_id_of
 from peaceland.tenants.environment import env_prefix
 from peaceland.tenants.forces import validate_force_id
 from peaceland.tenants.kafka import KafkaAccess
-
-
-def key_digest(key: str) -> str:
-    """How a drone key is compared and kept in memory: never as itself."""
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 class GatewaySettings(KafkaAccessSettings):
@@ -34,8 +29,20 @@ class GatewaySettings(KafkaAccessSettings):
     #: that principal, which the brokers let write to that force's reports topic only. None:
     #: every force's as the gateway's own credentials (a gateway serving one force).
     force_credentials_dir: Path | None = None
-    #: Drone keys by force id, as JSON: ``{"lyon": ["key-1", "key-2"]}``. Until the
-    #: tenant-management API manages keys, they come from configuration.
+    #: The control plane (``http://api:8090``): drone keys come from its feed, and usage
+    #: goes to it. None: the gateway takes only ``drone_keys``.
+    control_plane_url: str | None = None
+    #: The gateways' service token on the control plane (or a file holding it, re-read
+    #: at each request of the feed).
+    control_plane_token: SecretStr | None = None
+    control_plane_token_file: Path | None = None
+    #: How often the drone-key feed is read: the longest a revocation waits, plus one read.
+    key_refresh_seconds: float = Field(default=1.0, gt=0, le=60)
+    #: How often accepted-report counts are posted to the control plane.
+    usage_interval_seconds: float = Field(default=5.0, gt=0, le=300)
+    #: Development harness only (benchmarks, fault tests): keys by force id, as JSON
+    #: ``{"lyon": ["key-1"]}``, each speaking for every drone of its force. A platform
+    #: takes its keys from the control plane instead.
     drone_keys: dict[str, list[SecretStr]] = Field(default_factory=dict)
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
@@ -62,10 +69,27 @@ class GatewaySettings(KafkaAccessSettings):
                 secret = key.get_secret_value()
                 if len(secret) < 16:
                     raise ValueError(f"a drone key of {force_id} is shorter than 16 characters")
+                if key_id_of(secret) is not None:
+                    raise ValueError("a drone key issued by the control plane cannot be configured")
                 if secret in seen:
                     raise ValueError("one drone key is given to two forces")
                 seen.add(secret)
         return value
+
+    @model_validator(mode="after")
+    def _control_plane(self) -> GatewaySettings:
+        if self.control_plane_url is not None and (
+            self.control_plane_token is None and self.control_plane_token_file is None
+        ):
+            raise ValueError(
+                "control_plane_url needs control_plane_token or control_plane_token_file"
+            )
+        return self
+
+    def current_control_plane_token(self) -> str:
+        if self.control_plane_token_file is not None:
+            return self.control_plane_token_file.read_text(encoding="utf-8").strip()
+        return self.control_plane_token.get_secret_value() if self.control_plane_token else ""
 
     def force_access(self, force_id: str | None) -> KafkaAccess:
         """How the producer of ``force_id`` signs in (None: the gateway's own access).

@@ -1,0 +1,107 @@
+"""The control plane's application, put together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import make_asgi_app
+from sqlalchemy import Engine, select, text
+
+from peaceland.api import problems, security
+from peaceland.api.auth import Authenticator, GatewayToken, LocalTokens
+from peaceland.api.db import make_engine, make_sessions, now
+from peaceland.api.kube import Forces, make_client
+from peaceland.api.models import User
+from peaceland.api.routes import audit, auth, drones, internal, members, plans, usage
+from peaceland.api.routes import forces as force_routes
+from peaceland.api.settings import ApiSettings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Sell and configure police forces: plans, forces (their PoliceForce resources), drones and
+their keys, people and roles, the audit log, usage and invoices.
+
+Sign in with `POST /v1/auth/token`, then send `Authorization: Bearer <token>`. Every error is
+`application/problem+json` (RFC 9457). Lists are paged with `cursor`; creates take an
+`Idempotency-Key`; changes need `If-Match` with the ETag you read.
+"""
+
+
+def create_app(
+    settings: ApiSettings,
+    *,
+    engine: Engine | None = None,
+    forces: Forces | None = None,
+    authenticators: list[Authenticator] | None = None,
+) -> FastAPI:
+    own_forces = forces is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if own_forces:
+            app.state.forces.close()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="PeaceLand control plane",
+        version="1",
+        summary="The tenant-management API.",
+        description=DESCRIPTION,
+    )
+    engine = engine or make_engine(settings.database_url)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = make_sessions(engine)
+    app.state.forces = forces or Forces(make_client(settings.kubeconfig), settings.namespace)
+    app.state.authenticators = authenticators or [
+        LocalTokens(),
+        GatewayToken(settings.current_gateway_token),
+    ]
+    problems.install(app)
+    for module in (auth, plans, force_routes, drones, members, audit, usage, internal):
+        app.include_router(module.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> dict[str, str]:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return {"status": "ready"}
+
+    app.mount("/metrics", make_asgi_app())
+    return app
+
+
+def bootstrap_admin(settings: ApiSettings, engine: Engine) -> bool:
+    """Make the first platform admin when there is none; True if one was made."""
+    if settings.bootstrap_admin_email is None or settings.bootstrap_admin_password_file is None:
+        return False
+    password = settings.bootstrap_admin_password_file.read_text(encoding="utf-8").strip()
+    if len(password) < security.MIN_PASSWORD_LENGTH:
+        raise ValueError(
+            f"the bootstrap admin's password is shorter than {security.MIN_PASSWORD_LENGTH}"
+        )
+    sessions = make_sessions(engine)
+    with sessions() as db:
+        if db.scalars(select(User.id).where(User.is_platform_admin).limit(1)).first():
+            return False
+        db.add(
+            User(
+                email=settings.bootstrap_admin_email.lower(),
+                display_name="Platform admin",
+                password_hash=security.hash_password(password),
+                is_platform_admin=True,
+                created_at=now(),
+            )
+        )
+        db.commit()
+    log.info("made the first platform admin, %s", settings.bootstrap_admin_email)
+    return True

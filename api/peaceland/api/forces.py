@@ -1,0 +1,164 @@
+"""A police force as the API shows it and writes it: the PoliceForce's spec, bounded by a plan.
+
+Plain functions over dicts and models; the routes (``routes/forces.py``) call them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from peaceland.api.kube import PLAN_ANNOTATION, ForceResource
+from peaceland.api.models import Plan
+from peaceland.api.problems import FieldProblem
+from peaceland.api.schemas import AlertingIn, ConditionOut, ForceOut, ForceStatus
+from peaceland.tenants.policeforce import spec_from
+
+#: What a force's consumers are built from, when the platform says nothing else.
+DEFAULT_IMAGE: Final = "peaceland/services:0.1.0"
+
+
+def spec_of(
+    current: dict[str, Any] | None,
+    *,
+    display_name: str | None = None,
+    plan: Plan | None = None,
+    alerting: AlertingIn | None = None,
+    retention_days: int | None = None,
+    deletion_policy: str | None = None,
+    partitions: int | None = None,
+    consumer_replicas: int | None = None,
+    kafka_replication_factor: int = 3,
+    cassandra_replication_factor: int = 3,
+    consumer_image: str | None = None,
+) -> dict[str, Any]:
+    """Every field the API manages, from ``current`` (None: a new force) and the changes.
+
+    Server-side apply removes a field its manager stops sending, so each apply sends them
+    all: the ones not changed keep their current values (a force made with kubectl keeps
+    its replication and image when its threshold changes).
+    """
+    spec = current or {}
+    kafka = spec.get("kafka", {})
+    cassandra = spec.get("cassandra", {})
+    consumers = spec.get("consumers", {})
+    old_alerting = spec.get("alerting", {})
+    out: dict[str, Any] = {
+        "displayName": display_name or spec.get("displayName"),
+        "plan": {
+            "maxDrones": plan.max_drones if plan else spec["plan"]["maxDrones"],
+            "maxReportsPerSecond": (
+                plan.max_reports_per_second if plan else spec["plan"]["maxReportsPerSecond"]
+            ),
+        },
+        "alerting": {
+            "scoreThreshold": (
+                alerting.score_threshold if alerting else old_alerting.get("scoreThreshold", 20.0)
+            ),
+            "dedupWindowSeconds": (
+                alerting.dedup_window_seconds
+                if alerting
+                else old_alerting.get("dedupWindowSeconds", 600)
+            ),
+        },
+        "retentionDays": retention_days or spec.get("retentionDays", 30),
+        "deletionPolicy": deletion_policy or spec.get("deletionPolicy", "Retain"),
+        "kafka": {
+            "partitions": partitions or kafka.get("partitions", 6),
+            "replicationFactor": kafka.get("replicationFactor", kafka_replication_factor),
+        },
+        "cassandra": {
+            "replicationFactor": cassandra.get("replicationFactor", cassandra_replication_factor)
+        },
+        "consumers": {
+            "replicas": consumer_replicas or consumers.get("replicas", 1),
+            "image": consumers.get("image", consumer_image or DEFAULT_IMAGE),
+        },
+    }
+    return out
+
+
+def bounds(plan: Plan, spec: dict[str, Any]) -> list[FieldProblem]:
+    """What of ``spec`` the plan does not allow."""
+    problems = []
+    retention = spec["retentionDays"]
+    if not plan.min_retention_days <= retention <= plan.max_retention_days:
+        problems.append(
+            FieldProblem(
+                field="body.retention_days",
+                reason=f"plan {plan.id} keeps reports {plan.min_retention_days} to "
+                f"{plan.max_retention_days} days, not {retention}",
+            )
+        )
+    if spec["kafka"]["partitions"] > plan.max_partitions:
+        problems.append(
+            FieldProblem(
+                field="body.partitions",
+                reason=f"plan {plan.id} allows at most {plan.max_partitions} partitions",
+            )
+        )
+    if spec["consumers"]["replicas"] > plan.max_consumer_replicas:
+        problems.append(
+            FieldProblem(
+                field="body.consumer_replicas",
+                reason=f"plan {plan.id} allows at most {plan.max_consumer_replicas} replicas "
+                "of each consumer",
+            )
+        )
+    return problems
+
+
+def valid_spec(spec: dict[str, Any]) -> list[FieldProblem]:
+    """What the PoliceForce schema itself refuses (the CRD would refuse it too)."""
+    try:
+        spec_from(spec)
+    except ValidationError as exc:
+        return [
+            FieldProblem(field="spec." + ".".join(str(p) for p in e["loc"]), reason=e["msg"])
+            for e in exc.errors()
+        ]
+    return []
+
+
+def view(resource: ForceResource) -> ForceOut:
+    """The force as the API shows it: the resource's spec and its mirrored status."""
+    spec, status = resource.spec, resource.status
+    conditions = [
+        ConditionOut(
+            type=str(c.get("type", "")),
+            status=str(c.get("status", "Unknown")),
+            reason=str(c.get("reason", "")),
+            message=str(c.get("message", "")),
+        )
+        for c in status.get("conditions", [])
+    ]
+    phase = str(status.get("phase", "Pending"))
+    ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
+    current = status.get("observedGeneration") == resource.generation
+    plan = spec.get("plan", {})
+    alerting = spec.get("alerting", {})
+    return ForceOut(
+        id=resource.name,
+        display_name=str(spec.get("displayName", resource.name)),
+        plan_id=resource.annotations.get(PLAN_ANNOTATION),
+        max_drones=int(plan.get("maxDrones", 0)),
+        max_reports_per_second=int(plan.get("maxReportsPerSecond", 0)),
+        alerting=AlertingIn(
+            score_threshold=float(alerting.get("scoreThreshold", 20.0)),
+            dedup_window_seconds=int(alerting.get("dedupWindowSeconds", 600)),
+        ),
+        retention_days=int(spec.get("retentionDays", 30)),
+        deletion_policy=str(spec.get("deletionPolicy", "Retain")),
+        partitions=int(spec.get("kafka", {}).get("partitions", 6)),
+        consumer_replicas=int(spec.get("consumers", {}).get("replicas", 1)),
+        status=ForceStatus(
+            phase="Deleting" if resource.deleting else phase,
+            ready=ready and current and not resource.deleting,
+            current=current,
+            conditions=conditions,
+        ),
+        deleting=resource.deleting,
+        created_at=resource.created,
+        version=resource.resource_version,
+    )

@@ -1,0 +1,157 @@
+"""The PoliceForce resources, as the control plane reads and writes them.
+
+The resource is the force's desired state; the API never provisions Kafka or Cassandra
+itself. It writes the fields it manages by server-side apply as ``peaceland-api``, always
+the whole set it owns (apply removes what a manager stops sending), and takes them over
+from whoever set them before (a force first made with kubectl). Concurrent edits: an update
+carries the resourceVersion the client saw, and the API server refuses it (409) if the
+resource changed since.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import httpx2
+from lightkube import ApiError, Client, KubeConfig
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.types import PatchType
+
+from peaceland.tenants.policeforce import GROUP, KIND, PLURAL, VERSION
+
+FIELD_MANAGER: Final = "peaceland-api"
+#: The annotation naming the plan a force was sold on.
+PLAN_ANNOTATION: Final = "peaceland.io/plan"
+
+PoliceForce = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
+
+
+class KubernetesUnavailableError(Exception):
+    """The Kubernetes API cannot be reached or refused us (not the request's fault)."""
+
+
+class ConflictError(Exception):
+    """The resource changed since the version the caller saw."""
+
+
+@dataclass(frozen=True, slots=True)
+class ForceResource:
+    """One PoliceForce as the API server returned it."""
+
+    name: str
+    spec: dict[str, Any]
+    status: dict[str, Any]
+    annotations: dict[str, str]
+    resource_version: str
+    generation: int
+    deleting: bool
+    created: str | None
+
+    @classmethod
+    def of(cls, item: Any) -> ForceResource:
+        meta = item.metadata
+        return cls(
+            name=meta.name,
+            spec=dict(item.get("spec") or {}),
+            status=dict(item.get("status") or {}),
+            annotations=dict(meta.annotations or {}),
+            resource_version=meta.resourceVersion or "",
+            generation=meta.generation or 0,
+            deleting=meta.deletionTimestamp is not None,
+            created=meta.creationTimestamp.isoformat() if meta.creationTimestamp else None,
+        )
+
+
+def make_client(kubeconfig: Path | None) -> Client:
+    config = KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_service_account()
+    return Client(config, field_manager=FIELD_MANAGER, timeout=httpx2.Timeout(10.0))
+
+
+class Forces:
+    """The PoliceForces of one namespace."""
+
+    def __init__(self, client: Client, namespace: str) -> None:
+        self._client = client
+        self.namespace = namespace
+
+    def close(self) -> None:
+        self._client.close()
+
+    def get(self, name: str) -> ForceResource | None:
+        try:
+            return ForceResource.of(self._client.get(PoliceForce, name, namespace=self.namespace))
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise KubernetesUnavailableError(_reason(exc)) from None
+        except httpx2.HTTPError as exc:
+            raise KubernetesUnavailableError(str(exc)) from None
+
+    def list(self) -> list[ForceResource]:
+        try:
+            return [
+                ForceResource.of(item)
+                for item in self._client.list(PoliceForce, namespace=self.namespace)
+            ]
+        except ApiError as exc:
+            raise KubernetesUnavailableError(_reason(exc)) from None
+        except httpx2.HTTPError as exc:
+            raise KubernetesUnavailableError(str(exc)) from None
+
+    def apply(
+        self,
+        name: str,
+        spec: dict[str, Any],
+        annotations: dict[str, str],
+        resource_version: str | None = None,
+    ) -> ForceResource:
+        """Apply the fields the API manages; ``resource_version``: only if still at it."""
+        metadata: dict[str, Any] = {"name": name, "namespace": self.namespace}
+        if annotations:
+            metadata["annotations"] = annotations
+        if resource_version is not None:
+            metadata["resourceVersion"] = resource_version
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "metadata": metadata,
+            "spec": spec,
+        }
+        try:
+            applied = self._client.patch(
+                PoliceForce,
+                name,
+                body,
+                namespace=self.namespace,
+                patch_type=PatchType.APPLY,
+                field_manager=FIELD_MANAGER,
+                force=True,
+            )
+        except ApiError as exc:
+            if exc.status.code == 409:
+                raise ConflictError(_reason(exc)) from None
+            if exc.status.code == 422:
+                raise ValueError(_reason(exc)) from None
+            raise KubernetesUnavailableError(_reason(exc)) from None
+        except httpx2.HTTPError as exc:
+            raise KubernetesUnavailableError(str(exc)) from None
+        return ForceResource.of(applied)
+
+    def delete(self, name: str) -> bool:
+        """Ask for the force's deletion (the operator honours its deletion policy);
+        False when it was already gone."""
+        try:
+            self._client.delete(PoliceForce, name, namespace=self.namespace)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return False
+            raise KubernetesUnavailableError(_reason(exc)) from None
+        except httpx2.HTTPError as exc:
+            raise KubernetesUnavailableError(str(exc)) from None
+        return True
+
+
+def _reason(exc: ApiError) -> str:
+    return f"{exc.status.code} {exc.status.reason}: {exc.status.message}"

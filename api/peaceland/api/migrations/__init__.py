@@ -1,0 +1,1 @@
+"""The control plane's schema, one Alembic revision per change (``versions/``)."""

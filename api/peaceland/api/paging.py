@@ -1,0 +1,47 @@
+"""Cursor pagination: a page of items and an opaque cursor for the next one.
+
+A cursor is the sort key of the last item returned, so pages stay right while items are
+added or removed between requests (an offset would skip or repeat some).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Query
+from pydantic import BaseModel
+
+from peaceland.api.problems import Problem
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    #: Pass as ``cursor`` to get the next page; None on the last page.
+    next_cursor: str | None = None
+
+
+def encode(key: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+
+
+def decode(cursor: str | None, arity: int) -> list[Any] | None:
+    if cursor is None:
+        return None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError:
+        raise Problem.field(400, "query.cursor", "not a cursor this API returned") from None
+    if not isinstance(key, list) or len(key) != arity:
+        raise Problem.field(400, "query.cursor", "not a cursor of this list")
+    return key
+
+
+Cursor = Annotated[
+    str | None,
+    Query(max_length=500, description="The next_cursor of the previous page."),
+]
+Limit = Annotated[int, Query(ge=1, le=1_000, description="Most items on this page.")]

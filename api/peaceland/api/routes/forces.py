@@ -1,0 +1,280 @@
+"""Police forces: sold on a plan, written to Kubernetes as PoliceForce resources."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi.responses import JSONResponse
+from sqlalchemy import delete, update
+from sqlalchemy.orm import Session
+
+from peaceland.api import audit, keys
+from peaceland.api.auth import (
+    ANY_FORCE_ROLE,
+    ForceCaller,
+    Principal,
+    force_role,
+    person,
+    platform_admin,
+)
+from peaceland.api.conventions import (
+    IdempotencyKey,
+    IfMatch,
+    etag,
+    expected_version,
+    remember,
+    replay,
+)
+from peaceland.api.db import now, session
+from peaceland.api.forces import bounds, spec_of, valid_spec, view
+from peaceland.api.kube import PLAN_ANNOTATION, ConflictError, Forces, KubernetesUnavailableError
+from peaceland.api.models import Drone, Force, Membership, Plan, Role
+from peaceland.api.paging import Cursor, Limit, Page, decode, encode
+from peaceland.api.problems import Problem, responses
+from peaceland.api.schemas import ForceCreate, ForceOut, ForcePatch
+from peaceland.api.settings import ApiSettings
+
+router = APIRouter(prefix="/v1/forces", tags=["police forces"])
+Db = Annotated[Session, Depends(session)]
+Admin = Annotated[Principal, Depends(platform_admin)]
+Person = Annotated[Principal, Depends(person)]
+Member = Annotated[ForceCaller, Depends(force_role(*ANY_FORCE_ROLE))]
+ForceAdmin = Annotated[ForceCaller, Depends(force_role(Role.force_admin))]
+PlatformOnly = Annotated[ForceCaller, Depends(force_role())]
+
+
+def _forces(request: Request) -> Forces:
+    forces: Forces = request.app.state.forces
+    return forces
+
+
+def _unavailable(exc: KubernetesUnavailableError) -> Problem:
+    return Problem(503, f"the Kubernetes API did not answer: {exc}", headers={"Retry-After": "5"})
+
+
+def _plan(db: Session, plan_id: str, field: str = "body.plan_id") -> Plan:
+    plan = db.get(Plan, plan_id)
+    if plan is None:
+        raise Problem.field(422, field, f"no plan {plan_id}")
+    return plan
+
+
+def _check(plan: Plan | None, spec: dict[str, object]) -> None:
+    problems = (bounds(plan, spec) if plan else []) + valid_spec(spec)
+    if problems:
+        raise Problem(422, "; ".join(p.reason for p in problems), errors=problems)
+
+
+@router.get("", response_model=Page[ForceOut], responses=responses(401, 403, 503))
+def list_forces(
+    request: Request, caller: Person, cursor: Cursor = None, limit: Limit = 50
+) -> Page[ForceOut]:
+    """Every force (a platform admin), or the forces you have a role in. Forces made with
+    kubectl are listed too."""
+    after = decode(cursor, 1)
+    try:
+        resources = sorted(_forces(request).list(), key=lambda r: r.name)
+    except KubernetesUnavailableError as exc:
+        raise _unavailable(exc) from None
+    seen = [
+        r
+        for r in resources
+        if (caller.platform_admin or caller.role_in(r.name) is not None)
+        and (after is None or r.name > str(after[0]))
+    ]
+    page = seen[:limit]
+    return Page[ForceOut](
+        items=[view(r) for r in page],
+        next_cursor=encode([page[-1].name]) if len(seen) > limit else None,
+    )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ForceOut,
+    responses=responses(401, 403, 409, 422, 503),
+)
+def create_force(
+    body: ForceCreate, request: Request, caller: Admin, db: Db, key: IdempotencyKey = None
+) -> JSONResponse:
+    """Sell a force on a plan: its PoliceForce is applied, and the operator makes its topics,
+    keyspace, credentials and consumers. 202: poll the force until ``status.ready``."""
+    if (answer := replay(db, caller, key, request, body)) is not None:
+        return answer
+    settings: ApiSettings = request.app.state.settings
+    plan = _plan(db, body.plan_id)
+    retention = body.retention_days or min(
+        max(30, plan.min_retention_days), plan.max_retention_days
+    )
+    spec = spec_of(
+        None,
+        display_name=body.display_name,
+        plan=plan,
+        alerting=body.alerting,
+        retention_days=retention,
+        deletion_policy=body.deletion_policy,
+        partitions=body.partitions or min(6, plan.max_partitions),
+        consumer_replicas=body.consumer_replicas,
+        kafka_replication_factor=settings.kafka_replication_factor,
+        cassandra_replication_factor=settings.cassandra_replication_factor,
+        consumer_image=settings.consumer_image,
+    )
+    _check(plan, spec)
+    forces = _forces(request)
+    try:
+        if forces.get(body.id) is not None:
+            raise Problem.field(409, "body.id", f"police force {body.id} exists already")
+        row = db.get(Force, body.id)
+        if row is not None and row.deleted_at is None:
+            raise Problem.field(409, "body.id", f"police force {body.id} exists already")
+        if row is None:
+            row = Force(id=body.id)
+            db.add(row)
+        row.plan_id, row.created_at, row.created_by, row.deleted_at = (
+            plan.id,
+            now(),
+            caller.name,
+            None,
+        )
+        db.flush()
+        resource = forces.apply(body.id, spec, {PLAN_ANNOTATION: plan.id})
+    except KubernetesUnavailableError as exc:
+        raise _unavailable(exc) from None
+    except ValueError as exc:
+        raise Problem(422, f"the Kubernetes API refused the force: {exc}") from None
+    out = view(resource)
+    headers = {"Location": f"/v1/forces/{body.id}", "ETag": etag(resource.resource_version)}
+    audit.record(
+        db, request, caller, "force.created", f"force/{body.id}", force_id=body.id,
+        details=body.model_dump(mode="json"),
+    )  # fmt: skip
+    remember(db, caller, key, request, body, 202, out.model_dump(mode="json"), headers)
+    db.commit()
+    return JSONResponse(out.model_dump(mode="json"), status_code=202, headers=headers)
+
+
+@router.get("/{force_id}", response_model=ForceOut, responses=responses(401, 403, 404, 503))
+def get_force(request: Request, caller: Member, response: Response) -> ForceOut:
+    """The force, its status mirrored from the operator's."""
+    try:
+        resource = _forces(request).get(caller.force_id)
+    except KubernetesUnavailableError as exc:
+        raise _unavailable(exc) from None
+    if resource is None:
+        raise Problem(404, f"no police force {caller.force_id}")
+    response.headers["ETag"] = etag(resource.resource_version)
+    return view(resource)
+
+
+@router.patch(
+    "/{force_id}",
+    response_model=ForceOut,
+    responses=responses(400, 401, 403, 404, 412, 422, 428, 503),
+)
+def change_force(
+    body: ForcePatch,
+    request: Request,
+    caller: ForceAdmin,
+    db: Db,
+    response: Response,
+    if_match: IfMatch = None,
+) -> ForceOut:
+    """Change a force's settings within its plan. Its consumers take the new alerting
+    settings without a restart. A platform admin alone changes its plan or deletion policy."""
+    expected = expected_version(if_match)
+    who = caller.principal
+    if not who.platform_admin:
+        for name in ("plan_id", "deletion_policy"):
+            if getattr(body, name) is not None:
+                raise Problem.field(403, f"body.{name}", "only a platform admin may change it")
+    forces = _forces(request)
+    try:
+        current = forces.get(caller.force_id)
+        if current is None:
+            raise Problem(404, f"no police force {caller.force_id}")
+        if current.deleting:
+            raise Problem(409, f"police force {caller.force_id} is being deleted")
+        if current.resource_version != expected:
+            raise Problem(
+                412,
+                f"police force {caller.force_id} changed since you read it "
+                f"(now at {etag(current.resource_version)})",
+            )
+        plan_id = body.plan_id or current.annotations.get(PLAN_ANNOTATION)
+        plan = _plan(db, plan_id) if plan_id else None
+        if body.plan_id and plan is None:
+            raise Problem.field(422, "body.plan_id", f"no plan {body.plan_id}")
+        spec = spec_of(
+            current.spec,
+            display_name=body.display_name,
+            plan=plan if body.plan_id else None,
+            alerting=body.alerting,
+            retention_days=body.retention_days,
+            deletion_policy=body.deletion_policy,
+            partitions=body.partitions,
+            consumer_replicas=body.consumer_replicas,
+        )
+        if spec["kafka"]["partitions"] < current.spec.get("kafka", {}).get("partitions", 0):
+            raise Problem.field(422, "body.partitions", "partitions may grow, never shrink")
+        _check(plan, spec)
+        if body.plan_id:
+            row = db.get(Force, caller.force_id) or Force(
+                id=caller.force_id, created_at=now(), created_by=who.name
+            )
+            row.plan_id = body.plan_id
+            db.add(row)
+            db.flush()
+        annotations = {PLAN_ANNOTATION: plan.id} if plan else {}
+        resource = forces.apply(caller.force_id, spec, annotations, resource_version=expected)
+    except KubernetesUnavailableError as exc:
+        raise _unavailable(exc) from None
+    except ConflictError:
+        raise Problem(412, f"police force {caller.force_id} changed since you read it") from None
+    except ValueError as exc:
+        raise Problem(422, f"the Kubernetes API refused the change: {exc}") from None
+    audit.record(
+        db, request, who, "force.changed", f"force/{caller.force_id}", force_id=caller.force_id,
+        details=body.model_dump(mode="json", exclude_unset=True),
+    )  # fmt: skip
+    db.commit()
+    response.headers["ETag"] = etag(resource.resource_version)
+    return view(resource)
+
+
+@router.delete(
+    "/{force_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=responses(401, 403, 404, 503),
+)
+def delete_force(request: Request, caller: PlatformOnly, db: Db) -> Response:
+    """Delete a force: its drones' keys stop working at once, and the operator removes or
+    keeps its data as its deletion policy says. 202: the deletion is under way."""
+    forces = _forces(request)
+    try:
+        if forces.get(caller.force_id) is None:
+            raise Problem(404, f"no police force {caller.force_id}")
+    except KubernetesUnavailableError as exc:
+        raise _unavailable(exc) from None
+    # Keys first, committed before the resource goes: a deletion that fails half way
+    # leaves a force that takes no reports, never a deleted force whose keys still work.
+    revoked = keys.revoke_all(db, caller.force_id)
+    # Its people and drones go with it: a force sold again under the same id starts empty.
+    db.execute(delete(Membership).where(Membership.force_id == caller.force_id))
+    db.execute(
+        update(Drone)
+        .where(Drone.force_id == caller.force_id, Drone.retired_at.is_(None))
+        .values(retired_at=now())
+    )
+    row = db.get(Force, caller.force_id)
+    if row is not None:
+        row.deleted_at = now()
+    audit.record(
+        db, request, caller.principal, "force.deleted", f"force/{caller.force_id}",
+        force_id=caller.force_id, details={"keys_revoked": revoked},
+    )  # fmt: skip
+    db.commit()
+    try:
+        forces.delete(caller.force_id)
+    except KubernetesUnavailableError as exc:
+        raise _unavailable(exc) from None
+    return Response(status_code=status.HTTP_202_ACCEPTED)

@@ -1,0 +1,350 @@
+"""What the API takes and returns (pydantic), with the examples /docs shows."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from peaceland.api.models import Role
+from peaceland.tenants.forces import MAX_FORCE_ID_LENGTH
+from peaceland.tenants.reports import SCORE_MAX, SCORE_MIN, DroneId
+
+_IN = ConfigDict(extra="forbid")
+Slug = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_FORCE_ID_LENGTH,
+        pattern=r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$",
+    ),
+]
+Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^\S(?:.*\S)?$")]
+Email = Annotated[
+    str, Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$", examples=["a@b.fr"])
+]
+Count = Annotated[int, Field(ge=1, le=1_000_000)]
+Cents = Annotated[int, Field(ge=0, le=10**12)]
+Days = Annotated[int, Field(ge=1, le=3_650)]
+
+
+# --------------------------------------------------------------------------- sign in
+
+
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"email": "admin@peaceland.local", "password": "…"}]},
+    )
+
+    email: Email
+    password: Annotated[str, Field(min_length=1, max_length=1_000)]
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - a scheme, not a secret
+    expires_at: datetime
+
+
+class Me(BaseModel):
+    user_id: int
+    email: str
+    display_name: str
+    platform_admin: bool
+    #: The person's role in each force they belong to.
+    roles: dict[str, Role]
+
+
+# --------------------------------------------------------------------------- plans
+
+
+class PlanLimits(BaseModel):
+    model_config = _IN
+
+    max_drones: Annotated[int, Field(ge=1, le=100_000)]
+    max_reports_per_second: Count
+    min_retention_days: Days = 1
+    max_retention_days: Days = 3_650
+    max_partitions: Annotated[int, Field(ge=1, le=1_000)] = 12
+    max_consumer_replicas: Annotated[int, Field(ge=1, le=100)] = 3
+    monthly_price_cents: Cents = 0
+    price_per_million_reports_cents: Cents = 0
+
+    @model_validator(mode="after")
+    def _retention(self) -> PlanLimits:
+        if self.min_retention_days > self.max_retention_days:
+            raise ValueError("min_retention_days is above max_retention_days")
+        return self
+
+
+class PlanCreate(PlanLimits):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "city",
+                    "display_name": "City",
+                    "max_drones": 500,
+                    "max_reports_per_second": 200,
+                    "min_retention_days": 7,
+                    "max_retention_days": 90,
+                    "max_partitions": 12,
+                    "max_consumer_replicas": 3,
+                    "monthly_price_cents": 250_000,
+                    "price_per_million_reports_cents": 900,
+                }
+            ]
+        },
+    )
+
+    id: Slug
+    display_name: Name
+
+
+class PlanPatch(BaseModel):
+    model_config = _IN
+
+    display_name: Name | None = None
+    max_drones: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    max_reports_per_second: Count | None = None
+    min_retention_days: Days | None = None
+    max_retention_days: Days | None = None
+    max_partitions: Annotated[int, Field(ge=1, le=1_000)] | None = None
+    max_consumer_replicas: Annotated[int, Field(ge=1, le=100)] | None = None
+    monthly_price_cents: Cents | None = None
+    price_per_million_reports_cents: Cents | None = None
+
+
+class PlanOut(PlanLimits):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    display_name: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+# --------------------------------------------------------------------------- forces
+
+
+class AlertingIn(BaseModel):
+    model_config = _IN
+
+    score_threshold: Annotated[float, Field(ge=SCORE_MIN, le=SCORE_MAX, allow_inf_nan=False)]
+    dedup_window_seconds: Annotated[int, Field(ge=0, le=7 * 86_400)]
+
+
+class ForceCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "lyon-metropole",
+                    "display_name": "Police de Lyon",
+                    "plan_id": "city",
+                    "alerting": {"score_threshold": 20, "dedup_window_seconds": 600},
+                    "retention_days": 30,
+                    "deletion_policy": "Retain",
+                }
+            ]
+        },
+    )
+
+    id: Slug
+    display_name: Name
+    plan_id: Slug
+    alerting: AlertingIn = AlertingIn(score_threshold=20.0, dedup_window_seconds=600)
+    retention_days: Days | None = None
+    deletion_policy: Literal["Retain", "Delete"] = "Retain"
+    partitions: Annotated[int, Field(ge=1, le=1_000)] | None = None
+    consumer_replicas: Annotated[int, Field(ge=1, le=100)] | None = None
+
+
+class ForcePatch(BaseModel):
+    """What may change. ``plan_id`` and ``deletion_policy``: a platform admin only."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"alerting": {"score_threshold": 15, "dedup_window_seconds": 300}}]
+        },
+    )
+
+    display_name: Name | None = None
+    plan_id: Slug | None = None
+    alerting: AlertingIn | None = None
+    retention_days: Days | None = None
+    deletion_policy: Literal["Retain", "Delete"] | None = None
+    partitions: Annotated[int, Field(ge=1, le=1_000)] | None = None
+    consumer_replicas: Annotated[int, Field(ge=1, le=100)] | None = None
+
+
+class ConditionOut(BaseModel):
+    type: str
+    status: str
+    reason: str = ""
+    message: str = ""
+
+
+class ForceStatus(BaseModel):
+    """Mirrored from the PoliceForce's status, as the operator wrote it."""
+
+    phase: str
+    ready: bool
+    #: Whether the operator has seen the latest change (its observedGeneration).
+    current: bool
+    conditions: list[ConditionOut]
+
+
+class ForceOut(BaseModel):
+    id: str
+    display_name: str
+    #: The plan it was sold on; None for a force made with kubectl and not yet given one.
+    plan_id: str | None
+    max_drones: int
+    max_reports_per_second: int
+    alerting: AlertingIn
+    retention_days: int
+    deletion_policy: str
+    partitions: int
+    consumer_replicas: int
+    status: ForceStatus
+    deleting: bool
+    created_at: str | None
+    #: The resource's version: send it back as If-Match to change the force.
+    version: str
+
+
+# --------------------------------------------------------------------------- drones, keys
+
+
+class DroneCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"id": "drone-0042", "display_name": "Nord 42"}]},
+    )
+
+    id: DroneId
+    display_name: Name | None = None
+
+
+class DroneOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    display_name: str | None
+    registered_at: datetime
+    retired_at: datetime | None
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"expires_in_days": 90}]}
+    )
+
+    #: Days the key lives; none: until revoked.
+    expires_in_days: Annotated[int, Field(ge=1, le=3_650)] | None = 90
+
+
+class KeyOut(BaseModel):
+    key_id: str
+    drone_id: str
+    state: Literal["live", "expired", "revoked"]
+    created_at: datetime
+    created_by: str | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+class KeyIssued(KeyOut):
+    #: The key itself: shown this once, never again (only its digest is kept).
+    key: str
+
+
+# --------------------------------------------------------------------------- people
+
+
+class MemberCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"email": "officer@lyon.fr", "display_name": "A. Martin", "role": "officer"}
+            ]
+        },
+    )
+
+    email: Email
+    display_name: Name
+    role: Literal[Role.force_admin, Role.officer, Role.analyst]
+
+
+class MemberOut(BaseModel):
+    user_id: int
+    email: str
+    display_name: str
+    role: Role
+    created_at: datetime
+
+
+class MemberAdded(MemberOut):
+    #: Given when the person's account was made by this request: shown this once.
+    initial_password: str | None = None
+
+
+class PasswordChange(BaseModel):
+    model_config = _IN
+
+    current_password: Annotated[str, Field(min_length=1, max_length=1_000)]
+    new_password: Annotated[str, Field(min_length=12, max_length=1_000)]
+
+
+# --------------------------------------------------------------------------- audit, usage
+
+
+class AuditOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime
+    actor: str
+    actor_ip: str | None
+    force_id: str | None
+    action: str
+    target: str
+    details: dict[str, Any]
+
+
+class UsageDay(BaseModel):
+    day: date
+    #: Reports the gateways accepted (202) for the force that day, UTC.
+    reports_accepted: int
+
+
+class Invoice(BaseModel):
+    force_id: str
+    plan_id: str | None
+    month: str
+    days: list[UsageDay]
+    reports_accepted: int
+    monthly_price_cents: int
+    reports_price_cents: int
+    total_cents: int
+
+
+class UsagePost(BaseModel):
+    """What a gateway counted since its last post (its id makes a re-post harmless)."""
+
+    model_config = _IN
+
+    batch_id: Annotated[str, Field(min_length=8, max_length=64)]
+    #: Reports accepted by force and UTC day.
+    reports: dict[str, dict[date, Annotated[int, Field(ge=0)]]] = {}
+    #: When each key was last seen.
+    keys_used: dict[str, datetime] = {}

@@ -1,0 +1,62 @@
+"""Settings of the control plane. Environment: ``PEACELAND_API_<NAME>``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from peaceland.tenants.environment import env_prefix
+
+
+class ApiSettings(BaseSettings):
+    """One control plane serves every police force of a platform."""
+
+    model_config = SettingsConfigDict(env_prefix=env_prefix("api"), extra="ignore")
+
+    #: PostgreSQL, as a SQLAlchemy or libpq URL (``postgresql://user:pass@host/db``); also
+    #: read from ``DATABASE_URL``.
+    database_url: str = Field(
+        validation_alias=AliasChoices("PEACELAND_API_DATABASE_URL", "DATABASE_URL")
+    )
+    #: The Kubernetes namespace the platform's PoliceForce resources live in.
+    namespace: str = "peaceland"
+    #: A kubeconfig file; none: the pod's own ServiceAccount (in a cluster).
+    kubeconfig: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=1, le=65535)
+    #: How long a login token lives, in seconds.
+    token_ttl_seconds: int = Field(default=3_600, ge=60, le=86_400)
+    #: The gateways' token (or a file holding it): the one credential that may read the
+    #: drone-key feed and post usage. Shared with the gateways through a Secret.
+    gateway_token: SecretStr | None = None
+    gateway_token_file: Path | None = None
+    #: The first platform admin, made at start when no platform admin exists yet.
+    bootstrap_admin_email: str | None = None
+    bootstrap_admin_password_file: Path | None = None
+    #: What a force the API creates gets besides what the request says: the platform's
+    #: cluster decides its copies (3 in production; 1 on a one-node local stack) and image.
+    kafka_replication_factor: int = Field(default=3, ge=1, le=5)
+    cassandra_replication_factor: int = Field(default=3, ge=1, le=9)
+    consumer_image: str | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _sqlalchemy_url(cls, value: str) -> str:
+        """psycopg 3 is the driver: a plain ``postgresql://`` URL is taken as such."""
+        for plain in ("postgresql://", "postgres://"):
+            if value.startswith(plain):
+                return "postgresql+psycopg://" + value[len(plain) :]
+        if not value.startswith("postgresql+psycopg://"):
+            raise ValueError("a PostgreSQL URL (postgresql://user:password@host:port/database)")
+        return value
+
+    def current_gateway_token(self) -> str | None:
+        """The gateways' token, the file read again at each call (a rotated Secret)."""
+        if self.gateway_token_file is not None:
+            try:
+                return self.gateway_token_file.read_text(encoding="utf-8").strip() or None
+            except OSError:
+                return None
+        return self.gateway_token.get_secret_value() if self.gateway_token else None

@@ -1,0 +1,129 @@
+"""The control plane on real servers: a PostgreSQL database of each test's own, migrated;
+the real kube-apiserver with the PoliceForce CRD, in a namespace of each test's own."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from peaceland.api.app import bootstrap_admin, create_app
+from peaceland.api.db import make_engine
+from peaceland.api.migrate import upgrade
+from peaceland.api.settings import ApiSettings
+from peaceland.stack.kube import KubeApiServer
+
+ADMIN_EMAIL = "admin@peaceland.test"
+
+
+@dataclass
+class Api:
+    """The control plane under test, and what a test needs to speak to it."""
+
+    client: TestClient
+    settings: ApiSettings
+    engine: Engine
+    admin_password: str
+    gateway_token: str
+    _admin: dict[str, str] = field(default_factory=dict)
+
+    def login(self, email: str, password: str) -> dict[str, str]:
+        answer = self.client.post("/v1/auth/token", json={"email": email, "password": password})
+        assert answer.status_code == 200, answer.text
+        return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+    @property
+    def admin(self) -> dict[str, str]:
+        if not self._admin:
+            self._admin.update(self.login(ADMIN_EMAIL, self.admin_password))
+        return self._admin
+
+    @property
+    def gateway(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.gateway_token}"}
+
+    def plan(self, plan_id: str | None = None, **limits: Any) -> dict[str, Any]:
+        body = {
+            "id": plan_id or f"p-{uuid.uuid4().hex[:8]}",
+            "display_name": "Test plan",
+            "max_drones": 5,
+            "max_reports_per_second": 100,
+            "min_retention_days": 7,
+            "max_retention_days": 90,
+            "max_partitions": 6,
+            "max_consumer_replicas": 2,
+            "monthly_price_cents": 100_000,
+            "price_per_million_reports_cents": 500,
+            **limits,
+        }
+        answer = self.client.post("/v1/plans", json=body, headers=self.admin)
+        assert answer.status_code == 201, answer.text
+        return dict(answer.json())
+
+    def force(self, plan_id: str, force_id: str | None = None, **fields: Any) -> dict[str, Any]:
+        body = {
+            "id": force_id or f"f-{uuid.uuid4().hex[:8]}",
+            "display_name": "Test force",
+            "plan_id": plan_id,
+            "deletion_policy": "Delete",
+            **fields,
+        }
+        answer = self.client.post("/v1/forces", json=body, headers=self.admin)
+        assert answer.status_code == 202, answer.text
+        return dict(answer.json())
+
+    def member(
+        self, force_id: str, role: str, headers: dict[str, str] | None = None
+    ) -> dict[str, str]:
+        """A new person with ``role`` in the force, signed in: their headers."""
+        email = f"{role}-{uuid.uuid4().hex[:6]}@{force_id}.test"
+        answer = self.client.post(
+            f"/v1/forces/{force_id}/members",
+            json={"email": email, "display_name": role.title(), "role": role},
+            headers=headers or self.admin,
+        )
+        assert answer.status_code == 201, answer.text
+        return self.login(email, answer.json()["initial_password"])
+
+
+@pytest.fixture
+def api_settings(
+    database_url: str, kubernetes: KubeApiServer, namespace: str, tmp_path: Path
+) -> ApiSettings:
+    password_file = tmp_path / "admin-password"
+    password_file.write_text(secrets.token_urlsafe(18))
+    return ApiSettings(
+        database_url=database_url,
+        namespace=namespace,
+        kubeconfig=kubernetes.kubeconfig,
+        gateway_token=secrets.token_urlsafe(32),
+        bootstrap_admin_email=ADMIN_EMAIL,
+        bootstrap_admin_password_file=password_file,
+        kafka_replication_factor=1,
+        cassandra_replication_factor=1,
+    )
+
+
+@pytest.fixture
+def api(api_settings: ApiSettings) -> Iterator[Api]:
+    engine = make_engine(api_settings.database_url)
+    upgrade(engine)
+    bootstrap_admin(api_settings, engine)
+    assert api_settings.bootstrap_admin_password_file is not None
+    assert api_settings.gateway_token is not None
+    with TestClient(create_app(api_settings, engine=engine)) as client:
+        yield Api(
+            client=client,
+            settings=api_settings,
+            engine=engine,
+            admin_password=api_settings.bootstrap_admin_password_file.read_text(),
+            gateway_token=api_settings.gateway_token.get_secret_value(),
+        )
+    engine.dispose()

@@ -1,0 +1,160 @@
+"""Plans and forces through the API, against the real kube-apiserver and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+
+from tests.api.conftest import Api
+from tests.operator.kube_helpers import Kubectl
+
+PROBLEM = "application/problem+json"
+
+
+def test_a_force_created_through_the_api_is_a_policeforce_on_its_plan(
+    api: Api, kubectl: Kubectl, namespace: str
+):
+    plan = api.plan(max_drones=7, max_reports_per_second=321)
+    created = api.force(plan["id"], alerting={"score_threshold": 12.5, "dedup_window_seconds": 60})
+    assert created["status"]["ready"] is False
+    resource = kubectl.get("policeforce", created["id"], namespace)
+    assert resource["metadata"]["annotations"]["peaceland.io/plan"] == plan["id"]
+    assert resource["spec"]["plan"] == {"maxDrones": 7, "maxReportsPerSecond": 321}
+    assert resource["spec"]["alerting"] == {"scoreThreshold": 12.5, "dedupWindowSeconds": 60}
+    assert resource["spec"]["kafka"]["replicationFactor"] == 1
+    shown_fields = kubectl(
+        "get", "policeforce", created["id"], "-n", namespace, "-o", "json", "--show-managed-fields"
+    ).stdout
+    managers = {m["manager"] for m in json.loads(shown_fields)["metadata"]["managedFields"]}
+    assert "peaceland-api" in managers
+    shown = api.client.get(f"/v1/forces/{created['id']}", headers=api.admin).json()
+    assert shown["plan_id"] == plan["id"]
+    assert shown["max_reports_per_second"] == 321
+
+
+def test_a_force_made_with_kubectl_shows_up_in_the_api(api: Api, kubectl: Kubectl, namespace: str):
+    manifest = {
+        "apiVersion": "peaceland.io/v1alpha1",
+        "kind": "PoliceForce",
+        "metadata": {"name": "by-hand"},
+        "spec": {"displayName": "By hand", "plan": {"maxDrones": 3, "maxReportsPerSecond": 9}},
+    }
+    kubectl.apply(manifest, namespace)
+    listed = api.client.get("/v1/forces", headers=api.admin).json()["items"]
+    by_hand = next(f for f in listed if f["id"] == "by-hand")
+    assert by_hand["plan_id"] is None
+    assert by_hand["max_drones"] == 3
+    assert by_hand["status"]["phase"] == "Pending"
+
+
+def test_creating_a_force_that_exists_is_a_conflict_with_a_problem_body(api: Api):
+    plan = api.plan()
+    force = api.force(plan["id"])
+    again = api.client.post(
+        "/v1/forces",
+        json={"id": force["id"], "display_name": "Again", "plan_id": plan["id"]},
+        headers=api.admin,
+    )
+    assert again.status_code == 409
+    assert again.headers["content-type"] == PROBLEM
+    assert again.json()["errors"][0]["field"] == "body.id"
+
+
+def test_a_change_outside_the_plan_is_refused_naming_the_field(api: Api):
+    plan = api.plan(min_retention_days=7, max_retention_days=30, max_partitions=4)
+    force = api.force(plan["id"])
+    etag = api.client.get(f"/v1/forces/{force['id']}", headers=api.admin).headers["etag"]
+    answer = api.client.patch(
+        f"/v1/forces/{force['id']}",
+        json={"retention_days": 31},
+        headers={**api.admin, "If-Match": etag},
+    )
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["field"] == "body.retention_days"
+    assert "7 to 30 days" in answer.json()["detail"]
+
+
+def test_a_change_needs_the_version_read_and_a_stale_one_is_refused(
+    api: Api, kubectl: Kubectl, namespace: str
+):
+    plan = api.plan()
+    force = api.force(plan["id"])
+    url = f"/v1/forces/{force['id']}"
+    body = {"alerting": {"score_threshold": 10, "dedup_window_seconds": 30}}
+    assert api.client.patch(url, json=body, headers=api.admin).status_code == 428
+    etag = api.client.get(url, headers=api.admin).headers["etag"]
+    # Someone else changes the force meanwhile.
+    kubectl("patch", "policeforce", force["id"], "-n", namespace, "--type=merge",
+            "-p", json.dumps({"spec": {"retentionDays": 20}}))  # fmt: skip
+    stale = api.client.patch(url, json=body, headers={**api.admin, "If-Match": etag})
+    assert stale.status_code == 412
+    fresh = api.client.get(url, headers=api.admin).headers["etag"]
+    done = api.client.patch(url, json=body, headers={**api.admin, "If-Match": fresh})
+    assert done.status_code == 200, done.text
+    spec = kubectl.get("policeforce", force["id"], namespace)["spec"]
+    assert spec["alerting"]["scoreThreshold"] == 10
+    assert spec["retentionDays"] == 20  # the other change is kept
+
+
+def test_a_force_admin_changes_alerting_but_not_the_plan(api: Api):
+    plan = api.plan()
+    other = api.plan()
+    force = api.force(plan["id"])
+    boss = api.member(force["id"], "force_admin")
+    url = f"/v1/forces/{force['id']}"
+    etag = api.client.get(url, headers=boss).headers["etag"]
+    refused = api.client.patch(
+        url, json={"plan_id": other["id"]}, headers={**boss, "If-Match": etag}
+    )
+    assert refused.status_code == 403
+    assert refused.json()["errors"][0]["field"] == "body.plan_id"
+    done = api.client.patch(
+        url,
+        json={"alerting": {"score_threshold": 33, "dedup_window_seconds": 120}},
+        headers={**boss, "If-Match": etag},
+    )
+    assert done.status_code == 200, done.text
+    assert done.json()["alerting"]["score_threshold"] == 33
+
+
+def test_a_create_sent_twice_with_one_idempotency_key_makes_one_force(api: Api):
+    plan = api.plan()
+    body = {"id": "twice", "display_name": "Twice", "plan_id": plan["id"]}
+    headers = {**api.admin, "Idempotency-Key": "create-twice-1"}
+    first = api.client.post("/v1/forces", json=body, headers=headers)
+    second = api.client.post("/v1/forces", json=body, headers=headers)
+    assert first.status_code == second.status_code == 202
+    assert first.json() == second.json()
+    other = api.client.post("/v1/forces", json={**body, "display_name": "Other"}, headers=headers)
+    assert other.status_code == 422
+    assert other.json()["errors"][0]["field"] == "header.Idempotency-Key"
+
+
+def test_deleting_a_force_deletes_its_policeforce_and_its_people(
+    api: Api, kubectl: Kubectl, namespace: str
+):
+    plan = api.plan()
+    force = api.force(plan["id"])
+    officer = api.member(force["id"], "officer")
+    assert api.client.delete(f"/v1/forces/{force['id']}", headers=api.admin).status_code == 202
+    found = kubectl.find("policeforce", force["id"], namespace)
+    assert found is None or "deletionTimestamp" in found["metadata"]
+    assert api.client.get(f"/v1/forces/{force['id']}", headers=officer).status_code == 404
+
+
+def test_plans_are_the_platform_admins_alone(api: Api):
+    plan = api.plan()
+    force = api.force(plan["id"])
+    boss = api.member(force["id"], "force_admin")
+    assert api.client.get("/v1/plans", headers=boss).status_code == 403
+    assert api.client.post("/v1/plans", json={}, headers=boss).status_code in (403, 422)
+    etag = api.client.get(f"/v1/plans/{plan['id']}", headers=api.admin).headers["etag"]
+    changed = api.client.patch(
+        f"/v1/plans/{plan['id']}", json={"max_drones": 9}, headers={**api.admin, "If-Match": etag}
+    )
+    assert changed.status_code == 200
+    assert changed.json()["max_drones"] == 9
+    again = api.client.patch(
+        f"/v1/plans/{plan['id']}", json={"max_drones": 10}, headers={**api.admin, "If-Match": etag}
+    )
+    assert again.status_code == 412
+    assert api.client.delete(f"/v1/plans/{plan['id']}", headers=api.admin).status_code == 409
