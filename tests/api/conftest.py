@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
@@ -27,6 +28,7 @@ ADMIN_EMAIL = "admin@peaceland.test"
 class Api:
     """The control plane under test, and what a test needs to speak to it."""
 
+    app: FastAPI
     client: TestClient
     settings: ApiSettings
     engine: Engine
@@ -118,8 +120,10 @@ def api(api_settings: ApiSettings) -> Iterator[Api]:
     bootstrap_admin(api_settings, engine)
     assert api_settings.bootstrap_admin_password_file is not None
     assert api_settings.gateway_token is not None
-    with TestClient(create_app(api_settings, engine=engine)) as client:
+    app = create_app(api_settings, engine=engine)
+    with TestClient(app) as client:
         yield Api(
+            app=app,
             client=client,
             settings=api_settings,
             engine=engine,

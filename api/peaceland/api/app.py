@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Final
 
 from fastapi import FastAPI
 from prometheus_client import make_asgi_app
@@ -20,6 +21,12 @@ from peaceland.api.routes import forces as force_routes
 from peaceland.api.settings import ApiSettings
 
 log = logging.getLogger(__name__)
+
+#: Every router of the application (a test walks their routes: each must say who it admits).
+ROUTERS: Final = tuple(
+    module.router
+    for module in (auth, plans, force_routes, drones, members, audit, usage, internal)
+)
 
 DESCRIPTION = """\
 Sell and configure police forces: plans, forces (their PoliceForce resources), drones and
@@ -63,8 +70,8 @@ def create_app(
         GatewayToken(settings.current_gateway_token),
     ]
     problems.install(app)
-    for module in (auth, plans, force_routes, drones, members, audit, usage, internal):
-        app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

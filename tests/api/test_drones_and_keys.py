@@ -1,0 +1,136 @@
+"""Drones and their keys: registered within the plan, shown once, kept hashed, fed to the
+gateways as changes after a cursor."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from peaceland.tenants.drone_keys import KeyChanges, key_digest
+from tests.api.conftest import Api
+
+
+def _force_with_admin(api: Api, **limits: int) -> tuple[str, dict[str, str]]:
+    plan = api.plan(**limits)
+    force = api.force(plan["id"])
+    return force["id"], api.member(force["id"], "force_admin")
+
+
+def _feed(api: Api, cursor: int = 0) -> KeyChanges:
+    answer = api.client.get(
+        "/v1/internal/drone-keys", params={"cursor": cursor}, headers=api.gateway
+    )
+    assert answer.status_code == 200, answer.text
+    return KeyChanges.model_validate(answer.json())
+
+
+def test_a_drone_beyond_the_plan_is_refused(api: Api):
+    force_id, boss = _force_with_admin(api, max_drones=2)
+    url = f"/v1/forces/{force_id}/drones"
+    for drone in ("d-1", "d-2"):
+        assert api.client.post(url, json={"id": drone}, headers=boss).status_code == 201
+    refused = api.client.post(url, json={"id": "d-3"}, headers=boss)
+    assert refused.status_code == 409
+    assert "2 drones" in refused.json()["detail"]
+    # A retired drone frees its place.
+    assert api.client.delete(f"{url}/d-1", headers=boss).status_code == 204
+    assert api.client.post(url, json={"id": "d-3"}, headers=boss).status_code == 201
+
+
+def test_a_key_is_shown_once_and_only_its_digest_is_kept(api: Api):
+    force_id, boss = _force_with_admin(api)
+    url = f"/v1/forces/{force_id}/drones"
+    api.client.post(url, json={"id": "d-1"}, headers=boss)
+    issued = api.client.post(f"{url}/d-1/keys", json={"expires_in_days": 30}, headers=boss).json()
+    key = issued["key"]
+    assert key.startswith(f"pld_{issued['key_id']}_")
+    listed = api.client.get(f"{url}/d-1/keys", headers=boss).json()
+    assert [k["key_id"] for k in listed] == [issued["key_id"]]
+    assert "key" not in listed[0]
+    with api.engine.connect() as connection:
+        stored = connection.execute(text("SELECT digest FROM drone_keys")).scalars().all()
+        everything = (
+            connection.execute(text("SELECT row_to_json(k)::text FROM drone_keys k"))
+            .scalars()
+            .all()
+        )
+    assert stored == [key_digest(key)]
+    assert not any(key in row for row in everything)
+
+
+def test_a_drone_holds_two_live_keys_at_most_for_a_rotation(api: Api):
+    force_id, boss = _force_with_admin(api)
+    url = f"/v1/forces/{force_id}/drones"
+    api.client.post(url, json={"id": "d-1"}, headers=boss)
+    first = api.client.post(f"{url}/d-1/keys", headers=boss).json()
+    api.client.post(f"{url}/d-1/keys", headers=boss)
+    third = api.client.post(f"{url}/d-1/keys", headers=boss)
+    assert third.status_code == 409
+    assert first["key_id"] in third.json()["detail"]
+    assert api.client.delete(f"{url}/d-1/keys/{first['key_id']}", headers=boss).status_code == 204
+    assert api.client.post(f"{url}/d-1/keys", headers=boss).status_code == 201
+
+
+def test_the_feed_gives_new_keys_then_their_revocation_after_a_cursor(api: Api):
+    force_id, boss = _force_with_admin(api)
+    url = f"/v1/forces/{force_id}/drones"
+    api.client.post(url, json={"id": "d-1"}, headers=boss)
+    api.client.post(url, json={"id": "d-2"}, headers=boss)
+    one = api.client.post(f"{url}/d-1/keys", headers=boss).json()
+    two = api.client.post(f"{url}/d-2/keys", headers=boss).json()
+    start = _feed(api)
+    grants = {g.key_id: g for g in start.grants}
+    assert grants[one["key_id"]].drone_id == "d-1"
+    assert grants[two["key_id"]].force_id == force_id
+    assert grants[one["key_id"]].digest == key_digest(one["key"])
+    assert _feed(api, start.cursor).grants == []
+    api.client.delete(f"{url}/d-1/keys/{one['key_id']}", headers=boss)
+    api.client.delete(f"{url}/d-2", headers=boss)  # retiring a drone revokes its keys
+    later = _feed(api, start.cursor)
+    assert sorted(later.revoked) == sorted([one["key_id"], two["key_id"]])
+    assert later.cursor > start.cursor
+
+
+def test_deleting_a_force_revokes_every_key_of_it(api: Api):
+    force_id, boss = _force_with_admin(api)
+    url = f"/v1/forces/{force_id}/drones"
+    api.client.post(url, json={"id": "d-1"}, headers=boss)
+    key = api.client.post(f"{url}/d-1/keys", headers=boss).json()
+    cursor = _feed(api).cursor
+    assert api.client.delete(f"/v1/forces/{force_id}", headers=api.admin).status_code == 202
+    assert _feed(api, cursor).revoked == [key["key_id"]]
+
+
+def test_usage_posted_twice_is_counted_once_and_priced_from_the_plan(api: Api):
+    force_id, boss = _force_with_admin(
+        api, monthly_price_cents=10_000, price_per_million_reports_cents=300
+    )
+    batch = {
+        "batch_id": "batch-0001",
+        "reports": {force_id: {"2026-11-03": 1_500_000, "2026-11-04": 1}},
+    }
+    for _ in range(2):
+        assert (
+            api.client.post("/v1/internal/usage", json=batch, headers=api.gateway).status_code
+            == 204
+        )
+    api.client.post(
+        "/v1/internal/usage",
+        json={"batch_id": "batch-0002", "reports": {force_id: {"2026-11-04": 2}}},
+        headers=api.gateway,
+    )
+    invoice = api.client.get(
+        f"/v1/forces/{force_id}/invoice", params={"month": "2026-11"}, headers=boss
+    ).json()
+    assert [d["reports_accepted"] for d in invoice["days"]] == [1_500_000, 3]
+    assert invoice["reports_accepted"] == 1_500_003
+    assert invoice["reports_price_cents"] == 451  # 1.500003 million x 3 EUR, rounded up
+    assert invoice["total_cents"] == 10_451
+
+
+def test_the_feed_and_usage_are_the_gateways_alone(api: Api):
+    force_id, boss = _force_with_admin(api)
+    assert api.client.get("/v1/internal/drone-keys", headers=boss).status_code == 403
+    assert api.client.get("/v1/internal/drone-keys", headers=api.admin).status_code == 403
+    posted = api.client.post("/v1/internal/usage", json={"batch_id": "x" * 8}, headers=boss)
+    assert posted.status_code == 403
+    assert api.client.get("/v1/me", headers=api.gateway).status_code == 403

@@ -1,0 +1,56 @@
+"""The schema's migrations on PostgreSQL: up from nothing, down to nothing, up again, and the
+migrated schema is exactly what the models say."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect
+
+from peaceland.api import migrate
+from peaceland.api.db import make_engine
+from peaceland.api.models import Base
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    yield engine
+    engine.dispose()
+
+
+def _tables(engine: Engine) -> set[str]:
+    return set(inspect(engine).get_table_names()) - {"alembic_version"}
+
+
+def test_upgrading_an_empty_database_gives_exactly_the_models_schema(engine: Engine):
+    assert migrate.current(engine) is None
+    migrate.upgrade(engine)
+    assert migrate.current(engine) == migrate.head(engine)
+    with engine.connect() as connection:
+        differences = compare_metadata(
+            MigrationContext.configure(connection, opts={"compare_type": True}), Base.metadata
+        )
+    assert differences == []
+    assert _tables(engine) == set(Base.metadata.tables)
+
+
+def test_every_revision_goes_down_and_up_again(engine: Engine):
+    migrate.upgrade(engine)
+    migrate.downgrade(engine, "base")
+    assert _tables(engine) == set()
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql(
+            "SELECT count(*) FROM pg_class WHERE relkind = 'S' AND relname = 'drone_key_changes'"
+        ).scalar_one() == 0
+    migrate.upgrade(engine)
+    assert _tables(engine) == set(Base.metadata.tables)
+
+
+def test_upgrading_twice_changes_nothing(engine: Engine):
+    migrate.upgrade(engine)
+    migrate.upgrade(engine)
+    assert migrate.current(engine) == migrate.head(engine)
