@@ -4,13 +4,17 @@ the real kube-apiserver with the PoliceForce CRD, in a namespace of each test's 
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
@@ -20,6 +24,7 @@ from peaceland.api.db import make_engine
 from peaceland.api.migrate import upgrade
 from peaceland.api.settings import ApiSettings
 from peaceland.stack.kube import KubeApiServer
+from peaceland.stack.processes import free_port
 
 ADMIN_EMAIL = "admin@peaceland.test"
 
@@ -131,3 +136,23 @@ def api(api_settings: ApiSettings) -> Iterator[Api]:
             gateway_token=api_settings.gateway_token.get_secret_value(),
         )
     engine.dispose()
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """``app`` served over real HTTP on a port of its own, in a thread; its URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)

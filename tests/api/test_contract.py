@@ -1,0 +1,315 @@
+"""Contract tests: every route of the control plane against its own OpenAPI document.
+
+schemathesis generates requests from the document the application serves (mostly valid
+ones, some invalid), sends them to the real application of the ``api`` fixture (its own
+PostgreSQL database and Kubernetes namespace) and checks every answer: never a 5xx; a
+status code, content type, headers and body the document declares for the route; every
+error an RFC 9457 problem, ``application/problem+json``, shaped as the document's
+``ProblemBody``.
+
+One test per group of routes (their OpenAPI tag); inside it, one hypothesis run per
+operation. The ``api`` fixture is function-scoped, so ``@given`` wraps a function inside
+the test, never the test itself. Requests go in-process through schemathesis' ASGI
+client, not entered: the application's lifespan stays the one the fixture's TestClient
+runs (entering it would start a second one that outlives the test).
+
+Generated requests are sent as a platform admin (the gateways' routes with the gateways'
+token), and path parameters name resources made beforehand most of the time, so that most
+requests reach the handlers instead of stopping at 401 or 404. A run is reproducible
+(``derandomize``) and writes no hypothesis database.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import traceback
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema_rs
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.python.asgi import ASGIClient
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.api.conftest import ADMIN_EMAIL, Api
+
+PROBLEM = "application/problem+json"
+#: The route groups, by OpenAPI tag: each is one test.
+GROUPS = (
+    "sign in",
+    "plans",
+    "police forces",
+    "drones and keys",
+    "people",
+    "audit",
+    "usage",
+    "gateways",
+)
+#: Examples per operation (valid and invalid requests together).
+EXAMPLES = 20
+#: Fewer for the creates that leave a PoliceForce behind (each costs the teardown time).
+EXAMPLES_FOR = {("POST", "/v1/forces"): 10}
+_ORDER = {"GET": 0, "POST": 1, "PATCH": 2, "PUT": 2, "DELETE": 3}
+
+
+def problem_details(ctx: Any, response: schemathesis.Response, case: schemathesis.Case) -> None:  # noqa: ARG001
+    """Every error is ``application/problem+json`` and a ``ProblemBody`` of its status."""
+    if response.status_code < 400:
+        return
+    content_type = (response.headers.get("content-type") or [""])[0]
+    assert content_type.split(";")[0].strip() == PROBLEM, (
+        f"{response.status_code} answered as {content_type!r}, not {PROBLEM}"
+    )
+    document = case.operation.schema.raw_schema
+    validator = jsonschema_rs.validator_for(
+        {"$ref": "#/components/schemas/ProblemBody", "components": document["components"]}
+    )
+    body = json.loads(response.content)
+    errors = [str(e) for e in validator.iter_errors(body)]
+    assert not errors, f"not a ProblemBody: {errors}"
+    assert body["status"] == response.status_code, "the body's status is not the answer's"
+
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+    problem_details,
+]
+
+
+def _cursor(key: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+
+
+#: A list's ``cursor``: random text rarely decodes, so half of them are well-formed cursors
+#: holding whatever JSON (a cursor from another list, or forged).
+CURSORS = st.one_of(
+    st.text(max_size=30),
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(min_value=-(2**70), max_value=2**70),
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.text(max_size=12),
+        ),
+        max_size=2,
+    ).map(_cursor),
+)
+
+
+@dataclass
+class World:
+    """The application under test, what exists in it, and who speaks to it."""
+
+    api: Api
+    client: ASGIClient
+    plan_id: str
+    spare_plan_id: str
+    force_id: str
+    victim_force_id: str
+    drone_id: str
+    victim_drone_id: str
+    key_id: str
+    victim_user_id: int
+    person: dict[str, str]
+    person_password: list[str] = field(default_factory=list)
+
+    def known(self, method: str, path: str) -> dict[str, Any]:
+        """Path parameters naming resources that exist (destructive routes get their own)."""
+        deleting = method == "DELETE"
+        values: dict[str, Any] = {
+            "plan_id": self.spare_plan_id if deleting and path.endswith("{plan_id}") else self.plan_id,
+            "force_id": self.victim_force_id
+            if deleting and path.endswith("/forces/{force_id}")
+            else self.force_id,
+            "drone_id": self.victim_drone_id
+            if deleting and path.endswith("/drones/{drone_id}")
+            else self.drone_id,
+            "key_id": self.key_id,
+            "user_id": self.victim_user_id,
+        }
+        return {name: value for name, value in values.items() if f"{{{name}}}" in path}
+
+    def etag(self, path: str) -> str:
+        answer = self.api.client.get(path, headers=self.api.admin)
+        return answer.headers.get("etag", '"none"')
+
+    def prepare(self, case: schemathesis.Case, data: st.DataObject) -> dict[str, str]:
+        """Steer a drawn case towards the handler; the headers to send it with."""
+        key = (case.method.upper(), case.path)
+        body = case.body if isinstance(case.body, dict) else None
+        if case.query and isinstance(case.query.get("cursor"), str):
+            if data.draw(st.booleans(), label="a crafted cursor"):
+                case.query["cursor"] = data.draw(CURSORS, label="cursor")
+        if case.method.upper() == "PATCH" and data.draw(st.booleans(), label="fresh If-Match"):
+            case.headers["If-Match"] = self.etag(case.formatted_path)
+        if key == ("POST", "/v1/forces") and body is not None:
+            if data.draw(st.booleans(), label="on an existing plan"):
+                body["plan_id"] = self.plan_id
+        if key == ("POST", "/v1/auth/token"):
+            if data.draw(st.booleans(), label="right credentials"):
+                case.body = {"email": ADMIN_EMAIL, "password": self.api.admin_password}
+            return {}
+        if key == ("POST", "/v1/auth/logout"):
+            return self.api.login(ADMIN_EMAIL, self.api.admin_password)
+        if key == ("POST", "/v1/me/password"):
+            if body is not None and data.draw(st.booleans(), label="right password"):
+                body["current_password"] = self.person_password[-1]
+            return self.person
+        if case.path.startswith("/v1/internal/"):
+            return self.api.gateway
+        return self.api.admin
+
+    def after(self, case: schemathesis.Case, status: int) -> None:
+        if (case.method.upper(), case.path) == ("POST", "/v1/me/password") and status == 204:
+            assert isinstance(case.body, dict)
+            self.person_password.append(case.body["new_password"])
+
+
+def _created(answer: Any, status: int = 201) -> dict[str, Any]:
+    assert answer.status_code == status, answer.text
+    return dict(answer.json())
+
+
+def _world(api: Api) -> World:
+    """A plan wide enough that generated forces fit in it, a force on it, a drone with a
+    key, a person; and a spare of each for the routes that delete."""
+    admin, client = api.admin, api.client
+    plan = api.plan(
+        max_drones=10_000,
+        min_retention_days=1,
+        max_retention_days=3_650,
+        max_partitions=1_000,
+        max_consumer_replicas=100,
+    )
+    spare = api.plan()
+    force = api.force(plan["id"])
+    victim = api.force(plan["id"])
+    drones = f"/v1/forces/{force['id']}/drones"
+    drone = _created(client.post(drones, json={"id": "drone-0001"}, headers=admin))
+    _created(client.post(drones, json={"id": "drone-0002"}, headers=admin))
+    key = _created(client.post(f"{drones}/{drone['id']}/keys", json={}, headers=admin))
+    members = f"/v1/forces/{force['id']}/members"
+    member = _created(
+        client.post(
+            members,
+            json={"email": "victim@force.test", "display_name": "Victim", "role": "officer"},
+            headers=admin,
+        )
+    )
+    person = _created(
+        client.post(
+            members,
+            json={"email": f"p-{uuid.uuid4().hex[:6]}@force.test", "display_name": "P", "role": "analyst"},
+            headers=admin,
+        )
+    )
+    password = person["initial_password"]
+    return World(
+        api=api,
+        client=ASGIClient(client.app),
+        plan_id=plan["id"],
+        spare_plan_id=spare["id"],
+        force_id=force["id"],
+        victim_force_id=victim["id"],
+        drone_id=drone["id"],
+        victim_drone_id="drone-0002",
+        key_id=key["key_id"],
+        victim_user_id=member["user_id"],
+        person=api.login(person["email"], password),
+        person_password=[password],
+    )
+
+
+def _cases(world: World, operation: Any) -> st.SearchStrategy[schemathesis.Case]:
+    """Mostly valid requests on existing resources; some on made-up ones; some invalid."""
+    known = world.known(operation.method.upper(), operation.path)
+    on_known = operation.as_strategy(path_parameters=known) if known else operation.as_strategy()
+    return st.one_of(
+        on_known,
+        *operation.get_strategies_from_examples(),
+        operation.as_strategy(),
+        operation.as_strategy(generation_mode=schemathesis.GenerationMode.NEGATIVE),
+    )
+
+
+def _exercise(world: World, operation: Any) -> tuple[Counter[int], str | None]:
+    """Run one operation's examples: the statuses seen, and the failure if there was one."""
+    statuses: Counter[int] = Counter()
+    strategy = _cases(world, operation)
+    budget = EXAMPLES_FOR.get((operation.method.upper(), operation.path), EXAMPLES)
+
+    @settings(
+        max_examples=budget,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.explicit, Phase.generate, Phase.shrink],
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.filter_too_much,
+            HealthCheck.data_too_large,
+            HealthCheck.large_base_example,
+        ],
+    )
+    @given(data=st.data())
+    def exchange(data: st.DataObject) -> None:
+        case = data.draw(strategy, label="case")
+        headers = world.prepare(case, data)
+        response = case.call(session=world.client, headers=headers)
+        statuses[response.status_code] += 1
+        world.after(case, response.status_code)
+        case.validate_response(response, checks=CHECKS, headers=headers)
+
+    try:
+        exchange()
+    except Exception as exc:
+        return statuses, "".join(traceback.format_exception(exc))
+    return statuses, None
+
+
+def _operations(schema: Any, group: str) -> list[Any]:
+    operations = [result.ok() for result in schema.get_all_operations()]
+    tagged = {op.label: (op.tags or []) for op in operations}
+    untagged = [label for label, tags in tagged.items() if not set(tags) & set(GROUPS)]
+    assert not untagged, f"routes in no group of this test: {untagged}"
+    chosen = [op for op in operations if group in (op.tags or [])]
+    return sorted(chosen, key=lambda op: (_ORDER.get(op.method.upper(), 9), op.path))
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_routes_keep_their_contract(api: Api, group: str):
+    world = _world(api)
+    document = api.client.get("/openapi.json").json()
+    schema = schemathesis.openapi.from_dict(document)
+    schema.app = api.client.app
+    failures = []
+    reached = {}
+    for operation in _operations(schema, group):
+        statuses, failure = _exercise(world, operation)
+        reached[operation.label] = dict(sorted(statuses.items()))
+        if failure is not None:
+            failures.append(f"{operation.label}\n{failure}")
+    assert not failures, "\n\n".join(failures)
+    # Most requests reach the handlers: each route answered with success at least once.
+    unreached = {label: s for label, s in reached.items() if not any(200 <= c < 300 for c in s)}
+    assert not unreached, f"routes that never succeeded: {unreached}"
