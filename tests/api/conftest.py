@@ -149,7 +149,8 @@ def serving(app: FastAPI) -> Iterator[str]:
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        assert thread.is_alive(), "the server stopped at start"
+        assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.05)
     try:
         yield f"http://127.0.0.1:{port}"

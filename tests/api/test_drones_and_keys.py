@@ -3,13 +3,15 @@ gateways as changes after a cursor."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import text
 
 from peaceland.tenants.drone_keys import KeyChanges, key_digest
 from tests.api.conftest import Api
 
 
-def _force_with_admin(api: Api, **limits: int) -> tuple[str, dict[str, str]]:
+def _force_with_admin(api: Api, **limits: Any) -> tuple[str, dict[str, str]]:
     plan = api.plan(**limits)
     force = api.force(plan["id"])
     return force["id"], api.member(force["id"], "force_admin")
@@ -128,9 +130,23 @@ def test_usage_posted_twice_is_counted_once_and_priced_from_the_plan(api: Api):
 
 
 def test_the_feed_and_usage_are_the_gateways_alone(api: Api):
-    force_id, boss = _force_with_admin(api)
+    _, boss = _force_with_admin(api)
     assert api.client.get("/v1/internal/drone-keys", headers=boss).status_code == 403
     assert api.client.get("/v1/internal/drone-keys", headers=api.admin).status_code == 403
     posted = api.client.post("/v1/internal/usage", json={"batch_id": "x" * 8}, headers=boss)
     assert posted.status_code == 403
     assert api.client.get("/v1/me", headers=api.gateway).status_code == 403
+
+
+def test_a_retired_drone_registered_again_comes_back_without_its_old_keys(api: Api):
+    force_id, boss = _force_with_admin(api)
+    url = f"/v1/forces/{force_id}/drones"
+    api.client.post(url, json={"id": "d-1"}, headers=boss)
+    old = api.client.post(f"{url}/d-1/keys", headers=boss).json()
+    api.client.delete(f"{url}/d-1", headers=boss)
+    assert api.client.post(f"{url}/d-1/keys", headers=boss).status_code == 409
+    assert api.client.post(url, json={"id": "d-1"}, headers=boss).status_code == 201
+    states = {
+        k["key_id"]: k["state"] for k in api.client.get(f"{url}/d-1/keys", headers=boss).json()
+    }
+    assert states == {old["key_id"]: "revoked"}

@@ -81,8 +81,14 @@ def test_a_force_sold_through_the_api_takes_its_drones_reports_until_a_key_is_re
             "/v1/auth/token", json={"email": ADMIN_EMAIL, "password": password.read_text()}
         )
         admin = {"Authorization": f"Bearer {token.json()['access_token']}"}
-        plan = {"id": "city", "display_name": "City", "max_drones": 10, "max_reports_per_second": 50,
-                "monthly_price_cents": 1000, "price_per_million_reports_cents": 1_000_000}  # fmt: skip
+        plan = {
+            "id": "city",
+            "display_name": "City",
+            "max_drones": 10,
+            "max_reports_per_second": 50,
+            "monthly_price_cents": 1000,
+            "price_per_million_reports_cents": 1_000_000,
+        }
         assert api.post("/v1/plans", json=plan, headers=admin).status_code == 201
         force_id = f"e2e-{uuid.uuid4().hex[:6]}"
         created = api.post(

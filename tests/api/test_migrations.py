@@ -42,13 +42,9 @@ def test_every_revision_goes_down_and_up_again(engine: Engine):
     migrate.upgrade(engine)
     migrate.downgrade(engine, "base")
     assert _tables(engine) == set()
+    query = "SELECT count(*) FROM pg_class WHERE relkind = 'S' AND relname = 'drone_key_changes'"
     with engine.connect() as connection:
-        assert (
-            connection.exec_driver_sql(
-                "SELECT count(*) FROM pg_class WHERE relkind = 'S' AND relname = 'drone_key_changes'"
-            ).scalar_one()
-            == 0
-        )
+        assert connection.exec_driver_sql(query).scalar_one() == 0
     migrate.upgrade(engine)
     assert _tables(engine) == set(Base.metadata.tables)
 

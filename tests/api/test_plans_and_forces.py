@@ -158,3 +158,25 @@ def test_plans_are_the_platform_admins_alone(api: Api):
     )
     assert again.status_code == 412
     assert api.client.delete(f"/v1/plans/{plan['id']}", headers=api.admin).status_code == 409
+
+
+def test_a_force_deleted_with_kubectl_can_be_sold_again_and_starts_empty(
+    api: Api, kubectl: Kubectl, namespace: str
+):
+    plan = api.plan()
+    force = api.force(plan["id"])
+    officer = api.member(force["id"], "officer")
+    boss = api.member(force["id"], "force_admin")
+    api.client.post(f"/v1/forces/{force['id']}/drones", json={"id": "d-1"}, headers=boss)
+    kubectl("patch", "policeforce", force["id"], "-n", namespace, "--type=merge",
+            "-p", '{"metadata":{"finalizers":null}}')  # fmt: skip
+    kubectl("delete", "policeforce", force["id"], "-n", namespace)
+    again = api.client.post(
+        "/v1/forces",
+        json={"id": force["id"], "display_name": "Again", "plan_id": plan["id"]},
+        headers=api.admin,
+    )
+    assert again.status_code == 202, again.text
+    assert api.client.get(f"/v1/forces/{force['id']}", headers=officer).status_code == 404
+    drones = api.client.get(f"/v1/forces/{force['id']}/drones", headers=api.admin).json()
+    assert drones["items"] == []

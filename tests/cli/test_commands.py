@@ -52,8 +52,11 @@ def test_the_demo_makes_its_force_through_kubernetes_shows_alerts_and_reads_repo
         "demo", "--force", "demo-test", "--duration", "12", "--rate", "100", "--threshold", "30"
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "applied the PoliceForce demo-test" in result.stderr
+    assert "sold the police force demo-test on the plan demo through the control plane" in (
+        result.stderr
+    )
     assert "police force demo-test: Ready" in result.stderr
+    assert "registered through the control plane, each with a key of its own" in result.stderr
     assert "ALERT" in result.stderr
     summary = next(line for line in result.stderr.splitlines() if "read back" in line)
     accepted = int(summary.split("✓ ")[1].split(" of ")[0])

@@ -61,7 +61,7 @@ def target(services: ForceServices) -> Target:
     """Where the load generator reaches the force that ``services`` run."""
     return Target(
         services.gateway_url,
-        services.drone_key,
+        services.harness_key,
         services.endpoints.kafka,
         services.endpoints.cassandra,
     )
@@ -181,7 +181,7 @@ def test_a_replacement_alerter_fences_its_dead_predecessors_transaction(
     alerter = services.processes["alerter"]
     services.supervised.discard("alerter")  # this test starts its replacement itself
     try:
-        _post(services.gateway_url, services.drone_key, _low_report(1, "Before Kill"))
+        _post(services.gateway_url, services.harness_key, _low_report(1, "Before Kill"))
         wait_until(lambda: len(watcher.events) == 1, 60, "the first alert")
         [slot] = list(cassandra.execute(f"SELECT slot FROM {force.keyspace}.alerter_slots"))
         assert alerter.kill()
@@ -214,7 +214,9 @@ def test_a_replacement_alerter_fences_its_dead_predecessors_transaction(
             seed = 100
             while len(watcher.events) < 2:
                 assert time.monotonic() - began < 120, "alerts did not resume within 120 s"
-                _post(services.gateway_url, services.drone_key, _low_report(seed, f"After {seed}"))
+                _post(
+                    services.gateway_url, services.harness_key, _low_report(seed, f"After {seed}")
+                )
                 seed += 1
                 time.sleep(0.5)
             resumed = time.monotonic() - began
@@ -420,7 +422,7 @@ def test_the_archiver_commits_nothing_that_a_quorum_of_replicas_does_not_hold(
         ring.kill(2)
         reports = [_low_report(seed, f"Quorum {seed}") for seed in range(20)]
         for report in reports:
-            _post(services.gateway_url, services.drone_key, report)
+            _post(services.gateway_url, services.harness_key, report)
         wait_until(lambda: store_retries() >= 2, 120, "the archiver to retry its writes")
         assert committed_total(bootstrap, group, force.reports_topic) <= 0
         ring.restart(1)

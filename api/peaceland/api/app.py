@@ -24,8 +24,7 @@ log = logging.getLogger(__name__)
 
 #: Every router of the application (a test walks their routes: each must say who it admits).
 ROUTERS: Final = tuple(
-    module.router
-    for module in (auth, plans, force_routes, drones, members, audit, usage, internal)
+    module.router for module in (auth, plans, force_routes, drones, members, audit, usage, internal)
 )
 
 DESCRIPTION = """\

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from peaceland.cli import bench_commands, demo_commands, stack_commands
+from peaceland.cli import admin_commands, bench_commands, demo_commands, stack_commands
 from peaceland.operator import manifests
 
 app = typer.Typer(
@@ -23,6 +23,10 @@ app.add_typer(stack_commands.app, name="stack")
 app.add_typer(bench_commands.app, name="bench")
 app.command(name="demo")(demo_commands.demo)
 app.command(name="simulate")(demo_commands.simulate)
+app.command(name="login")(admin_commands.login)
+app.add_typer(admin_commands.force_app, name="force")
+app.add_typer(admin_commands.drone_app, name="drone")
+app.add_typer(admin_commands.member_app, name="member")
 
 
 @app.command()

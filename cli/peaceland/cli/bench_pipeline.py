@@ -57,7 +57,7 @@ def run(
         result = drive(
             Target(
                 services.gateway_url,
-                services.drone_key,
+                services.harness_key,
                 endpoints.kafka,
                 endpoints.cassandra,
             ),

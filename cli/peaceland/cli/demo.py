@@ -11,18 +11,20 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from confluent_kafka.admin import AdminClient
 
+from peaceland.cli.control_plane import ControlPlane
 from peaceland.loadgen.drivers import send_to_gateway
-from peaceland.loadgen.fleet import Fleet
+from peaceland.loadgen.fleet import Fleet, drone_ids
 from peaceland.loadgen.truth import GroundTruth
 from peaceland.loadgen.verify import read_back
 from peaceland.loadgen.watcher import AlertWatcher
-from peaceland.node.launch import SERVICES, ForceServices, local_credentials
+from peaceland.node.launch import SERVICES, ControlPlaneSecrets, ForceServices, local_credentials
 from peaceland.stack import Stack
 from peaceland.tenants.alerts import Alert
 from peaceland.tenants.cassandra import CassandraAccess, connect, shutdown_session
@@ -76,6 +78,69 @@ def provision(stack: Stack, settings: ForceSettings, say: Say) -> ForceCredentia
     return credentials
 
 
+#: The plan the demo force is sold on, made by the demo when missing.
+DEMO_PLAN: Final = {
+    "id": "demo",
+    "display_name": "Demo",
+    "max_drones": 10_000,
+    "max_reports_per_second": 10_000,
+    "min_retention_days": 1,
+    "max_retention_days": 3_650,
+    "max_partitions": 12,
+    "max_consumer_replicas": 3,
+    "monthly_price_cents": 0,
+    "price_per_million_reports_cents": 0,
+}
+
+
+def through_the_api(
+    api: ControlPlane, made: ControlPlaneSecrets, settings: ForceSettings, drones: int, say: Say
+) -> dict[str, str]:
+    """The demo force as a platform admin makes it: the demo plan, the force sold on it
+    (or, made with kubectl before, adopted), Ready; then its drones registered, each with a
+    key of its own. Returns the keys by drone id."""
+    force_id = settings.force_id
+    api.sign_in(made.admin_email, made.admin_password_file.read_text(encoding="utf-8").strip())
+    api.ensure_plan(DEMO_PLAN)
+    alerting = {
+        "score_threshold": settings.alerting.score_threshold,
+        "dedup_window_seconds": settings.alerting.dedup_window_seconds,
+    }
+    existing = api.force(force_id)
+    if existing is None:
+        api.create_force(
+            {
+                "id": force_id,
+                "display_name": f"Demo force {force_id}",
+                "plan_id": DEMO_PLAN["id"],
+                "alerting": alerting,
+                "retention_days": settings.retention_days,
+                "partitions": 6,
+            }
+        )
+        say(f"sold the police force {force_id} on the plan demo through the control plane")
+    else:
+        changes: dict[str, object] = {}
+        if existing["plan_id"] is None:
+            changes["plan_id"] = DEMO_PLAN["id"]
+        if existing["alerting"] != alerting:
+            changes["alerting"] = alerting
+        if changes:
+            api.change_force(force_id, changes)
+        say(
+            f"police force {force_id} exists"
+            + (f"; changed {', '.join(changes)}" if changes else "")
+        )
+    seconds = api.wait_ready(force_id, say)
+    say(f"{force_id} is Ready (waited {seconds:.1f}s)")
+    keys = {}
+    for drone in drone_ids(drones):
+        api.register_drone(force_id, drone)
+        keys[drone] = str(api.issue_key(force_id, drone, replace=True)["key"])
+    say(f"{drones} drones registered through the control plane, each with a key of its own")
+    return keys
+
+
 def drone_key(state_dir: Path, force_id: str) -> str:
     """The demo force's drone key: made once, kept in the state directory."""
     path = state_dir / "services" / f"{force_id}.drone-key"
@@ -98,11 +163,15 @@ def run(
     show: Callable[[Alert], None],
     stop: threading.Event,
     consumers_elsewhere: bool = False,
+    control_plane: tuple[str, Path] | None = None,
+    drone_keys: Mapping[str, str] | None = None,
 ) -> DemoSummary:
     """Run the force until ``stop`` is set or ``duration`` seconds have passed.
 
     With ``consumers_elsewhere`` (the operator's Deployments run them), only the gateway
-    runs here, and the consumers keep running after the demo.
+    runs here, and the consumers keep running after the demo. With ``control_plane`` (its
+    URL and the gateways' token file), the gateway takes the keys the control plane issued,
+    ``drone_keys`` (each drone's own); otherwise one key made here speaks for every drone.
     """
     endpoints = stack.endpoints()
     force_id = settings.force_id
@@ -114,10 +183,11 @@ def run(
         endpoints,
         force_id,
         state_dir,
-        drone_key=drone_key(state_dir, force_id),
+        drone_key=None if control_plane else drone_key(state_dir, force_id),
         credentials=credentials,
         settings_file=settings_file,
         only=("gateway",) if consumers_elsewhere else SERVICES,
+        control_plane=control_plane,
     )
     services.start()
     say(
@@ -150,7 +220,7 @@ def run(
         truth = send_to_gateway(
             fleet,
             url=services.gateway_url,
-            drone_key=services.drone_key,
+            drone_key=drone_keys if drone_keys is not None else services.drone_key or "",
             total=None,
             rate=rate,
             batch=max(1, min(50, int(rate // 10))),

@@ -11,10 +11,12 @@ import typer
 from rich.console import Console
 
 from peaceland.cli import demo as demo_run
+from peaceland.cli.control_plane import ControlPlane
 from peaceland.cli.errors import USER_ERRORS, CommandError
 from peaceland.loadgen.drivers import send_to_gateway, send_to_kafka
 from peaceland.loadgen.fleet import Fleet
-from peaceland.node.platform import LocalPlatform, demo_force
+from peaceland.node.launch import ControlPlaneSecrets
+from peaceland.node.platform import LocalPlatform
 from peaceland.operator import manifests
 from peaceland.stack import Stack, StackSettings
 from peaceland.tenants.alerts import Alert
@@ -84,18 +86,24 @@ def demo(
                 f"{s.name} ({'started' if s.name in started else 'reused'})" for s in stack.status()
             )
         )
+        control_plane = keys = None
         if kubernetes:
             platform = LocalPlatform(stack, manifests.definitions())
             platform.start(_say)
-            platform.apply_force(demo_force(settings))
-            _say(f"applied the PoliceForce {force} in the namespace {platform.namespace}")
-            seconds = platform.wait_ready(force, _say)
+            made = ControlPlaneSecrets.of(stack.settings.state_dir)
+            with ControlPlane(platform.control_plane_url) as api:
+                keys = demo_run.through_the_api(api, made, settings, drones, _say)
+            control_plane = (platform.control_plane_url, made.gateway_token_file)
             credentials = platform.credentials(force)
             _say(
-                f"{force} is Ready (waited {seconds:.1f}s). See it as a user does:\n"
-                f"    export KUBECONFIG={stack.kube_apiserver.kubeconfig} "
+                f"See {force} as its users do:\n"
+                f"    the control plane: {platform.control_plane_url}/docs, signed in as "
+                f"{made.admin_email} with the password in {made.admin_password_file}:\n"
+                f"      peaceland login --email {made.admin_email} "
+                f'--password "$(cat {made.admin_password_file})"\n'
+                f"    Kubernetes: export KUBECONFIG={stack.kube_apiserver.kubeconfig} "
                 f"PATH={stack.kube_apiserver.kubectl.parent}:$PATH\n"
-                f"    kubectl get pf; kubectl describe pf {force}; "
+                f"      kubectl get pf; kubectl describe pf {force}; "
                 "kubectl apply -f tenants/examples/brest.yaml"
             )
         else:
@@ -111,6 +119,8 @@ def demo(
             show=_show,
             stop=stop,
             consumers_elsewhere=kubernetes,
+            control_plane=control_plane,
+            drone_keys=keys,
         )
     except USER_ERRORS as exc:
         console.print(f"[red]error:[/red] {exc}")

@@ -13,7 +13,7 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 
 import httpx2
@@ -101,7 +101,7 @@ def send_to_gateway(
     fleet: Fleet,
     *,
     url: str,
-    drone_key: str,
+    drone_key: str | Mapping[str, str],
     total: int | None,
     rate: float,
     batch: int = 50,
@@ -110,7 +110,9 @@ def send_to_gateway(
     stop: threading.Event | None = None,
 ) -> GroundTruth:
     """POST ``total`` reports at ``rate`` a second in batches of ``batch``, or fewer if
-    ``stop`` is set first."""
+    ``stop`` is set first. ``drone_key``: one key for the whole force (the development
+    harness), or each drone's own key by drone id (keys the control plane issued: a request
+    then carries one drone's reports)."""
     return asyncio.run(
         _gateway(
             fleet,
@@ -130,7 +132,7 @@ async def _gateway(
     fleet: Fleet,
     *,
     url: str,
-    drone_key: str,
+    drone_key: str | Mapping[str, str],
     total: int | None,
     rate: float,
     batch_size: int,
@@ -140,7 +142,9 @@ async def _gateway(
 ) -> GroundTruth:
     truth = GroundTruth(threshold=fleet.threshold)
     slots = asyncio.Semaphore(concurrency)
-    headers = {"Authorization": f"Bearer {drone_key}", "Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json"}
+    if isinstance(drone_key, str):
+        headers["Authorization"] = f"Bearer {drone_key}"
     tasks: list[asyncio.Task[None]] = []
     async with httpx2.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
         began = time.perf_counter()
@@ -154,8 +158,9 @@ async def _gateway(
                 ahead = began + index / rate - time.perf_counter()
                 if ahead > 0:
                     await asyncio.sleep(ahead)
-                await slots.acquire()
-                tasks.append(asyncio.create_task(_post(client, pending, truth, slots)))
+                for key, group in _by_key(pending, drone_key):
+                    await slots.acquire()
+                    tasks.append(asyncio.create_task(_post(client, group, truth, slots, key)))
                 pending = []
                 progress(index)
                 if stop.is_set():
@@ -164,18 +169,32 @@ async def _gateway(
     return truth
 
 
+def _by_key(
+    pending: list[tuple[Report, bytes]], drone_key: str | Mapping[str, str]
+) -> list[tuple[str | None, list[tuple[Report, bytes]]]]:
+    """The batch as requests: one (the force's key), or one per drone (its own key)."""
+    if isinstance(drone_key, str):
+        return [(None, pending)]
+    groups: dict[str, list[tuple[Report, bytes]]] = {}
+    for item in pending:
+        groups.setdefault(item[0].drone_id, []).append(item)
+    return [(drone_key[drone], group) for drone, group in groups.items()]
+
+
 async def _post(
     client: httpx2.AsyncClient,
     batch: list[tuple[Report, bytes]],
     truth: GroundTruth,
     slots: asyncio.Semaphore,
+    key: str | None = None,
     attempts: int = 10,
 ) -> None:
+    headers = {"Authorization": f"Bearer {key}"} if key is not None else None
     try:
         for attempt in range(attempts):
             body = b"[" + b",".join(raw for _, raw in batch) + b"]"
             try:
-                response = await client.post("/v1/reports", content=body)
+                response = await client.post("/v1/reports", content=body, headers=headers)
             except httpx2.TransportError:
                 # No answer (a connection the gateway closed as it was reused, a gateway
                 # restarting): send the whole batch again, as a drone does. A report the

@@ -186,6 +186,11 @@ class Population:
     low: tuple[Citizen, ...]
 
 
+def drone_ids(count: int) -> list[str]:
+    """The ids of a fleet of ``count`` drones: the same for every seed."""
+    return [f"drone-{i:04d}" for i in range(count)]
+
+
 @dataclass(slots=True)
 class Fleet:
     """A force's drones and the citizens they may see, all drawn from ``seed``.
@@ -213,9 +218,13 @@ class Fleet:
         self.rng = random.Random(self.seed)
         self.population = self._population()
         self._fleet = [
-            _Drone(f"drone-{i:04d}", *self._random_point(), target=self._random_point())
-            for i in range(self.drones)
+            _Drone(drone_id, *self._random_point(), target=self._random_point())
+            for drone_id in drone_ids(self.drones)
         ]
+
+    @property
+    def drone_ids(self) -> list[str]:
+        return [drone.drone_id for drone in self._fleet]
 
     def reports(self, start: datetime, minutes: int | None = None) -> Iterator[Report]:
         """Every drone's report, minute after minute from ``start`` (forever when None)."""

@@ -116,6 +116,59 @@ def local_operator(
     return ServiceProcess(name, "peaceland", env, state_dir, module="peaceland.operator")
 
 
+#: The first platform admin of the local control plane.
+LOCAL_ADMIN_EMAIL: Final = "admin@peaceland.local"
+
+
+@dataclass(frozen=True, slots=True)
+class ControlPlaneSecrets:
+    """The local control plane's secrets, made once in ``<state>/credentials`` (0600)."""
+
+    admin_email: str
+    admin_password_file: Path
+    gateway_token_file: Path
+
+    @classmethod
+    def of(cls, state_dir: Path) -> ControlPlaneSecrets:
+        folder = state_dir / "credentials"
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        files = (folder / "api-admin-password", folder / "gateway-token")
+        for path in files:
+            if not path.exists():
+                partial = path.with_suffix(".partial")
+                partial.touch(mode=0o600)
+                partial.write_text(secrets.token_urlsafe(24))
+                partial.replace(path)
+        return cls(LOCAL_ADMIN_EMAIL, *files)
+
+
+def local_api(
+    endpoints: Endpoints,
+    kubeconfig: Path,
+    state_dir: Path,
+    *,
+    namespace: str,
+    port: int,
+    name: str = "api",
+) -> ServiceProcess:
+    """The control plane as a process of this machine: the stack's PostgreSQL, the forces of
+    ``namespace`` on the API server ``kubeconfig`` reaches, one copy of everything (a
+    one-node stack)."""
+    made = ControlPlaneSecrets.of(state_dir)
+    env = {
+        env_name("api", "database_url"): endpoints.database_url,
+        env_name("api", "namespace"): namespace,
+        env_name("api", "kubeconfig"): str(kubeconfig),
+        env_name("api", "port"): str(port),
+        env_name("api", "gateway_token_file"): str(made.gateway_token_file),
+        env_name("api", "bootstrap_admin_email"): made.admin_email,
+        env_name("api", "bootstrap_admin_password_file"): str(made.admin_password_file),
+        env_name("api", "kafka_replication_factor"): "1",
+        env_name("api", "cassandra_replication_factor"): "1",
+    }
+    return ServiceProcess(name, "peaceland", env, state_dir, module="peaceland.api")
+
+
 def local_credentials(endpoints: Endpoints, force_id: str, state_dir: Path) -> ForceCredentials:
     """The identities of a force run here without the operator (the demo, the benchmarks,
     the fault tests): made once, kept in ``<state>/credentials/forces/<force>.json`` (0600),
@@ -169,9 +222,13 @@ class ForceServices:
     endpoints: Endpoints
     force_id: str
     state_dir: Path
-    drone_key: str
+    #: A key for every drone of the force (the development harness); None: the gateway
+    #: takes the keys the control plane issues (``control_plane``).
+    drone_key: str | None
     credentials: ForceCredentials
     settings_file: Path | None = None
+    #: The control plane's URL and the file of the gateways' token on it.
+    control_plane: tuple[str, Path] | None = None
     gateway_port: int = field(default_factory=free_port)
     #: The services to run here (the consumers may run elsewhere: the local node).
     only: tuple[str, ...] = SERVICES
@@ -206,13 +263,26 @@ class ForceServices:
         gateway = {
             KAFKA_BOOTSTRAP_SERVERS: kafka,
             env_name("gateway", "port"): str(self.gateway_port),
-            env_name("gateway", "drone_keys"): json.dumps({self.force_id: [self.drone_key]}),
         } | credential_files(folders / "gateway", self.credentials, "gateway", cassandra=False)
+        if self.drone_key is not None:
+            gateway[env_name("gateway", "drone_keys")] = json.dumps(
+                {self.force_id: [self.drone_key]}
+            )
+        if self.control_plane is not None:
+            gateway[env_name("gateway", "control_plane_url")] = self.control_plane[0]
+            gateway[env_name("gateway", "control_plane_token_file")] = str(self.control_plane[1])
         envs = {"gateway": gateway, **consumers}
         self.processes = {
             name: ServiceProcess(name, self.force_id, envs[name], self.state_dir)
             for name in self.only
         }
+
+    @property
+    def harness_key(self) -> str:
+        """The key that speaks for every drone of the force (the development harness)."""
+        if self.drone_key is None:
+            raise NodeError(f"the gateway of {self.force_id} takes the control plane's keys")
+        return self.drone_key
 
     @property
     def gateway_url(self) -> str:

@@ -14,13 +14,15 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+import httpx2
 import yaml
 
 from peaceland.node.errors import NodeError
 from peaceland.node.kubelet import node_process
-from peaceland.node.launch import ServiceProcess, local_operator
+from peaceland.node.launch import ServiceProcess, local_api, local_operator
 from peaceland.stack import Stack
 from peaceland.stack.kube import LOCAL_NAMESPACE
+from peaceland.stack.processes import free_port
 from peaceland.tenants.forces import ForceSettings
 from peaceland.tenants.policeforce import GROUP, KIND, VERSION, spec_from
 from peaceland.tenants.provisioning.identities import ForceCredentials, secret_name
@@ -28,6 +30,8 @@ from peaceland.tenants.workloads import decode_secret_data
 
 #: Where the local platform's forces live (the admin kubeconfig's default namespace).
 NAMESPACE: Final = LOCAL_NAMESPACE
+#: Where the local platform's control plane listens (another namespace's: a free port).
+CONTROL_PLANE_PORT: Final = 8090
 
 Say = Callable[[str], None]
 
@@ -54,6 +58,17 @@ class LocalPlatform:
         )
         self.node: ServiceProcess = node_process(
             self.api.kubeconfig, state, [namespace], name=f"node{suffix}"
+        )
+        #: The control plane serving this namespace's forces.
+        port = free_port() if suffix else CONTROL_PLANE_PORT
+        self.control_plane_url = f"http://127.0.0.1:{port}"
+        self.control_plane: ServiceProcess = local_api(
+            stack.endpoints(),
+            self.api.kubeconfig,
+            state,
+            namespace=namespace,
+            port=port,
+            name=f"api{suffix}",
         )
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
@@ -85,15 +100,40 @@ class LocalPlatform:
             "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "Namespace",
                                                   "metadata": {"name": self.namespace}})
         )  # fmt: skip
-        for name, process in (("operator", self.operator), ("node", self.node)):
+        for name, process in (
+            ("operator", self.operator),
+            ("node", self.node),
+            ("control plane", self.control_plane),
+        ):
             if not process.alive():
                 process.start()
                 say(f"{name} started; its log is {process.log_file}")
             else:
                 say(f"{name} already running; its log is {process.log_file}")
+        self._wait_control_plane()
+
+    def _wait_control_plane(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.control_plane.alive():
+                raise NodeError(
+                    f"the control plane exited; its log is {self.control_plane.log_file}"
+                )
+            try:
+                if httpx2.get(f"{self.control_plane_url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx2.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise NodeError(
+                    f"the control plane did not answer in {timeout:.0f}s; its log is "
+                    f"{self.control_plane.log_file}"
+                )
+            time.sleep(0.2)
 
     def stop(self) -> None:
-        """Stop the node (and the consumers it runs), then the operator."""
+        """Stop the control plane, the node (and the consumers it runs), then the operator."""
+        self.control_plane.stop()
         self.node.stop()
         self.operator.stop()
 

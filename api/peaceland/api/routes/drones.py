@@ -90,7 +90,7 @@ def register_drone(
         return answer
     plan = _live_force(request, caller.force_id)
     existing = db.get(Drone, (caller.force_id, body.id))
-    if existing is not None:
+    if existing is not None and existing.retired_at is None:
         raise Problem.field(409, "body.id", f"drone {body.id} is registered already")
     # One registration at a time per force, so that two cannot both take the last place.
     db.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"drones/{caller.force_id}"))))
@@ -104,9 +104,9 @@ def register_drone(
         raise Problem(
             409, f"police force {caller.force_id} has {flying} drones, the most its plan allows"
         )
-    drone = Drone(
-        force_id=caller.force_id, id=body.id, display_name=body.display_name, registered_at=now()
-    )
+    # A retired drone registered again comes back (its old keys stay revoked).
+    drone = existing or Drone(force_id=caller.force_id, id=body.id)
+    drone.display_name, drone.registered_at, drone.retired_at = body.display_name, now(), None
     db.add(drone)
     db.flush()
     out = DroneOut.model_validate(drone).model_dump(mode="json")

@@ -64,6 +64,23 @@ def _check(plan: Plan | None, spec: dict[str, object]) -> None:
         raise Problem(422, "; ".join(p.reason for p in problems), errors=problems)
 
 
+def _forget(db: Session, force_id: str) -> int:
+    """What the API keeps of a force that goes: its keys revoked, its people's roles and its
+    drones gone (a force sold again under the same id starts empty), its row marked deleted
+    (kept for the audit trail and the last invoice). Returns the keys revoked."""
+    revoked = keys.revoke_all(db, force_id)
+    db.execute(delete(Membership).where(Membership.force_id == force_id))
+    db.execute(
+        update(Drone)
+        .where(Drone.force_id == force_id, Drone.retired_at.is_(None))
+        .values(retired_at=now())
+    )
+    row = db.get(Force, force_id)
+    if row is not None:
+        row.deleted_at = now()
+    return revoked
+
+
 @router.get("", response_model=Page[ForceOut], responses=responses(401, 403, 503))
 def list_forces(
     request: Request, caller: Person, cursor: Cursor = None, limit: Limit = 50
@@ -126,7 +143,8 @@ def create_force(
             raise Problem.field(409, "body.id", f"police force {body.id} exists already")
         row = db.get(Force, body.id)
         if row is not None and row.deleted_at is None:
-            raise Problem.field(409, "body.id", f"police force {body.id} exists already")
+            # Its resource is gone (deleted with kubectl): what the API kept of it goes too.
+            _forget(db, body.id)
         if row is None:
             row = Force(id=body.id)
             db.add(row)
@@ -257,17 +275,7 @@ def delete_force(request: Request, caller: PlatformOnly, db: Db) -> Response:
         raise _unavailable(exc) from None
     # Keys first, committed before the resource goes: a deletion that fails half way
     # leaves a force that takes no reports, never a deleted force whose keys still work.
-    revoked = keys.revoke_all(db, caller.force_id)
-    # Its people and drones go with it: a force sold again under the same id starts empty.
-    db.execute(delete(Membership).where(Membership.force_id == caller.force_id))
-    db.execute(
-        update(Drone)
-        .where(Drone.force_id == caller.force_id, Drone.retired_at.is_(None))
-        .values(retired_at=now())
-    )
-    row = db.get(Force, caller.force_id)
-    if row is not None:
-        row.deleted_at = now()
+    revoked = _forget(db, caller.force_id)
     audit.record(
         db, request, caller.principal, "force.deleted", f"force/{caller.force_id}",
         force_id=caller.force_id, details={"keys_revoked": revoked},
