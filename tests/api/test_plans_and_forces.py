@@ -180,3 +180,39 @@ def test_a_force_deleted_with_kubectl_can_be_sold_again_and_starts_empty(
     assert api.client.get(f"/v1/forces/{force['id']}", headers=officer).status_code == 404
     drones = api.client.get(f"/v1/forces/{force['id']}/drones", headers=api.admin).json()
     assert drones["items"] == []
+
+
+def test_a_force_admin_manages_its_people_and_each_read_of_them_is_audited(api: Api):
+    force = api.force(api.plan()["id"])
+    boss = api.member(force["id"], "force_admin")
+    officer_email = "someone@x.test"
+    added = api.client.post(
+        f"/v1/forces/{force['id']}/members",
+        json={"email": officer_email, "display_name": "Someone", "role": "officer"},
+        headers=boss,
+    )
+    assert added.status_code == 201
+    listed = api.client.get(f"/v1/forces/{force['id']}/members", params={"limit": 1}, headers=boss)
+    page = listed.json()
+    assert len(page["items"]) == 1
+    rest = api.client.get(
+        f"/v1/forces/{force['id']}/members", params={"cursor": page["next_cursor"]}, headers=boss
+    ).json()
+    emails = {m["email"] for m in page["items"] + rest["items"]}
+    assert officer_email in emails
+    assert rest["next_cursor"] is None
+    audit = api.client.get(
+        f"/v1/forces/{force['id']}/audit", params={"action": "members.read"}, headers=boss
+    ).json()["items"]
+    assert len(audit) == 2
+    removed = api.client.delete(
+        f"/v1/forces/{force['id']}/members/{added.json()['user_id']}", headers=boss
+    )
+    assert removed.status_code == 204
+    me = api.client.get("/v1/me", headers=boss).json()
+    assert (
+        api.client.delete(
+            f"/v1/forces/{force['id']}/members/{me['user_id']}", headers=boss
+        ).status_code
+        == 409
+    )

@@ -17,9 +17,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from peaceland.api.db import now
-from peaceland.api.models import KEY_CHANGES, Drone, DroneKey
+from peaceland.api.models import KEY_CHANGES, Drone, DroneKey, Force, Plan
 from peaceland.api.schemas import KeyOut
-from peaceland.tenants.drone_keys import KeyChanges, KeyGrant, key_digest, new_key
+from peaceland.tenants.drone_keys import ForceLimits, KeyChanges, KeyGrant, key_digest, new_key
 
 _KEY_LOCK: Final = 7_354_210_002
 #: Live keys a drone may hold at once: the one in use and its replacement, during a rotation.
@@ -130,6 +130,18 @@ def changes(db: Session, cursor: int) -> KeyChanges:
         if is_live(r, at)
     ]
     revoked = [r.id for r in rows if not is_live(r, at)]
+    limits = {
+        force_id: ForceLimits(max_reports_per_second=rate)
+        for force_id, rate in db.execute(
+            select(Force.id, Plan.max_reports_per_second)
+            .join(Plan, Plan.id == Force.plan_id)
+            .where(Force.deleted_at.is_(None))
+        )
+    }
     return KeyChanges(
-        cursor=rows[-1].changed if rows else cursor, grants=grants, revoked=revoked, more=more
+        cursor=rows[-1].changed if rows else cursor,
+        grants=grants,
+        revoked=revoked,
+        more=more,
+        limits=limits,
     )

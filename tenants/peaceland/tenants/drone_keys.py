@@ -53,6 +53,14 @@ class KeyGrant(BaseModel):
     expires_at: datetime | None = None
 
 
+class ForceLimits(BaseModel):
+    """What a force's plan lets it send, enforced by every gateway."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_reports_per_second: Annotated[int, Field(ge=1)]
+
+
 class KeyChanges(BaseModel):
     """What changed among the drone keys since a cursor: the gateway's feed.
 
@@ -69,3 +77,5 @@ class KeyChanges(BaseModel):
     revoked: list[str]
     #: More changes wait: ask again with ``cursor`` at once.
     more: bool = False
+    #: Every force's limits, whole in each answer (a force missing has none at the edge).
+    limits: dict[str, ForceLimits] = {}

@@ -46,7 +46,7 @@ def list_members(
     )
     if after is not None:
         query = query.where(User.id > int(after[0]))
-    rows = list(db.execute(query.order_by(User.id).limit(limit + 1)).tuples())
+    rows = list(db.execute(query.order_by(User.id).limit(limit + 1)))
     page = rows[:limit]
     audit.record(
         db, request, caller.principal, "members.read", f"force/{caller.force_id}/members",

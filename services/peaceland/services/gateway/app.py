@@ -16,6 +16,7 @@ from prometheus_client import make_asgi_app
 from peaceland.services.gateway.admission import Admission
 from peaceland.services.gateway.auth import DroneKeys, KeyFeed
 from peaceland.services.gateway.parsing import BodyParser
+from peaceland.services.gateway.quotas import ReportQuotas
 from peaceland.services.gateway.routes import router
 from peaceland.services.gateway.sender import KafkaSender
 from peaceland.services.gateway.settings import GatewaySettings
@@ -44,7 +45,7 @@ def create_app(
         if settings.control_plane_url is not None:
             token = settings.current_control_plane_token
             feed = KeyFeed(
-                app.state.drone_keys, settings.control_plane_url, token,
+                app.state.drone_keys, app.state.quotas, settings.control_plane_url, token,
                 settings.key_refresh_seconds,
             )  # fmt: skip
             poster = UsagePoster(
@@ -72,6 +73,7 @@ def create_app(
     app.state.clock = clock
     app.state.drone_keys = DroneKeys(settings.force_by_key_digest())
     app.state.usage = UsageMeter()
+    app.state.quotas = ReportQuotas(burst_seconds=settings.quota_burst_seconds)
     app.state.parser = BodyParser(settings.max_batch)
     app.state.admission = Admission(
         per_force_bytes=settings.max_inflight_bytes_per_force,

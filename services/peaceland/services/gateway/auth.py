@@ -21,6 +21,7 @@ import httpx2
 from pydantic import ValidationError
 
 from peaceland.services import metrics
+from peaceland.services.gateway.quotas import ReportQuotas
 from peaceland.tenants.drone_keys import KeyChanges, KeyGrant, key_digest, key_id_of
 
 log = logging.getLogger(__name__)
@@ -85,12 +86,14 @@ class KeyFeed:
     def __init__(
         self,
         keys: DroneKeys,
+        quotas: ReportQuotas,
         url: str,
         token: Callable[[], str],
         interval: float,
         client: httpx2.AsyncClient | None = None,
     ) -> None:
         self._keys = keys
+        self._quotas = quotas
         self._url = url.rstrip("/") + "/v1/internal/drone-keys"
         self._token = token
         self._interval = interval
@@ -108,6 +111,9 @@ class KeyFeed:
             answer.raise_for_status()
             changes = KeyChanges.model_validate_json(answer.content)
             self._keys.apply(changes)
+            self._quotas.set_rates(
+                {force: limits.max_reports_per_second for force, limits in changes.limits.items()}
+            )
             if not changes.more:
                 break
         self._keys.synced_at = time.monotonic()

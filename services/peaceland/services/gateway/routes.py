@@ -20,6 +20,7 @@ from peaceland.services.gateway.admission import Admission, Refused
 from peaceland.services.gateway.auth import DroneKeys, Holder
 from peaceland.services.gateway.models import FieldProblem, IngestResponse, ReportOutcome
 from peaceland.services.gateway.parsing import BodyError, BodyParser, Parsed
+from peaceland.services.gateway.quotas import OverQuota, ReportQuotas
 from peaceland.services.gateway.sender import KafkaSender
 from peaceland.services.gateway.settings import GatewaySettings
 from peaceland.services.gateway.usage import UsageMeter
@@ -84,8 +85,9 @@ HolderDep = Annotated[Holder, Depends(_holder)]
             "accepted. Each rejected one is named with its reasons.",
         },
         429: {
-            "description": "The force has its share of reports in flight already: send "
-            "again after Retry-After seconds. Nothing of this request was read."
+            "description": "The force has its share of reports in flight already, or sends "
+            "faster than its plan allows: send again after Retry-After seconds. Nothing of "
+            "this request was sent."
         },
         503: {
             "model": IngestResponse,
@@ -151,6 +153,16 @@ async def _ingest(
     except BodyError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
     del body
+    quotas: ReportQuotas = request.app.state.quotas
+    try:
+        quotas.take(force_id, len(values))
+    except OverQuota as exc:
+        metrics.GATEWAY_REFUSED.labels(force_id).inc()
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            str(exc),
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from None
     errors = await sender.send(
         force_id,
         resources_for(force_id).reports_topic,

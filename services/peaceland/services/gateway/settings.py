@@ -38,6 +38,9 @@ class GatewaySettings(KafkaAccessSettings):
     control_plane_token_file: Path | None = None
     #: How often the drone-key feed is read: the longest a revocation waits, plus one read.
     key_refresh_seconds: float = Field(default=1.0, gt=0, le=60)
+    #: Seconds of its plan's rate a force may send at once (a drone's buffer emptied after
+    #: an outage), beyond its sustained reports a second.
+    quota_burst_seconds: float = Field(default=10.0, ge=1, le=3_600)
     #: How often accepted-report counts are posted to the control plane.
     usage_interval_seconds: float = Field(default=5.0, gt=0, le=300)
     #: Development harness only (benchmarks, fault tests): keys by force id, as JSON
