@@ -340,6 +340,43 @@ def _operations(schema: Any, group: str) -> list[Any]:
 @pytest.mark.parametrize("group", GROUPS)
 def test_routes_keep_their_contract(api: Api, group: str):
     world = _world(api)
+    import sys, warnings
+    import threading
+    orig = warnings.warn
+    def spy(message, category=None, stacklevel=1, source=None):
+        print("WARN", threading.current_thread().name, str(message)[:50], category, stacklevel, len(warnings.filters), warnings.filters[:4], file=sys.__stderr__)
+        return orig(message, category, stacklevel + 1, source)
+    warnings.warn = spy
+    try:
+        r = api.client.get(f"/v1/forces/{world.force_id}/members", headers=api.admin)
+    finally:
+        warnings.warn = orig
+    print("DIRECT", r.status_code, file=sys.__stderr__)
+    for name, mod in list(sys.modules.items()):
+        reg = getattr(mod, "__warningregistry__", None)
+        if reg and any("tuples" in str(k) for k in reg):
+            print("REGISTRY", name, reg, warnings._filters_version if hasattr(warnings, "_filters_version") else None, file=sys.__stderr__)
+    from sqlalchemy import select, text
+    import threading
+    def probe():
+        print("THREAD FILTERS", warnings.filters[:1], file=sys.__stderr__)
+        try:
+            warnings.warn("x", DeprecationWarning)
+            print("THREAD no warning", file=sys.__stderr__)
+        except Exception as e:
+            print("THREAD", type(e), file=sys.__stderr__)
+    t = threading.Thread(target=probe); t.start(); t.join()
+    import anyio.to_thread
+    async def viaanyio():
+        await anyio.to_thread.run_sync(probe)
+    api.client.portal.call(viaanyio) if hasattr(api.client, "portal") and api.client.portal else None
+    print("PORTAL", getattr(api.client, "portal", None), file=sys.__stderr__)
+    with api.engine.connect() as c:
+        try:
+            c.execute(text("select 1")).tuples()
+            print("NO WARNING main thread", file=sys.__stderr__)
+        except Exception as e:
+            print("MAIN", type(e), file=sys.__stderr__)
     document = api.client.get("/openapi.json").json()
     schema = schemathesis.openapi.from_dict(document, config=CONFIG)
     schema.app = api.client.app

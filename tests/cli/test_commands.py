@@ -143,6 +143,21 @@ def test_the_operator_benchmark_prints_apply_to_ready_figures_and_cleans_up(
     assert not [t for t in kafka_admin.list_topics(timeout=10).topics if bench_force.match(t)]
 
 
+def test_the_api_benchmark_prints_revocation_and_route_figures_and_cleans_up(
+    kubernetes: KubeApiServer, kafka_admin: AdminClient
+):
+    result = peaceland("bench", "api", "--rounds", "2", "--requests", "10", "--rate", "50")
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout)
+    revoked = figures["revoked_key_refused_after_seconds"]
+    assert revoked["count"] == 2
+    assert 0 < revoked["p50"] <= revoked["max"]
+    assert figures["route_latency_ms"]["GET /v1/forces/{id}"]["count"] == 10
+    assert figures["load_during_route_timing"]["reports_accepted"] > 0
+    bench_force = re.compile(r"^peaceland\.bench-[0-9a-f]{6}\.")
+    assert not [t for t in kafka_admin.list_topics(timeout=10).topics if bench_force.match(t)]
+
+
 def test_the_decode_benchmark_prints_its_rate():
     result = peaceland("bench", "decode", "--reports", "2000", "--rounds", "1")
     assert result.returncode == 0, result.stderr[-3000:]

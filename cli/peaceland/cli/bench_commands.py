@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from peaceland.cli import bench_operator, bench_pipeline
+from peaceland.cli import bench_api, bench_operator, bench_pipeline
 from peaceland.cli.errors import USER_ERRORS
 from peaceland.loadgen.fleet import Fleet
 from peaceland.stack import Stack, StackSettings
@@ -109,6 +109,34 @@ def operator(
         stack.up(kubernetes=True)
         result = bench_operator.run(
             stack, forces=forces, say=lambda m: console.print(f"[dim]·[/dim] {m}")
+        )
+    except (*USER_ERRORS, TimeoutError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    result["cpu"] = _cpu_model()
+    typer.echo(json.dumps(result, indent=2))
+
+
+@app.command()
+def api(
+    rounds: Annotated[int, typer.Option(min=1, max=1_000, help="Keys issued and revoked.")] = 20,
+    requests: Annotated[int, typer.Option(min=10, help="Timed calls of each route.")] = 200,
+    rate: Annotated[
+        float, typer.Option(min=1, help="Reports a second through the gateway meanwhile.")
+    ] = 500,
+) -> None:
+    """The control plane: how soon a revoked drone key is refused by the gateway, and the
+    latency of its main routes while drones report; prints one JSON object."""
+    console = Console(stderr=True)
+    stack = Stack(StackSettings(), progress=lambda m: console.print(f"[dim]·[/dim] {m}"))
+    try:
+        stack.up(kubernetes=True)
+        result = bench_api.run(
+            stack,
+            rounds=rounds,
+            requests=requests,
+            rate=rate,
+            say=lambda m: console.print(f"[dim]·[/dim] {m}"),
         )
     except (*USER_ERRORS, TimeoutError) as exc:
         console.print(f"[red]error:[/red] {exc}")
