@@ -216,3 +216,18 @@ def test_a_force_admin_manages_its_people_and_each_read_of_them_is_audited(api: 
         ).status_code
         == 409
     )
+
+
+def test_the_operator_writing_the_status_does_not_invalidate_the_version_read(
+    api: Api, kubectl: Kubectl, namespace: str
+):
+    force = api.force(api.plan()["id"])
+    url = f"/v1/forces/{force['id']}"
+    etag = api.client.get(url, headers=api.admin).headers["etag"]
+    # The operator reports progress: the status changes, the spec does not.
+    kubectl("patch", "policeforce", force["id"], "-n", namespace, "--subresource=status",
+            "--type=merge", "-p", json.dumps({"status": {"phase": "Provisioning"}}))  # fmt: skip
+    body = {"alerting": {"score_threshold": 11, "dedup_window_seconds": 30}}
+    changed = api.client.patch(url, json=body, headers={**api.admin, "If-Match": etag})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["status"]["phase"] == "Provisioning"

@@ -160,5 +160,5 @@ def view(resource: ForceResource) -> ForceOut:
         ),
         deleting=resource.deleting,
         created_at=resource.created,
-        version=resource.resource_version,
+        version=str(resource.generation),
     )

@@ -216,7 +216,8 @@ class ForceOut(BaseModel):
     status: ForceStatus
     deleting: bool
     created_at: str | None
-    #: The resource's version: send it back as If-Match to change the force.
+    #: The spec's version (the resource's generation): what the ETag says, and what
+    #: If-Match must name to change the force.
     version: str
 
 

@@ -1,6 +1,6 @@
 """Police forces: sold on a plan, written to Kubernetes as PoliceForce resources."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import JSONResponse
@@ -26,7 +26,13 @@ from peaceland.api.conventions import (
 )
 from peaceland.api.db import now, session
 from peaceland.api.forces import bounds, spec_of, valid_spec, view
-from peaceland.api.kube import PLAN_ANNOTATION, ConflictError, Forces, KubernetesUnavailableError
+from peaceland.api.kube import (
+    PLAN_ANNOTATION,
+    ConflictError,
+    ForceResource,
+    Forces,
+    KubernetesUnavailableError,
+)
 from peaceland.api.models import Drone, Force, Membership, Plan, Role
 from peaceland.api.paging import Cursor, Limit, Page, decode, encode
 from peaceland.api.problems import Problem, responses
@@ -161,7 +167,7 @@ def create_force(
     except ValueError as exc:
         raise Problem(422, f"the Kubernetes API refused the force: {exc}") from None
     out = view(resource)
-    headers = {"Location": f"/v1/forces/{body.id}", "ETag": etag(resource.resource_version)}
+    headers = {"Location": f"/v1/forces/{body.id}", "ETag": etag(resource.generation)}
     audit.record(
         db, request, caller, "force.created", f"force/{body.id}", force_id=body.id,
         details=body.model_dump(mode="json"),
@@ -180,7 +186,7 @@ def get_force(request: Request, caller: Member, response: Response) -> ForceOut:
         raise _unavailable(exc) from None
     if resource is None:
         raise Problem(404, f"no police force {caller.force_id}")
-    response.headers["ETag"] = etag(resource.resource_version)
+    response.headers["ETag"] = etag(resource.generation)
     return view(resource)
 
 
@@ -207,47 +213,32 @@ def change_force(
                 raise Problem.field(403, f"body.{name}", "only a platform admin may change it")
     forces = _forces(request)
     try:
-        current = forces.get(caller.force_id)
-        if current is None:
-            raise Problem(404, f"no police force {caller.force_id}")
-        if current.deleting:
-            raise Problem(409, f"police force {caller.force_id} is being deleted")
-        if current.resource_version != expected:
+        # The ETag is the spec's generation: the operator writing the status (it does, all
+        # the time) does not make a reader's version stale. The apply itself carries the
+        # resourceVersion just read, and is tried again if only the status moved meanwhile.
+        for _ in range(5):
+            current = _current(forces, caller.force_id, expected)
+            spec, plan = _changed_spec(db, body, current)
+            annotations = {PLAN_ANNOTATION: plan.id} if plan else {}
+            try:
+                resource = forces.apply(
+                    caller.force_id, spec, annotations, resource_version=current.resource_version
+                )
+                break
+            except ConflictError:
+                continue
+        else:
             raise Problem(
-                412,
-                f"police force {caller.force_id} changed since you read it "
-                f"(now at {etag(current.resource_version)})",
+                409, f"police force {caller.force_id} keeps changing; send the change again"
             )
-        plan_id = body.plan_id or current.annotations.get(PLAN_ANNOTATION)
-        plan = _plan(db, plan_id) if plan_id else None
-        if body.plan_id and plan is None:
-            raise Problem.field(422, "body.plan_id", f"no plan {body.plan_id}")
-        spec = spec_of(
-            current.spec,
-            display_name=body.display_name,
-            plan=plan if body.plan_id else None,
-            alerting=body.alerting,
-            retention_days=body.retention_days,
-            deletion_policy=body.deletion_policy,
-            partitions=body.partitions,
-            consumer_replicas=body.consumer_replicas,
-        )
-        if spec["kafka"]["partitions"] < current.spec.get("kafka", {}).get("partitions", 0):
-            raise Problem.field(422, "body.partitions", "partitions may grow, never shrink")
-        _check(plan, spec)
         if body.plan_id:
             row = db.get(Force, caller.force_id) or Force(
                 id=caller.force_id, created_at=now(), created_by=who.name
             )
             row.plan_id = body.plan_id
             db.add(row)
-            db.flush()
-        annotations = {PLAN_ANNOTATION: plan.id} if plan else {}
-        resource = forces.apply(caller.force_id, spec, annotations, resource_version=expected)
     except KubernetesUnavailableError as exc:
         raise _unavailable(exc) from None
-    except ConflictError:
-        raise Problem(412, f"police force {caller.force_id} changed since you read it") from None
     except ValueError as exc:
         raise Problem(422, f"the Kubernetes API refused the change: {exc}") from None
     audit.record(
@@ -255,8 +246,45 @@ def change_force(
         details=body.model_dump(mode="json", exclude_unset=True),
     )  # fmt: skip
     db.commit()
-    response.headers["ETag"] = etag(resource.resource_version)
+    response.headers["ETag"] = etag(resource.generation)
     return view(resource)
+
+
+def _current(forces: Forces, force_id: str, expected: str) -> ForceResource:
+    current = forces.get(force_id)
+    if current is None:
+        raise Problem(404, f"no police force {force_id}")
+    if current.deleting:
+        raise Problem(409, f"police force {force_id} is being deleted")
+    if str(current.generation) != expected:
+        raise Problem(
+            412,
+            f"police force {force_id} changed since you read it (now at "
+            f"{etag(current.generation)})",
+        )
+    return current
+
+
+def _changed_spec(
+    db: Session, body: ForcePatch, current: ForceResource
+) -> tuple[dict[str, Any], Plan | None]:
+    """The whole spec the API manages after ``body``, and the plan that bounds it."""
+    plan_id = body.plan_id or current.annotations.get(PLAN_ANNOTATION)
+    plan = _plan(db, plan_id) if plan_id else None
+    spec = spec_of(
+        current.spec,
+        display_name=body.display_name,
+        plan=plan if body.plan_id else None,
+        alerting=body.alerting,
+        retention_days=body.retention_days,
+        deletion_policy=body.deletion_policy,
+        partitions=body.partitions,
+        consumer_replicas=body.consumer_replicas,
+    )
+    if spec["kafka"]["partitions"] < current.spec.get("kafka", {}).get("partitions", 0):
+        raise Problem.field(422, "body.partitions", "partitions may grow, never shrink")
+    _check(plan, spec)
+    return spec, plan
 
 
 @router.delete(
