@@ -8,10 +8,13 @@ error an RFC 9457 problem, ``application/problem+json``, shaped as the document'
 ``ProblemBody``.
 
 One test per group of routes (their OpenAPI tag); inside it, one hypothesis run per
-operation. The ``api`` fixture is function-scoped, so ``@given`` wraps a function inside
-the test, never the test itself. Requests go in-process through schemathesis' ASGI
-client, not entered: the application's lifespan stays the one the fixture's TestClient
-runs (entering it would start a second one that outlives the test).
+operation, every example run even after a failure, each distinct failure reported once
+with a curl command that reproduces it. The ``api`` fixture is function-scoped, so
+``@given`` wraps a function inside the test, never the test itself. The document is read
+through the fixture's client and requests go in-process through schemathesis' ASGI client,
+never entered: the application's lifespan stays the one the fixture's TestClient runs
+(``schemathesis.openapi.from_asgi`` or an entered client would start a second one, which
+outlives the test).
 
 Generated requests are sent as a platform admin (the gateways' routes with the gateways'
 token), and path parameters name resources made beforehand most of the time, so that most
@@ -60,14 +63,20 @@ GROUPS = (
     "gateways",
 )
 #: Examples per operation (valid and invalid requests together).
-EXAMPLES = 120
+EXAMPLES = 25
 #: Fewer for the creates that leave a PoliceForce behind (each costs the teardown time).
-EXAMPLES_FOR = {("POST", "/v1/forces"): 40}
+EXAMPLES_FOR = {("POST", "/v1/forces"): 10}
 _ORDER = {"GET": 0, "POST": 1, "PATCH": 2, "PUT": 2, "DELETE": 3}
 
 
-def problem_details(ctx: Any, response: schemathesis.Response, case: schemathesis.Case) -> None:
-    """Every error is ``application/problem+json`` and a ``ProblemBody`` of its status."""
+def problem_details(
+    ctx: Any, response: schemathesis.Response, case: schemathesis.Case[Any]
+) -> None:
+    """Every error is ``application/problem+json`` and a ``ProblemBody`` of its status.
+
+    The document gives errors' ``application/problem+json`` no schema (only their
+    ``application/json`` has one), so response_schema_conformance checks nothing of an
+    error's body: this check holds it to ``ProblemBody``."""
     if response.status_code < 400:
         return
     content_type = (response.headers.get("content-type") or [""])[0]
@@ -84,6 +93,9 @@ def problem_details(ctx: Any, response: schemathesis.Response, case: schemathesi
     assert body["status"] == response.status_code, "the body's status is not the answer's"
 
 
+#: positive_data_acceptance is left out: requests valid by the document are refused, rightly,
+#: by what it cannot say (made-up ids: 404; a stale ETag: 412; a plan's bounds or
+#: min_retention_days above max_retention_days: 422).
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -168,24 +180,31 @@ class World:
         answer = self.api.client.get(path, headers=self.api.admin)
         return answer.headers.get("etag", '"none"')
 
-    def prepare(self, case: schemathesis.Case, data: st.DataObject) -> dict[str, str]:
+    def prepare(self, case: schemathesis.Case[Any], data: st.DataObject) -> dict[str, str]:
         """Steer a valid case towards the handler (an invalid one is sent as drawn, so that
         it stays invalid); the headers to send it with."""
         key = (case.method.upper(), case.path)
         valid = case.meta is not None and case.meta.generation.mode.is_positive
         body = case.body if isinstance(case.body, dict) and valid else None
-        if valid and case.query and isinstance(case.query.get("cursor"), str):
-            if data.draw(st.booleans(), label="a crafted cursor"):
-                case.query["cursor"] = data.draw(CURSORS, label="cursor")
+        if (
+            valid
+            and case.query
+            and isinstance(case.query.get("cursor"), str)
+            and data.draw(st.booleans(), label="a crafted cursor")
+        ):
+            case.query["cursor"] = data.draw(CURSORS, label="cursor")
         if (
             valid
             and case.method.upper() == "PATCH"
             and data.draw(st.booleans(), label="fresh If-Match")
         ):
             case.headers["If-Match"] = self.etag(case.formatted_path)
-        if key == ("POST", "/v1/forces") and body is not None:
-            if data.draw(st.booleans(), label="on an existing plan"):
-                body["plan_id"] = self.plan_id
+        if (
+            key == ("POST", "/v1/forces")
+            and body is not None
+            and data.draw(st.booleans(), label="on an existing plan")
+        ):
+            body["plan_id"] = self.plan_id
         if key == ("POST", "/v1/auth/token"):
             if valid and data.draw(st.booleans(), label="right credentials"):
                 case.body = {"email": ADMIN_EMAIL, "password": self.api.admin_password}
@@ -200,10 +219,10 @@ class World:
             return self.api.gateway
         return self.api.admin
 
-    def after(self, case: schemathesis.Case, status: int) -> None:
+    def after(self, case: schemathesis.Case[Any], status: int) -> None:
         if (case.method.upper(), case.path) == ("POST", "/v1/me/password") and status == 204:
             assert isinstance(case.body, dict)
-            self.person_password.append(case.body["new_password"])
+            self.person_password.append(str(case.body["new_password"]))
 
 
 def _created(answer: Any, status: int = 201) -> dict[str, Any]:
@@ -215,6 +234,7 @@ def _world(api: Api) -> World:
     """A plan wide enough that generated forces fit in it, a force on it, a drone with a
     key, a person; and a spare of each for the routes that delete."""
     admin, client = api.admin, api.client
+    app: Any = client.app  # an ASGI application; the client's annotation is narrower
     plan = api.plan(
         max_drones=10_000,
         min_retention_days=1,
@@ -251,7 +271,7 @@ def _world(api: Api) -> World:
     password = person["initial_password"]
     return World(
         api=api,
-        client=ASGIClient(client.app),
+        client=ASGIClient(app),
         plan_id=plan["id"],
         spare_plan_id=spare["id"],
         force_id=force["id"],
@@ -265,7 +285,7 @@ def _world(api: Api) -> World:
     )
 
 
-def _cases(world: World, operation: Any) -> st.SearchStrategy[schemathesis.Case]:
+def _cases(world: World, operation: Any) -> st.SearchStrategy[schemathesis.Case[Any]]:
     """Valid requests on existing resources, three times out of five; valid ones on made-up
     resources once; invalid ones once."""
     known = world.known(operation.method.upper(), operation.path)
@@ -315,6 +335,9 @@ def _exercise(world: World, operation: Any) -> tuple[Counter[int], dict[str, str
         try:
             response = case.call(session=world.client, headers=headers)
         except Exception as exc:
+            frames = traceback.extract_tb(exc.__traceback__)
+            if not any("/starlette/" in f.filename for f in frames):
+                raise  # not the application's: the request could not be sent
             # The application raised: ServerErrorMiddleware answered 500 and re-raised.
             statuses[500] += 1
             reason = str(exc).splitlines()[0][:100] if str(exc) else ""
@@ -347,15 +370,14 @@ def test_routes_keep_their_contract(api: Api, group: str):
     world = _world(api)
     document = api.client.get("/openapi.json").json()
     schema = schemathesis.openapi.from_dict(document, config=CONFIG)
-    schema.app = api.client.app
+    schema.app = api.client.app  # reached through World.client, an ASGI client never entered
     failures = []
     reached = {}
     for operation in _operations(schema, group):
         statuses, found = _exercise(world, operation)
         reached[operation.label] = dict(sorted(statuses.items()))
         failures += [f"=== {operation.label}: {key}\n{report}" for key, report in found.items()]
-    print(f"statuses by route: {reached}")
-    assert not failures, "\n\n".join(failures)
+    assert not failures, "\n\n".join([*failures, f"statuses by route: {reached}"])
     # Most requests reach the handlers: each route answered with success at least once.
     unreached = {label: s for label, s in reached.items() if not any(200 <= c < 300 for c in s)}
     assert not unreached, f"routes that never succeeded: {unreached}"
