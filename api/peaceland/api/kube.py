@@ -132,7 +132,7 @@ class Forces:
         except ApiError as exc:
             if exc.status.code == 409:
                 raise ConflictError(_reason(exc)) from None
-            if exc.status.code == 422:
+            if exc.status.code in (400, 422):  # the resource itself is refused
                 raise ValueError(_reason(exc)) from None
             raise KubernetesUnavailableError(_reason(exc)) from None
         except httpx2.HTTPError as exc:

@@ -28,14 +28,32 @@ def encode(key: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
 
 
-def decode(cursor: str | None, arity: int) -> list[Any] | None:
-    if cursor is None:
-        return None
+def _key(cursor: str) -> Any:
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except ValueError:
         raise Problem.field(400, "query.cursor", "not a cursor this API returned") from None
-    if not isinstance(key, list) or len(key) != arity:
+    if not isinstance(key, list) or len(key) != 1:
+        raise Problem.field(400, "query.cursor", "not a cursor of this list")
+    return key[0]
+
+
+def after_int(cursor: str | None) -> int | None:
+    """The id a cursor of a list sorted by a number says to start after."""
+    if cursor is None:
+        return None
+    key = _key(cursor)
+    if type(key) is not int or not 0 <= key < 2**63:
+        raise Problem.field(400, "query.cursor", "not a cursor of this list")
+    return key
+
+
+def after_str(cursor: str | None) -> str | None:
+    """The id a cursor of a list sorted by a name says to start after."""
+    if cursor is None:
+        return None
+    key = _key(cursor)
+    if not isinstance(key, str) or len(key) > 200 or not key.isprintable():
         raise Problem.field(400, "query.cursor", "not a cursor of this list")
     return key
 

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,13 @@ def install(app: FastAPI) -> None:
         headers = dict(exc.headers) if exc.headers else None
         return problem_response(request, exc.status_code, str(exc.detail), headers=headers)
 
+    @app.exception_handler(DataError)
+    async def _unstorable(request: Request, exc: DataError) -> JSONResponse:
+        # A value the database refuses (out of its range, a character it cannot keep) that
+        # the request models let through: the request's fault, said as such.
+        log.warning("a value PostgreSQL refused on %s: %s", request.url.path, exc.orig)
+        return problem_response(request, 422, "a value is out of the range this API stores")
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -116,11 +124,13 @@ def install(app: FastAPI) -> None:
 
 #: How routes document their errors in OpenAPI.
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Every route may answer 400 (a body that is not UTF-8 JSON, a bad cursor) and 422 (a
+    parameter or body that breaks the rules), besides its own."""
     return {
         status: {
             "model": ProblemBody,
             "description": HTTPStatus(status).phrase,
             "content": {MEDIA_TYPE: {}},
         }
-        for status in statuses
+        for status in sorted({400, 422, *statuses})
     }

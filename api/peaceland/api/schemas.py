@@ -20,10 +20,30 @@ Slug = Annotated[
         pattern=r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$",
     ),
 ]
-Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^\S(?:.*\S)?$")]
-Email = Annotated[
-    str, Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$", examples=["a@b.fr"])
+# No control characters anywhere (PostgreSQL refuses NUL; Kubernetes refuses C0 and C1 in
+# the resource), no blank at either end.
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
+Name = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=100,
+        pattern=rf"^[^\s{_CONTROL}](?:[^{_CONTROL}]*[^\s{_CONTROL}])?$",
+    ),
 ]
+Email = Annotated[
+    str,
+    Field(
+        min_length=3,
+        max_length=320,
+        pattern=rf"^[^@\s{_CONTROL}]+@[^@\s{_CONTROL}]+$",
+        examples=["a@b.fr"],
+    ),
+]
+Password = Annotated[str, Field(min_length=1, max_length=1_000, pattern=r"^[^\x00]*$")]
+#: An id a gateway chose (a batch's).
+BatchId = Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+KeyId = Annotated[str, Field(min_length=16, max_length=16, pattern=r"^[a-z0-9]+$")]
 Count = Annotated[int, Field(ge=1, le=1_000_000)]
 Cents = Annotated[int, Field(ge=0, le=10**12)]
 Days = Annotated[int, Field(ge=1, le=3_650)]
@@ -39,7 +59,7 @@ class TokenRequest(BaseModel):
     )
 
     email: Email
-    password: Annotated[str, Field(min_length=1, max_length=1_000)]
+    password: Password
 
 
 class Token(BaseModel):
@@ -302,8 +322,8 @@ class MemberAdded(MemberOut):
 class PasswordChange(BaseModel):
     model_config = _IN
 
-    current_password: Annotated[str, Field(min_length=1, max_length=1_000)]
-    new_password: Annotated[str, Field(min_length=12, max_length=1_000)]
+    current_password: Password
+    new_password: Annotated[str, Field(min_length=12, max_length=1_000, pattern=r"^[^\x00]*$")]
 
 
 # --------------------------------------------------------------------------- audit, usage
@@ -344,8 +364,9 @@ class UsagePost(BaseModel):
 
     model_config = _IN
 
-    batch_id: Annotated[str, Field(min_length=8, max_length=64)]
-    #: Reports accepted by force and UTC day.
-    reports: dict[str, dict[date, Annotated[int, Field(ge=0)]]] = {}
+    batch_id: BatchId
+    #: Reports accepted by force and UTC day (a gateway posts every few seconds: far fewer
+    #: than a trillion a day).
+    reports: dict[Slug, dict[date, Annotated[int, Field(ge=0, le=10**12)]]] = {}
     #: When each key was last seen.
-    keys_used: dict[str, datetime] = {}
+    keys_used: dict[KeyId, datetime] = {}

@@ -10,7 +10,7 @@ from peaceland.api import audit
 from peaceland.api.auth import ForceCaller, Principal, force_role, platform_admin
 from peaceland.api.db import session
 from peaceland.api.models import AuditEvent, Role
-from peaceland.api.paging import Cursor, Limit, Page, decode, encode
+from peaceland.api.paging import Cursor, Limit, Page, after_int, encode
 from peaceland.api.problems import responses
 from peaceland.api.schemas import AuditOut
 
@@ -18,14 +18,19 @@ router = APIRouter(prefix="/v1", tags=["audit"])
 Db = Annotated[Session, Depends(session)]
 Admin = Annotated[Principal, Depends(platform_admin)]
 ForceAdmin = Annotated[ForceCaller, Depends(force_role(Role.force_admin))]
-Action = Annotated[str | None, Query(max_length=64, description="Only this action.")]
-Actor = Annotated[str | None, Query(max_length=320, description="Only this actor.")]
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+Action = Annotated[
+    str | None, Query(max_length=64, pattern=_PRINTABLE, description="Only this action.")
+]
+Actor = Annotated[
+    str | None, Query(max_length=320, pattern=_PRINTABLE, description="Only this actor.")
+]
 
 
 def _page(db: Session, query: Select[AuditEvent], cursor: str | None, limit: int) -> Page[AuditOut]:
-    after = decode(cursor, 1)
+    after = after_int(cursor)
     if after is not None:
-        query = query.where(AuditEvent.id < int(after[0]))
+        query = query.where(AuditEvent.id < after)
     rows = list(db.scalars(query.order_by(AuditEvent.id.desc()).limit(limit + 1)))
     page = rows[:limit]
     return Page[AuditOut](
@@ -78,7 +83,9 @@ def platform_audit(
     limit: Limit = 50,
     action: Action = None,
     actor: Actor = None,
-    force_id: Annotated[str | None, Query(max_length=40)] = None,
+    force_id: Annotated[
+        str | None, Query(max_length=40, pattern=r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
+    ] = None,
 ) -> Page[AuditOut]:
     """What was done anywhere on the platform, newest first."""
     query = _filtered(select(AuditEvent), action, actor)

@@ -14,7 +14,7 @@ from peaceland.api.conventions import IdempotencyKey, remember, replay
 from peaceland.api.db import now, session
 from peaceland.api.kube import Forces, KubernetesUnavailableError
 from peaceland.api.models import Drone, DroneKey, Role
-from peaceland.api.paging import Cursor, Limit, Page, decode, encode
+from peaceland.api.paging import Cursor, Limit, Page, after_str, encode
 from peaceland.api.problems import Problem, responses
 from peaceland.api.schemas import DroneCreate, DroneOut, KeyCreate, KeyIssued, KeyOut
 from peaceland.tenants.reports import MAX_DRONE_ID_LENGTH
@@ -62,12 +62,12 @@ def list_drones(
     caller: Member, db: Db, cursor: Cursor = None, limit: Limit = 50, retired: bool = False
 ) -> Page[DroneOut]:
     """The force's drones (``retired=true``: the retired ones too)."""
-    after = decode(cursor, 1)
+    after = after_str(cursor)
     query = select(Drone).where(Drone.force_id == caller.force_id)
     if not retired:
         query = query.where(Drone.retired_at.is_(None))
     if after is not None:
-        query = query.where(Drone.id > str(after[0]))
+        query = query.where(Drone.id > after)
     drones = list(db.scalars(query.order_by(Drone.id).limit(limit + 1)))
     page = drones[:limit]
     return Page[DroneOut](

@@ -34,7 +34,7 @@ from peaceland.api.kube import (
     KubernetesUnavailableError,
 )
 from peaceland.api.models import Drone, Force, Membership, Plan, Role
-from peaceland.api.paging import Cursor, Limit, Page, decode, encode
+from peaceland.api.paging import Cursor, Limit, Page, after_str, encode
 from peaceland.api.problems import Problem, responses
 from peaceland.api.schemas import ForceCreate, ForceOut, ForcePatch
 from peaceland.api.settings import ApiSettings
@@ -93,7 +93,7 @@ def list_forces(
 ) -> Page[ForceOut]:
     """Every force (a platform admin), or the forces you have a role in. Forces made with
     kubectl are listed too."""
-    after = decode(cursor, 1)
+    after = after_str(cursor)
     try:
         resources = sorted(_forces(request).list(), key=lambda r: r.name)
     except KubernetesUnavailableError as exc:
@@ -102,7 +102,7 @@ def list_forces(
         r
         for r in resources
         if (caller.platform_admin or caller.role_in(r.name) is not None)
-        and (after is None or r.name > str(after[0]))
+        and (after is None or r.name > after)
     ]
     page = seen[:limit]
     return Page[ForceOut](
@@ -290,7 +290,8 @@ def _changed_spec(
 @router.delete(
     "/{force_id}",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=responses(401, 403, 404, 503),
+    response_class=Response,
+    responses={**responses(401, 403, 404, 503), 202: {"description": "Deletion under way."}},
 )
 def delete_force(request: Request, caller: PlatformOnly, db: Db) -> Response:
     """Delete a force: its drones' keys stop working at once, and the operator removes or

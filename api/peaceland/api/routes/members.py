@@ -13,7 +13,7 @@ from peaceland.api.auth import ForceCaller, force_role
 from peaceland.api.conventions import IdempotencyKey, remember, replay
 from peaceland.api.db import now, session
 from peaceland.api.models import Membership, Role, User
-from peaceland.api.paging import Cursor, Limit, Page, decode, encode
+from peaceland.api.paging import Cursor, Limit, Page, after_int, encode
 from peaceland.api.problems import Problem, responses
 from peaceland.api.schemas import MemberAdded, MemberCreate, MemberOut
 
@@ -38,14 +38,14 @@ def list_members(
     request: Request, caller: ForceAdmin, db: Db, cursor: Cursor = None, limit: Limit = 50
 ) -> Page[MemberOut]:
     """The force's people (personal data: the read is audited)."""
-    after = decode(cursor, 1)
+    after = after_int(cursor)
     query = (
         select(User, Membership)
         .join(Membership, Membership.user_id == User.id)
         .where(Membership.force_id == caller.force_id)
     )
     if after is not None:
-        query = query.where(User.id > int(after[0]))
+        query = query.where(User.id > after)
     rows = list(db.execute(query.order_by(User.id).limit(limit + 1)))
     page = rows[:limit]
     audit.record(

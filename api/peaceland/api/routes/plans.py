@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Request, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,11 +20,14 @@ from peaceland.api.conventions import (
 )
 from peaceland.api.db import now, session
 from peaceland.api.models import Force, Plan
-from peaceland.api.paging import Cursor, Limit, Page, decode, encode
+from peaceland.api.paging import Cursor, Limit, Page, after_str, encode
 from peaceland.api.problems import Problem, responses
 from peaceland.api.schemas import PlanCreate, PlanLimits, PlanOut, PlanPatch
 
 router = APIRouter(prefix="/v1/plans", tags=["plans"])
+PlanId = Annotated[
+    str, Path(min_length=1, max_length=40, pattern=r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
+]
 Db = Annotated[Session, Depends(session)]
 Admin = Annotated[Principal, Depends(platform_admin)]
 
@@ -38,10 +41,10 @@ def _found(db: Session, plan_id: str) -> Plan:
 
 @router.get("", response_model=Page[PlanOut], responses=responses(401, 403))
 def list_plans(_: Admin, db: Db, cursor: Cursor = None, limit: Limit = 50) -> Page[PlanOut]:
-    after = decode(cursor, 1)
+    after = after_str(cursor)
     query = select(Plan).order_by(Plan.id).limit(limit + 1)
     if after is not None:
-        query = query.where(Plan.id > str(after[0]))
+        query = query.where(Plan.id > after)
     plans = list(db.scalars(query))
     more = len(plans) > limit
     plans = plans[:limit]
@@ -77,7 +80,7 @@ def create_plan(
 
 
 @router.get("/{plan_id}", response_model=PlanOut, responses=responses(401, 403, 404))
-def get_plan(plan_id: str, _: Admin, db: Db, response: Response) -> PlanOut:
+def get_plan(plan_id: PlanId, _: Admin, db: Db, response: Response) -> PlanOut:
     plan = _found(db, plan_id)
     response.headers["ETag"] = etag(plan.version)
     return PlanOut.model_validate(plan)
@@ -87,7 +90,7 @@ def get_plan(plan_id: str, _: Admin, db: Db, response: Response) -> PlanOut:
     "/{plan_id}", response_model=PlanOut, responses=responses(400, 401, 403, 404, 412, 422, 428)
 )
 def change_plan(
-    plan_id: str,
+    plan_id: PlanId,
     body: PlanPatch,
     request: Request,
     caller: Admin,
@@ -101,7 +104,8 @@ def change_plan(
     if str(plan.version) != expected:
         raise Problem(412, f"plan {plan_id} changed since (now at {etag(plan.version)})")
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
-    merged = {**PlanLimits.model_validate(plan, from_attributes=True).model_dump(), **changes}
+    limits = {k: v for k, v in changes.items() if k != "display_name"}
+    merged = {**PlanLimits.model_validate(plan, from_attributes=True).model_dump(), **limits}
     try:
         PlanLimits.model_validate(merged)
     except ValueError as exc:
@@ -121,7 +125,7 @@ def change_plan(
 @router.delete(
     "/{plan_id}", status_code=status.HTTP_204_NO_CONTENT, responses=responses(401, 403, 404, 409)
 )
-def delete_plan(plan_id: str, request: Request, caller: Admin, db: Db) -> Response:
+def delete_plan(plan_id: PlanId, request: Request, caller: Admin, db: Db) -> Response:
     """Delete a plan no force was ever sold on."""
     plan = _found(db, plan_id)
     # A deleted force keeps its plan too: its last invoices are priced from it.
