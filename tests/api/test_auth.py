@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import text
 
+from peaceland.api.problems import Problem
+from peaceland.api.throttle import SignInThrottle
 from tests.api.conftest import ADMIN_EMAIL, Api
 
 
@@ -111,3 +114,31 @@ def test_sign_ins_and_failures_are_in_the_audit_log(api: Api):
     actions = [e["action"] for e in events]
     assert "auth.failed" in actions
     assert "auth.signed_in" in actions
+
+
+def test_a_sign_in_flood_is_told_to_wait_per_address_and_per_account(api: Api):
+    api.app.state.sign_ins = SignInThrottle(concurrent=2, per_minute=3)
+    attempts = [
+        api.client.post("/v1/auth/token", json={"email": f"x{i}@x.test", "password": "p"})
+        for i in range(4)
+    ]
+    assert [a.status_code for a in attempts] == [401, 401, 401, 429]
+    assert int(attempts[-1].headers["retry-after"]) >= 1
+    assert attempts[-1].headers["content-type"] == "application/problem+json"
+
+
+def test_an_account_under_attack_from_many_addresses_is_throttled_too():
+    throttle = SignInThrottle(per_minute=2)
+    throttle.attempt("client:a", "account:chief@x.test")
+    throttle.attempt("client:b", "account:chief@x.test")
+    with pytest.raises(Problem) as refused:
+        throttle.attempt("client:c", "account:chief@x.test")
+    assert refused.value.status == 429
+    throttle.attempt("client:c", "account:other@x.test")  # the address itself is not blamed
+
+
+def test_password_checks_beyond_the_concurrent_slots_are_refused_not_queued_for_ever():
+    throttle = SignInThrottle(concurrent=1)
+    with throttle.checking(), pytest.raises(Problem) as refused, throttle.checking():
+        pass
+    assert refused.value.status == 429

@@ -19,6 +19,7 @@ from peaceland.api.models import User
 from peaceland.api.routes import audit, auth, drones, internal, members, plans, usage
 from peaceland.api.routes import forces as force_routes
 from peaceland.api.settings import ApiSettings
+from peaceland.api.throttle import SignInThrottle
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,9 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = make_sessions(engine)
+    app.state.sign_ins = SignInThrottle(
+        concurrent=settings.concurrent_sign_ins, per_minute=settings.sign_ins_per_minute
+    )
     app.state.forces = forces or Forces(make_client(settings.kubeconfig), settings.namespace)
     app.state.authenticators = authenticators or [
         LocalTokens(),

@@ -5,13 +5,18 @@ Plain functions over dicts and models; the routes (``routes/forces.py``) call th
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Final
 
 from pydantic import ValidationError
+from sqlalchemy import delete, update
+from sqlalchemy.orm import Session
 
-from peaceland.api.kube import PLAN_ANNOTATION, ForceResource
-from peaceland.api.models import Plan
-from peaceland.api.problems import FieldProblem
+from peaceland.api import keys
+from peaceland.api.db import now
+from peaceland.api.kube import PLAN_ANNOTATION, ForceResource, Forces, KubernetesUnavailableError
+from peaceland.api.models import AuditEvent, DailyUsage, Drone, DroneKey, Force, Membership, Plan
+from peaceland.api.problems import FieldProblem, Problem
 from peaceland.api.schemas import AlertingIn, ConditionOut, ForceOut, ForceStatus
 from peaceland.tenants.policeforce import spec_from
 
@@ -162,3 +167,54 @@ def view(resource: ForceResource) -> ForceOut:
         created_at=resource.created,
         version=str(resource.generation),
     )
+
+
+def archived_name(force_id: str, at: datetime) -> str:
+    return f"{force_id}~{int(at.timestamp() * 1000)}"
+
+
+def forget(db: Session, force_id: str) -> tuple[int, str]:
+    """Everything the API keeps of a force that goes, in ``db``'s transaction: its drones
+    retired (their rows locked first, so that no key is issued to them meanwhile), then every
+    key revoked (the gateways drop them), its people's roles removed; its drones, keys, audit
+    trail, usage and row then kept under an archived name, so that the id sold again starts
+    empty while the platform admin still reads the old force's history. Returns the keys
+    revoked and the archived name."""
+    at = now()
+    db.execute(
+        update(Drone)
+        .where(Drone.force_id == force_id, Drone.retired_at.is_(None))
+        .values(retired_at=at)
+    )
+    revoked = keys.revoke_all(db, force_id)
+    db.execute(delete(Membership).where(Membership.force_id == force_id))
+    archived = archived_name(force_id, at)
+    row = db.get(Force, force_id)
+    if row is not None and row.deleted_at is None:
+        row.deleted_at = at
+    db.flush()
+    for model, column in (
+        (Drone, Drone.force_id),
+        (DroneKey, DroneKey.force_id),
+        (AuditEvent, AuditEvent.force_id),
+        (DailyUsage, DailyUsage.force_id),
+        (Force, Force.id),
+    ):
+        db.execute(update(model).where(column == force_id).values({column.key: archived}))
+    db.expire_all()
+    return revoked, archived
+
+
+def live_plan(forces: Forces, force_id: str) -> dict[str, int]:
+    """The plan limits of a force that exists and is not being deleted (what writes to its
+    people, drones and keys need); 404 once it is gone, 409 while it goes."""
+    try:
+        resource = forces.get(force_id)
+    except KubernetesUnavailableError as exc:
+        raise Problem(503, f"the Kubernetes API did not answer: {exc}") from None
+    if resource is None:
+        raise Problem(404, f"no police force {force_id}")
+    if resource.deleting:
+        raise Problem(409, f"police force {force_id} is being deleted")
+    plan: dict[str, int] = resource.spec.get("plan", {})
+    return plan

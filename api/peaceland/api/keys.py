@@ -107,17 +107,26 @@ def revoke_all(db: Session, force_id: str, drone_id: str | None = None) -> int:
 
 def changes(db: Session, cursor: int) -> KeyChanges:
     """The key changes after ``cursor``, oldest first, one page at most."""
-    rows = list(
-        db.scalars(
-            select(DroneKey)
+    found = list(
+        db.execute(
+            select(DroneKey, Drone.id, Drone.retired_at)
+            .join(
+                Drone,
+                (Drone.force_id == DroneKey.force_id) & (Drone.id == DroneKey.drone_id),
+                isouter=True,
+            )
             .where(DroneKey.changed > cursor)
             .order_by(DroneKey.changed)
             .limit(FEED_PAGE + 1)
         )
     )
-    more = len(rows) > FEED_PAGE
-    rows = rows[:FEED_PAGE]
+    more = len(found) > FEED_PAGE
+    found = found[:FEED_PAGE]
+    # A key of a retired (or unknown) drone is never granted, revoked or not: a second guard
+    # behind the revocation that retiring a drone makes.
     at = now()
+    live_ids = {k.id for k, drone, retired in found if drone is not None and retired is None}
+    rows = [k for k, _, _ in found]
     grants = [
         KeyGrant(
             key_id=r.id,
@@ -127,9 +136,9 @@ def changes(db: Session, cursor: int) -> KeyChanges:
             expires_at=r.expires_at,
         )
         for r in rows
-        if is_live(r, at)
+        if is_live(r, at) and r.id in live_ids
     ]
-    revoked = [r.id for r in rows if not is_live(r, at)]
+    revoked = [r.id for r in rows if not (is_live(r, at) and r.id in live_ids)]
     limits = {
         force_id: ForceLimits(max_reports_per_second=rate)
         for force_id, rate in db.execute(

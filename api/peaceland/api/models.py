@@ -42,6 +42,10 @@ NAMING = {
 }
 
 Json = JSON().with_variant(JSONB(), "postgresql")
+#: A force's id in the tables that hold a force's data: the id itself (40 characters at
+#: most), or, once the force is deleted, its archived name ``<id>~<seconds>``, so that a force
+#: sold again under the same id starts empty (``peaceland.api.forces.forget``).
+ForceKey = String(64)
 Moment = DateTime(timezone=True)
 
 
@@ -90,7 +94,7 @@ class Force(Base):
 
     __tablename__ = "forces"
 
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    id: Mapped[str] = mapped_column(ForceKey, primary_key=True)
     plan_id: Mapped[str | None] = mapped_column(ForeignKey("plans.id"))
     created_at: Mapped[datetime] = mapped_column(Moment)
     created_by: Mapped[str | None] = mapped_column(String(320))
@@ -121,7 +125,7 @@ class Membership(Base):
     user_id: Mapped[int] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
-    force_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    force_id: Mapped[str] = mapped_column(ForceKey, primary_key=True)
     role: Mapped[Role] = mapped_column(Enum(Role, name="role", native_enum=False, length=20))
     created_at: Mapped[datetime] = mapped_column(Moment)
 
@@ -143,7 +147,7 @@ class Session(Base):
 class Drone(Base):
     __tablename__ = "drones"
 
-    force_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    force_id: Mapped[str] = mapped_column(ForceKey, primary_key=True)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     display_name: Mapped[str | None] = mapped_column(String(100))
     registered_at: Mapped[datetime] = mapped_column(Moment)
@@ -160,7 +164,7 @@ class DroneKey(Base):
     __tablename__ = "drone_keys"
 
     id: Mapped[str] = mapped_column(String(16), primary_key=True)
-    force_id: Mapped[str] = mapped_column(String(40))
+    force_id: Mapped[str] = mapped_column(ForceKey)
     drone_id: Mapped[str] = mapped_column(String(64))
     digest: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(Moment)
@@ -183,7 +187,7 @@ class AuditEvent(Base):
     at: Mapped[datetime] = mapped_column(Moment)
     actor: Mapped[str] = mapped_column(String(320))
     actor_ip: Mapped[str | None] = mapped_column(String(64))
-    force_id: Mapped[str | None] = mapped_column(String(40))
+    force_id: Mapped[str | None] = mapped_column(ForceKey)
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(200))
     details: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
@@ -212,10 +216,15 @@ class DailyUsage(Base):
 
     __tablename__ = "daily_usage"
 
-    force_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    force_id: Mapped[str] = mapped_column(ForceKey, primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     reports_accepted: Mapped[int] = mapped_column(BigInteger, default=0)
     alerts_raised: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: The plan and its prices on that day, as the day was first counted: an invoice is
+    #: priced from what was sold then, not from a plan changed since.
+    plan_id: Mapped[str | None] = mapped_column(String(40))
+    monthly_price_cents: Mapped[int | None] = mapped_column(BigInteger)
+    price_per_million_reports_cents: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class UsageBatch(Base):

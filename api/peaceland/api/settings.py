@@ -35,6 +35,10 @@ class ApiSettings(BaseSettings):
     #: The first platform admin, made at start when no platform admin exists yet.
     bootstrap_admin_email: str | None = None
     bootstrap_admin_password_file: Path | None = None
+    #: Password checks at once (each 64 MiB, ~0.2 s of CPU); more wait a second, then 429.
+    concurrent_sign_ins: int = Field(default=4, ge=1, le=64)
+    #: Sign-in attempts a minute per client address and per account (then 429).
+    sign_ins_per_minute: int = Field(default=10, ge=1, le=10_000)
     #: What a force the API creates gets besides what the request says: the platform's
     #: cluster decides its copies (3 in production; 1 on a one-node local stack) and image.
     kafka_replication_factor: int = Field(default=3, ge=1, le=5)

@@ -15,6 +15,7 @@ from peaceland.api.models import Session as Login
 from peaceland.api.problems import Problem, responses
 from peaceland.api.schemas import Me, PasswordChange, Token, TokenRequest
 from peaceland.api.settings import ApiSettings
+from peaceland.api.throttle import SignInThrottle
 
 router = APIRouter(prefix="/v1", tags=["sign in"])
 Db = Annotated[Session, Depends(session)]
@@ -25,14 +26,20 @@ Person = Annotated[Principal, Depends(person)]
 def sign_in(body: TokenRequest, request: Request, db: Db) -> Token:
     """Exchange an e-mail address and password for a short-lived bearer token."""
     settings: ApiSettings = request.app.state.settings
-    user = db.scalars(select(User).where(func.lower(User.email) == body.email.lower())).first()
-    if not security.verify_password(user.password_hash if user else None, body.password):
-        audit.record(db, request, body.email.lower(), "auth.failed", "session")
+    throttle: SignInThrottle = request.app.state.sign_ins
+    email = body.email.lower()
+    throttle.attempt(f"client:{audit.client_address(request)}", f"account:{email}")
+    user = db.scalars(select(User).where(func.lower(User.email) == email)).first()
+    password_hash = user.password_hash if user else None
+    # The check runs outside the transaction: its connection goes back to the pool first.
+    db.rollback()
+    with throttle.checking():
+        good = security.verify_password(password_hash, body.password)
+    if not good or user is None or user.disabled:
+        # A disabled account gets the same answer: no way to learn which accounts exist.
+        audit.record(db, request, email[:320], "auth.failed", "session")
         db.commit()
         raise Problem(401, "wrong e-mail address or password")
-    assert user is not None
-    if user.disabled:
-        raise Problem(401, "this account is disabled")
     session_id, token, digest = security.new_token()
     expires = now() + timedelta(seconds=settings.token_ttl_seconds)
     agent = request.headers.get("user-agent", "")[:100] or None

@@ -12,7 +12,7 @@ from peaceland.api import audit, keys
 from peaceland.api.auth import ANY_FORCE_ROLE, ForceCaller, force_role
 from peaceland.api.conventions import IdempotencyKey, remember, replay
 from peaceland.api.db import now, session
-from peaceland.api.kube import Forces, KubernetesUnavailableError
+from peaceland.api.forces import live_plan
 from peaceland.api.models import Drone, DroneKey, Role
 from peaceland.api.paging import Cursor, Limit, Page, after_str, encode
 from peaceland.api.problems import Problem, responses
@@ -36,18 +36,7 @@ KeyId = Annotated[str, Path(min_length=16, max_length=16, pattern=r"^[a-z0-9]{16
 
 
 def _live_force(request: Request, force_id: str) -> dict[str, int]:
-    """The force's plan limits; 409 while it is being deleted, 404 once it is gone."""
-    forces: Forces = request.app.state.forces
-    try:
-        resource = forces.get(force_id)
-    except KubernetesUnavailableError as exc:
-        raise Problem(503, f"the Kubernetes API did not answer: {exc}") from None
-    if resource is None:
-        raise Problem(404, f"no police force {force_id}")
-    if resource.deleting:
-        raise Problem(409, f"police force {force_id} is being deleted")
-    plan: dict[str, int] = resource.spec.get("plan", {})
-    return plan
+    return live_plan(request.app.state.forces, force_id)
 
 
 def _drone(db: Session, force_id: str, drone_id: str) -> Drone:
@@ -172,10 +161,13 @@ def issue_key(
     most (the one in use and its replacement): revoke one before issuing a third."""
     body = body or KeyCreate()
     _live_force(request, caller.force_id)
-    drone = _drone(db, caller.force_id, drone_id)
+    # The drone's row locked, and read again under the lock: a retirement or a force's
+    # deletion either finished before (and is seen) or waits for this key (and revokes it).
+    drone = db.get(Drone, (caller.force_id, drone_id), with_for_update=True, populate_existing=True)
+    if drone is None:
+        raise Problem(404, f"no drone {drone_id} in {caller.force_id}")
     if drone.retired_at is not None:
         raise Problem(409, f"drone {drone_id} is retired")
-    db.get(Drone, (caller.force_id, drone_id), with_for_update=True)
     live = keys.live_keys(db, caller.force_id, drone_id)
     if len(live) >= keys.MAX_LIVE_KEYS:
         raise Problem(

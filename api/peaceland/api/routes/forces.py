@@ -4,10 +4,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import JSONResponse
-from sqlalchemy import delete, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from peaceland.api import audit, keys
+from peaceland.api import audit
 from peaceland.api.auth import (
     ANY_FORCE_ROLE,
     ForceCaller,
@@ -25,7 +25,7 @@ from peaceland.api.conventions import (
     replay,
 )
 from peaceland.api.db import now, session
-from peaceland.api.forces import bounds, spec_of, valid_spec, view
+from peaceland.api.forces import bounds, forget, spec_of, valid_spec, view
 from peaceland.api.kube import (
     PLAN_ANNOTATION,
     ConflictError,
@@ -33,7 +33,7 @@ from peaceland.api.kube import (
     Forces,
     KubernetesUnavailableError,
 )
-from peaceland.api.models import Drone, Force, Membership, Plan, Role
+from peaceland.api.models import Force, Plan, Role
 from peaceland.api.paging import Cursor, Limit, Page, after_str, encode
 from peaceland.api.problems import Problem, responses
 from peaceland.api.schemas import ForceCreate, ForceOut, ForcePatch
@@ -68,23 +68,6 @@ def _check(plan: Plan | None, spec: dict[str, object]) -> None:
     problems = (bounds(plan, spec) if plan else []) + valid_spec(spec)
     if problems:
         raise Problem(422, "; ".join(p.reason for p in problems), errors=problems)
-
-
-def _forget(db: Session, force_id: str) -> int:
-    """What the API keeps of a force that goes: its keys revoked, its people's roles and its
-    drones gone (a force sold again under the same id starts empty), its row marked deleted
-    (kept for the audit trail and the last invoice). Returns the keys revoked."""
-    revoked = keys.revoke_all(db, force_id)
-    db.execute(delete(Membership).where(Membership.force_id == force_id))
-    db.execute(
-        update(Drone)
-        .where(Drone.force_id == force_id, Drone.retired_at.is_(None))
-        .values(retired_at=now())
-    )
-    row = db.get(Force, force_id)
-    if row is not None:
-        row.deleted_at = now()
-    return revoked
 
 
 @router.get("", response_model=Page[ForceOut], responses=responses(401, 403, 503))
@@ -144,22 +127,15 @@ def create_force(
     )
     _check(plan, spec)
     forces = _forces(request)
+    # One sale of an id at a time: the second waits here, then finds the first's resource.
+    db.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"force/{body.id}"))))
     try:
         if forces.get(body.id) is not None:
             raise Problem.field(409, "body.id", f"police force {body.id} exists already")
-        row = db.get(Force, body.id)
-        if row is not None and row.deleted_at is None:
-            # Its resource is gone (deleted with kubectl): what the API kept of it goes too.
-            _forget(db, body.id)
-        if row is None:
-            row = Force(id=body.id)
-            db.add(row)
-        row.plan_id, row.created_at, row.created_by, row.deleted_at = (
-            plan.id,
-            now(),
-            caller.name,
-            None,
-        )
+        # Whatever the API still holds under this id belongs to a force that is gone (deleted
+        # with kubectl, or made with kubectl and deleted so): archived, the new sale empty.
+        forget(db, body.id)
+        db.add(Force(id=body.id, plan_id=plan.id, created_at=now(), created_by=caller.name))
         db.flush()
         resource = forces.apply(body.id, spec, {PLAN_ANNOTATION: plan.id})
     except KubernetesUnavailableError as exc:
@@ -218,7 +194,7 @@ def change_force(
         # resourceVersion just read, and is tried again if only the status moved meanwhile.
         for _ in range(5):
             current = _current(forces, caller.force_id, expected)
-            spec, plan = _changed_spec(db, body, current)
+            spec, plan = _changed_spec(db, body, current, platform=who.platform_admin)
             annotations = {PLAN_ANNOTATION: plan.id} if plan else {}
             try:
                 resource = forces.apply(
@@ -266,11 +242,17 @@ def _current(forces: Forces, force_id: str, expected: str) -> ForceResource:
 
 
 def _changed_spec(
-    db: Session, body: ForcePatch, current: ForceResource
+    db: Session, body: ForcePatch, current: ForceResource, *, platform: bool
 ) -> tuple[dict[str, Any], Plan | None]:
     """The whole spec the API manages after ``body``, and the plan that bounds it."""
     plan_id = body.plan_id or current.annotations.get(PLAN_ANNOTATION)
     plan = _plan(db, plan_id) if plan_id else None
+    if plan is None and not platform:
+        raise Problem(
+            409,
+            f"police force {current.name} has no plan yet (it was made with kubectl): a "
+            "platform admin gives it one before its admin changes it",
+        )
     spec = spec_of(
         current.spec,
         display_name=body.display_name,
@@ -283,7 +265,15 @@ def _changed_spec(
     )
     if spec["kafka"]["partitions"] < current.spec.get("kafka", {}).get("partitions", 0):
         raise Problem.field(422, "body.partitions", "partitions may grow, never shrink")
-    _check(plan, spec)
+    problems = bounds(plan, spec) if plan else []
+    if not body.plan_id:
+        # Only what this change sets is held to the plan: a plan lowered since does not
+        # block a force's other changes (its threshold, at 3 a.m.).
+        changed = {f"body.{name}" for name in body.model_fields_set}
+        problems = [p for p in problems if p.field in changed]
+    problems += valid_spec(spec)
+    if problems:
+        raise Problem(422, "; ".join(p.reason for p in problems), errors=problems)
     return spec, plan
 
 
@@ -304,10 +294,10 @@ def delete_force(request: Request, caller: PlatformOnly, db: Db) -> Response:
         raise _unavailable(exc) from None
     # Keys first, committed before the resource goes: a deletion that fails half way
     # leaves a force that takes no reports, never a deleted force whose keys still work.
-    revoked = _forget(db, caller.force_id)
+    revoked, archived = forget(db, caller.force_id)
     audit.record(
         db, request, caller.principal, "force.deleted", f"force/{caller.force_id}",
-        force_id=caller.force_id, details={"keys_revoked": revoked},
+        force_id=archived, details={"keys_revoked": revoked},
     )  # fmt: skip
     db.commit()
     try:

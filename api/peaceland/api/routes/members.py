@@ -12,6 +12,7 @@ from peaceland.api import audit, security
 from peaceland.api.auth import ForceCaller, force_role
 from peaceland.api.conventions import IdempotencyKey, remember, replay
 from peaceland.api.db import now, session
+from peaceland.api.forces import live_plan
 from peaceland.api.models import Membership, Role, User
 from peaceland.api.paging import Cursor, Limit, Page, after_int, encode
 from peaceland.api.problems import Problem, responses
@@ -72,9 +73,19 @@ def add_member(
     a first password, shown in this answer only."""
     if (answer := replay(db, caller.principal, key, request, body)) is not None:
         return answer
+    live_plan(request.app.state.forces, caller.force_id)
     email = body.email.lower()
     user = db.scalars(select(User).where(func.lower(User.email) == email)).first()
     initial = None
+    if user is not None and not caller.principal.platform_admin:
+        # An account is the person's across forces: one force's admin never attaches an
+        # account another may control (or made to pre-claim it), nor learns who has one.
+        raise Problem.field(
+            409,
+            "body.email",
+            "this e-mail address cannot be given an account here; a platform admin adds "
+            "people who have one already",
+        )
     if user is None:
         initial = secrets.token_urlsafe(15)
         user = User(

@@ -1,5 +1,6 @@
 """Plans: what forces buy. A platform admin manages them."""
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response, status
@@ -19,11 +20,14 @@ from peaceland.api.conventions import (
     replay,
 )
 from peaceland.api.db import now, session
-from peaceland.api.models import Force, Plan
+from peaceland.api.forces import spec_of
+from peaceland.api.kube import PLAN_ANNOTATION, ConflictError, Forces, KubernetesUnavailableError
+from peaceland.api.models import DailyUsage, Force, Plan
 from peaceland.api.paging import Cursor, Limit, Page, after_str, encode
 from peaceland.api.problems import Problem, responses
 from peaceland.api.schemas import PlanCreate, PlanLimits, PlanOut, PlanPatch
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/plans", tags=["plans"])
 PlanId = Annotated[
     str, Path(min_length=1, max_length=40, pattern=r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
@@ -118,8 +122,41 @@ def change_plan(
         db.commit()
     except StaleDataError:
         raise Problem(412, f"plan {plan_id} changed since you read it") from None
+    if {"max_drones", "max_reports_per_second"} & changes.keys():
+        _follow(request, db, plan)
     response.headers["ETag"] = etag(plan.version)
     return PlanOut.model_validate(plan)
+
+
+def _follow(request: Request, db: Session, plan: Plan) -> None:
+    """The forces on ``plan`` take its new ceilings at once (their PoliceForces: drones,
+    Kafka quota), as the gateways do (their feed). A force that cannot be written now (being
+    deleted, Kubernetes unreachable) is logged and takes them at its next change."""
+    forces: Forces = request.app.state.forces
+    on_plan = list(
+        db.scalars(select(Force.id).where(Force.plan_id == plan.id, Force.deleted_at.is_(None)))
+    )
+    for force_id in on_plan:
+        for _ in range(3):
+            try:
+                current = forces.get(force_id)
+                if current is None or current.deleting:
+                    break
+                spec = spec_of(current.spec, plan=plan)
+                forces.apply(
+                    force_id,
+                    spec,
+                    {PLAN_ANNOTATION: plan.id},
+                    resource_version=current.resource_version,
+                )
+                break
+            except ConflictError:
+                continue
+            except (KubernetesUnavailableError, ValueError) as exc:
+                log.error(
+                    "force %s keeps plan %s's old ceilings for now: %s", force_id, plan.id, exc
+                )
+                break
 
 
 @router.delete(
@@ -132,6 +169,9 @@ def delete_plan(plan_id: PlanId, request: Request, caller: Admin, db: Db) -> Res
     in_use = db.scalars(select(Force.id).where(Force.plan_id == plan_id).limit(1)).first()
     if in_use is not None:
         raise Problem(409, f"plan {plan_id} is the plan of force {in_use}")
+    billed = db.scalars(select(DailyUsage.force_id).where(DailyUsage.plan_id == plan_id).limit(1))
+    if billed.first() is not None:
+        raise Problem(409, f"plan {plan_id} priced days of usage: their invoices need it")
     db.delete(plan)
     audit.record(db, request, caller, "plan.deleted", f"plan/{plan_id}")
     db.commit()

@@ -43,11 +43,22 @@ def post_usage(body: UsagePost, _: Gateway, db: Db) -> Response:
     if fresh is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     for force_id, days in sorted(body.reports.items()):
+        force = db.get(Force, force_id)
+        plan = db.get(Plan, force.plan_id) if force and force.plan_id else None
         for day, count in sorted(days.items()):
             if not count:
                 continue
+            # A day keeps the plan and prices it was first counted under.
             statement = insert(DailyUsage).values(
-                force_id=force_id, day=day, reports_accepted=count, alerts_raised=0
+                force_id=force_id,
+                day=day,
+                reports_accepted=count,
+                alerts_raised=0,
+                plan_id=plan.id if plan else None,
+                monthly_price_cents=plan.monthly_price_cents if plan else None,
+                price_per_million_reports_cents=(
+                    plan.price_per_million_reports_cents if plan else None
+                ),
             )
             db.execute(
                 statement.on_conflict_do_update(
@@ -84,14 +95,14 @@ def _month(month: str | None) -> tuple[date, date]:
 def invoice_preview(caller: ForceAdmin, db: Db, month: Month = None) -> Invoice:
     """The month's usage, day by day, priced from the force's plan (a preview: the month
     may not be over)."""
-    first, last = _month(month)
+    first, final = _month(month)
     rows = list(
         db.scalars(
             select(DailyUsage)
             .where(
                 DailyUsage.force_id == caller.force_id,
                 DailyUsage.day >= first,
-                DailyUsage.day <= last,
+                DailyUsage.day <= final,
             )
             .order_by(DailyUsage.day)
         )
@@ -99,13 +110,17 @@ def invoice_preview(caller: ForceAdmin, db: Db, month: Month = None) -> Invoice:
     force = db.get(Force, caller.force_id)
     plan = db.get(Plan, force.plan_id) if force and force.plan_id else None
     reports = sum(r.reports_accepted for r in rows)
-    monthly = plan.monthly_price_cents if plan else 0
-    per_million = plan.price_per_million_reports_cents if plan else 0
+    # Each day at the prices it was counted under; the month at its last priced day's (the
+    # current plan's for a month not yet counted).
+    priced = [r for r in rows if r.plan_id is not None]
+    last = priced[-1] if priced else None
+    monthly = (last.monthly_price_cents if last else plan.monthly_price_cents if plan else 0) or 0
+    millionths = sum(r.reports_accepted * (r.price_per_million_reports_cents or 0) for r in rows)
     # Rounded up to the cent: a partial million is billed pro rata.
-    reports_price = -(-reports * per_million // 1_000_000)
+    reports_price = -(-millionths // 1_000_000)
     return Invoice(
         force_id=caller.force_id,
-        plan_id=plan.id if plan else None,
+        plan_id=last.plan_id if last else plan.id if plan else None,
         month=first.strftime("%Y-%m"),
         days=[UsageDay(day=r.day, reports_accepted=r.reports_accepted) for r in rows],
         reports_accepted=reports,

@@ -99,6 +99,12 @@ class KeyFeed:
         self._interval = interval
         self._client = client or httpx2.AsyncClient(timeout=httpx2.Timeout(10.0))
         self._failing_since: float | None = None
+        # The age is computed when scraped: it grows even if this loop were stuck.
+        metrics.GATEWAY_KEY_FEED_AGE.set_function(self._age)
+
+    def _age(self) -> float:
+        synced = self._keys.synced_at
+        return float("nan") if synced is None else time.monotonic() - synced
 
     async def refresh(self) -> None:
         """Read every change after the book's cursor (several pages if need be)."""
@@ -119,19 +125,27 @@ class KeyFeed:
         self._keys.synced_at = time.monotonic()
 
     async def run(self) -> None:
+        """Read the feed for ever: no failure ends the loop (a loop that died would stop
+        revocations silently), each is logged once until the feed answers again."""
         while True:
             try:
                 await self.refresh()
                 if self._failing_since is not None:
                     log.info("the drone-key feed answers again")
                     self._failing_since = None
-            except (httpx2.HTTPError, ValidationError) as exc:
-                if self._failing_since is None:
-                    self._failing_since = time.monotonic()
-                    log.error("cannot read the drone-key feed at %s: %s", self._url, exc)
-            if self._keys.synced_at is not None:
-                metrics.GATEWAY_KEY_FEED_AGE.set(time.monotonic() - self._keys.synced_at)
+            except asyncio.CancelledError:
+                raise
+            except (httpx2.HTTPError, ValidationError, OSError) as exc:
+                self._failed(exc)
+            except Exception as exc:
+                log.exception("unexpected failure reading the drone-key feed")
+                self._failed(exc)
             await asyncio.sleep(self._interval)
+
+    def _failed(self, exc: BaseException) -> None:
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+            log.error("cannot read the drone-key feed at %s: %s", self._url, exc)
 
     async def close(self) -> None:
         await self._client.aclose()

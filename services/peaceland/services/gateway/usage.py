@@ -88,13 +88,31 @@ class UsagePoster:
         return False
 
     async def run(self) -> None:
+        """Post for ever: no failure ends the loop; a batch the control plane refuses for
+        good (400, 413, 422: its body) is logged whole and dropped, so that it cannot block
+        the later ones; any other failure keeps it (a wrong token is fixed, then it goes)."""
         while True:
             await asyncio.sleep(self._interval)
             try:
                 while not await self.flush():
                     pass
-            except httpx2.HTTPError as exc:
+            except asyncio.CancelledError:
+                raise
+            except httpx2.HTTPStatusError as exc:
+                if exc.response.status_code in (400, 413, 422) and self._pending is not None:
+                    log.error(
+                        "the control plane refused a usage batch for good (%s): %s; dropped",
+                        exc.response.status_code,
+                        self._pending[0],
+                    )
+                    metrics.GATEWAY_USAGE_PENDING.dec(self._pending[1])
+                    self._pending = None
+                else:
+                    log.warning("usage not posted to the control plane yet (kept): %s", exc)
+            except (httpx2.HTTPError, OSError) as exc:
                 log.warning("usage not posted to the control plane yet (kept): %s", exc)
+            except Exception:
+                log.exception("unexpected failure posting usage (kept)")
 
     async def close(self) -> None:
         """Post what is left (best effort, a few seconds at most), then close."""
