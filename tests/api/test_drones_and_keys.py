@@ -7,8 +7,10 @@ from typing import Any
 
 from sqlalchemy import text
 
+from peaceland.api.reconcile import ForceReconciler
 from peaceland.tenants.drone_keys import KeyChanges, key_digest
 from tests.api.conftest import Api
+from tests.operator.kube_helpers import Kubectl
 
 
 def _force_with_admin(api: Api, **limits: Any) -> tuple[str, dict[str, str]]:
@@ -150,3 +152,27 @@ def test_a_retired_drone_registered_again_comes_back_without_its_old_keys(api: A
         k["key_id"]: k["state"] for k in api.client.get(f"{url}/d-1/keys", headers=boss).json()
     }
     assert states == {old["key_id"]: "revoked"}
+
+
+def test_a_force_deleted_with_kubectl_loses_its_keys_and_people_within_two_passes(
+    api: Api, kubectl: Kubectl, namespace: str
+):
+    manifest = {
+        "apiVersion": "peaceland.io/v1alpha1",
+        "kind": "PoliceForce",
+        "metadata": {"name": "by-hand"},
+        "spec": {"displayName": "By hand", "plan": {"maxDrones": 3, "maxReportsPerSecond": 9}},
+    }
+    kubectl.apply(manifest, namespace)
+    boss = api.member("by-hand", "force_admin")
+    api.client.post("/v1/forces/by-hand/drones", json={"id": "d-1"}, headers=boss)
+    key = api.client.post("/v1/forces/by-hand/drones/d-1/keys", headers=boss).json()
+    start = _feed(api)
+    assert key["key_id"] in {g.key_id for g in start.grants}
+    kubectl("delete", "policeforce", "by-hand", "-n", namespace)
+    reconciler = ForceReconciler(api.app.state.sessions, api.app.state.forces, interval=60)
+    assert reconciler.reconcile() == []  # absent once: not yet (a list may be mid-change)
+    assert reconciler.reconcile() == ["by-hand"]
+    assert _feed(api, start.cursor).revoked == [key["key_id"]]
+    assert api.client.get("/v1/me", headers=boss).json()["roles"] == {}
+    assert reconciler.reconcile() == []

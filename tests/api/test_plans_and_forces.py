@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 
-from tests.api.conftest import Api
+from tests.api.conftest import ADMIN_EMAIL, Api
 from tests.operator.kube_helpers import Kubectl
 
 PROBLEM = "application/problem+json"
@@ -231,3 +232,145 @@ def test_the_operator_writing_the_status_does_not_invalidate_the_version_read(
     changed = api.client.patch(url, json=body, headers={**api.admin, "If-Match": etag})
     assert changed.status_code == 200, changed.text
     assert changed.json()["status"]["phase"] == "Provisioning"
+
+
+def test_a_force_sold_again_under_a_deleted_id_shows_nothing_of_the_old_one(api: Api):
+    plan = api.plan(price_per_million_reports_cents=1_000)
+    force_id = api.force(plan["id"])["id"]
+    boss = api.member(force_id, "force_admin")
+    api.client.post(f"/v1/forces/{force_id}/drones", json={"id": "old-drone"}, headers=boss)
+    api.client.post(f"/v1/forces/{force_id}/drones/old-drone/keys", headers=boss)
+    api.client.post(
+        "/v1/internal/usage",
+        json={"batch_id": "old-usage-1", "reports": {force_id: {"2026-11-02": 2_000_000}}},
+        headers=api.gateway,
+    )
+    assert api.client.delete(f"/v1/forces/{force_id}", headers=api.admin).status_code == 202
+    # A member cannot be added to a force that is gone.
+    late = api.client.post(
+        f"/v1/forces/{force_id}/members",
+        json={"email": "late@x.test", "display_name": "Late", "role": "officer"},
+        headers=api.admin,
+    )
+    assert late.status_code in (404, 409)
+    _gone(api, force_id)  # no operator here: no finalizer holds it
+    again = api.force(plan["id"], force_id=force_id)
+    new_boss = api.member(again["id"], "force_admin")
+    base = f"/v1/forces/{force_id}"
+    assert api.client.get(f"{base}/drones?retired=true", headers=new_boss).json()["items"] == []
+    invoice = api.client.get(f"{base}/invoice?month=2026-11", headers=new_boss).json()
+    assert invoice["reports_accepted"] == 0
+    events = api.client.get(f"{base}/audit", headers=new_boss).json()["items"]
+    assert not [e for e in events if e["action"] in ("key.issued", "drone.registered")]
+    assert api.client.get(base, headers=boss).status_code == 404
+    # The platform admin still reads the old force's history, under its archived name.
+    history = api.client.get("/v1/audit?action=force.deleted", headers=api.admin).json()
+    assert history["items"][0]["force_id"].startswith(f"{force_id}~")
+
+
+def _gone(api: Api, force_id: str) -> None:
+    """Wait until the PoliceForce is gone (no operator: its finalizers are none here)."""
+    deadline = time.monotonic() + 30
+    while api.app.state.forces.get(force_id) is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+def test_a_force_admin_cannot_attach_an_account_that_exists_nor_learn_of_it(api: Api):
+    mine = api.force(api.plan()["id"])["id"]
+    theirs = api.force(api.plan()["id"])["id"]
+    their_boss = api.member(theirs, "force_admin")
+    their_email = api.client.get("/v1/me", headers=their_boss).json()["email"]
+    my_boss = api.member(mine, "force_admin")
+    for email in (their_email, ADMIN_EMAIL.upper()):
+        answer = api.client.post(
+            f"/v1/forces/{mine}/members",
+            json={"email": email, "display_name": "Pre-claimed", "role": "force_admin"},
+            headers=my_boss,
+        )
+        assert answer.status_code == 409
+        assert "user_id" not in answer.text
+        assert "Platform admin" not in answer.text
+    # A platform admin may (and is trusted to check it is the same person).
+    added = api.client.post(
+        f"/v1/forces/{mine}/members",
+        json={"email": their_email, "display_name": "Same person", "role": "analyst"},
+        headers=api.admin,
+    )
+    assert added.status_code == 201
+    assert added.json()["initial_password"] is None
+
+
+def test_the_admin_of_a_force_made_with_kubectl_waits_for_a_plan_to_change_it(
+    api: Api, kubectl: Kubectl, namespace: str
+):
+    manifest = {
+        "apiVersion": "peaceland.io/v1alpha1",
+        "kind": "PoliceForce",
+        "metadata": {"name": "no-plan"},
+        "spec": {"displayName": "No plan", "plan": {"maxDrones": 3, "maxReportsPerSecond": 9}},
+    }
+    kubectl.apply(manifest, namespace)
+    boss = api.member("no-plan", "force_admin")
+    etag = api.client.get("/v1/forces/no-plan", headers=boss).headers["etag"]
+    refused = api.client.patch(
+        "/v1/forces/no-plan", json={"partitions": 1000}, headers={**boss, "If-Match": etag}
+    )
+    assert refused.status_code == 409
+    assert "no plan" in refused.json()["detail"]
+
+
+def test_a_plan_change_reaches_its_forces_and_a_lowered_bound_blocks_no_other_change(
+    api: Api, kubectl: Kubectl, namespace: str
+):
+    plan = api.plan(max_partitions=6, max_drones=5)
+    force_id = api.force(plan["id"], partitions=6)["id"]
+    boss = api.member(force_id, "force_admin")
+    plan_url = f"/v1/plans/{plan['id']}"
+    etag = api.client.get(plan_url, headers=api.admin).headers["etag"]
+    lowered = api.client.patch(
+        plan_url,
+        json={"max_partitions": 3, "max_drones": 2, "max_reports_per_second": 7},
+        headers={**api.admin, "If-Match": etag},
+    )
+    assert lowered.status_code == 200
+    spec = kubectl.get("policeforce", force_id, namespace)["spec"]
+    assert spec["plan"] == {"maxDrones": 2, "maxReportsPerSecond": 7}
+    url = f"/v1/forces/{force_id}"
+    etag = api.client.get(url, headers=boss).headers["etag"]
+    alerting = {"alerting": {"score_threshold": 9, "dedup_window_seconds": 60}}
+    changed = api.client.patch(url, json=alerting, headers={**boss, "If-Match": etag})
+    assert changed.status_code == 200, changed.text
+    grow = api.client.patch(
+        url, json={"partitions": 8}, headers={**boss, "If-Match": changed.headers["etag"]}
+    )
+    assert grow.status_code == 422
+
+
+def test_an_invoice_keeps_the_prices_its_days_were_counted_under(api: Api):
+    plan = api.plan(monthly_price_cents=1_000, price_per_million_reports_cents=100)
+    force_id = api.force(plan["id"])["id"]
+    api.client.post(
+        "/v1/internal/usage",
+        json={"batch_id": "priced-day-1", "reports": {force_id: {"2026-10-05": 1_000_000}}},
+        headers=api.gateway,
+    )
+    url = f"/v1/forces/{force_id}/invoice?month=2026-10"
+    before = api.client.get(url, headers=api.admin).json()
+    etag = api.client.get(f"/v1/plans/{plan['id']}", headers=api.admin).headers["etag"]
+    api.client.patch(
+        f"/v1/plans/{plan['id']}",
+        json={"monthly_price_cents": 999_999, "price_per_million_reports_cents": 999_999},
+        headers={**api.admin, "If-Match": etag},
+    )
+    assert api.client.get(url, headers=api.admin).json() == before
+    assert before["total_cents"] == 1_100
+    force_etag = api.client.get(f"/v1/forces/{force_id}", headers=api.admin).headers["etag"]
+    other = api.plan()
+    api.client.patch(
+        f"/v1/forces/{force_id}",
+        json={"plan_id": other["id"]},
+        headers={**api.admin, "If-Match": force_etag},
+    )
+    refused = api.client.delete(f"/v1/plans/{plan['id']}", headers=api.admin)
+    assert refused.status_code == 409

@@ -16,6 +16,7 @@ from peaceland.api.auth import Authenticator, GatewayToken, LocalTokens
 from peaceland.api.db import make_engine, make_sessions, now
 from peaceland.api.kube import Forces, make_client
 from peaceland.api.models import User
+from peaceland.api.reconcile import ForceReconciler
 from peaceland.api.routes import audit, auth, drones, internal, members, plans, usage
 from peaceland.api.routes import forces as force_routes
 from peaceland.api.settings import ApiSettings
@@ -49,7 +50,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        reconciler = None
+        if settings.reconcile_seconds > 0:
+            reconciler = ForceReconciler(
+                app.state.sessions, app.state.forces, settings.reconcile_seconds
+            )
+            reconciler.start()
         yield
+        if reconciler is not None:
+            reconciler.stop()
         if own_forces:
             app.state.forces.close()
 

@@ -35,6 +35,9 @@ class ApiSettings(BaseSettings):
     #: The first platform admin, made at start when no platform admin exists yet.
     bootstrap_admin_email: str | None = None
     bootstrap_admin_password_file: Path | None = None
+    #: How often forces deleted with kubectl are looked for (their keys revoked, their
+    #: people's roles removed: ``peaceland.api.reconcile``); 0: never.
+    reconcile_seconds: float = Field(default=10.0, ge=0, le=3_600)
     #: Password checks at once (each 64 MiB, ~0.2 s of CPU); more wait a second, then 429.
     concurrent_sign_ins: int = Field(default=4, ge=1, le=64)
     #: Sign-in attempts a minute per client address and per account (then 429).
