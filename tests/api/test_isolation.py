@@ -122,3 +122,25 @@ def test_a_force_admin_reads_only_their_own_forces_audit(api: Api, two_forces: d
     assert events
     assert {e["force_id"] for e in events} == {two_forces["mine"]}
     assert not re.search("secret-drone", str(events))
+
+
+def test_another_forces_real_key_and_person_are_not_reachable_through_ones_own_force(
+    api: Api, two_forces: dict[str, Any]
+):
+    mine, theirs = two_forces["mine"], two_forces["theirs"]
+    their_keys = api.client.get(
+        f"/v1/forces/{theirs}/drones/secret-drone/keys", headers=api.admin
+    ).json()
+    their_people = api.client.get(f"/v1/forces/{theirs}/members", headers=api.admin).json()
+    boss = two_forces["people"]["force_admin"]
+    api.client.post(f"/v1/forces/{mine}/drones", json={"id": "secret-drone"}, headers=boss)
+    key_id = their_keys[0]["key_id"]
+    revoke = api.client.delete(f"/v1/forces/{mine}/drones/secret-drone/keys/{key_id}", headers=boss)
+    assert revoke.status_code == 404
+    user_id = their_people["items"][0]["user_id"]
+    remove = api.client.delete(f"/v1/forces/{mine}/members/{user_id}", headers=boss)
+    assert remove.status_code == 404
+    still = api.client.get(f"/v1/forces/{theirs}/drones/secret-drone/keys", headers=api.admin)
+    assert still.json()[0]["state"] == "live"
+    listed = api.client.get(f"/v1/forces/{mine}/drones/secret-drone/keys", headers=boss).json()
+    assert key_id not in {k["key_id"] for k in listed}

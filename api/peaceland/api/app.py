@@ -10,6 +10,7 @@ from typing import Final
 from fastapi import FastAPI
 from prometheus_client import make_asgi_app
 from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import IntegrityError
 
 from peaceland.api import problems, security
 from peaceland.api.auth import Authenticator, GatewayToken, LocalTokens
@@ -121,6 +122,9 @@ def bootstrap_admin(settings: ApiSettings, engine: Engine) -> bool:
                 created_at=now(),
             )
         )
-        db.commit()
+        try:
+            db.commit()
+        except IntegrityError:  # another replica starting at the same moment made it
+            return False
     log.info("made the first platform admin, %s", settings.bootstrap_admin_email)
     return True
