@@ -53,3 +53,32 @@ def test_upgrading_twice_changes_nothing(engine: Engine):
     migrate.upgrade(engine)
     migrate.upgrade(engine)
     assert migrate.current(engine) == migrate.head(engine)
+
+
+def test_upgrading_from_the_previous_revision_keeps_the_data_and_prices_its_days(engine: Engine):
+    migrate.upgrade(engine, "0001")
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO plans VALUES ('city', 'City', 5, 100, 1, 90, 6, 2, 1000, 300, 1, "
+            "now(), now())"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO forces (id, plan_id, created_at) VALUES ('lyon', 'city', now())"
+        )
+        connection.exec_driver_sql("INSERT INTO daily_usage VALUES ('lyon', '2026-11-02', 42, 0)")
+    migrate.upgrade(engine)
+    with engine.connect() as connection:
+        day = connection.exec_driver_sql(
+            "SELECT reports_accepted, plan_id, price_per_million_reports_cents FROM daily_usage"
+        ).one()
+    assert tuple(day) == (42, "city", 300)
+    # An archived force's rows do not fit the previous revision: going back drops them.
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO daily_usage (force_id, day, reports_accepted, alerts_raised) "
+            "VALUES ('lyon~1796000000000', '2026-11-01', 7, 0)"
+        )
+    migrate.downgrade(engine, "0001")
+    with engine.connect() as connection:
+        kept = connection.exec_driver_sql("SELECT force_id FROM daily_usage").scalars().all()
+    assert kept == ["lyon"]

@@ -61,9 +61,10 @@ def downgrade() -> None:
     op.drop_column("daily_usage", "price_per_million_reports_cents")
     op.drop_column("daily_usage", "monthly_price_cents")
     op.drop_column("daily_usage", "plan_id")
-    # Archived names do not fit the old columns: those rows go (their force was deleted).
+    # Archived forces did not exist before (their names may not fit the old columns, and the
+    # old code would take them for live forces): their rows go.
     for table, column, _ in _FORCE_COLUMNS:
-        op.execute(sa.text(f"DELETE FROM {table} WHERE length({column}) > 40"))
+        op.execute(sa.text(f"DELETE FROM {table} WHERE {column} LIKE '%~%'"))
     for table, column, nullable in _FORCE_COLUMNS:
         op.alter_column(
             table,
