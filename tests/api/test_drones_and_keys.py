@@ -176,3 +176,18 @@ def test_a_force_deleted_with_kubectl_loses_its_keys_and_people_within_two_passe
     assert _feed(api, start.cursor).revoked == [key["key_id"]]
     assert api.client.get("/v1/me", headers=boss).json()["roles"] == {}
     assert reconciler.reconcile() == []
+
+
+def test_a_leaked_key_is_found_by_the_id_it_carries_and_revoked_everywhere(api: Api):
+    force_id, boss = _force_with_admin(api)
+    api.client.post(f"/v1/forces/{force_id}/drones", json={"id": "d-1"}, headers=boss)
+    leaked = api.client.post(f"/v1/forces/{force_id}/drones/d-1/keys", headers=boss).json()["key"]
+    key_id = leaked.split("_")[1]
+    assert api.client.get(f"/v1/keys/{key_id}", headers=boss).status_code == 403
+    found = api.client.get(f"/v1/keys/{key_id}", headers=api.admin).json()
+    assert (found["force_id"], found["drone_id"], found["state"]) == (force_id, "d-1", "live")
+    cursor = _feed(api).cursor
+    assert api.client.delete(f"/v1/keys/{key_id}", headers=api.admin).status_code == 204
+    assert _feed(api, cursor).revoked == [key_id]
+    events = api.client.get(f"/v1/forces/{force_id}/audit?action=key.revoked", headers=boss)
+    assert events.json()["items"][0]["actor"] == "admin@peaceland.test"

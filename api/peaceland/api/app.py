@@ -20,6 +20,7 @@ from peaceland.api.models import User
 from peaceland.api.reconcile import ForceReconciler
 from peaceland.api.routes import audit, auth, drones, internal, members, plans, usage
 from peaceland.api.routes import forces as force_routes
+from peaceland.api.routes import keys as key_routes
 from peaceland.api.settings import ApiSettings
 from peaceland.api.throttle import SignInThrottle
 
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 
 #: Every router of the application (a test walks their routes: each must say who it admits).
 ROUTERS: Final = tuple(
-    module.router for module in (auth, plans, force_routes, drones, members, audit, usage, internal)
+    module.router
+    for module in (auth, plans, force_routes, drones, key_routes, members, audit, usage, internal)
 )
 
 DESCRIPTION = """\

@@ -283,6 +283,10 @@ class KeyOut(BaseModel):
     last_used_at: datetime | None
 
 
+class KeyFound(KeyOut):
+    force_id: str
+
+
 class KeyIssued(KeyOut):
     #: The key itself: shown this once, never again (only its digest is kept).
     key: str
