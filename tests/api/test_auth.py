@@ -117,24 +117,42 @@ def test_sign_ins_and_failures_are_in_the_audit_log(api: Api):
 
 
 def test_a_sign_in_flood_is_told_to_wait_per_address_and_per_account(api: Api):
-    api.app.state.sign_ins = SignInThrottle(concurrent=2, per_minute=3)
+    api.app.state.sign_ins = SignInThrottle(concurrent=2, per_minute=1)
     attempts = [
         api.client.post("/v1/auth/token", json={"email": f"x{i}@x.test", "password": "p"})
-        for i in range(4)
+        for i in range(11)
     ]
-    assert [a.status_code for a in attempts] == [401, 401, 401, 429]
+    assert [a.status_code for a in attempts] == [401] * 10 + [429]
     assert int(attempts[-1].headers["retry-after"]) >= 1
     assert attempts[-1].headers["content-type"] == "application/problem+json"
 
 
-def test_an_account_under_attack_from_many_addresses_is_throttled_too():
+def test_guessing_one_password_is_throttled_per_address_then_per_account():
     throttle = SignInThrottle(per_minute=2)
-    throttle.attempt("client:a", "account:chief@x.test")
-    throttle.attempt("client:b", "account:chief@x.test")
+    for _ in range(2):
+        throttle.attempt("a", "chief@x.test")
+        throttle.failed("a", "chief@x.test")
     with pytest.raises(Problem) as refused:
-        throttle.attempt("client:c", "account:chief@x.test")
+        throttle.attempt("a", "chief@x.test")
     assert refused.value.status == 429
-    throttle.attempt("client:c", "account:other@x.test")  # the address itself is not blamed
+    throttle.attempt("a", "other@x.test")  # another account from there: not a guess at chief
+    for address in range(18):  # twenty failures from everywhere together
+        throttle.attempt(f"b{address}", "chief@x.test")
+        throttle.failed(f"b{address}", "chief@x.test")
+    with pytest.raises(Problem):
+        throttle.attempt("fresh", "chief@x.test")
+
+
+def test_a_stranger_cannot_lock_an_owner_out_by_failing_from_afar():
+    throttle = SignInThrottle(per_minute=2)
+    for _ in range(2):
+        throttle.attempt("stranger", "chief@x.test")
+        throttle.failed("stranger", "chief@x.test")
+    throttle.attempt("owner", "chief@x.test")  # the owner, elsewhere, still gets in
+    # Successes use nothing but their address's attempts.
+    other = SignInThrottle(per_minute=2)
+    for _ in range(20):
+        other.attempt("desk", "chief@x.test")
 
 
 def test_password_checks_beyond_the_concurrent_slots_are_refused_not_queued_for_ever():

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from peaceland.api.kube import Forces
 from peaceland.api.reconcile import ForceReconciler
 from peaceland.tenants.drone_keys import KeyChanges, key_digest
 from tests.api.conftest import Api
@@ -164,18 +165,55 @@ def test_a_force_deleted_with_kubectl_loses_its_keys_and_people_within_two_passe
         "spec": {"displayName": "By hand", "plan": {"maxDrones": 3, "maxReportsPerSecond": 9}},
     }
     kubectl.apply(manifest, namespace)
+    kubectl.apply({**manifest, "metadata": {"name": "keeper"}}, namespace)
     boss = api.member("by-hand", "force_admin")
+    keeper = api.member("keeper", "officer")
     api.client.post("/v1/forces/by-hand/drones", json={"id": "d-1"}, headers=boss)
     key = api.client.post("/v1/forces/by-hand/drones/d-1/keys", headers=boss).json()
     start = _feed(api)
     assert key["key_id"] in {g.key_id for g in start.grants}
     kubectl("delete", "policeforce", "by-hand", "-n", namespace)
-    reconciler = ForceReconciler(api.app.state.sessions, api.app.state.forces, interval=60)
+    reconciler = ForceReconciler(
+        api.app.state.sessions, api.app.state.forces, interval=60, absent_for=0
+    )
     assert reconciler.reconcile() == []  # absent once: not yet (a list may be mid-change)
     assert reconciler.reconcile() == ["by-hand"]
     assert _feed(api, start.cursor).revoked == [key["key_id"]]
     assert api.client.get("/v1/me", headers=boss).json()["roles"] == {}
     assert reconciler.reconcile() == []
+    assert api.client.get("/v1/me", headers=keeper).json()["roles"] == {"keeper": "officer"}
+
+
+def test_a_list_that_looks_wrong_makes_the_reconciler_forget_nothing(
+    api: Api, kubectl: Kubectl, namespace: str
+):
+    force_ids = [api.force(api.plan()["id"])["id"] for _ in range(3)]
+    wrong = Forces(api.app.state.forces._client, "no-such-namespace")
+    reconciler = ForceReconciler(api.app.state.sessions, wrong, interval=60, absent_for=0)
+    assert reconciler.reconcile() == []
+    assert reconciler.reconcile() == []  # an empty list: none forgotten
+    kubectl.apply(
+        {
+            "apiVersion": "peaceland.io/v1alpha1",
+            "kind": "PoliceForce",
+            "metadata": {"name": "lonely"},
+            "spec": {"displayName": "Lonely", "plan": {"maxDrones": 1, "maxReportsPerSecond": 1}},
+        },
+        "default",
+    )
+    elsewhere = Forces(api.app.state.forces._client, "default")
+    reconciler = ForceReconciler(api.app.state.sessions, elsewhere, interval=60, absent_for=0)
+    assert reconciler.reconcile() == []
+    assert reconciler.reconcile() == []  # all three at once: none forgotten
+    kubectl("delete", "policeforce", "lonely", "-n", "default")
+    for force_id in force_ids:
+        assert api.client.get(f"/v1/forces/{force_id}", headers=api.admin).status_code == 200
+        assert (
+            api.client.get(
+                f"/v1/forces/{force_id}/audit?action=force.gone", headers=api.admin
+            ).json()["items"]
+            == []
+        )
 
 
 def test_a_leaked_key_is_found_by_the_id_it_carries_and_revoked_everywhere(api: Api):

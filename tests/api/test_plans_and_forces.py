@@ -276,7 +276,7 @@ def _gone(api: Api, force_id: str) -> None:
         time.sleep(0.2)
 
 
-def test_a_force_admin_cannot_attach_an_account_that_exists_nor_learn_of_it(api: Api):
+def test_a_force_admin_cannot_attach_an_account_that_exists_and_its_owner_keeps_it(api: Api):
     mine = api.force(api.plan()["id"])["id"]
     theirs = api.force(api.plan()["id"])["id"]
     their_boss = api.member(theirs, "force_admin")
@@ -291,14 +291,21 @@ def test_a_force_admin_cannot_attach_an_account_that_exists_nor_learn_of_it(api:
         assert answer.status_code == 409
         assert "user_id" not in answer.text
         assert "Platform admin" not in answer.text
-    # A platform admin may (and is trusted to check it is the same person).
+    # A platform admin may; the account then gets a new first password and its sessions
+    # end, so whoever made it (to pre-claim the address, say) loses it.
     added = api.client.post(
         f"/v1/forces/{mine}/members",
         json={"email": their_email, "display_name": "Same person", "role": "analyst"},
         headers=api.admin,
     )
     assert added.status_code == 201
-    assert added.json()["initial_password"] is None
+    assert added.json()["initial_password"]
+    assert api.client.get("/v1/me", headers=their_boss).status_code == 401
+    again = api.login(their_email, added.json()["initial_password"])
+    assert api.client.get("/v1/me", headers=again).json()["roles"] == {
+        theirs: "force_admin",
+        mine: "analyst",
+    }
 
 
 def test_the_admin_of_a_force_made_with_kubectl_waits_for_a_plan_to_change_it(

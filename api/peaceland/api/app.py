@@ -56,7 +56,10 @@ def create_app(
         reconciler = None
         if settings.reconcile_seconds > 0:
             reconciler = ForceReconciler(
-                app.state.sessions, app.state.forces, settings.reconcile_seconds
+                app.state.sessions,
+                app.state.forces,
+                settings.reconcile_seconds,
+                absent_for=settings.reconcile_absent_seconds,
             )
             reconciler.start()
         yield

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from pydantic import ValidationError
-from sqlalchemy import delete, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from peaceland.api import keys
@@ -169,6 +169,15 @@ def view(resource: ForceResource) -> ForceOut:
     )
 
 
+def lock_force(db: Session, force_id: str, *, exclusive: bool) -> None:
+    """The force's lock, until ``db``'s transaction ends. Exclusive: what makes or forgets
+    the force (a sale, a deletion, the reconciler); shared: what writes into it (people,
+    drones, keys), which may run together but never while the force is made or forgotten,
+    so nothing is written into a force half archived."""
+    lock = func.pg_advisory_xact_lock if exclusive else func.pg_advisory_xact_lock_shared
+    db.execute(select(lock(func.hashtext(f"force/{force_id}"))))
+
+
 def archived_name(force_id: str, at: datetime) -> str:
     return f"{force_id}~{int(at.timestamp() * 1000)}"
 
@@ -180,7 +189,9 @@ def forget(db: Session, force_id: str) -> tuple[int, str]:
     trail, usage and row then kept under an archived name, so that the id sold again starts
     empty while the platform admin still reads the old force's history. Returns the keys
     revoked and the archived name."""
+    lock_force(db, force_id, exclusive=True)
     at = now()
+    # Drones, then keys, then usage: the order every other writer of them takes them in.
     db.execute(
         update(Drone)
         .where(Drone.force_id == force_id, Drone.retired_at.is_(None))

@@ -99,7 +99,7 @@ def revoke_all(db: Session, force_id: str, drone_id: str | None = None) -> int:
     query = select(DroneKey).where(DroneKey.force_id == force_id, DroneKey.revoked_at.is_(None))
     if drone_id is not None:
         query = query.where(DroneKey.drone_id == drone_id)
-    keys = list(db.scalars(query.with_for_update()))
+    keys = list(db.scalars(query.order_by(DroneKey.id).with_for_update()))
     for key in keys:
         revoke(db, key)
     return len(keys)
@@ -125,7 +125,11 @@ def changes(db: Session, cursor: int) -> KeyChanges:
     # A key of a retired (or unknown) drone is never granted, revoked or not: a second guard
     # behind the revocation that retiring a drone makes.
     at = now()
-    live_ids = {k.id for k, drone, retired in found if drone is not None and retired is None}
+    live_ids = {
+        k.id
+        for k, drone, retired in found
+        if drone is not None and retired is None and "~" not in k.force_id
+    }
     rows = [k for k, _, _ in found]
     grants = [
         KeyGrant(

@@ -4,21 +4,25 @@ A PoliceForce deleted with kubectl (or by GitOps) never passes through ``DELETE
 /v1/forces/{id}``: its drones' keys would stay live in the gateways' feed, and its people
 would keep their roles for whoever is sold the id next. Every ``interval`` the reconciler
 lists the PoliceForces and forgets (``peaceland.api.forces.forget``) each force the API holds
-data of whose resource was absent two passes in a row — never on a failed list, so an API
-server outage forgets nothing — and re-checks, under the force's lock, that it is still
-absent. Every replica may run it: forgetting is idempotent.
+data of whose resource has been absent from two passes at least and for ``absent_for``
+seconds, and is still absent when asked by name under the force's lock. Forgetting cannot be
+undone, so the reconciler refuses to act on a list that looks wrong rather than on a force:
+never on a failed list (an API server outage), never on an empty list while forces are held
+(a wrong namespace, a cluster being restored), never on more than half the held forces at
+once; it says so in its log instead. Every replica may run it: forgetting is idempotent.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
-from sqlalchemy import func, select, union
+from sqlalchemy import select, union
 from sqlalchemy.orm import Session, sessionmaker
 
 from peaceland.api.db import now
-from peaceland.api.forces import forget
+from peaceland.api.forces import forget, lock_force
 from peaceland.api.kube import Forces, KubernetesUnavailableError
 from peaceland.api.models import AuditEvent, Drone, Force, Membership
 
@@ -26,11 +30,19 @@ log = logging.getLogger(__name__)
 
 
 class ForceReconciler:
-    def __init__(self, sessions: sessionmaker[Session], forces: Forces, interval: float) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        forces: Forces,
+        interval: float,
+        absent_for: float = 60.0,
+    ) -> None:
         self._sessions = sessions
         self._forces = forces
         self._interval = interval
-        self._absent_before: set[str] = set()
+        self._absent_for = absent_for
+        #: When each absent force was first seen absent (monotonic).
+        self._absent_since: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="force-reconciler", daemon=True)
 
@@ -63,17 +75,38 @@ class ForceReconciler:
                     )
                 )
             )
-        absent = {f for f in held if "~" not in f} - present
-        forgotten = []
-        for force_id in sorted(absent & self._absent_before):
-            if self._forget(force_id):
-                forgotten.append(force_id)
-        self._absent_before = absent - set(forgotten)
+        held = {f for f in held if "~" not in f}
+        absent = held - present
+        now = time.monotonic()
+        due = sorted(
+            f
+            for f in absent
+            if f in self._absent_since and now - self._absent_since[f] >= self._absent_for
+        )
+        self._absent_since = {f: self._absent_since.get(f, now) for f in absent}
+        if due and not present:
+            log.error(
+                "no PoliceForce listed while %d forces are held: forgetting none (is the "
+                "namespace right?)",
+                len(held),
+            )
+            return []
+        if len(due) > 1 and len(due) > len(held) / 2:
+            log.error(
+                "%d of %d forces look gone at once: forgetting none; check the cluster and "
+                "delete them through the API if they are",
+                len(due),
+                len(held),
+            )
+            return []
+        forgotten = [force_id for force_id in due if self._forget(force_id)]
+        for force_id in forgotten:
+            self._absent_since.pop(force_id, None)
         return forgotten
 
     def _forget(self, force_id: str) -> bool:
         with self._sessions() as db:
-            db.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"force/{force_id}"))))
+            lock_force(db, force_id, exclusive=True)
             if self._forces.get(force_id) is not None:  # sold again meanwhile
                 return False
             revoked, archived = forget(db, force_id)

@@ -38,6 +38,8 @@ class ApiSettings(BaseSettings):
     #: How often forces deleted with kubectl are looked for (their keys revoked, their
     #: people's roles removed: ``peaceland.api.reconcile``); 0: never.
     reconcile_seconds: float = Field(default=10.0, ge=0, le=3_600)
+    #: How long a force's resource must have been absent before the API forgets it.
+    reconcile_absent_seconds: float = Field(default=60.0, ge=0, le=86_400)
     #: Password checks at once (each 64 MiB, ~0.2 s of CPU); more wait a second, then 429.
     concurrent_sign_ins: int = Field(default=4, ge=1, le=64)
     #: Sign-in attempts a minute per client address and per account (then 429).

@@ -28,7 +28,8 @@ def sign_in(body: TokenRequest, request: Request, db: Db) -> Token:
     settings: ApiSettings = request.app.state.settings
     throttle: SignInThrottle = request.app.state.sign_ins
     email = body.email.lower()
-    throttle.attempt(f"client:{audit.client_address(request)}", f"account:{email}")
+    client = audit.client_address(request) or "unknown"
+    throttle.attempt(client, email)
     user = db.scalars(select(User).where(func.lower(User.email) == email)).first()
     password_hash = user.password_hash if user else None
     # The check runs outside the transaction: its connection goes back to the pool first.
@@ -37,6 +38,7 @@ def sign_in(body: TokenRequest, request: Request, db: Db) -> Token:
         good = security.verify_password(password_hash, body.password)
     if not good or user is None or user.disabled:
         # A disabled account gets the same answer: no way to learn which accounts exist.
+        throttle.failed(client, email)
         audit.record(db, request, email[:320], "auth.failed", "session")
         db.commit()
         raise Problem(401, "wrong e-mail address or password")
@@ -93,10 +95,22 @@ def me(caller: Person, db: Db) -> Me:
 )
 def change_password(body: PasswordChange, request: Request, caller: Person, db: Db) -> Response:
     """Change your own password; every other session of yours ends."""
+    throttle: SignInThrottle = request.app.state.sign_ins
+    client = audit.client_address(request) or "unknown"
+    throttle.attempt(client, caller.name)
     user = db.get(User, caller.user_id)
-    if user is None or not security.verify_password(user.password_hash, body.current_password):
+    current = user.password_hash if user else None
+    db.rollback()  # the checks run outside the transaction, like a sign-in's
+    with throttle.checking():
+        good = security.verify_password(current, body.current_password)
+        new_hash = security.hash_password(body.new_password) if good else None
+    if new_hash is None:
+        throttle.failed(client, caller.name)
         raise Problem.field(422, "body.current_password", "not your current password")
-    user.password_hash = security.hash_password(body.new_password)
+    user = db.get(User, caller.user_id)
+    if user is None:
+        raise Problem(401, "this account no longer exists")
+    user.password_hash = new_hash
     for login in db.scalars(
         select(Login).where(Login.user_id == user.id, Login.ended_at.is_(None))
     ):

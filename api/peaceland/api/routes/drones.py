@@ -12,7 +12,7 @@ from peaceland.api import audit, keys
 from peaceland.api.auth import ANY_FORCE_ROLE, ForceCaller, force_role
 from peaceland.api.conventions import IdempotencyKey, remember, replay
 from peaceland.api.db import now, session
-from peaceland.api.forces import live_plan
+from peaceland.api.forces import live_plan, lock_force
 from peaceland.api.models import Drone, DroneKey, Role
 from peaceland.api.paging import Cursor, Limit, Page, after_str, encode
 from peaceland.api.problems import Problem, responses
@@ -77,6 +77,7 @@ def register_drone(
     """Register a drone, within the plan's drone count."""
     if (answer := replay(db, caller.principal, key, request, body)) is not None:
         return answer
+    lock_force(db, caller.force_id, exclusive=False)
     plan = _live_force(request, caller.force_id)
     existing = db.get(Drone, (caller.force_id, body.id))
     if existing is not None and existing.retired_at is None:
@@ -160,6 +161,7 @@ def issue_key(
     """Issue a key for the drone: shown in this answer only. A drone holds two live keys at
     most (the one in use and its replacement): revoke one before issuing a third."""
     body = body or KeyCreate()
+    lock_force(db, caller.force_id, exclusive=False)
     _live_force(request, caller.force_id)
     # The drone's row locked, and read again under the lock: a retirement or a force's
     # deletion either finished before (and is seen) or waits for this key (and revokes it).

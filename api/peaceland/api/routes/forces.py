@@ -4,7 +4,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from peaceland.api import audit
@@ -25,7 +24,7 @@ from peaceland.api.conventions import (
     replay,
 )
 from peaceland.api.db import now, session
-from peaceland.api.forces import bounds, forget, spec_of, valid_spec, view
+from peaceland.api.forces import bounds, forget, lock_force, spec_of, valid_spec, view
 from peaceland.api.kube import (
     PLAN_ANNOTATION,
     ConflictError,
@@ -128,16 +127,18 @@ def create_force(
     _check(plan, spec)
     forces = _forces(request)
     # One sale of an id at a time: the second waits here, then finds the first's resource.
-    db.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"force/{body.id}"))))
+    lock_force(db, body.id, exclusive=True)
     try:
         if forces.get(body.id) is not None:
             raise Problem.field(409, "body.id", f"police force {body.id} exists already")
+        resource = forces.apply(body.id, spec, {PLAN_ANNOTATION: plan.id})
         # Whatever the API still holds under this id belongs to a force that is gone (deleted
         # with kubectl, or made with kubectl and deleted so): archived, the new sale empty.
+        # After the apply: the key lock that forgetting may take is never held across a call
+        # to Kubernetes.
         forget(db, body.id)
         db.add(Force(id=body.id, plan_id=plan.id, created_at=now(), created_by=caller.name))
         db.flush()
-        resource = forces.apply(body.id, spec, {PLAN_ANNOTATION: plan.id})
     except KubernetesUnavailableError as exc:
         raise _unavailable(exc) from None
     except ValueError as exc:
@@ -256,7 +257,9 @@ def _changed_spec(
     spec = spec_of(
         current.spec,
         display_name=body.display_name,
-        plan=plan if body.plan_id else None,
+        # The plan's ceilings as they are now, whatever this change is: a plan change that
+        # could not reach the force at the time reaches it with its next change.
+        plan=plan,
         alerting=body.alerting,
         retention_days=body.retention_days,
         deletion_policy=body.deletion_policy,

@@ -5,15 +5,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from peaceland.api import audit, security
 from peaceland.api.auth import ForceCaller, force_role
 from peaceland.api.conventions import IdempotencyKey, remember, replay
 from peaceland.api.db import now, session
-from peaceland.api.forces import live_plan
+from peaceland.api.forces import live_plan, lock_force
 from peaceland.api.models import Membership, Role, User
+from peaceland.api.models import Session as Login
 from peaceland.api.paging import Cursor, Limit, Page, after_int, encode
 from peaceland.api.problems import Problem, responses
 from peaceland.api.schemas import MemberAdded, MemberCreate, MemberOut
@@ -73,6 +74,7 @@ def add_member(
     a first password, shown in this answer only."""
     if (answer := replay(db, caller.principal, key, request, body)) is not None:
         return answer
+    lock_force(db, caller.force_id, exclusive=False)
     live_plan(request.app.state.forces, caller.force_id)
     email = body.email.lower()
     user = db.scalars(select(User).where(func.lower(User.email) == email)).first()
@@ -98,6 +100,18 @@ def add_member(
         db.flush()
     elif db.get(Membership, (user.id, caller.force_id)) is not None:
         raise Problem.field(409, "body.email", f"{email} has a role in {caller.force_id} already")
+    elif not user.is_platform_admin:
+        # Attaching an account that exists (a platform admin does): whoever made it or knew
+        # its password loses it here. It gets a new first password, shown once, for the
+        # person, and every session of it ends: an account made to pre-claim someone's
+        # address in one force is worth nothing once it is attached to another.
+        initial = secrets.token_urlsafe(15)
+        user.password_hash = security.hash_password(initial)
+        db.execute(
+            update(Login)
+            .where(Login.user_id == user.id, Login.ended_at.is_(None))
+            .values(ended_at=now())
+        )
     membership = Membership(
         user_id=user.id, force_id=caller.force_id, role=Role(body.role), created_at=now()
     )

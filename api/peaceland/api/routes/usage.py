@@ -42,6 +42,13 @@ def post_usage(body: UsagePost, _: Gateway, db: Db) -> Response:
     ).first()
     if fresh is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
+    # Keys before days: the order a force's deletion takes them in (no deadlock).
+    for key_id, seen in sorted(body.keys_used.items()):
+        db.execute(
+            update(DroneKey)
+            .where(DroneKey.id == key_id)
+            .values(last_used_at=func.greatest(func.coalesce(DroneKey.last_used_at, seen), seen))
+        )
     for force_id, days in sorted(body.reports.items()):
         force = db.get(Force, force_id)
         plan = db.get(Plan, force.plan_id) if force and force.plan_id else None
@@ -63,15 +70,20 @@ def post_usage(body: UsagePost, _: Gateway, db: Db) -> Response:
             db.execute(
                 statement.on_conflict_do_update(
                     index_elements=[DailyUsage.force_id, DailyUsage.day],
-                    set_={"reports_accepted": DailyUsage.reports_accepted + count},
+                    set_={
+                        "reports_accepted": DailyUsage.reports_accepted + count,
+                        # A day first counted before its force had a plan is priced once it has.
+                        "plan_id": func.coalesce(DailyUsage.plan_id, statement.excluded.plan_id),
+                        "monthly_price_cents": func.coalesce(
+                            DailyUsage.monthly_price_cents, statement.excluded.monthly_price_cents
+                        ),
+                        "price_per_million_reports_cents": func.coalesce(
+                            DailyUsage.price_per_million_reports_cents,
+                            statement.excluded.price_per_million_reports_cents,
+                        ),
+                    },
                 )
             )
-    for key_id, seen in sorted(body.keys_used.items()):
-        db.execute(
-            update(DroneKey)
-            .where(DroneKey.id == key_id)
-            .values(last_used_at=func.greatest(func.coalesce(DroneKey.last_used_at, seen), seen))
-        )
     db.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -89,17 +89,20 @@ class UsagePoster:
 
     async def run(self) -> None:
         """Post for ever: no failure ends the loop; a batch the control plane refuses for
-        good (400, 413, 422: its body) is logged whole and dropped, so that it cannot block
-        the later ones; any other failure keeps it (a wrong token is fixed, then it goes)."""
+        good (422: its body breaks the contract) is logged whole and dropped, so that it
+        cannot block the later ones; any other failure keeps it (a wrong token is fixed, a
+        proxy's limit raised, then it goes)."""
         while True:
             await asyncio.sleep(self._interval)
             try:
-                while not await self.flush():
-                    pass
+                # The batch left from a failure, then at most one new one: one post per
+                # interval in the steady state, however busy the gateway.
+                if not await self.flush():
+                    await self.flush()
             except asyncio.CancelledError:
                 raise
             except httpx2.HTTPStatusError as exc:
-                if exc.response.status_code in (400, 413, 422) and self._pending is not None:
+                if exc.response.status_code == 422 and self._pending is not None:
                     log.error(
                         "the control plane refused a usage batch for good (%s): %s; dropped",
                         exc.response.status_code,

@@ -58,18 +58,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """The prices go; the archived forces stay, and so do the wider columns they need: the
+    previous code reads them as what they are (deleted forces, retired drones, revoked keys,
+    another force's audit trail) and an audit trail is not destroyed by a rollback."""
     op.drop_column("daily_usage", "price_per_million_reports_cents")
     op.drop_column("daily_usage", "monthly_price_cents")
     op.drop_column("daily_usage", "plan_id")
-    # Archived forces did not exist before (their names may not fit the old columns, and the
-    # old code would take them for live forces): their rows go.
-    for table, column, _ in _FORCE_COLUMNS:
-        op.execute(sa.text(f"DELETE FROM {table} WHERE {column} LIKE '%~%'"))
-    for table, column, nullable in _FORCE_COLUMNS:
-        op.alter_column(
-            table,
-            column,
-            type_=sa.String(length=40),
-            existing_type=sa.String(length=64),
-            existing_nullable=nullable,
-        )
