@@ -216,13 +216,18 @@ def forget(db: Session, force_id: str) -> tuple[int, str]:
     return revoked, archived
 
 
+def unavailable(exc: KubernetesUnavailableError) -> Problem:
+    """A Kubernetes API that did not answer, as the answer to the request that needed it."""
+    return Problem(503, f"the Kubernetes API did not answer: {exc}", headers={"Retry-After": "5"})
+
+
 def live_plan(forces: Forces, force_id: str) -> dict[str, int]:
     """The plan limits of a force that exists and is not being deleted (what writes to its
     people, drones and keys need); 404 once it is gone, 409 while it goes."""
     try:
         resource = forces.get(force_id)
     except KubernetesUnavailableError as exc:
-        raise Problem(503, f"the Kubernetes API did not answer: {exc}") from None
+        raise unavailable(exc) from None
     if resource is None:
         raise Problem(404, f"no police force {force_id}")
     if resource.deleting:

@@ -10,6 +10,8 @@ resource changed since.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -81,24 +83,18 @@ class Forces:
 
     def get(self, name: str) -> ForceResource | None:
         try:
-            return ForceResource.of(self._client.get(PoliceForce, name, namespace=self.namespace))
-        except ApiError as exc:
-            if exc.status.code == 404:
-                return None
-            raise KubernetesUnavailableError(_reason(exc)) from None
-        except httpx2.HTTPError as exc:
-            raise KubernetesUnavailableError(str(exc)) from None
+            with _answers(missing=True):
+                found = self._client.get(PoliceForce, name, namespace=self.namespace)
+        except _NotFoundError:
+            return None
+        return ForceResource.of(found)
 
     def list(self) -> list[ForceResource]:
-        try:
+        with _answers():
             return [
                 ForceResource.of(item)
                 for item in self._client.list(PoliceForce, namespace=self.namespace)
             ]
-        except ApiError as exc:
-            raise KubernetesUnavailableError(_reason(exc)) from None
-        except httpx2.HTTPError as exc:
-            raise KubernetesUnavailableError(str(exc)) from None
 
     def apply(
         self,
@@ -119,7 +115,7 @@ class Forces:
             "metadata": metadata,
             "spec": spec,
         }
-        try:
+        with _answers():
             applied = self._client.patch(
                 PoliceForce,
                 name,
@@ -129,28 +125,42 @@ class Forces:
                 field_manager=FIELD_MANAGER,
                 force=True,
             )
-        except ApiError as exc:
-            if exc.status.code == 409:
-                raise ConflictError(_reason(exc)) from None
-            if exc.status.code in (400, 422):  # the resource itself is refused
-                raise ValueError(_reason(exc)) from None
-            raise KubernetesUnavailableError(_reason(exc)) from None
-        except httpx2.HTTPError as exc:
-            raise KubernetesUnavailableError(str(exc)) from None
         return ForceResource.of(applied)
 
     def delete(self, name: str) -> bool:
         """Ask for the force's deletion (the operator honours its deletion policy);
         False when it was already gone."""
         try:
-            self._client.delete(PoliceForce, name, namespace=self.namespace)
-        except ApiError as exc:
-            if exc.status.code == 404:
-                return False
-            raise KubernetesUnavailableError(_reason(exc)) from None
-        except httpx2.HTTPError as exc:
-            raise KubernetesUnavailableError(str(exc)) from None
+            with _answers(missing=True):
+                self._client.delete(PoliceForce, name, namespace=self.namespace)
+        except _NotFoundError:
+            return False
         return True
+
+
+class _NotFoundError(Exception):
+    pass
+
+
+@contextmanager
+def _answers(*, missing: bool = False) -> Iterator[None]:
+    """The API server's answers as this module's errors: 404 the force is missing
+    (``missing``: an answer the caller expects), 409 a version that moved (ConflictError),
+    400 and 422 a resource it refuses (ValueError); any other answer, or none,
+    KubernetesUnavailableError."""
+    try:
+        yield
+    except ApiError as exc:
+        code = exc.status.code
+        if code == 404 and missing:
+            raise _NotFoundError from None
+        if code == 409:
+            raise ConflictError(_reason(exc)) from None
+        if code in (400, 422):
+            raise ValueError(_reason(exc)) from None
+        raise KubernetesUnavailableError(_reason(exc)) from None
+    except httpx2.HTTPError as exc:
+        raise KubernetesUnavailableError(str(exc)) from None
 
 
 def _reason(exc: ApiError) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
@@ -26,6 +27,20 @@ class Page(BaseModel, Generic[T]):
 
 def encode(key: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+
+
+R = TypeVar("R")
+
+
+def page_of(
+    rows: Sequence[R], limit: int, item: Callable[[R], T], key: Callable[[R], int | str]
+) -> Page[T]:
+    """The page of ``rows`` — asked for one more than ``limit``, whose presence says that a
+    next page exists — and the cursor after its last row, by ``key``."""
+    shown = rows[:limit]
+    following = encode([key(shown[-1])]) if len(rows) > limit else None
+    page: Page[T] = Page[Any](items=[item(r) for r in shown], next_cursor=following)
+    return page
 
 
 def _key(cursor: str) -> Any:

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from peaceland.tenants.access import secret_value
 from peaceland.tenants.environment import env_prefix
 
 
@@ -62,10 +63,9 @@ class ApiSettings(BaseSettings):
         return value
 
     def current_gateway_token(self) -> str | None:
-        """The gateways' token, the file read again at each call (a rotated Secret)."""
-        if self.gateway_token_file is not None:
-            try:
-                return self.gateway_token_file.read_text(encoding="utf-8").strip() or None
-            except OSError:
-                return None
-        return self.gateway_token.get_secret_value() if self.gateway_token else None
+        """The gateways' token, the file read again at each call (a rotated Secret); None
+        while it cannot be read (no gateway is let in meanwhile)."""
+        try:
+            return secret_value(self.gateway_token, self.gateway_token_file, "the gateways' token")
+        except ValueError:
+            return None

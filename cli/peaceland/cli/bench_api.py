@@ -24,6 +24,7 @@ from peaceland.cli.demo import DEMO_PLAN
 from peaceland.loadgen.drivers import send_to_gateway
 from peaceland.loadgen.errors import LoadError
 from peaceland.loadgen.fleet import Fleet
+from peaceland.loadgen.stats import percentiles
 from peaceland.node.launch import ControlPlaneSecrets, ForceServices
 from peaceland.node.platform import LocalPlatform
 from peaceland.operator import manifests
@@ -186,7 +187,7 @@ class _Load(threading.Thread):
 
 def _routes_under_load(
     api: ControlPlane, gateway: str, force_id: str, requests: int, rate: float, say: Say
-) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+) -> tuple[dict[str, dict[str, float | None]], dict[str, Any]]:
     fleet = Fleet(drones=50, seed=5)
     load = _Load(fleet, gateway, _fleet_keys(api, gateway, force_id, fleet), rate)
     load.start()
@@ -223,12 +224,5 @@ def _routes_under_load(
     return {name: _summary(values) for name, values in timings.items()}, figures
 
 
-def _summary(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    return {
-        "count": len(ordered),
-        "p50": round(statistics.median(ordered), 3),
-        "p95": round(ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))], 3),
-        "p99": round(ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))], 3),
-        "max": round(ordered[-1], 3),
-    }
+def _summary(values: list[float]) -> dict[str, float | None]:
+    return {"count": len(values), **percentiles(sorted(values))}

@@ -51,6 +51,34 @@ SERVICES: Final = ("gateway", "archiver", "alerter")
 Say = Callable[[str], None]
 
 
+def wait_answering(
+    url: str,
+    watched: list[ServiceProcess],
+    server: ServiceProcess,
+    what: str,
+    timeout: float = 60.0,
+) -> None:
+    """Until ``url``'s ``/readyz`` answers 200. NodeError, naming the log to read, as soon as
+    one of ``watched`` exits, or when ``what`` (served by ``server``) is not ready in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        dead = [p for p in watched if not p.alive()]
+        if dead:
+            raise NodeError(
+                f"{dead[0].name} of {dead[0].force_id} exited; its log is {dead[0].log_file}"
+            )
+        try:
+            if httpx2.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx2.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise NodeError(
+                f"{what} was not ready within {timeout:.0f}s; its log is {server.log_file}"
+            )
+        time.sleep(0.2)
+
+
 @dataclass
 class ServiceProcess:
     name: str
@@ -315,24 +343,13 @@ class ForceServices:
         self._supervisor.start()
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            dead = [p for p in self.processes.values() if not p.alive()]
-            if dead:
-                raise NodeError(
-                    f"{dead[0].name} of {self.force_id} exited; its log is {dead[0].log_file}"
-                )
-            try:
-                if httpx2.get(f"{self.gateway_url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx2.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise NodeError(
-                    f"the gateway of {self.force_id} was not ready within "
-                    f"{timeout:.0f}s; its log is {self.processes['gateway'].log_file}"
-                )
-            time.sleep(0.2)
+        wait_answering(
+            self.gateway_url,
+            list(self.processes.values()),
+            self.processes["gateway"],
+            f"the gateway of {self.force_id}",
+            timeout,
+        )
 
     def stop(self) -> None:
         """Stop every process (SIGTERM, then SIGKILL after 30 s) and forget its settings."""

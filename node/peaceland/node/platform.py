@@ -14,12 +14,11 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-import httpx2
 import yaml
 
 from peaceland.node.errors import NodeError
 from peaceland.node.kubelet import node_process
-from peaceland.node.launch import ServiceProcess, local_api, local_operator
+from peaceland.node.launch import ServiceProcess, local_api, local_operator, wait_answering
 from peaceland.stack import Stack
 from peaceland.stack.kube import LOCAL_NAMESPACE
 from peaceland.stack.processes import free_port
@@ -110,26 +109,9 @@ class LocalPlatform:
                 say(f"{name} started; its log is {process.log_file}")
             else:
                 say(f"{name} already running; its log is {process.log_file}")
-        self._wait_control_plane()
-
-    def _wait_control_plane(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if not self.control_plane.alive():
-                raise NodeError(
-                    f"the control plane exited; its log is {self.control_plane.log_file}"
-                )
-            try:
-                if httpx2.get(f"{self.control_plane_url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx2.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise NodeError(
-                    f"the control plane did not answer in {timeout:.0f}s; its log is "
-                    f"{self.control_plane.log_file}"
-                )
-            time.sleep(0.2)
+        wait_answering(
+            self.control_plane_url, [self.control_plane], self.control_plane, "the control plane"
+        )
 
     def stop(self) -> None:
         """Stop the control plane, the node (and the consumers it runs), then the operator."""

@@ -46,6 +46,15 @@ def _secret_file(path: Path | None, what: str) -> str | None:
     return value
 
 
+def secret_value(value: SecretStr | None, path: Path | None, what: str) -> str | None:
+    """A secret given as itself or as a file (a mounted Secret's item, read now, so that a
+    rotation is taken up): the file's when given. ValueError when the file cannot be read or
+    is empty."""
+    if path is not None:
+        return _secret_file(path, what)
+    return value.get_secret_value() if value is not None else None
+
+
 def _credentials(
     server: str,
     username: str | None,

@@ -10,7 +10,7 @@ from peaceland.api import audit
 from peaceland.api.auth import ForceCaller, Principal, force_role, platform_admin
 from peaceland.api.db import session
 from peaceland.api.models import AuditEvent, Role
-from peaceland.api.paging import Cursor, Limit, Page, after_int, encode
+from peaceland.api.paging import Cursor, Limit, Page, after_int, page_of
 from peaceland.api.problems import responses
 from peaceland.api.schemas import AuditOut
 
@@ -32,11 +32,7 @@ def _page(db: Session, query: Select[AuditEvent], cursor: str | None, limit: int
     if after is not None:
         query = query.where(AuditEvent.id < after)
     rows = list(db.scalars(query.order_by(AuditEvent.id.desc()).limit(limit + 1)))
-    page = rows[:limit]
-    return Page[AuditOut](
-        items=[AuditOut.model_validate(e) for e in page],
-        next_cursor=encode([page[-1].id]) if len(rows) > limit else None,
-    )
+    return page_of(rows, limit, AuditOut.model_validate, lambda e: e.id)
 
 
 def _filtered(

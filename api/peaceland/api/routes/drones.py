@@ -14,7 +14,7 @@ from peaceland.api.conventions import IdempotencyKey, remember, replay
 from peaceland.api.db import now, session
 from peaceland.api.forces import live_plan, lock_force
 from peaceland.api.models import Drone, DroneKey, Role
-from peaceland.api.paging import Cursor, Limit, Page, after_str, encode
+from peaceland.api.paging import Cursor, Limit, Page, after_str, page_of
 from peaceland.api.problems import Problem, responses
 from peaceland.api.schemas import DroneCreate, DroneOut, KeyCreate, KeyIssued, KeyOut
 from peaceland.tenants.reports import MAX_DRONE_ID_LENGTH
@@ -33,10 +33,6 @@ DroneId = Annotated[
     ),
 ]
 KeyId = Annotated[str, Path(min_length=16, max_length=16, pattern=r"^[a-z0-9]{16}$")]
-
-
-def _live_force(request: Request, force_id: str) -> dict[str, int]:
-    return live_plan(request.app.state.forces, force_id)
 
 
 def _drone(db: Session, force_id: str, drone_id: str) -> Drone:
@@ -58,11 +54,7 @@ def list_drones(
     if after is not None:
         query = query.where(Drone.id > after)
     drones = list(db.scalars(query.order_by(Drone.id).limit(limit + 1)))
-    page = drones[:limit]
-    return Page[DroneOut](
-        items=[DroneOut.model_validate(d) for d in page],
-        next_cursor=encode([page[-1].id]) if len(drones) > limit else None,
-    )
+    return page_of(drones, limit, DroneOut.model_validate, lambda d: d.id)
 
 
 @router.post(
@@ -78,7 +70,7 @@ def register_drone(
     if (answer := replay(db, caller.principal, key, request, body)) is not None:
         return answer
     lock_force(db, caller.force_id, exclusive=False)
-    plan = _live_force(request, caller.force_id)
+    plan = live_plan(request.app.state.forces, caller.force_id)
     existing = db.get(Drone, (caller.force_id, body.id))
     if existing is not None and existing.retired_at is None:
         raise Problem.field(409, "body.id", f"drone {body.id} is registered already")
@@ -162,7 +154,7 @@ def issue_key(
     most (the one in use and its replacement): revoke one before issuing a third."""
     body = body or KeyCreate()
     lock_force(db, caller.force_id, exclusive=False)
-    _live_force(request, caller.force_id)
+    live_plan(request.app.state.forces, caller.force_id)
     # The drone's row locked, and read again under the lock: a retirement or a force's
     # deletion either finished before (and is seen) or waits for this key (and revokes it).
     drone = db.get(Drone, (caller.force_id, drone_id), with_for_update=True, populate_existing=True)

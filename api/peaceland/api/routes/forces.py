@@ -24,7 +24,15 @@ from peaceland.api.conventions import (
     replay,
 )
 from peaceland.api.db import now, session
-from peaceland.api.forces import bounds, forget, lock_force, spec_of, valid_spec, view
+from peaceland.api.forces import (
+    bounds,
+    forget,
+    lock_force,
+    spec_of,
+    unavailable,
+    valid_spec,
+    view,
+)
 from peaceland.api.kube import (
     PLAN_ANNOTATION,
     ConflictError,
@@ -33,7 +41,7 @@ from peaceland.api.kube import (
     KubernetesUnavailableError,
 )
 from peaceland.api.models import Force, Plan, Role
-from peaceland.api.paging import Cursor, Limit, Page, after_str, encode
+from peaceland.api.paging import Cursor, Limit, Page, after_str, page_of
 from peaceland.api.problems import Problem, responses
 from peaceland.api.schemas import ForceCreate, ForceOut, ForcePatch
 from peaceland.api.settings import ApiSettings
@@ -50,10 +58,6 @@ PlatformOnly = Annotated[ForceCaller, Depends(force_role())]
 def _forces(request: Request) -> Forces:
     forces: Forces = request.app.state.forces
     return forces
-
-
-def _unavailable(exc: KubernetesUnavailableError) -> Problem:
-    return Problem(503, f"the Kubernetes API did not answer: {exc}", headers={"Retry-After": "5"})
 
 
 def _plan(db: Session, plan_id: str, field: str = "body.plan_id") -> Plan:
@@ -79,18 +83,14 @@ def list_forces(
     try:
         resources = sorted(_forces(request).list(), key=lambda r: r.name)
     except KubernetesUnavailableError as exc:
-        raise _unavailable(exc) from None
+        raise unavailable(exc) from None
     seen = [
         r
         for r in resources
         if (caller.platform_admin or caller.role_in(r.name) is not None)
         and (after is None or r.name > after)
     ]
-    page = seen[:limit]
-    return Page[ForceOut](
-        items=[view(r) for r in page],
-        next_cursor=encode([page[-1].name]) if len(seen) > limit else None,
-    )
+    return page_of(seen, limit, view, lambda r: r.name)
 
 
 @router.post(
@@ -140,7 +140,7 @@ def create_force(
         db.add(Force(id=body.id, plan_id=plan.id, created_at=now(), created_by=caller.name))
         db.flush()
     except KubernetesUnavailableError as exc:
-        raise _unavailable(exc) from None
+        raise unavailable(exc) from None
     except ValueError as exc:
         raise Problem(422, f"the Kubernetes API refused the force: {exc}") from None
     out = view(resource)
@@ -160,7 +160,7 @@ def get_force(request: Request, caller: Member, response: Response) -> ForceOut:
     try:
         resource = _forces(request).get(caller.force_id)
     except KubernetesUnavailableError as exc:
-        raise _unavailable(exc) from None
+        raise unavailable(exc) from None
     if resource is None:
         raise Problem(404, f"no police force {caller.force_id}")
     response.headers["ETag"] = etag(resource.generation)
@@ -215,7 +215,7 @@ def change_force(
             row.plan_id = body.plan_id
             db.add(row)
     except KubernetesUnavailableError as exc:
-        raise _unavailable(exc) from None
+        raise unavailable(exc) from None
     except ValueError as exc:
         raise Problem(422, f"the Kubernetes API refused the change: {exc}") from None
     audit.record(
@@ -294,7 +294,7 @@ def delete_force(request: Request, caller: PlatformOnly, db: Db) -> Response:
         if forces.get(caller.force_id) is None:
             raise Problem(404, f"no police force {caller.force_id}")
     except KubernetesUnavailableError as exc:
-        raise _unavailable(exc) from None
+        raise unavailable(exc) from None
     # Keys first, committed before the resource goes: a deletion that fails half way
     # leaves a force that takes no reports, never a deleted force whose keys still work.
     revoked, archived = forget(db, caller.force_id)
@@ -306,5 +306,5 @@ def delete_force(request: Request, caller: PlatformOnly, db: Db) -> Response:
     try:
         forces.delete(caller.force_id)
     except KubernetesUnavailableError as exc:
-        raise _unavailable(exc) from None
+        raise unavailable(exc) from None
     return Response(status_code=status.HTTP_202_ACCEPTED)

@@ -15,7 +15,7 @@ from peaceland.api.db import now, session
 from peaceland.api.forces import live_plan, lock_force
 from peaceland.api.models import Membership, Role, User
 from peaceland.api.models import Session as Login
-from peaceland.api.paging import Cursor, Limit, Page, after_int, encode
+from peaceland.api.paging import Cursor, Limit, Page, after_int, page_of
 from peaceland.api.problems import Problem, responses
 from peaceland.api.schemas import MemberAdded, MemberCreate, MemberOut
 
@@ -49,16 +49,13 @@ def list_members(
     if after is not None:
         query = query.where(User.id > after)
     rows = list(db.execute(query.order_by(User.id).limit(limit + 1)))
-    page = rows[:limit]
+    page = page_of(rows, limit, lambda row: _out(*row), lambda row: row[0].id)
     audit.record(
         db, request, caller.principal, "members.read", f"force/{caller.force_id}/members",
-        force_id=caller.force_id, details={"count": len(page)},
+        force_id=caller.force_id, details={"count": len(page.items)},
     )  # fmt: skip
     db.commit()
-    return Page[MemberOut](
-        items=[_out(u, m) for u, m in page],
-        next_cursor=encode([page[-1][0].id]) if len(rows) > limit else None,
-    )
+    return page
 
 
 @router.post(

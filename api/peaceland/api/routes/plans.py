@@ -23,7 +23,7 @@ from peaceland.api.db import now, session
 from peaceland.api.forces import spec_of
 from peaceland.api.kube import PLAN_ANNOTATION, ConflictError, Forces, KubernetesUnavailableError
 from peaceland.api.models import DailyUsage, Force, Plan
-from peaceland.api.paging import Cursor, Limit, Page, after_str, encode
+from peaceland.api.paging import Cursor, Limit, Page, after_str, page_of
 from peaceland.api.problems import Problem, responses
 from peaceland.api.schemas import PlanCreate, PlanLimits, PlanOut, PlanPatch
 
@@ -49,13 +49,7 @@ def list_plans(_: Admin, db: Db, cursor: Cursor = None, limit: Limit = 50) -> Pa
     query = select(Plan).order_by(Plan.id).limit(limit + 1)
     if after is not None:
         query = query.where(Plan.id > after)
-    plans = list(db.scalars(query))
-    more = len(plans) > limit
-    plans = plans[:limit]
-    return Page[PlanOut](
-        items=[PlanOut.model_validate(p) for p in plans],
-        next_cursor=encode([plans[-1].id]) if more else None,
-    )
+    return page_of(list(db.scalars(query)), limit, PlanOut.model_validate, lambda p: p.id)
 
 
 @router.post(

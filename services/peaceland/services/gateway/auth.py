@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx2
-from pydantic import ValidationError
 
 from peaceland.services import metrics
 from peaceland.services.gateway.quotas import ReportQuotas
@@ -135,7 +134,7 @@ class KeyFeed:
                     self._failing_since = None
             except asyncio.CancelledError:
                 raise
-            except (httpx2.HTTPError, ValidationError, OSError) as exc:
+            except (httpx2.HTTPError, ValueError, OSError) as exc:  # ValidationError too
                 self._failed(exc)
             except Exception as exc:
                 log.exception("unexpected failure reading the drone-key feed")

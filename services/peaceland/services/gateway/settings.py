@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from peaceland.tenants.access import KafkaAccessSettings
+from peaceland.tenants.access import KafkaAccessSettings, secret_value
 from peaceland.tenants.drone_keys import key_digest, key_id_of
 from peaceland.tenants.environment import env_prefix
 from peaceland.tenants.forces import validate_force_id
@@ -90,9 +90,12 @@ class GatewaySettings(KafkaAccessSettings):
         return self
 
     def current_control_plane_token(self) -> str:
-        if self.control_plane_token_file is not None:
-            return self.control_plane_token_file.read_text(encoding="utf-8").strip()
-        return self.control_plane_token.get_secret_value() if self.control_plane_token else ""
+        """The file read again at each call (a rotated Secret); ValueError while it cannot
+        be read (the feed and the usage poster try again later)."""
+        token = secret_value(
+            self.control_plane_token, self.control_plane_token_file, "the control plane token"
+        )
+        return token or ""
 
     def force_access(self, force_id: str | None) -> KafkaAccess:
         """How the producer of ``force_id`` signs in (None: the gateway's own access).

@@ -112,7 +112,7 @@ class UsagePoster:
                     self._pending = None
                 else:
                     log.warning("usage not posted to the control plane yet (kept): %s", exc)
-            except (httpx2.HTTPError, OSError) as exc:
+            except (httpx2.HTTPError, ValueError, OSError) as exc:  # a token being replaced
                 log.warning("usage not posted to the control plane yet (kept): %s", exc)
             except Exception:
                 log.exception("unexpected failure posting usage (kept)")
