@@ -100,6 +100,21 @@ class Api:
         return self.login(email, answer.json()["initial_password"])
 
 
+def made_with_kubectl(
+    name: str, display_name: str = "By hand", drones: int = 3, reports_per_second: int = 9
+) -> dict[str, Any]:
+    """A PoliceForce as a person applies it with kubectl: no plan annotation, few fields."""
+    return {
+        "apiVersion": "peaceland.io/v1alpha1",
+        "kind": "PoliceForce",
+        "metadata": {"name": name},
+        "spec": {
+            "displayName": display_name,
+            "plan": {"maxDrones": drones, "maxReportsPerSecond": reports_per_second},
+        },
+    }
+
+
 @pytest.fixture
 def api_settings(
     database_url: str, kubernetes: KubeApiServer, namespace: str, tmp_path: Path

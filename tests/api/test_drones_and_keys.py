@@ -10,7 +10,7 @@ from sqlalchemy import text
 from peaceland.api.kube import Forces
 from peaceland.api.reconcile import ForceReconciler
 from peaceland.tenants.drone_keys import KeyChanges, key_digest
-from tests.api.conftest import Api
+from tests.api.conftest import Api, made_with_kubectl
 from tests.operator.kube_helpers import Kubectl
 
 
@@ -158,14 +158,8 @@ def test_a_retired_drone_registered_again_comes_back_without_its_old_keys(api: A
 def test_a_force_deleted_with_kubectl_loses_its_keys_and_people_within_two_passes(
     api: Api, kubectl: Kubectl, namespace: str
 ):
-    manifest = {
-        "apiVersion": "peaceland.io/v1alpha1",
-        "kind": "PoliceForce",
-        "metadata": {"name": "by-hand"},
-        "spec": {"displayName": "By hand", "plan": {"maxDrones": 3, "maxReportsPerSecond": 9}},
-    }
-    kubectl.apply(manifest, namespace)
-    kubectl.apply({**manifest, "metadata": {"name": "keeper"}}, namespace)
+    kubectl.apply(made_with_kubectl("by-hand"), namespace)
+    kubectl.apply(made_with_kubectl("keeper"), namespace)
     boss = api.member("by-hand", "force_admin")
     keeper = api.member("keeper", "officer")
     api.client.post("/v1/forces/by-hand/drones", json={"id": "d-1"}, headers=boss)
@@ -192,15 +186,7 @@ def test_a_list_that_looks_wrong_makes_the_reconciler_forget_nothing(
     reconciler = ForceReconciler(api.app.state.sessions, wrong, interval=60, absent_for=0)
     assert reconciler.reconcile() == []
     assert reconciler.reconcile() == []  # an empty list: none forgotten
-    kubectl.apply(
-        {
-            "apiVersion": "peaceland.io/v1alpha1",
-            "kind": "PoliceForce",
-            "metadata": {"name": "lonely"},
-            "spec": {"displayName": "Lonely", "plan": {"maxDrones": 1, "maxReportsPerSecond": 1}},
-        },
-        "default",
-    )
+    kubectl.apply(made_with_kubectl("lonely", "Lonely", 1, 1), "default")
     elsewhere = Forces(api.app.state.forces._client, "default")
     reconciler = ForceReconciler(api.app.state.sessions, elsewhere, interval=60, absent_for=0)
     assert reconciler.reconcile() == []

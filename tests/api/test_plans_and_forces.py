@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from tests.api.conftest import ADMIN_EMAIL, Api
+from tests.api.conftest import ADMIN_EMAIL, Api, made_with_kubectl
 from tests.operator.kube_helpers import Kubectl
 
 PROBLEM = "application/problem+json"
@@ -33,13 +33,7 @@ def test_a_force_created_through_the_api_is_a_policeforce_on_its_plan(
 
 
 def test_a_force_made_with_kubectl_shows_up_in_the_api(api: Api, kubectl: Kubectl, namespace: str):
-    manifest = {
-        "apiVersion": "peaceland.io/v1alpha1",
-        "kind": "PoliceForce",
-        "metadata": {"name": "by-hand"},
-        "spec": {"displayName": "By hand", "plan": {"maxDrones": 3, "maxReportsPerSecond": 9}},
-    }
-    kubectl.apply(manifest, namespace)
+    kubectl.apply(made_with_kubectl("by-hand"), namespace)
     listed = api.client.get("/v1/forces", headers=api.admin).json()["items"]
     by_hand = next(f for f in listed if f["id"] == "by-hand")
     assert by_hand["plan_id"] is None
@@ -311,13 +305,7 @@ def test_a_force_admin_cannot_attach_an_account_that_exists_and_its_owner_keeps_
 def test_the_admin_of_a_force_made_with_kubectl_waits_for_a_plan_to_change_it(
     api: Api, kubectl: Kubectl, namespace: str
 ):
-    manifest = {
-        "apiVersion": "peaceland.io/v1alpha1",
-        "kind": "PoliceForce",
-        "metadata": {"name": "no-plan"},
-        "spec": {"displayName": "No plan", "plan": {"maxDrones": 3, "maxReportsPerSecond": 9}},
-    }
-    kubectl.apply(manifest, namespace)
+    kubectl.apply(made_with_kubectl("no-plan", "No plan"), namespace)
     boss = api.member("no-plan", "force_admin")
     etag = api.client.get("/v1/forces/no-plan", headers=boss).headers["etag"]
     refused = api.client.patch(
