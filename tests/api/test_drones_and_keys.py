@@ -3,11 +3,13 @@ gateways as changes after a cursor."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
-from peaceland.api.kube import Forces
+from peaceland.api.kube import Forces, KubernetesUnavailableError
 from peaceland.api.reconcile import ForceReconciler
 from peaceland.tenants.drone_keys import KeyChanges, key_digest
 from tests.api.conftest import Api, made_with_kubectl
@@ -215,3 +217,60 @@ def test_a_leaked_key_is_found_by_the_id_it_carries_and_revoked_everywhere(api: 
     assert _feed(api, cursor).revoked == [key_id]
     events = api.client.get(f"/v1/forces/{force_id}/audit?action=key.revoked", headers=boss)
     assert events.json()["items"][0]["actor"] == "admin@peaceland.test"
+
+
+def _measured(kubectl: Kubectl, namespace: str, force_id: str, **usage: Any) -> None:
+    """The usage the operator would have measured of the force, written into its status."""
+    patch = json.dumps({"status": {"usage": usage}})
+    kubectl("patch", "policeforce", force_id, "-n", namespace, "--subresource=status",
+            "--type=merge", "-p", patch)  # fmt: skip
+
+
+def _reconciler(api: Api) -> ForceReconciler:
+    return ForceReconciler(api.app.state.sessions, api.app.state.forces, interval=60)
+
+
+def test_alerts_raised_and_bytes_stored_as_the_operator_measured_them_are_on_the_invoice(
+    api: Api, kubectl: Kubectl, namespace: str
+):
+    force_id, boss = _force_with_admin(api)
+    reconciler = _reconciler(api)
+    mib = 1 << 20
+    _measured(kubectl, namespace, force_id, measuredAt="2026-11-04T10:00:00Z",
+              storageBytes=3 * mib, alertsRaised={"2026-11-03": 5, "2026-11-04": 2})  # fmt: skip
+    reconciler.reconcile()
+    # A later measure: today's alerts grew, storage shrank (compaction), yesterday's count
+    # dropped (alerts expired by retention). A day keeps its most.
+    _measured(kubectl, namespace, force_id, measuredAt="2026-11-04T10:01:00Z",
+              storageBytes=2 * mib, alertsRaised={"2026-11-03": 4, "2026-11-04": 3})  # fmt: skip
+    reconciler.reconcile()
+    reconciler.reconcile()  # the same measure again counts nothing twice
+    invoice = api.client.get(
+        f"/v1/forces/{force_id}/invoice", params={"month": "2026-11"}, headers=boss
+    ).json()
+    days = {d["day"]: (d["alerts_raised"], d["storage_bytes"]) for d in invoice["days"]}
+    assert days == {"2026-11-03": (5, None), "2026-11-04": (3, 3 * mib)}
+    assert (invoice["alerts_raised"], invoice["peak_storage_bytes"]) == (8, 3 * mib)
+    assert invoice["reports_accepted"] == 0
+
+
+def test_a_force_forgotten_while_its_resource_lingers_gets_no_usage_under_its_id(
+    api: Api, kubectl: Kubectl, namespace: str, monkeypatch: pytest.MonkeyPatch
+):
+    force_id, _ = _force_with_admin(api)
+
+    def unreachable(name: str) -> bool:
+        raise KubernetesUnavailableError("the API server did not answer")
+
+    # The deletion commits what the API keeps (keys revoked, data archived), then cannot
+    # delete the resource: it stays, not even being deleted, with its operator measuring it.
+    monkeypatch.setattr(api.app.state.forces, "delete", unreachable)
+    assert api.client.delete(f"/v1/forces/{force_id}", headers=api.admin).status_code == 503
+    _measured(kubectl, namespace, force_id, measuredAt="2026-11-04T10:00:00Z",
+              storageBytes=1 << 20, alertsRaised={"2026-11-04": 7})  # fmt: skip
+    _reconciler(api).reconcile()
+    with api.engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT count(*) FROM daily_usage WHERE force_id = :id"), {"id": force_id}
+        ).scalar_one()
+    assert rows == 0

@@ -28,7 +28,7 @@ from peaceland.services.gateway.app import create_app as create_gateway
 from peaceland.services.gateway.settings import GatewaySettings
 from peaceland.stack import Endpoints, Stack
 from peaceland.stack.kube import KubeApiServer
-from peaceland.tenants.reports import encode_report
+from peaceland.tenants.reports import Citizen, encode_report
 from tests.api.conftest import ADMIN_EMAIL, serving
 from tests.factories import make_report
 from tests.kafka_helpers import kafka_fields
@@ -44,8 +44,11 @@ def platform(stack: Stack, kubernetes: KubeApiServer) -> Iterator[LocalPlatform]
     platform.stop()
 
 
-def _report(drone_id: str, seed: int) -> dict[str, Any]:
-    report = make_report(random.Random(seed)).model_copy(update={"drone_id": drone_id})
+def _report(drone_id: str, seed: int, *citizens: Citizen) -> dict[str, Any]:
+    """A report of ``drone_id`` that sees ``citizens`` only (none: it raises no alert)."""
+    report = make_report(random.Random(seed), citizens=0).model_copy(
+        update={"drone_id": drone_id, "citizens": list(citizens)}
+    )
     doc: dict[str, Any] = json.loads(encode_report(report))
     return doc
 
@@ -69,6 +72,7 @@ def test_a_force_sold_through_the_api_takes_its_drones_reports_until_a_key_is_re
         bootstrap_admin_password_file=password,
         kafka_replication_factor=1,
         cassandra_replication_factor=1,
+        reconcile_seconds=1,
     )
     engine = make_engine(settings.database_url)
     upgrade(engine)
@@ -131,8 +135,11 @@ def test_a_force_sold_through_the_api_takes_its_drones_reports_until_a_key_is_re
             while gateway.get("/readyz").status_code != 200:
                 assert time.monotonic() < deadline, gateway.get("/readyz").text
                 time.sleep(0.2)
+            wanted = Citizen(name="Wanted Person", score=0.0)  # below any threshold
             accepted = gateway.post(
-                "/v1/reports", json=[_report("d-1", s) for s in range(5)], headers=key
+                "/v1/reports",
+                json=[_report("d-1", s, *([wanted] if s == 0 else [])) for s in range(5)],
+                headers=key,
             )
             assert accepted.status_code == 202, accepted.text
             assert accepted.json()["accepted"] == 5
@@ -168,4 +175,16 @@ def test_a_force_sold_through_the_api_takes_its_drones_reports_until_a_key_is_re
             assert invoiced() == expected
             keys = api.get(f"{drones}/d-1/keys", headers=admin).json()
             assert keys[0]["last_used_at"] is not None
+
+            # The one alert raised, counted by the operator in the force's store and
+            # recorded by the control plane.
+            def billed() -> tuple[int, int]:
+                invoice = api.get(f"/v1/forces/{force_id}/invoice", headers=admin).json()
+                return int(invoice["alerts_raised"]), int(invoice["peak_storage_bytes"])
+
+            deadline = time.monotonic() + 60
+            while billed()[0] < 1:
+                assert time.monotonic() < deadline, billed()
+                time.sleep(0.5)
+            assert billed()[0] == 1
     engine.dispose()

@@ -18,6 +18,7 @@ from peaceland.operator.results import Force, Outcome, Step
 from peaceland.tenants.policeforce import (
     Condition,
     ConditionType,
+    ForceUsage,
     Plan,
     PoliceForceSpec,
     PoliceForceStatus,
@@ -254,6 +255,15 @@ def test_recording_the_same_outcome_again_changes_nothing():
     assert events == []
 
 
+def test_a_reconcile_keeps_the_usage_the_usage_timer_measured():
+    first, _ = status_after(PoliceForceStatus(), _force(), Outcome(_all_ok()), EARLIER)
+    usage = ForceUsage(measured_at="2026-11-30T00:00:00Z", storage_bytes=1 << 20)
+    measured = first.model_copy(update={"usage": usage})
+    again, _ = status_after(measured, _force(), Outcome(_all_ok()), NOW)
+    assert again.usage == usage
+    assert again == measured  # a usage alone is nothing for a reconcile to write
+
+
 def test_a_new_generation_is_a_change_to_record():
     first, _ = status_after(PoliceForceStatus(), _force(3), Outcome(_all_ok()), EARLIER)
     again, _ = status_after(first, _force(4), Outcome(_all_ok()), NOW)
@@ -312,6 +322,7 @@ def test_the_status_on_the_wire_has_the_crds_camel_case_fields():
         "alertsTopic": "peaceland.lyon-metropole.alerts",
         "deadLetterTopic": "peaceland.lyon-metropole.dead-letter",
         "keyspace": "pf_lyon_metropole",
+        "usage": None,  # never written by a reconcile: the usage timer's own field
     }
 
 

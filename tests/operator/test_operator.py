@@ -7,6 +7,7 @@ import json
 import random
 import uuid
 from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx2
@@ -17,6 +18,7 @@ from confluent_kafka.admin._config import ConfigResource
 
 from peaceland.node.launch import ServiceProcess
 from peaceland.stack import Endpoints, Stack
+from peaceland.stack.servers import Cassandra
 from peaceland.tenants.forces import consumer_group, resources_for
 from peaceland.tenants.provisioning.claims import CONTROL_KEYSPACE
 from peaceland.tenants.provisioning.identities import (
@@ -709,3 +711,43 @@ def test_the_operator_never_takes_over_an_object_it_did_not_make(
     after = kubectl.get(kind.lower(), f"{name}-{suffix}", namespace)
     assert after["data"] == theirs["data"]  # untouched
     assert "ownerReferences" not in after["metadata"]
+
+
+def test_a_forces_alerts_raised_per_day_and_bytes_stored_are_measured_into_its_status(
+    kubectl: Kubectl,
+    namespace: str,
+    start_operator: StartOperator,
+    cassandra: Session,
+    stack: Stack,
+):
+    start_operator(usage_interval="1")
+    _, name = _a_ready_force(kubectl, namespace)
+    keyspace = resources_for(name).keyspace
+    today = datetime.now(UTC).date()
+    opened = {today: 3, today - timedelta(days=1): 2, today - timedelta(days=2): 4}
+    for day, count in opened.items():
+        for _ in range(count):
+            cassandra.execute(
+                f"INSERT INTO {keyspace}.alerts_by_day (day, alert_id, citizen) "
+                "VALUES (%s, %s, %s)",
+                (day, uuid.uuid4(), "Jane Doe"),
+            )
+    server = stack.server("cassandra")
+    assert isinstance(server, Cassandra)
+    server.nodetool("flush", keyspace)  # disk usage counts SSTables, not memtables
+
+    def measured() -> dict[str, Any] | None:
+        usage = (kubectl.force(name, namespace).get("status") or {}).get("usage") or {}
+        if not usage.get("storageBytes"):
+            return None
+        # The operator's today, which is the test's unless midnight fell in between.
+        day = date.fromisoformat(usage["measuredAt"][:10])
+        wanted = {d.isoformat(): opened.get(d, 0) for d in (day - timedelta(days=1), day)}
+        return usage if usage["alertsRaised"] == wanted else None
+
+    usage = eventually(measured, 30, "the force's usage in its status")
+    assert usage["storageBytes"] >= 1 << 20
+    assert usage["storageBytes"] % (1 << 20) == 0
+    # The reconciles that keep running beside the usage timer leave its figures alone.
+    force = kubectl.force(name, namespace)
+    assert force["status"]["phase"] == "Ready"

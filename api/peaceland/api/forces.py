@@ -216,6 +216,21 @@ def forget(db: Session, force_id: str) -> tuple[int, str]:
     return revoked, archived
 
 
+#: The audit actions of a force forgotten: deleted through the API, or gone from Kubernetes.
+FORGOTTEN_ACTIONS: Final = ("force.deleted", "force.gone")
+
+
+def forgotten_since(db: Session, force_id: str, created: str | None) -> bool:
+    """Whether the force was forgotten after its resource ``created`` (RFC 3339) was made:
+    the resource listed is then the one being deleted, not a force sold again."""
+    query = select(AuditEvent.id).where(
+        AuditEvent.target == f"force/{force_id}", AuditEvent.action.in_(FORGOTTEN_ACTIONS)
+    )
+    if created is not None:
+        query = query.where(AuditEvent.at >= datetime.fromisoformat(created))
+    return db.scalars(query.limit(1)).first() is not None
+
+
 def unavailable(exc: KubernetesUnavailableError) -> Problem:
     """A Kubernetes API that did not answer, as the answer to the request that needed it."""
     return Problem(503, f"the Kubernetes API did not answer: {exc}", headers={"Retry-After": "5"})

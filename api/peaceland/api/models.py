@@ -192,7 +192,11 @@ class AuditEvent(Base):
     target: Mapped[str] = mapped_column(String(200))
     details: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
 
-    __table_args__ = (Index("ix_audit_events_force", "force_id", "id"),)
+    __table_args__ = (
+        Index("ix_audit_events_force", "force_id", "id"),
+        # "Was this force forgotten since": the usage recorder asks it of every measure.
+        Index("ix_audit_events_target", "target", "at"),
+    )
 
 
 class IdempotentRequest(Base):
@@ -219,7 +223,10 @@ class DailyUsage(Base):
     force_id: Mapped[str] = mapped_column(ForceKey, primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     reports_accepted: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: Alerts raised (opened) that day, as the operator last counted them.
     alerts_raised: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: The most bytes the force's keyspace took on disk that day (None: never measured).
+    storage_bytes: Mapped[int | None] = mapped_column(BigInteger)
     #: The plan and its prices on that day, as the day was first counted: an invoice is
     #: priced from what was sold then, not from a plan changed since.
     plan_id: Mapped[str | None] = mapped_column(String(40))

@@ -10,6 +10,10 @@ undone, so the reconciler refuses to act on a list that looks wrong rather than 
 never on a failed list (an API server outage), never on an empty list while forces are held
 (a wrong namespace, a cluster being restored), never on more than half the held forces at
 once; it says so in its log instead. Every replica may run it: forgetting is idempotent.
+
+Each pass also copies what the operator measured of every force (``status.usage``: alerts
+raised per day, bytes stored) into its days of usage; figures only grow, so replicas and
+repeated passes agree.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from sqlalchemy import select, union
 from sqlalchemy.orm import Session, sessionmaker
 
 from peaceland.api.db import now
-from peaceland.api.forces import forget, lock_force
-from peaceland.api.kube import Forces, KubernetesUnavailableError
+from peaceland.api.forces import forget, forgotten_since, lock_force
+from peaceland.api.kube import ForceResource, Forces, KubernetesUnavailableError
+from peaceland.api.metering import measured_usage, record_measures
 from peaceland.api.models import AuditEvent, Drone, Force, Membership
 
 log = logging.getLogger(__name__)
@@ -43,6 +48,8 @@ class ForceReconciler:
         self._absent_for = absent_for
         #: When each absent force was first seen absent (monotonic).
         self._absent_since: dict[str, float] = {}
+        #: The measure last recorded of each force (its resource's creation, the time).
+        self._recorded: dict[str, tuple[str | None, str]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="force-reconciler", daemon=True)
 
@@ -64,7 +71,9 @@ class ForceReconciler:
 
     def reconcile(self) -> list[str]:
         """One pass; returns the forces forgotten."""
-        present = {r.name for r in self._forces.list()}
+        resources = self._forces.list()
+        self._record_usage(resources)
+        present = {r.name for r in resources}
         with self._sessions() as db:
             held = set(
                 db.scalars(
@@ -103,6 +112,30 @@ class ForceReconciler:
         for force_id in forgotten:
             self._absent_since.pop(force_id, None)
         return forgotten
+
+    def _record_usage(self, resources: list[ForceResource]) -> None:
+        """Copy what the operator measured of each force into its days of usage; a force
+        whose figures cannot be read or written is logged and tried at the next pass."""
+        for resource in sorted(resources, key=lambda r: r.name):
+            usage = measured_usage(resource.status)
+            if usage is None or resource.deleting:
+                continue
+            if self._recorded.get(resource.name) == (resource.created, usage.measured_at):
+                continue  # nothing measured since the last pass
+            try:
+                with self._sessions() as db:
+                    # Shared: never while the force is being forgotten (its days archived);
+                    # and not once forgotten, while its resource is still being deleted.
+                    lock_force(db, resource.name, exclusive=False)
+                    if forgotten_since(db, resource.name, resource.created):
+                        continue
+                    record_measures(db, resource.name, usage)
+                    db.commit()
+                self._recorded[resource.name] = (resource.created, usage.measured_at)
+            except Exception:
+                log.exception("usage of force %s not recorded this time", resource.name)
+        listed = {r.name for r in resources}
+        self._recorded = {k: v for k, v in self._recorded.items() if k in listed}
 
     def _forget(self, force_id: str) -> bool:
         with self._sessions() as db:

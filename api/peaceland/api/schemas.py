@@ -350,6 +350,11 @@ class UsageDay(BaseModel):
     day: date
     #: Reports the gateways accepted (202) for the force that day, UTC.
     reports_accepted: int
+    #: Alerts raised (opened) that day, as the operator counted them in the force's store.
+    alerts_raised: int = 0
+    #: The most bytes the force's data took on disk that day, every replica counted (None:
+    #: not measured that day).
+    storage_bytes: int | None = None
 
 
 class Invoice(BaseModel):
@@ -358,6 +363,9 @@ class Invoice(BaseModel):
     month: str
     days: list[UsageDay]
     reports_accepted: int
+    alerts_raised: int
+    #: The most bytes stored on any day of the month.
+    peak_storage_bytes: int
     monthly_price_cents: int
     reports_price_cents: int
     total_cents: int

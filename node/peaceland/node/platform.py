@@ -54,6 +54,8 @@ class LocalPlatform:
             name=f"operator{suffix}",
             namespaces=[namespace],
             poll_interval="0.5",
+            # Locally, a force's alerts and storage reach its invoice within seconds.
+            usage_interval="5",
         )
         self.node: ServiceProcess = node_process(
             self.api.kubeconfig, state, [namespace], name=f"node{suffix}"

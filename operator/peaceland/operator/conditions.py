@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from peaceland.operator.results import Event, Force, Outcome, Step, failures
 from peaceland.tenants.forces import resources_for
-from peaceland.tenants.policeforce import Condition, PoliceForceStatus
+from peaceland.tenants.policeforce import Condition, ForceUsage, PoliceForceStatus
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +135,11 @@ def status_after(
         alerts_topic=resources.alerts_topic,
         dead_letter_topic=resources.dead_letter_topic,
         keyspace=resources.keyspace,
+        usage=current.usage,  # the usage timer's to write, never a reconcile's
     )
     return status, transitions(current.conditions, steps)
 
 
-def wire(status: PoliceForceStatus | Condition) -> dict[str, Any]:
+def wire(status: PoliceForceStatus | Condition | ForceUsage) -> dict[str, Any]:
     """A status, or one condition, as the API server takes it (camelCase)."""
     return status.model_dump(mode="json", by_alias=True)

@@ -9,6 +9,8 @@
   drift (a topic deleted by hand, an edited Deployment). A per-force lock keeps it from
   running beside the change or delete handler, and it acts only on the force's live
   generation.
+- a timer per force, every ``usage_interval``: its usage (alerts raised per day, bytes
+  stored) measured into ``status.usage``, which the control plane bills.
 - delete: the finalizer applies the deletion policy, then lets the resource go.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any, Literal, NoReturn
 
 import kopf
@@ -34,9 +37,12 @@ from peaceland.operator.settings import OperatorSettings
 from peaceland.operator.steps.consumers import availability_step
 from peaceland.operator.steps.progress import progress_step
 from peaceland.operator.teardown import teardown
+from peaceland.operator.usage import measure
 from peaceland.tenants.errors import InvalidForceIdError
 from peaceland.tenants.policeforce import GROUP, PLURAL, VERSION, Condition, spec_from
 from peaceland.tenants.workloads import status_names
+
+log = logging.getLogger(__name__)
 
 FINALIZER = f"{GROUP}/finalizer"
 _RESOURCE = (GROUP, VERSION, PLURAL)
@@ -108,6 +114,10 @@ def registry(settings: OperatorSettings, servers: Servers, workloads: Workloads)
     ) -> None:
         _watch(body, meta, status, patch, memo, servers, workloads)
 
+    @kopf.timer(*_RESOURCE, registry=reg, id="usage", interval=settings.usage_interval)
+    def usage(meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch, **_: Any) -> None:
+        _usage(meta, status, patch, servers)
+
     @kopf.on.delete(*_RESOURCE, registry=reg, id="teardown")
     def delete(
         body: kopf.Body,
@@ -173,6 +183,26 @@ def _watch(
         _record(body, status, patch, force, outcome)
     finally:
         guard.release()
+
+
+def _usage(meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch, servers: Servers) -> None:
+    """Measure a provisioned force's usage into its status; a failed measure is logged and
+    tried again at the next interval (the last figures stand meanwhile)."""
+    observed = read_status(status)
+    if (
+        observed.phase not in ("Ready", "Degraded")
+        or observed.keyspace is None
+        or meta.get("deletionTimestamp")
+    ):
+        return
+    try:
+        measured = measure(
+            servers.cassandra(), observed.keyspace, datetime.now(UTC), observed.usage
+        )
+    except Exception as exc:
+        log.warning("usage of %s/%s not measured: %s", meta.get("namespace"), meta.get("name"), exc)
+        return
+    patch.status["usage"] = wire(measured)
 
 
 def _teardown(
@@ -308,7 +338,8 @@ def _record(
     outcome.events.extend(changes)
     if wanted != current:
         for key, value in wire(wanted).items():
-            patch.status[key] = value
+            if key != "usage":  # the usage timer's own; this snapshot's may be older
+                patch.status[key] = value
     _post(body, outcome.events)
 
 

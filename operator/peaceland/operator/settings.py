@@ -61,6 +61,9 @@ class OperatorSettings(ServerAccessSettings):
     #: Seconds between checks of each force's consumer groups in Kafka (committed offsets
     #: and lag).
     progress_interval: float = Field(default=15.0, gt=0, le=3600)
+    #: Seconds between measures of each Ready force's usage (alerts raised per day, bytes
+    #: stored), written to its status for the control plane to bill.
+    usage_interval: float = Field(default=60.0, gt=0, le=3600)
     #: Seconds a consumer may commit nothing while reports wait before its force says it
     #: has stalled (ConsumersProgressing False, Ready False, a Warning Event).
     stall_after: float = Field(default=60.0, gt=0, le=86_400)

@@ -274,6 +274,22 @@ class Condition(BaseModel):
     last_transition_time: str | None = None
 
 
+class ForceUsage(BaseModel):
+    """What a force uses, measured by the operator; the control plane bills it per day."""
+
+    model_config = _SPEC
+
+    #: When the operator measured (RFC 3339, UTC).
+    measured_at: str
+    #: Bytes of the force's keyspace on disk, every replica counted, summed over the
+    #: Cassandra nodes (Cassandra's ``system_views.disk_usage``: whole MiB per table);
+    #: None when a node did not answer (a partial sum would under-bill).
+    storage_bytes: Annotated[int, Field(ge=0)] | None = None
+    #: Alerts raised per UTC day (``YYYY-MM-DD``), for the days the operator counted:
+    #: today and yesterday, so a day is counted whole once it is over.
+    alerts_raised: dict[str, Annotated[int, Field(ge=0)]] = {}
+
+
 class PoliceForceStatus(BaseModel):
     """What the operator observed and did; written only by the operator."""
 
@@ -286,6 +302,7 @@ class PoliceForceStatus(BaseModel):
     alerts_topic: str | None = None
     dead_letter_topic: str | None = None
     keyspace: str | None = None
+    usage: ForceUsage | None = None
 
 
 def spec_from(resource_spec: dict[str, Any]) -> PoliceForceSpec:

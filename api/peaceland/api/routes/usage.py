@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from peaceland.api.auth import ForceCaller, Principal, force_role, gateway_service
 from peaceland.api.db import now, session
+from peaceland.api.metering import count_reports
 from peaceland.api.models import DailyUsage, DroneKey, Force, Plan, Role, UsageBatch
 from peaceland.api.problems import Problem, responses
 from peaceland.api.schemas import Invoice, UsageDay, UsagePost
@@ -50,40 +51,9 @@ def post_usage(body: UsagePost, _: Gateway, db: Db) -> Response:
             .values(last_used_at=func.greatest(func.coalesce(DroneKey.last_used_at, seen), seen))
         )
     for force_id, days in sorted(body.reports.items()):
-        force = db.get(Force, force_id)
-        plan = db.get(Plan, force.plan_id) if force and force.plan_id else None
         for day, count in sorted(days.items()):
-            if not count:
-                continue
-            # A day keeps the plan and prices it was first counted under.
-            statement = insert(DailyUsage).values(
-                force_id=force_id,
-                day=day,
-                reports_accepted=count,
-                alerts_raised=0,
-                plan_id=plan.id if plan else None,
-                monthly_price_cents=plan.monthly_price_cents if plan else None,
-                price_per_million_reports_cents=(
-                    plan.price_per_million_reports_cents if plan else None
-                ),
-            )
-            db.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[DailyUsage.force_id, DailyUsage.day],
-                    set_={
-                        "reports_accepted": DailyUsage.reports_accepted + count,
-                        # A day first counted before its force had a plan is priced once it has.
-                        "plan_id": func.coalesce(DailyUsage.plan_id, statement.excluded.plan_id),
-                        "monthly_price_cents": func.coalesce(
-                            DailyUsage.monthly_price_cents, statement.excluded.monthly_price_cents
-                        ),
-                        "price_per_million_reports_cents": func.coalesce(
-                            DailyUsage.price_per_million_reports_cents,
-                            statement.excluded.price_per_million_reports_cents,
-                        ),
-                    },
-                )
-            )
+            if count:
+                count_reports(db, force_id, day, count)
     db.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -134,8 +104,18 @@ def invoice_preview(caller: ForceAdmin, db: Db, month: Month = None) -> Invoice:
         force_id=caller.force_id,
         plan_id=last.plan_id if last else plan.id if plan else None,
         month=first.strftime("%Y-%m"),
-        days=[UsageDay(day=r.day, reports_accepted=r.reports_accepted) for r in rows],
+        days=[
+            UsageDay(
+                day=r.day,
+                reports_accepted=r.reports_accepted,
+                alerts_raised=r.alerts_raised,
+                storage_bytes=r.storage_bytes,
+            )
+            for r in rows
+        ],
         reports_accepted=reports,
+        alerts_raised=sum(r.alerts_raised for r in rows),
+        peak_storage_bytes=max((r.storage_bytes or 0 for r in rows), default=0),
         monthly_price_cents=monthly,
         reports_price_cents=reports_price,
         total_cents=monthly + reports_price,
