@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from peaceland.node.errors import NodeError
 from peaceland.node.launch import ForceServices, local_operator
 from peaceland.operator.settings import OperatorSettings
 from peaceland.services.alerter.settings import AlerterSettings
@@ -66,6 +67,24 @@ def test_the_local_gateway_accepts_the_force_drone_key(tmp_path, monkeypatch):
     assert gateway.port == services.gateway_port
     assert gateway.kafka_bootstrap_servers == "kafka:9092"
     assert [k.get_secret_value() for k in gateway.drone_keys["lyon-metropole"]] == ["k" * 24]
+
+
+def test_a_local_gateway_on_the_control_plane_takes_its_keys_from_it_only(tmp_path, monkeypatch):
+    token = tmp_path / "gateway-token"
+    token.write_text("t" * 32)
+    services = ForceServices(
+        ENDPOINTS, "lyon-metropole", tmp_path, drone_key=None, credentials=CREDENTIALS,
+        control_plane=("http://127.0.0.1:8090", token),
+    )  # fmt: skip
+    _configure(monkeypatch, services.processes["gateway"].env)
+    gateway = GatewaySettings()
+    assert gateway.control_plane_url == "http://127.0.0.1:8090"
+    assert gateway.drone_keys == {}
+    with pytest.raises(NodeError, match="control plane only"):
+        ForceServices(
+            ENDPOINTS, "lyon-metropole", tmp_path, drone_key="k" * 24, credentials=CREDENTIALS,
+            control_plane=("http://127.0.0.1:8090", token),
+        )  # fmt: skip
 
 
 def test_the_local_operator_reads_its_namespaces_and_extra_settings(tmp_path, monkeypatch):

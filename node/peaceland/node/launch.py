@@ -269,6 +269,11 @@ class ForceServices:
     _supervisor: threading.Thread | None = None
 
     def __post_init__(self) -> None:
+        if self.drone_key is not None and self.control_plane is not None:
+            raise NodeError(
+                f"the gateway of {self.force_id} takes its keys from the control plane only: "
+                "no harness key beside it"
+            )
         kafka = self.endpoints.kafka_bootstrap_servers
         cassandra = self.endpoints.cassandra_contact_points
         folders = self.state_dir / "credentials" / "forces" / self.force_id

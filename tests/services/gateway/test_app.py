@@ -226,6 +226,16 @@ def test_bad_drone_keys_fail_fast(keys, message):
         settings_for(KafkaAccess("127.0.0.1:1"), keys)
 
 
+def test_a_gateway_with_a_control_plane_takes_no_key_from_configuration():
+    with pytest.raises(ValidationError, match="keys come from the control plane only"):
+        GatewaySettings(
+            kafka_bootstrap_servers="127.0.0.1:1",
+            control_plane_url="http://127.0.0.1:1",
+            control_plane_token=SecretStr("t" * 32),
+            drone_keys={"demo": [SecretStr("k" * 16)]},
+        )
+
+
 def test_timestamps_are_judged_at_reception(client):
     old = report_json(1) | {"timestamp": "2020-01-01T00:00:00Z"}
     response = client.post("/v1/reports", json=old, headers=auth())

@@ -30,7 +30,8 @@ class GatewaySettings(KafkaAccessSettings):
     #: every force's as the gateway's own credentials (a gateway serving one force).
     force_credentials_dir: Path | None = None
     #: The control plane (``http://api:8090``): drone keys come from its feed, and usage
-    #: goes to it. None: the gateway takes only ``drone_keys``.
+    #: goes to it, and no key is taken from configuration. None: a development harness,
+    #: which takes only ``drone_keys``.
     control_plane_url: str | None = None
     #: The gateways' service token on the control plane (or a file holding it, re-read
     #: at each request of the feed).
@@ -44,8 +45,8 @@ class GatewaySettings(KafkaAccessSettings):
     #: How often accepted-report counts are posted to the control plane.
     usage_interval_seconds: float = Field(default=5.0, gt=0, le=300)
     #: Development harness only (benchmarks, fault tests): keys by force id, as JSON
-    #: ``{"lyon": ["key-1"]}``, each speaking for every drone of its force. A platform
-    #: takes its keys from the control plane instead.
+    #: ``{"lyon": ["key-1"]}``, each speaking for every drone of its force. Refused beside
+    #: ``control_plane_url``: a platform takes its keys from the control plane only.
     drone_keys: dict[str, list[SecretStr]] = Field(default_factory=dict)
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
@@ -81,6 +82,12 @@ class GatewaySettings(KafkaAccessSettings):
 
     @model_validator(mode="after")
     def _control_plane(self) -> GatewaySettings:
+        if self.control_plane_url is not None and self.drone_keys:
+            raise ValueError(
+                "drone_keys cannot be configured on a gateway that has a control plane: its "
+                "keys come from the control plane only (drone_keys serve a development "
+                "harness without one)"
+            )
         if self.control_plane_url is not None and (
             self.control_plane_token is None and self.control_plane_token_file is None
         ):
