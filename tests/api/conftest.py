@@ -3,6 +3,8 @@ the real kube-apiserver with the PoliceForce CRD, in a namespace of each test's 
 
 from __future__ import annotations
 
+import json
+import random
 import secrets
 import threading
 import time
@@ -10,11 +12,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
+from cassandra.cluster import Session
+from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
@@ -23,8 +28,22 @@ from peaceland.api.app import bootstrap_admin, create_app
 from peaceland.api.db import make_engine
 from peaceland.api.migrate import upgrade
 from peaceland.api.settings import ApiSettings
+from peaceland.services.alerter.book import AlertBook, Sighting
+from peaceland.stack import Endpoints
 from peaceland.stack.kube import KubeApiServer
 from peaceland.stack.processes import free_port
+from peaceland.tenants.forces import ForceResources, resources_for, sighting_bucket
+from peaceland.tenants.provisioning.identities import (
+    ForceCredentials,
+    ensure_identities,
+    retire_generations,
+)
+from peaceland.tenants.provisioning.keyspace import Replication, drop_keyspace, ensure_keyspace
+from peaceland.tenants.provisioning.topics import TopicSettings, delete_topics, ensure_topics
+from peaceland.tenants.reports import Citizen
+from peaceland.tenants.workloads import credentials_secret
+from tests.factories import make_report
+from tests.operator.kube_helpers import Kubectl
 
 ADMIN_EMAIL = "admin@peaceland.test"
 
@@ -115,9 +134,85 @@ def made_with_kubectl(
     }
 
 
+@dataclass(frozen=True)
+class Provisioned:
+    """A force provisioned on the real servers as the operator would (topics, keyspace,
+    identities, its credentials Secret, its status), without an operator running."""
+
+    resources: ForceResources
+    credentials: ForceCredentials
+    uid: str
+
+
+def provision(
+    force_id: str,
+    kubectl: Kubectl,
+    namespace: str,
+    kafka_admin: AdminClient,
+    cassandra: Session,
+    *,
+    manifest: dict[str, Any] | None = None,
+) -> Provisioned:
+    """Provision ``force_id`` (its resource applied from ``manifest`` unless it exists)."""
+    if manifest is not None:
+        kubectl.apply(manifest, namespace)
+    uid = kubectl.force(force_id, namespace)["metadata"]["uid"]
+    resources = resources_for(force_id)
+    ensure_topics(kafka_admin, resources, TopicSettings(partitions=2))
+    ensure_keyspace(cassandra, resources.keyspace, Replication())
+    credentials = ForceCredentials.generate(force_id, 1)
+    ensure_identities(kafka_admin, cassandra, credentials)
+    kubectl.apply(credentials_secret(force_id, uid, credentials), namespace)
+    status = {"status": {"phase": "Ready", "keyspace": resources.keyspace}}
+    kubectl("patch", "policeforce", force_id, "-n", namespace, "--subresource=status",
+            "--type=merge", "-p", json.dumps(status))  # fmt: skip
+    return Provisioned(resources, credentials, uid)
+
+
+def unprovision(provisioned: Provisioned, kafka_admin: AdminClient, cassandra: Session) -> None:
+    force_id = provisioned.resources.force_id
+    retire_generations(kafka_admin, cassandra, force_id, keep=None)
+    delete_topics(kafka_admin, provisioned.resources)
+    drop_keyspace(cassandra, provisioned.resources.keyspace)
+
+
+#: The citizen of the alerts tests raise.
+WANTED = Citizen(name="Wanted Person", score=2.0)
+
+
+def raise_alert(cassandra: Session, force: Provisioned, minutes_ago: float = 5) -> uuid.UUID:
+    """An alert raised by the alerter's own book, with two sightings archived for it."""
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=minutes_ago)
+    report = make_report(random.Random(), citizens=0).model_copy(
+        update={"timestamp": at, "citizens": [WANTED], "drone_id": "d-7"}
+    )
+    book = AlertBook(cassandra, force.resources.keyspace, force.resources.force_id)
+    decision = book.decide(
+        Sighting(report, WANTED, f"0/{uuid.uuid4().int % 10**6}", datetime.now(UTC)), 600
+    )
+    for seconds, drone in ((0, "d-7"), (60, "d-8")):
+        cassandra.execute(
+            f"INSERT INTO {force.resources.keyspace}.sightings_by_citizen "
+            "(day, bucket, citizen, reported_at, drone_id, score) VALUES (%s, %s, %s, %s, %s, %s)",
+            (at.date(), sighting_bucket(WANTED.name), WANTED.name,
+             at + timedelta(seconds=seconds), drone, 2.0),
+        )  # fmt: skip
+    if decision.event == "raised":
+        book.decide(
+            Sighting(report.model_copy(update={"timestamp": at + timedelta(seconds=60),
+                                               "report_id": uuid.uuid4(), "drone_id": "d-8"}),
+                     WANTED, "0/999999999", datetime.now(UTC)), 600,
+        )  # fmt: skip
+    return decision.alert_id
+
+
 @pytest.fixture
 def api_settings(
-    database_url: str, kubernetes: KubeApiServer, namespace: str, tmp_path: Path
+    database_url: str,
+    kubernetes: KubeApiServer,
+    namespace: str,
+    tmp_path: Path,
+    endpoints: Endpoints,
 ) -> ApiSettings:
     password_file = tmp_path / "admin-password"
     password_file.write_text(secrets.token_urlsafe(18))
@@ -132,6 +227,12 @@ def api_settings(
         cassandra_replication_factor=1,
         # Tests sign many people in from one address; the throttle has its own test.
         sign_ins_per_minute=10_000,
+        kafka_bootstrap_servers=endpoints.kafka_bootstrap_servers,
+        cassandra_contact_points=endpoints.cassandra_contact_points,
+        cassandra_local_dc=endpoints.cassandra.local_dc,
+        # The tests run the meter and the publisher's passes themselves.
+        alert_meter_seconds=0,
+        lifecycle_publish_seconds=0,
     )
 
 

@@ -230,47 +230,65 @@ def _reconciler(api: Api) -> ForceReconciler:
     return ForceReconciler(api.app.state.sessions, api.app.state.forces, interval=60)
 
 
-def test_alerts_raised_and_bytes_stored_as_the_operator_measured_them_are_on_the_invoice(
+def test_the_bytes_stored_as_the_operator_measured_them_are_on_the_invoice(
     api: Api, kubectl: Kubectl, namespace: str
 ):
     force_id, boss = _force_with_admin(api)
     reconciler = _reconciler(api)
     mib = 1 << 20
     _measured(kubectl, namespace, force_id, measuredAt="2026-11-04T10:00:00Z",
-              storageBytes=3 * mib, alertsRaised={"2026-11-03": 5, "2026-11-04": 2})  # fmt: skip
+              storageBytes=3 * mib)  # fmt: skip
     reconciler.reconcile()
-    # A later measure: today's alerts grew, storage shrank (compaction), yesterday's count
-    # dropped (alerts expired by retention). A day keeps its most.
+    # Later that day, compaction shrank it: the day keeps its most. Then the next day.
     _measured(kubectl, namespace, force_id, measuredAt="2026-11-04T10:01:00Z",
-              storageBytes=2 * mib, alertsRaised={"2026-11-03": 4, "2026-11-04": 3})  # fmt: skip
+              storageBytes=2 * mib)  # fmt: skip
     reconciler.reconcile()
-    reconciler.reconcile()  # the same measure again counts nothing twice
+    reconciler.reconcile()  # the same measure again changes nothing
+    _measured(kubectl, namespace, force_id, measuredAt="2026-11-05T00:00:10Z",
+              storageBytes=2 * mib)  # fmt: skip
+    reconciler.reconcile()
     invoice = api.client.get(
         f"/v1/forces/{force_id}/invoice", params={"month": "2026-11"}, headers=boss
     ).json()
-    days = {d["day"]: (d["alerts_raised"], d["storage_bytes"]) for d in invoice["days"]}
-    assert days == {"2026-11-03": (5, None), "2026-11-04": (3, 3 * mib)}
-    assert (invoice["alerts_raised"], invoice["peak_storage_bytes"]) == (8, 3 * mib)
-    assert invoice["reports_accepted"] == 0
+    days = {d["day"]: d["storage_bytes"] for d in invoice["days"]}
+    assert days == {"2026-11-04": 3 * mib, "2026-11-05": 2 * mib}
+    assert invoice["peak_storage_bytes"] == 3 * mib
+    assert (invoice["reports_accepted"], invoice["alerts_raised"]) == (0, 0)
 
 
-def test_a_force_forgotten_while_its_resource_lingers_gets_no_usage_under_its_id(
+def _usage_rows(api: Api, force_id: str) -> int:
+    with api.engine.connect() as connection:
+        return int(
+            connection.execute(
+                text("SELECT count(*) FROM daily_usage WHERE force_id = :id"), {"id": force_id}
+            ).scalar_one()
+        )
+
+
+def test_a_force_forgotten_while_its_resource_lingers_gets_no_usage_but_one_sold_again_does(
     api: Api, kubectl: Kubectl, namespace: str, monkeypatch: pytest.MonkeyPatch
 ):
-    force_id, _ = _force_with_admin(api)
+    force_id = "sold-twice"
+    kubectl.apply(made_with_kubectl(force_id), namespace)
+    api.member(force_id, "force_admin")
+    reconciler = _reconciler(api)
 
     def unreachable(name: str) -> bool:
         raise KubernetesUnavailableError("the API server did not answer")
 
     # The deletion commits what the API keeps (keys revoked, data archived), then cannot
     # delete the resource: it stays, not even being deleted, with its operator measuring it.
-    monkeypatch.setattr(api.app.state.forces, "delete", unreachable)
-    assert api.client.delete(f"/v1/forces/{force_id}", headers=api.admin).status_code == 503
+    with monkeypatch.context() as patched:
+        patched.setattr(api.app.state.forces, "delete", unreachable)
+        assert api.client.delete(f"/v1/forces/{force_id}", headers=api.admin).status_code == 503
     _measured(kubectl, namespace, force_id, measuredAt="2026-11-04T10:00:00Z",
-              storageBytes=1 << 20, alertsRaised={"2026-11-04": 7})  # fmt: skip
-    _reconciler(api).reconcile()
-    with api.engine.connect() as connection:
-        rows = connection.execute(
-            text("SELECT count(*) FROM daily_usage WHERE force_id = :id"), {"id": force_id}
-        ).scalar_one()
-    assert rows == 0
+              storageBytes=1 << 20)  # fmt: skip
+    reconciler.reconcile()
+    assert _usage_rows(api, force_id) == 0
+    # The same id sold again, at once (within the same second): a new resource, a new UID.
+    kubectl("delete", "policeforce", force_id, "-n", namespace)
+    kubectl.apply(made_with_kubectl(force_id), namespace)
+    _measured(kubectl, namespace, force_id, measuredAt="2026-11-04T10:00:01Z",
+              storageBytes=2 << 20)  # fmt: skip
+    reconciler.reconcile()
+    assert _usage_rows(api, force_id) == 1

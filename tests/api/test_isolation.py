@@ -13,7 +13,12 @@ from peaceland.api.app import ROUTERS
 from tests.api.conftest import Api
 
 ROLES = ("force_admin", "officer", "analyst")
-SAMPLE: dict[str, Any] = {"drone_id": "secret-drone", "key_id": "a" * 16, "user_id": 1}
+SAMPLE: dict[str, Any] = {
+    "drone_id": "secret-drone",
+    "key_id": "a" * 16,
+    "user_id": 1,
+    "alert_id": "6f0d3f5e-3c1a-4b8e-9a57-2f1e0c9b7d41",
+}
 BODIES: dict[str, Any] = {
     "POST /v1/forces/{force_id}/drones": {"id": "x-1"},
     "POST /v1/forces/{force_id}/members": {
@@ -22,6 +27,7 @@ BODIES: dict[str, Any] = {
         "role": "officer",
     },
     "PATCH /v1/forces/{force_id}": {"display_name": "Taken over"},
+    "POST /v1/forces/{force_id}/alerts/{alert_id}/transitions": {"action": "acknowledge"},
 }
 
 

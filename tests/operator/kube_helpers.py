@@ -60,14 +60,15 @@ class Kubectl:
         status = self.force(name, namespace).get("status") or {}
         return next((c for c in status.get("conditions", []) if c["type"] == kind), {})
 
-    def mark_available(self, force: str, namespace: str) -> None:
+    def mark_available(self, force: str, namespace: str, timeout: float = 20) -> None:
         """Play the kubelet and the Deployment controller, which a bare API server lacks:
-        report each consumer Deployment of ``force`` rolled out and available."""
+        report each consumer Deployment of ``force`` rolled out and available (made within
+        ``timeout`` seconds)."""
         for consumer in ("archiver", "alerter"):
             name = f"{force}-{consumer}"
             deployment = eventually(
                 lambda: self.find("deployment", name, namespace),  # noqa: B023 - called at once
-                20,
+                timeout,
                 f"Deployment {name}",
             )
             replicas = deployment["spec"].get("replicas", 1)

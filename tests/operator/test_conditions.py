@@ -321,6 +321,7 @@ def test_the_status_on_the_wire_has_the_crds_camel_case_fields():
         "reportsTopic": "peaceland.lyon-metropole.reports",
         "alertsTopic": "peaceland.lyon-metropole.alerts",
         "deadLetterTopic": "peaceland.lyon-metropole.dead-letter",
+        "lifecycleTopic": "peaceland.lyon-metropole.lifecycle",
         "keyspace": "pf_lyon_metropole",
         "usage": None,  # never written by a reconcile: the usage timer's own field
     }

@@ -142,6 +142,7 @@ def test_status_names_the_force_resources():
         "reportsTopic": "peaceland.lyon-metropole.reports",
         "alertsTopic": "peaceland.lyon-metropole.alerts",
         "deadLetterTopic": "peaceland.lyon-metropole.dead-letter",
+        "lifecycleTopic": "peaceland.lyon-metropole.lifecycle",
         "keyspace": "pf_lyon_metropole",
     }
     json.dumps(deployment("archiver"))  # plain JSON, ready for the API server

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Final
 
@@ -13,12 +14,14 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError
 
 from peaceland.api import problems, security
+from peaceland.api.alert_meter import AlertMeter
 from peaceland.api.auth import Authenticator, GatewayToken, LocalTokens
 from peaceland.api.db import make_engine, make_sessions, now
+from peaceland.api.force_data import ForceData
 from peaceland.api.kube import Forces, make_client
 from peaceland.api.models import User
 from peaceland.api.reconcile import ForceReconciler
-from peaceland.api.routes import audit, auth, drones, internal, members, plans, usage
+from peaceland.api.routes import alerts, audit, auth, drones, internal, members, plans, usage
 from peaceland.api.routes import forces as force_routes
 from peaceland.api.routes import keys as key_routes
 from peaceland.api.settings import ApiSettings
@@ -29,7 +32,18 @@ log = logging.getLogger(__name__)
 #: Every router of the application (a test walks their routes: each must say who it admits).
 ROUTERS: Final = tuple(
     module.router
-    for module in (auth, plans, force_routes, drones, key_routes, members, audit, usage, internal)
+    for module in (
+        auth,
+        plans,
+        force_routes,
+        drones,
+        key_routes,
+        members,
+        alerts,
+        audit,
+        usage,
+        internal,
+    )
 )
 
 DESCRIPTION = """\
@@ -53,7 +67,17 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        reconciler = None
+        reconciler = meter = None
+        data: ForceData | None = app.state.force_data
+        if data is not None and settings.alert_meter_seconds > 0:
+            meter = AlertMeter(
+                app.state.sessions,
+                app.state.forces,
+                data,
+                settings.alert_meter_seconds,
+                timeout=settings.data_timeout_seconds,
+            )
+            meter.start()
         if settings.reconcile_seconds > 0:
             reconciler = ForceReconciler(
                 app.state.sessions,
@@ -65,6 +89,11 @@ def create_app(
         yield
         if reconciler is not None:
             reconciler.stop()
+        if meter is not None:
+            meter.stop()
+        if data is not None:
+            data.close()
+        app.state.feed_executor.shutdown(wait=False, cancel_futures=True)
         if own_forces:
             app.state.forces.close()
 
@@ -83,6 +112,13 @@ def create_app(
         concurrent=settings.concurrent_sign_ins, per_minute=settings.sign_ins_per_minute
     )
     app.state.forces = forces or Forces(make_client(settings.kubeconfig), settings.namespace)
+    app.state.feed_executor = ThreadPoolExecutor(settings.live_feeds, thread_name_prefix="feed")
+    servers = settings.data_servers()
+    app.state.force_data = (
+        ForceData(*servers, app.state.forces.secret_data, timeout=settings.data_timeout_seconds)
+        if servers is not None
+        else None
+    )
     app.state.authenticators = authenticators or [
         LocalTokens(),
         GatewayToken(settings.current_gateway_token),

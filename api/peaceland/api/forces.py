@@ -220,14 +220,14 @@ def forget(db: Session, force_id: str) -> tuple[int, str]:
 FORGOTTEN_ACTIONS: Final = ("force.deleted", "force.gone")
 
 
-def forgotten_since(db: Session, force_id: str, created: str | None) -> bool:
-    """Whether the force was forgotten after its resource ``created`` (RFC 3339) was made:
-    the resource listed is then the one being deleted, not a force sold again."""
+def forgotten(db: Session, force_id: str, uid: str) -> bool:
+    """Whether the API forgot the force whose resource has ``uid`` (the resource may linger
+    while it is deleted); a force sold again under the same name has another UID."""
     query = select(AuditEvent.id).where(
-        AuditEvent.target == f"force/{force_id}", AuditEvent.action.in_(FORGOTTEN_ACTIONS)
+        AuditEvent.target == f"force/{force_id}",
+        AuditEvent.action.in_(FORGOTTEN_ACTIONS),
+        AuditEvent.details["uid"].as_string() == uid,
     )
-    if created is not None:
-        query = query.where(AuditEvent.at >= datetime.fromisoformat(created))
     return db.scalars(query.limit(1)).first() is not None
 
 

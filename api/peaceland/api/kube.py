@@ -19,9 +19,11 @@ from typing import Any, Final
 import httpx2
 from lightkube import ApiError, Client, KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.core_v1 import Secret
 from lightkube.types import PatchType
 
 from peaceland.tenants.policeforce import GROUP, KIND, PLURAL, VERSION
+from peaceland.tenants.workloads import decode_secret_data
 
 FIELD_MANAGER: Final = "peaceland-api"
 #: The annotation naming the plan a force was sold on.
@@ -43,6 +45,8 @@ class ForceResource:
     """One PoliceForce as the API server returned it."""
 
     name: str
+    #: The resource's UID: a force sold again under the same name has another.
+    uid: str
     spec: dict[str, Any]
     status: dict[str, Any]
     annotations: dict[str, str]
@@ -56,6 +60,7 @@ class ForceResource:
         meta = item.metadata
         return cls(
             name=meta.name,
+            uid=meta.uid or "",
             spec=dict(item.get("spec") or {}),
             status=dict(item.get("status") or {}),
             annotations=dict(meta.annotations or {}),
@@ -88,6 +93,15 @@ class Forces:
         except _NotFoundError:
             return None
         return ForceResource.of(found)
+
+    def secret_data(self, name: str) -> dict[str, str] | None:
+        """A Secret of the namespace, decoded; None when there is none."""
+        try:
+            with _answers(missing=True):
+                found = self._client.get(Secret, name, namespace=self.namespace)
+        except _NotFoundError:
+            return None
+        return decode_secret_data(found.data)
 
     def list(self) -> list[ForceResource]:
         with _answers():

@@ -1,6 +1,7 @@
-"""A force's usage per day: reports counted by the gateways, alerts raised and bytes stored
-measured by the operator (``status.usage`` of its PoliceForce). Each day keeps the plan and
-prices it was first counted under, so an invoice does not change when a plan does."""
+"""A force's usage per day: reports counted by the gateways, alerts raised counted from its
+alerts topic (``peaceland.api.alert_meter``), bytes stored measured by the operator
+(``status.usage`` of its PoliceForce). Each day keeps the plan and prices it was first
+counted under, so an invoice does not change when a plan does."""
 
 from __future__ import annotations
 
@@ -59,35 +60,36 @@ def count_reports(db: Session, force_id: str, day: date, count: int) -> None:
     )
 
 
-def record_measures(db: Session, force_id: str, usage: ForceUsage) -> None:
-    """The operator's latest measures of a force: each day's alerts raised and the day's
-    peak storage. A figure only grows: a measure is of the whole day so far, and an older
-    one read again (or alerts expired by retention) never lowers what was recorded."""
-    measured = {date.fromisoformat(day): count for day, count in usage.alerts_raised.items()}
-    storage_day = date.fromisoformat(usage.measured_at[:10])
-    for day in sorted(measured.keys() | {storage_day}):
-        stored = usage.storage_bytes if day == storage_day else None
-        counts = {"alerts_raised": measured.get(day, 0)}
-        if stored is not None:
-            counts["storage_bytes"] = stored
-        statement = _day(db, force_id, day, **counts)
-        new = statement.excluded
-        db.execute(
-            statement.on_conflict_do_update(
-                index_elements=[DailyUsage.force_id, DailyUsage.day],
-                set_={
-                    "alerts_raised": func.greatest(DailyUsage.alerts_raised, new.alerts_raised),
-                    "storage_bytes": func.greatest(DailyUsage.storage_bytes, new.storage_bytes),
-                    **_priced(statement),
-                },
-                # Written only when a figure grew: the reconciler reads every force often.
-                where=(DailyUsage.alerts_raised < new.alerts_raised)
-                | (
-                    func.coalesce(DailyUsage.storage_bytes, -1)
-                    < func.coalesce(new.storage_bytes, -1)
-                ),
-            )
+def count_alerts(db: Session, force_id: str, day: date, count: int) -> None:
+    """Add ``count`` alerts raised on ``day`` (read once from the force's alerts topic)."""
+    statement = _day(db, force_id, day, alerts_raised=count)
+    db.execute(
+        statement.on_conflict_do_update(
+            index_elements=[DailyUsage.force_id, DailyUsage.day],
+            set_={"alerts_raised": DailyUsage.alerts_raised + count, **_priced(statement)},
         )
+    )
+
+
+def record_storage(db: Session, force_id: str, usage: ForceUsage) -> None:
+    """The operator's latest measure of a force's storage: its day keeps the most bytes
+    measured of it (a measure read twice, or by two replicas, changes nothing)."""
+    if usage.storage_bytes is None:
+        return
+    day = date.fromisoformat(usage.measured_at[:10])
+    statement = _day(db, force_id, day, storage_bytes=usage.storage_bytes)
+    new = statement.excluded
+    db.execute(
+        statement.on_conflict_do_update(
+            index_elements=[DailyUsage.force_id, DailyUsage.day],
+            set_={
+                "storage_bytes": func.greatest(DailyUsage.storage_bytes, new.storage_bytes),
+                **_priced(statement),
+            },
+            # Written only when it grew: the reconciler reads every force often.
+            where=func.coalesce(DailyUsage.storage_bytes, -1) < new.storage_bytes,
+        )
+    )
 
 
 def measured_usage(status: dict[str, object]) -> ForceUsage | None:

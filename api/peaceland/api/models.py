@@ -234,6 +234,18 @@ class DailyUsage(Base):
     price_per_million_reports_cents: Mapped[int | None] = mapped_column(BigInteger)
 
 
+class AlertMeterPosition(Base):
+    """Where the alert meter goes on reading a force's alerts topic (one row a partition),
+    with the topic's id: new topics under the same name start from their beginning."""
+
+    __tablename__ = "alert_meter_positions"
+
+    force_id: Mapped[str] = mapped_column(ForceKey, primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    topic_id: Mapped[str] = mapped_column(String(64))
+    next_offset: Mapped[int] = mapped_column(BigInteger)
+
+
 class UsageBatch(Base):
     """A batch of usage a gateway posted, by its id: posting it again counts nothing twice."""
 
@@ -245,6 +257,7 @@ class UsageBatch(Base):
 
 __all__ = [
     "KEY_CHANGES",
+    "AlertMeterPosition",
     "AuditEvent",
     "Base",
     "DailyUsage",

@@ -11,9 +11,9 @@ never on a failed list (an API server outage), never on an empty list while forc
 (a wrong namespace, a cluster being restored), never on more than half the held forces at
 once; it says so in its log instead. Every replica may run it: forgetting is idempotent.
 
-Each pass also copies what the operator measured of every force (``status.usage``: alerts
-raised per day, bytes stored) into its days of usage; figures only grow, so replicas and
-repeated passes agree.
+Each pass also copies what the operator measured of every force (``status.usage``: the bytes
+it stores) into its days of usage; a day keeps its most, so replicas and repeated passes
+agree.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from sqlalchemy import select, union
 from sqlalchemy.orm import Session, sessionmaker
 
 from peaceland.api.db import now
-from peaceland.api.forces import forget, forgotten_since, lock_force
+from peaceland.api.forces import forget, forgotten, lock_force
 from peaceland.api.kube import ForceResource, Forces, KubernetesUnavailableError
-from peaceland.api.metering import measured_usage, record_measures
+from peaceland.api.metering import measured_usage, record_storage
 from peaceland.api.models import AuditEvent, Drone, Force, Membership
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,11 @@ class ForceReconciler:
         self._absent_for = absent_for
         #: When each absent force was first seen absent (monotonic).
         self._absent_since: dict[str, float] = {}
-        #: The measure last recorded of each force (its resource's creation, the time).
-        self._recorded: dict[str, tuple[str | None, str]] = {}
+        #: The measure last recorded of each force (its resource's UID, the time).
+        self._recorded: dict[str, tuple[str, str]] = {}
+        #: The UID of each force's resource when last listed (a force gone is recorded
+        #: forgotten with it).
+        self._uids: dict[str, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="force-reconciler", daemon=True)
 
@@ -74,6 +77,7 @@ class ForceReconciler:
         resources = self._forces.list()
         self._record_usage(resources)
         present = {r.name for r in resources}
+        self._uids |= {r.name: r.uid for r in resources}
         with self._sessions() as db:
             held = set(
                 db.scalars(
@@ -120,18 +124,18 @@ class ForceReconciler:
             usage = measured_usage(resource.status)
             if usage is None or resource.deleting:
                 continue
-            if self._recorded.get(resource.name) == (resource.created, usage.measured_at):
+            if self._recorded.get(resource.name) == (resource.uid, usage.measured_at):
                 continue  # nothing measured since the last pass
             try:
                 with self._sessions() as db:
                     # Shared: never while the force is being forgotten (its days archived);
                     # and not once forgotten, while its resource is still being deleted.
                     lock_force(db, resource.name, exclusive=False)
-                    if forgotten_since(db, resource.name, resource.created):
+                    if forgotten(db, resource.name, resource.uid):
                         continue
-                    record_measures(db, resource.name, usage)
+                    record_storage(db, resource.name, usage)
                     db.commit()
-                self._recorded[resource.name] = (resource.created, usage.measured_at)
+                self._recorded[resource.name] = (resource.uid, usage.measured_at)
             except Exception:
                 log.exception("usage of force %s not recorded this time", resource.name)
         listed = {r.name for r in resources}
@@ -151,7 +155,11 @@ class ForceReconciler:
                     force_id=archived,
                     action="force.gone",
                     target=f"force/{force_id}",
-                    details={"keys_revoked": revoked, "why": "its PoliceForce is gone"},
+                    details={
+                        "keys_revoked": revoked,
+                        "why": "its PoliceForce is gone",
+                        "uid": self._uids.pop(force_id, None),
+                    },
                 )
             )
             db.commit()

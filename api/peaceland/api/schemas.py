@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -382,3 +383,153 @@ class UsagePost(BaseModel):
     reports: dict[Slug, dict[date, Annotated[int, Field(ge=0, le=10**12)]]] = {}
     #: When each key was last seen.
     keys_used: dict[KeyId, datetime] = {}
+
+
+# --------------------------------------------------------------------------- alerts
+
+AlertStateName = Literal["open", "acknowledged", "resolved"]
+#: A note: any text but control characters (line breaks and tabs allowed).
+NoteText = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=2_000,
+        pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*\S[^\x00-\x08\x0b-\x1f\x7f]*$",
+    ),
+]
+
+
+class AlertOut(BaseModel):
+    """An alert: who was seen, where and when it was raised, where the citizen was last
+    seen, and where the force's officers are with it."""
+
+    alert_id: uuid.UUID
+    citizen: str
+    #: The score of the sighting that raised it.
+    score: float
+    drone_id: str
+    report_id: uuid.UUID
+    latitude: float
+    longitude: float
+    #: When the report that raised it was taken.
+    opened_at: datetime
+    #: When the platform raised it.
+    raised_at: datetime
+    last_seen_at: datetime | None = None
+    last_drone_id: str | None = None
+    last_latitude: float | None = None
+    last_longitude: float | None = None
+    last_score: float | None = None
+    state: AlertStateName
+    assignee: str | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    #: acknowledged_at - raised_at, in seconds: the officers' reaction time.
+    reaction_seconds: float | None = None
+    #: resolved_at - raised_at, in seconds.
+    resolution_seconds: float | None = None
+
+
+class TransitionOut(BaseModel):
+    seq: int
+    action: Literal["acknowledge", "assign", "resolve", "note"]
+    #: The state the transition left the alert in.
+    state: AlertStateName
+    actor: str
+    at: datetime
+    assignee: str | None = None
+    note: str | None = None
+
+
+class SightingOut(BaseModel):
+    reported_at: datetime
+    drone_id: str
+    score: float
+
+
+class AlertDetail(AlertOut):
+    #: Every transition, in order.
+    transitions: list[TransitionOut]
+    #: Every sighting of the citizen from the alert's opening to its last (at most 1,000).
+    sightings: list[SightingOut]
+
+
+class _Transition(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: Why, for the record (optional).
+    note: NoteText | None = None
+
+    @property
+    def assignee(self) -> str | None:
+        return None
+
+
+class Acknowledge(_Transition):
+    """Take an open alert: the reaction time stops."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"action": "acknowledge"}]}
+    )
+    action: Literal["acknowledge"]
+
+
+class Resolve(_Transition):
+    """Close an open or acknowledged alert."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"action": "resolve", "note": "false match, checked"}]},
+    )
+    action: Literal["resolve"]
+
+
+class Assign(BaseModel):
+    """Give an alert not resolved to an officer or force admin of the force."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"action": "assign", "assignee": "officer@lyon.fr"}]},
+    )
+    action: Literal["assign"]
+    assignee: Email
+    note: NoteText | None = None
+
+
+class AddNote(BaseModel):
+    """Add a note to an alert, whatever its state."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"action": "note", "note": "patrol 12 on its way"}]},
+    )
+    action: Literal["note"]
+    note: NoteText
+
+    @property
+    def assignee(self) -> str | None:
+        return None
+
+
+#: One transition of an alert, by its ``action``.
+TransitionIn = Annotated[Acknowledge | Resolve | Assign | AddNote, Field(discriminator="action")]
+
+
+class ReactionFigures(BaseModel):
+    """How the force reacted to the alerts opened in [since, until)."""
+
+    since: datetime
+    until: datetime
+    raised: int
+    open: int
+    acknowledged: int
+    resolved: int
+    #: Reaction time (acknowledged - raised) of the alerts acknowledged, nearest-rank
+    #: percentiles, in seconds; None when none was.
+    acknowledged_p50_seconds: float | None
+    acknowledged_p90_seconds: float | None
+    #: Resolution time (resolved - raised), likewise.
+    resolved_p50_seconds: float | None
+    resolved_p90_seconds: float | None

@@ -8,7 +8,9 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from peaceland.tenants.access import secret_value
+from peaceland.tenants.cassandra import CassandraAccess
 from peaceland.tenants.environment import env_prefix
+from peaceland.tenants.kafka import KafkaAccess
 
 
 class ApiSettings(BaseSettings):
@@ -50,6 +52,25 @@ class ApiSettings(BaseSettings):
     kafka_replication_factor: int = Field(default=3, ge=1, le=5)
     cassandra_replication_factor: int = Field(default=3, ge=1, le=9)
     consumer_image: str | None = None
+    #: Where the forces' data is, for the alert routes and the live feeds. Each force's
+    #: data is read as that force's own dashboard principal and Cassandra role (from its
+    #: credentials Secret), so the servers themselves refuse another force's. None: the
+    #: alert routes answer 503.
+    kafka_bootstrap_servers: str | None = None
+    kafka_ssl_ca_location: Path | None = None
+    cassandra_contact_points: str | None = None
+    cassandra_local_dc: str = Field(default="datacenter1", min_length=1)
+    cassandra_ssl_ca_location: Path | None = None
+    #: Timeout of one request to Kafka or Cassandra, in seconds.
+    data_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    #: How often each force's alerts topic is read for the alerts it raised (the invoice's
+    #: count); 0: never.
+    alert_meter_seconds: float = Field(default=10.0, ge=0, le=3_600)
+    #: How often transitions a crash kept off the lifecycle topic are published; 0: never.
+    lifecycle_publish_seconds: float = Field(default=5.0, ge=0, le=3_600)
+    #: Live feeds (dashboard pages) one process serves smoothly: each reads Kafka through
+    #: a thread of a pool this large (more wait their turn).
+    live_feeds: int = Field(default=200, ge=1, le=10_000)
 
     @field_validator("database_url")
     @classmethod
@@ -61,6 +82,23 @@ class ApiSettings(BaseSettings):
         if not value.startswith("postgresql+psycopg://"):
             raise ValueError("a PostgreSQL URL (postgresql://user:password@host:port/database)")
         return value
+
+    def data_servers(self) -> tuple[KafkaAccess, CassandraAccess] | None:
+        """Where the forces' data is (signed in as no one yet), when configured."""
+        if self.kafka_bootstrap_servers is None or self.cassandra_contact_points is None:
+            return None
+        kafka = KafkaAccess(
+            self.kafka_bootstrap_servers,
+            ssl_ca_location=str(self.kafka_ssl_ca_location) if self.kafka_ssl_ca_location else None,
+        )
+        cassandra = CassandraAccess(
+            self.cassandra_contact_points,
+            local_dc=self.cassandra_local_dc,
+            ssl_ca_location=(
+                str(self.cassandra_ssl_ca_location) if self.cassandra_ssl_ca_location else None
+            ),
+        )
+        return kafka, cassandra
 
     def current_gateway_token(self) -> str | None:
         """The gateways' token, the file read again at each call (a rotated Secret); None

@@ -193,6 +193,10 @@ def local_api(
         env_name("api", "bootstrap_admin_password_file"): str(made.admin_password_file),
         env_name("api", "kafka_replication_factor"): "1",
         env_name("api", "cassandra_replication_factor"): "1",
+        # The forces' data, each read as the force's own identities (its Secret).
+        env_name("api", "kafka_bootstrap_servers"): endpoints.kafka_bootstrap_servers,
+        env_name("api", "cassandra_contact_points"): endpoints.cassandra_contact_points,
+        env_name("api", "cassandra_local_dc"): endpoints.cassandra.local_dc,
     }
     return ServiceProcess(name, "peaceland", env, state_dir, module="peaceland.api")
 
@@ -203,11 +207,13 @@ def local_credentials(endpoints: Endpoints, force_id: str, state_dir: Path) -> F
     and made again on the servers, idempotently, each time. The force's keyspace must exist
     (its role is granted it)."""
     path = state_dir / "credentials" / "forces" / f"{force_id}.json"
-    credentials = None
+    credentials = saved = None
     if path.exists():
-        credentials = ForceCredentials.from_secret_data(force_id, json.loads(path.read_text()))
+        saved = json.loads(path.read_text())
+        credentials = ForceCredentials.from_secret_data(force_id, saved)
     if credentials is None:
         credentials = ForceCredentials.generate(force_id, 0)
+    if credentials.secret_data() != saved:  # new, or a role added since it was saved
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         path.touch(mode=0o600)
         path.write_text(json.dumps(credentials.secret_data()))

@@ -134,6 +134,7 @@ def status_after(
         reports_topic=resources.reports_topic,
         alerts_topic=resources.alerts_topic,
         dead_letter_topic=resources.dead_letter_topic,
+        lifecycle_topic=resources.lifecycle_topic,
         keyspace=resources.keyspace,
         usage=current.usage,  # the usage timer's to write, never a reconcile's
     )

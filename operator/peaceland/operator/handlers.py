@@ -9,13 +9,14 @@
   drift (a topic deleted by hand, an edited Deployment). A per-force lock keeps it from
   running beside the change or delete handler, and it acts only on the force's live
   generation.
-- a timer per force, every ``usage_interval``: its usage (alerts raised per day, bytes
-  stored) measured into ``status.usage``, which the control plane bills.
+- a timer per force, every ``usage_interval``: the bytes it stores measured into
+  ``status.usage``, which the control plane bills.
 - delete: the finalizer applies the deletion policy, then lets the resource go.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -37,9 +38,10 @@ from peaceland.operator.settings import OperatorSettings
 from peaceland.operator.steps.consumers import availability_step
 from peaceland.operator.steps.progress import progress_step
 from peaceland.operator.teardown import teardown
-from peaceland.operator.usage import measure
+from peaceland.operator.usage import DiskUsage, measure
 from peaceland.tenants.errors import InvalidForceIdError
-from peaceland.tenants.policeforce import GROUP, PLURAL, VERSION, Condition, spec_from
+from peaceland.tenants.forces import resources_for
+from peaceland.tenants.policeforce import GROUP, PLURAL, VERSION, Condition, ForceUsage, spec_from
 from peaceland.tenants.workloads import status_names
 
 log = logging.getLogger(__name__)
@@ -114,9 +116,11 @@ def registry(settings: OperatorSettings, servers: Servers, workloads: Workloads)
     ) -> None:
         _watch(body, meta, status, patch, memo, servers, workloads)
 
+    disk = DiskUsage(max_age=settings.usage_interval / 2, timeout=settings.request_timeout)
+
     @kopf.timer(*_RESOURCE, registry=reg, id="usage", interval=settings.usage_interval)
     def usage(meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch, **_: Any) -> None:
-        _usage(meta, status, patch, servers)
+        _usage(meta, status, patch, servers, disk)
 
     @kopf.on.delete(*_RESOURCE, registry=reg, id="teardown")
     def delete(
@@ -185,20 +189,24 @@ def _watch(
         guard.release()
 
 
-def _usage(meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch, servers: Servers) -> None:
-    """Measure a provisioned force's usage into its status; a failed measure is logged and
-    tried again at the next interval (the last figures stand meanwhile)."""
-    observed = read_status(status)
-    if (
-        observed.phase not in ("Ready", "Degraded")
-        or observed.keyspace is None
-        or meta.get("deletionTimestamp")
-    ):
+def _usage(
+    meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch, servers: Servers, disk: DiskUsage
+) -> None:
+    """Measure a provisioned force's storage into its status; a failed measure is logged
+    and tried again at the next interval (the last figure stands meanwhile)."""
+    if meta.get("deletionTimestamp") or status.get("phase") in (None, "Pending", "Deleting"):
         return
     try:
-        measured = measure(
-            servers.cassandra(), observed.keyspace, datetime.now(UTC), observed.usage
-        )
+        # From the name, never from the status (which anyone allowed to patch it can edit).
+        keyspace = resources_for(meta.get("name") or "").keyspace
+    except InvalidForceIdError:
+        return
+    previous = None
+    # An unreadable one (another version's) is written anew.
+    with contextlib.suppress(ValidationError):
+        previous = ForceUsage.model_validate(status.get("usage") or {})
+    try:
+        measured = measure(disk, servers.cassandra(), keyspace, datetime.now(UTC), previous)
     except Exception as exc:
         log.warning("usage of %s/%s not measured: %s", meta.get("namespace"), meta.get("name"), exc)
         return

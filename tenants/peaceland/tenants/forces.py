@@ -35,11 +35,19 @@ class ForceResources:
     reports_topic: str
     alerts_topic: str
     dead_letter_topic: str
+    #: Each alert's lifecycle (acknowledged, assigned, resolved, notes), written by the
+    #: control plane for the force's officers.
+    lifecycle_topic: str
     keyspace: str
 
     @property
-    def topics(self) -> tuple[str, str, str]:
-        return (self.reports_topic, self.alerts_topic, self.dead_letter_topic)
+    def topics(self) -> tuple[str, str, str, str]:
+        return (
+            self.reports_topic,
+            self.alerts_topic,
+            self.dead_letter_topic,
+            self.lifecycle_topic,
+        )
 
 
 def validate_force_id(force_id: str) -> str:
@@ -65,6 +73,7 @@ def resources_for(force_id: str) -> ForceResources:
         reports_topic=f"{base}.reports",
         alerts_topic=f"{base}.alerts",
         dead_letter_topic=f"{base}.dead-letter",
+        lifecycle_topic=f"{base}.lifecycle",
         keyspace=KEYSPACE_PREFIX + force_id.replace("-", "_"),
     )
 

@@ -282,12 +282,9 @@ class ForceUsage(BaseModel):
     #: When the operator measured (RFC 3339, UTC).
     measured_at: str
     #: Bytes of the force's keyspace on disk, every replica counted, summed over the
-    #: Cassandra nodes (Cassandra's ``system_views.disk_usage``: whole MiB per table);
-    #: None when a node did not answer (a partial sum would under-bill).
+    #: Cassandra nodes (Cassandra's ``system_views.disk_usage``: whole MiB per table,
+    #: rounded up); None until every node has answered once.
     storage_bytes: Annotated[int, Field(ge=0)] | None = None
-    #: Alerts raised per UTC day (``YYYY-MM-DD``), for the days the operator counted:
-    #: today and yesterday, so a day is counted whole once it is over.
-    alerts_raised: dict[str, Annotated[int, Field(ge=0)]] = {}
 
 
 class PoliceForceStatus(BaseModel):
@@ -301,6 +298,7 @@ class PoliceForceStatus(BaseModel):
     reports_topic: str | None = None
     alerts_topic: str | None = None
     dead_letter_topic: str | None = None
+    lifecycle_topic: str | None = None
     keyspace: str | None = None
     usage: ForceUsage | None = None
 

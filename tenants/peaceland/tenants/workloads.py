@@ -248,5 +248,6 @@ def status_names(force_id: str) -> dict[str, str]:
         "reportsTopic": r.reports_topic,
         "alertsTopic": r.alerts_topic,
         "deadLetterTopic": r.dead_letter_topic,
+        "lifecycleTopic": r.lifecycle_topic,
         "keyspace": r.keyspace,
     }

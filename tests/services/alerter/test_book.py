@@ -152,3 +152,20 @@ def test_the_dedup_state_outlives_every_sighting_that_can_still_arrive_in_its_wi
         + readable_for(replay_hours * 3_600_000)
     )
     assert row.ttl >= latest_arrival.total_seconds()
+
+
+def test_a_raised_alert_can_be_found_by_its_id_alone_for_its_lifecycle(
+    force: ForceResources, cassandra: Session
+):
+    book = AlertBook(cassandra, force.keyspace, force.force_id)
+    first = report_at(0, 1)
+    raised = book.decide(sighting(first, "0/1"), window_seconds=600)
+    book.decide(sighting(report_at(60, 2), "0/2"), window_seconds=600)  # an update: no row
+    row = cassandra.execute(
+        f"SELECT day, citizen, raised_at, state, last_seq FROM {force.keyspace}.alert_lifecycle "
+        "WHERE alert_id = %s",
+        (raised.alert_id,),
+    ).one()
+    assert (row.day.date(), row.citizen) == (first.timestamp.date(), EVE.name)
+    assert row.raised_at is not None
+    assert (row.state, row.last_seq) == (None, None)  # open, untouched

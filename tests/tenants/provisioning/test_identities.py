@@ -127,6 +127,33 @@ def test_a_force_reads_its_own_reports_and_never_another_forces(tenants, endpoin
     assert refused.code() == KafkaError.GROUP_AUTHORIZATION_FAILED, refused
 
 
+def test_the_dashboard_reads_its_forces_topics_writes_its_lifecycle_and_nothing_else(
+    tenants, endpoints
+):
+    a, b = tenants
+    for tenant in tenants:
+        for topic in (tenant.resources.alerts_topic, tenant.resources.reports_topic):
+            produce(endpoints.kafka, topic, [(b"k", b"v")])
+    dashboard = _as(endpoints, a.credentials.kafka["dashboard"])
+    feed = consumer_group(a.resources.force_id, "dashboard") + ".feed"
+    assert _produce_error(dashboard, a.resources.lifecycle_topic) is None
+    assert _read_error(dashboard, a.resources.lifecycle_topic, feed) is None
+    assert _read_error(dashboard, a.resources.alerts_topic, feed) is None
+    assert _read_error(dashboard, a.resources.reports_topic, feed) is None
+    # It never writes alerts or reports, nor touches B's topics or groups.
+    for topic in (a.resources.alerts_topic, a.resources.reports_topic, b.resources.lifecycle_topic):
+        refused = _produce_error(dashboard, topic)
+        assert refused is not None
+        assert refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, (topic, refused)
+    refused = _read_error(dashboard, b.resources.alerts_topic, feed)
+    assert refused is not None
+    assert refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, refused
+    their_feed = consumer_group(b.resources.force_id, "dashboard") + ".feed"
+    refused = _read_error(dashboard, a.resources.alerts_topic, their_feed)
+    assert refused is not None
+    assert refused.code() == KafkaError.GROUP_AUTHORIZATION_FAILED, refused
+
+
 def test_a_force_cannot_even_describe_another_forces_topics(tenants, endpoints):
     a, b = tenants
     admin = AdminClient(client_config(_as(endpoints, a.credentials.kafka["alerter"])))

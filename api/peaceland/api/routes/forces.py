@@ -291,16 +291,17 @@ def delete_force(request: Request, caller: PlatformOnly, db: Db) -> Response:
     keeps its data as its deletion policy says. 202: the deletion is under way."""
     forces = _forces(request)
     try:
-        if forces.get(caller.force_id) is None:
-            raise Problem(404, f"no police force {caller.force_id}")
+        resource = forces.get(caller.force_id)
     except KubernetesUnavailableError as exc:
         raise unavailable(exc) from None
+    if resource is None:
+        raise Problem(404, f"no police force {caller.force_id}")
     # Keys first, committed before the resource goes: a deletion that fails half way
     # leaves a force that takes no reports, never a deleted force whose keys still work.
     revoked, archived = forget(db, caller.force_id)
     audit.record(
         db, request, caller.principal, "force.deleted", f"force/{caller.force_id}",
-        force_id=archived, details={"keys_revoked": revoked},
+        force_id=archived, details={"keys_revoked": revoked, "uid": resource.uid},
     )  # fmt: skip
     db.commit()
     try:

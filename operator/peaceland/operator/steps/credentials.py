@@ -55,7 +55,9 @@ def credentials_step(
             servers.cassandra(),
             credentials,
             servers.settings.request_timeout,
-            set_passwords=credentials is not current,
+            # New credentials, or a role the Secret did not hold yet (the others' passwords
+            # are set again, to what they are).
+            set_passwords=credentials is not current or credentials.secret_data() != data,
         )
     except Exception as exc:  # any server's error (three client libraries): said, retried
         message = f"issuing generation {generation}: {_describe(exc)}"

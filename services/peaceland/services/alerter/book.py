@@ -98,6 +98,12 @@ class AlertBook:
             "last_drone_id, last_latitude, last_longitude, last_score, state, opened_by) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?) USING TIMESTAMP ?"
         )
+        # Where the control plane finds the alert by its id alone (its day), for its
+        # lifecycle; the state stays null (open) until an officer's first transition.
+        self._lifecycle: PreparedStatement = session.prepare(
+            f"INSERT INTO {ks}.alert_lifecycle (alert_id, day, citizen, raised_at) "
+            "VALUES (?, ?, ?, ?) USING TIMESTAMP ?"
+        )
         self._seen: PreparedStatement = session.prepare(
             f"UPDATE {ks}.alerts_by_day USING TIMESTAMP ? SET last_seen_at = ?, "
             "last_drone_id = ?, last_latitude = ?, last_longitude = ?, last_score = ? "
@@ -182,6 +188,10 @@ class AlertBook:
                 sighting.source,
                 write_time(seen_at),
             ),
+        )
+        self._session.execute(
+            self._lifecycle,
+            (alert_id, seen_at.date(), citizen.name, sighting.handled_at, write_time(seen_at)),
         )
         return Decision("raised", alert_id, seen_at)
 

@@ -8,6 +8,9 @@ Each process of a force signs in as the force's own principal for its role:
   dead-letter topic;
 - ``<force>.alerter.g<N>`` reads the reports topic in the alerter's group, writes the alerts
   and dead-letter topics, in transactions whose ids start with the alerter's group;
+- ``<force>.dashboard.g<N>`` (the control plane, serving the force's officers) reads the
+  reports topic (drones' positions), the alerts and lifecycle topics, and writes the
+  lifecycle topic; its group names start with the dashboard's (it commits nothing);
 - the Cassandra role ``pf_<force>_g<N>`` reads and writes the force's keyspace only.
 
 The brokers deny whatever no ACL allows (StandardAuthorizer, no ACL means no access), and
@@ -50,7 +53,7 @@ from confluent_kafka.admin._scram import (
 from peaceland.tenants.forces import ForceResources, consumer_group, resources_for
 
 #: The roles a force's processes play, each its own Kafka principal.
-ROLES: Final = ("gateway", "archiver", "alerter")
+ROLES: Final = ("gateway", "archiver", "alerter", "dashboard")
 #: SCRAM's iteration count: the broker's default minimum is 4096.
 SCRAM_ITERATIONS: Final = 8192
 
@@ -108,11 +111,17 @@ class ForceCredentials:
     @classmethod
     def from_secret_data(cls, force_id: str, data: Mapping[str, str]) -> ForceCredentials | None:
         """The credentials a Secret holds; None when it holds no whole, valid set (then new
-        ones are made: a half-written or hand-edited Secret is replaced, never trusted)."""
+        ones are made: a half-written or hand-edited Secret is replaced, never trusted).
+
+        A role the Secret has no entry at all for (a role added since the Secret was made)
+        is given a new identity of the Secret's generation, so that the others keep theirs:
+        an upgrade adds a principal without changing a running process's password."""
         try:
             generation = int(data["generation"])
             kafka = {
                 role: Identity(data[f"{role}.kafka-username"], data[f"{role}.kafka-password"])
+                if f"{role}.kafka-username" in data or f"{role}.kafka-password" in data
+                else Identity(kafka_principal(force_id, role, generation), _password())
                 for role in ROLES
             }
             cassandra = Identity(data["cassandra-username"], data["cassandra-password"])
@@ -164,6 +173,12 @@ def acl_bindings(resources: ForceResources, role: str, principal: str) -> list[A
     grants: list[tuple[ResourceType, str, ResourcePatternType, AclOperation]] = []
     if role == "gateway":
         grants += [(topic, resources.reports_topic, literal, op) for op in (write, describe)]
+    elif role == "dashboard":
+        readable = (resources.reports_topic, resources.alerts_topic, resources.lifecycle_topic)
+        grants += [(topic, name, literal, op) for name in readable for op in (read, describe)]
+        grants += [(topic, resources.lifecycle_topic, literal, write)]
+        group_prefix = consumer_group(resources.force_id, role)
+        grants += [(group, group_prefix, prefixed, op) for op in (read, describe)]
     else:
         group_id = consumer_group(resources.force_id, role)
         grants += [(topic, resources.reports_topic, literal, op) for op in (read, describe)]

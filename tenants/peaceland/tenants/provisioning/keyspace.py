@@ -189,6 +189,73 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             """,
         ),
     ),
+    Migration(
+        5,
+        "alert lifecycle",
+        (
+            # Each alert's lifecycle, one partition per alert: its current state in static
+            # columns, each transition a row numbered from 1. A transition is one
+            # lightweight transaction on the partition (the state changes only if no other
+            # transition came in between), so two officers never both acknowledge it. The
+            # alerter writes the statics the control plane needs to find the alert (its
+            # day in alerts_by_day) when it raises it; the state is null until a transition.
+            # published: the transition has reached the lifecycle topic.
+            """
+            CREATE TABLE IF NOT EXISTS {ks}.alert_lifecycle (
+                alert_id uuid,
+                seq int,
+                day date static,
+                citizen text static,
+                raised_at timestamp static,
+                state text static,
+                last_seq int static,
+                assignee text static,
+                acknowledged_at timestamp static,
+                acknowledged_by text static,
+                resolved_at timestamp static,
+                resolved_by text static,
+                action text,
+                actor text,
+                at timestamp,
+                note text,
+                to_state text,
+                to_assignee text,
+                request_key text,
+                published boolean,
+                PRIMARY KEY ((alert_id), seq)
+            ) WITH compression = {{'class': 'ZstdCompressor'}}
+            """,
+            # Transitions not yet on the lifecycle topic, written before each transition
+            # and removed once it is published: what a crash in between leaves is found here
+            # and published again (readers keep one copy of each alert_id and seq).
+            """
+            CREATE TABLE IF NOT EXISTS {ks}.lifecycle_outbox (
+                bucket smallint,
+                alert_id uuid,
+                seq int,
+                written_at timestamp,
+                PRIMARY KEY ((bucket), alert_id, seq)
+            )
+            """,
+            # The lifecycle beside alerts_by_day, by the same day: what lists of alerts and
+            # reaction times read, a partition per day (copied from alert_lifecycle after
+            # each transition; no row while an alert is open and untouched).
+            """
+            CREATE TABLE IF NOT EXISTS {ks}.alert_states_by_day (
+                day date,
+                alert_id uuid,
+                state text,
+                last_seq int,
+                assignee text,
+                acknowledged_at timestamp,
+                acknowledged_by text,
+                resolved_at timestamp,
+                resolved_by text,
+                PRIMARY KEY ((day), alert_id)
+            ) WITH compression = {{'class': 'ZstdCompressor'}}
+            """,
+        ),
+    ),
 )
 
 #: Tables whose rows expire after the force's retention.
@@ -197,6 +264,8 @@ RETAINED_TABLES: Final = (
     "sightings_by_citizen",
     "alerts_by_day",
     "report_ids",
+    "alert_lifecycle",
+    "alert_states_by_day",
 )
 #: Of those, the append-only time series, compacted by time window (alerts are updated for
 #: as long as they are open, which time windows handle badly).

@@ -1,0 +1,412 @@
+"""A force's alerts, for its officers and analysts: listed, read, taken through their
+lifecycle, timed. Served from the force's own topics and keyspace, read as the force's own
+identities (``peaceland.api.force_data``)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Final
+
+from cassandra import DriverException, RequestExecutionException, Unauthorized
+from cassandra.cluster import NoHostAvailable
+from confluent_kafka import KafkaException
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from peaceland.api import audit
+from peaceland.api.alert_desk import (
+    MAX_DAYS,
+    AlertContendedError,
+    AlertDesk,
+    AlertNotFoundError,
+    Recorded,
+)
+from peaceland.api.auth import ForceCaller, force_role
+from peaceland.api.conventions import IdempotencyKey
+from peaceland.api.db import session
+from peaceland.api.feed import BadPositionError, Feed, Position, decode_position
+from peaceland.api.force_data import (
+    ForceData,
+    ForceDataUnavailableError,
+    ForceNotProvisionedError,
+    describe,
+)
+from peaceland.api.forces import unavailable
+from peaceland.api.kube import KubernetesUnavailableError
+from peaceland.api.models import Membership, Role, User
+from peaceland.api.paging import Cursor, Limit, Page, after_str, encode
+from peaceland.api.problems import Problem, responses
+from peaceland.api.schemas import (
+    AlertDetail,
+    AlertOut,
+    AlertStateName,
+    ReactionFigures,
+    TransitionIn,
+    TransitionOut,
+)
+from peaceland.tenants.kafka import Config
+from peaceland.tenants.lifecycle import IllegalTransitionError
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1/forces/{force_id}/alerts", tags=["alerts"])
+Db = Annotated[Session, Depends(session)]
+Reader = Annotated[ForceCaller, Depends(force_role(Role.officer, Role.analyst))]
+Officer = Annotated[ForceCaller, Depends(force_role(Role.officer))]
+AlertId = Annotated[uuid.UUID, Path(description="The alert's id.")]
+Since = Annotated[
+    datetime | None,
+    Query(description="Alerts opened at or after (RFC 3339); 24 hours ago by default."),
+]
+Until = Annotated[datetime | None, Query(description="Alerts opened before; now by default.")]
+
+#: Who may be assigned an alert.
+_ASSIGNABLE: Final = (Role.officer, Role.force_admin)
+
+_desks_lock = threading.Lock()
+
+
+def _data(request: Request) -> ForceData:
+    data: ForceData | None = request.app.state.force_data
+    if data is None:
+        raise Problem(503, "the control plane is not connected to the forces' data servers")
+    return data
+
+
+def _desk(request: Request, force_id: str) -> AlertDesk:
+    """The force's desk, made once per Cassandra session (its statements prepared)."""
+    data = _data(request)
+    session_ = data.session(force_id)
+    desks: dict[tuple[str, int], AlertDesk] = request.app.state.__dict__.setdefault(
+        "alert_desks", {}
+    )
+    key = (force_id, id(session_))
+    with _desks_lock:
+        desk = desks.get(key)
+    if desk is None:
+        desk = AlertDesk(
+            session_,
+            data.producer(force_id),
+            data.resources(force_id),
+            timeout=request.app.state.settings.data_timeout_seconds,
+        )
+        with _desks_lock:
+            desks[key] = desk
+    return desk
+
+
+@contextmanager
+def _servers(request: Request, force_id: str) -> Iterator[None]:
+    """A force not provisioned as 404 (none) or 409 (not yet); the data servers' failures
+    as 503 (try again), never a 500."""
+    try:
+        yield
+    except ForceNotProvisionedError as exc:
+        try:
+            found = request.app.state.forces.get(force_id)
+        except KubernetesUnavailableError as error:
+            raise unavailable(error) from None
+        if found is None:
+            raise Problem(404, f"no police force {force_id}") from None
+        raise Problem(409, f"{exc}: its alerts are served once it is") from None
+    except ForceDataUnavailableError as exc:
+        raise Problem(503, str(exc), headers={"Retry-After": "5"}) from None
+    except (
+        NoHostAvailable,
+        Unauthorized,
+        DriverException,
+        RequestExecutionException,
+        KafkaException,
+    ) as exc:
+        raise Problem(
+            503, f"the force's data servers did not answer: {describe(exc)}",
+            headers={"Retry-After": "5"},
+        ) from None  # fmt: skip
+
+
+def _span(since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise Problem.field(
+                422, f"query.{name}", "a time with its offset (2026-11-30T08:00:00Z)"
+            )
+    end = until.astimezone(UTC) if until else datetime.now(UTC)
+    start = since.astimezone(UTC) if since else end - timedelta(hours=24)
+    if start >= end:
+        raise Problem.field(422, "query.since", "before until")
+    if end - start > timedelta(days=MAX_DAYS):
+        raise Problem.field(422, "query.since", f"at most {MAX_DAYS} days before until")
+    return start, end
+
+
+def _bbox(value: str | None) -> tuple[float, float, float, float] | None:
+    if value is None:
+        return None
+    try:
+        west, south, east, north = (float(v) for v in value.split(","))
+    except ValueError:
+        raise Problem.field(422, "query.bbox", "four numbers: west,south,east,north") from None
+    if not (-180 <= west <= 180 and -180 <= east <= 180 and -90 <= south <= north <= 90):
+        raise Problem.field(422, "query.bbox", "longitudes in [-180, 180], south <= north")
+    return west, south, east, north
+
+
+def _inside(alert: AlertOut, box: tuple[float, float, float, float]) -> bool:
+    west, south, east, north = box
+    latitude = alert.last_latitude if alert.last_latitude is not None else alert.latitude
+    longitude = alert.last_longitude if alert.last_longitude is not None else alert.longitude
+    across = longitude >= west or longitude <= east  # a box across the antimeridian
+    within = west <= longitude <= east if west <= east else across
+    return south <= latitude <= north and within
+
+
+def _key(alert: AlertOut) -> str:
+    return f"{int(alert.opened_at.timestamp() * 1000):013d}|{alert.alert_id}"
+
+
+@router.get("", response_model=Page[AlertOut], responses=responses(401, 403, 404, 409, 503))
+def list_alerts(
+    request: Request,
+    caller: Reader,
+    db: Db,
+    since: Since = None,
+    until: Until = None,
+    state: Annotated[list[AlertStateName] | None, Query(description="Only these states.")] = None,
+    citizen: Annotated[str | None, Query(max_length=200, description="Only this citizen.")] = None,
+    bbox: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            description="Only alerts whose citizen was last seen in west,south,east,north.",
+        ),
+    ] = None,
+    cursor: Cursor = None,
+    limit: Limit = 100,
+) -> Page[AlertOut]:
+    """The force's alerts opened in [since, until) (at most 31 days), newest first."""
+    start, end = _span(since, until)
+    box = _bbox(bbox)
+    after = after_str(cursor)
+    with _servers(request, caller.force_id):
+        alerts = _desk(request, caller.force_id).alerts(start, end)
+    chosen = [
+        a
+        for a in alerts
+        if (not state or a.state in state)
+        and (citizen is None or a.citizen == citizen)
+        and (box is None or _inside(a, box))
+        and (after is None or _key(a) < after)
+    ]
+    shown = chosen[:limit]
+    audit.record(
+        db, request, caller.principal, "alerts.read", f"force/{caller.force_id}/alerts",
+        force_id=caller.force_id,
+        details={"since": start.isoformat(), "until": end.isoformat(), "shown": len(shown)},
+    )  # fmt: skip
+    db.commit()
+    following = encode([_key(shown[-1])]) if len(chosen) > limit else None
+    return Page[AlertOut](items=shown, next_cursor=following)
+
+
+def _resume(
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=20_000,
+            description="The id of the last event received: the feed goes on right after it.",
+        ),
+    ] = None,
+) -> Position | None:
+    if last_event_id is None:
+        return None
+    try:
+        return decode_position(last_event_id)
+    except BadPositionError as exc:
+        raise Problem.field(400, "header.Last-Event-ID", str(exc)) from None
+
+
+def _feed_config(request: Request, caller: Reader) -> Config:
+    """The feed's reader, as the force's own principal: settled before the stream starts,
+    so that a force not there, not ready, or unreachable gets its status (404, 409, 503)."""
+    with _servers(request, caller.force_id):
+        return _data(request).consumer_config(caller.force_id)
+
+
+@router.get(
+    "/feed",
+    response_class=EventSourceResponse,
+    responses={
+        **responses(400, 401, 403, 404, 409, 503),
+        200: {
+            "description": "Server-Sent Events: `alert` (an alert raised or seen again) and "
+            "`transition` (acknowledged, assigned, resolved, noted), each with its JSON "
+            "and an id to resume from; `error` when the feed must stop (the browser "
+            "reconnects by itself with Last-Event-ID); a comment every 15 s keeps it open.",
+            "content": {"text/event-stream": {}},
+        },
+    },
+)
+async def live_feed(
+    request: Request,
+    caller: Reader,
+    resume: Annotated[Position | None, Depends(_resume)],
+    config: Annotated[Config, Depends(_feed_config)],
+    since: Annotated[
+        datetime | None,
+        Query(
+            description="Events from this time on (RFC 3339); 12 hours ago by default. "
+            "Ignored when resuming with Last-Event-ID."
+        ),
+    ] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    """The force's alerts and transitions as they happen, read committed from its topics.
+    A page reconnecting with Last-Event-ID misses nothing and gets nothing twice."""
+    start = (since or datetime.now(UTC) - timedelta(hours=12)).astimezone(UTC)
+    data = _data(request)
+    await run_in_threadpool(_audit_feed, request, caller, start, resume is not None)
+    feed = Feed(
+        config,
+        data.resources(caller.force_id),
+        request.app.state.feed_executor,
+        timeout=request.app.state.settings.data_timeout_seconds,
+    )
+    try:
+        async for event_id, name, body in feed.start(start, resume):
+            yield ServerSentEvent(id=event_id, event=name, data=body)
+    except BadPositionError as exc:
+        yield ServerSentEvent(event="error", data={"detail": str(exc)})
+    except Exception as exc:  # a server lost: said, and the browser comes back
+        log.warning("the feed of %s stopped: %s", caller.force_id, exc)
+        yield ServerSentEvent(
+            event="error", data={"detail": f"the feed stopped: {describe(exc)}"}, retry=2_000
+        )
+
+
+def _audit_feed(request: Request, caller: ForceCaller, since: datetime, resumed: bool) -> None:
+    with request.app.state.sessions() as db:
+        audit.record(
+            db, request, caller.principal, "alerts.feed", f"force/{caller.force_id}/alerts",
+            force_id=caller.force_id,
+            details={"since": since.isoformat(), "resumed": resumed},
+        )  # fmt: skip
+        db.commit()
+
+
+@router.get(
+    "/reaction", response_model=ReactionFigures, responses=responses(401, 403, 404, 409, 503)
+)
+def reaction(
+    request: Request, caller: Reader, since: Since = None, until: Until = None
+) -> ReactionFigures:
+    """How fast the force's officers acknowledged and resolved the alerts opened in
+    [since, until): counts by state and nearest-rank p50/p90 in seconds."""
+    start, end = _span(since, until)
+    with _servers(request, caller.force_id):
+        return _desk(request, caller.force_id).reaction(start, end)
+
+
+@router.get("/{alert_id}", response_model=AlertDetail, responses=responses(401, 403, 404, 409, 503))
+def get_alert(request: Request, caller: Reader, db: Db, alert_id: AlertId) -> AlertDetail:
+    """One alert, with every transition and every sighting of its citizen while it was
+    open."""
+    with _servers(request, caller.force_id):
+        try:
+            detail = _desk(request, caller.force_id).alert(alert_id)
+        except AlertNotFoundError:
+            raise Problem(404, f"no alert {alert_id} in {caller.force_id}") from None
+    audit.record(
+        db, request, caller.principal, "alert.read", f"alert/{alert_id}", force_id=caller.force_id
+    )
+    db.commit()
+    return detail
+
+
+@router.post(
+    "/{alert_id}/transitions",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TransitionOut,
+    responses={
+        **responses(401, 403, 404, 409, 503),
+        200: {"description": "The same request made before (its Idempotency-Key): its answer."},
+    },
+)
+def transition(
+    request: Request,
+    response: Response,
+    body: TransitionIn,
+    caller: Officer,
+    db: Db,
+    alert_id: AlertId,
+    idempotency_key: IdempotencyKey = None,
+) -> TransitionOut:
+    """Acknowledge, assign, resolve an alert, or add a note to it. 409 when its state does
+    not allow it (resolve a resolved alert), naming who changed it last. Send an
+    ``Idempotency-Key``: after a timeout, the same request sent again gets the transition
+    it made, never a second one."""
+    if body.assignee is not None:
+        _check_assignee(db, caller.force_id, body.assignee)
+    actor = caller.principal.name
+    key = None if idempotency_key is None else f"{actor}\x1f{idempotency_key}"
+    with _servers(request, caller.force_id):
+        try:
+            recorded = _desk(request, caller.force_id).transition(
+                alert_id,
+                body.action,
+                actor,
+                note=body.note,
+                assignee=body.assignee,
+                request_key=key,
+            )
+        except AlertNotFoundError:
+            raise Problem(404, f"no alert {alert_id} in {caller.force_id}") from None
+        except IllegalTransitionError as exc:
+            raise Problem(409, str(exc)) from None
+        except AlertContendedError as exc:
+            raise Problem(409, str(exc)) from None
+    made = recorded.transition
+    if recorded.replayed:
+        if (made.action, made.note, made.assignee) != (body.action, body.note, body.assignee):
+            raise Problem.field(
+                422, "header.Idempotency-Key", "already used for a different request"
+            )
+        response.status_code = status.HTTP_200_OK
+        return _out(recorded)
+    audit.record(
+        db, request, caller.principal, f"alert.{made.action}", f"alert/{alert_id}",
+        force_id=caller.force_id,
+        details={"seq": made.seq, "state": made.state, "assignee": made.assignee,
+                 "note": made.note, "at": made.at.isoformat()},
+    )  # fmt: skip
+    db.commit()
+    return _out(recorded)
+
+
+def _out(recorded: Recorded) -> TransitionOut:
+    made = recorded.transition
+    return TransitionOut(
+        seq=made.seq,
+        action=made.action,
+        state=made.state,
+        actor=made.actor,
+        at=made.at,
+        assignee=made.assignee,
+        note=made.note,
+    )
+
+
+def _check_assignee(db: Session, force_id: str, email: str) -> None:
+    role = db.scalar(
+        select(Membership.role)
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.force_id == force_id, User.email == email.lower())
+    )
+    if role not in _ASSIGNABLE:
+        raise Problem.field(422, "body.assignee", f"not an officer or force admin of {force_id}")
