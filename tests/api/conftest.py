@@ -194,8 +194,8 @@ def raise_alert(cassandra: Session, force: Provisioned, minutes_ago: float = 5) 
         cassandra.execute(
             f"INSERT INTO {force.resources.keyspace}.sightings_by_citizen "
             "(day, bucket, citizen, reported_at, drone_id, score) VALUES (%s, %s, %s, %s, %s, %s)",
-            (at.date(), sighting_bucket(WANTED.name), WANTED.name,
-             at + timedelta(seconds=seconds), drone, 2.0),
+            ((at + timedelta(seconds=seconds)).date(), sighting_bucket(WANTED.name),
+             WANTED.name, at + timedelta(seconds=seconds), drone, 2.0),
         )  # fmt: skip
     if decision.event == "raised":
         book.decide(

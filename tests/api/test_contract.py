@@ -165,6 +165,8 @@ class World:
     person: dict[str, str]
     person_password: list[str] = field(default_factory=list)
     alert_id: str | None = None
+    #: An officer of the force: alerts are the force's people's alone.
+    officer: dict[str, str] = field(default_factory=dict)
 
     def known(self, method: str, path: str) -> dict[str, Any]:
         """Path parameters naming resources that exist (destructive routes get their own)."""
@@ -233,6 +235,8 @@ class World:
             return self.person
         if case.path.startswith("/v1/internal/"):
             return self.api.gateway
+        if case.path.startswith("/v1/forces/{force_id}/alerts"):
+            return self.officer
         return self.api.admin
 
     def after(self, case: schemathesis.Case[Any], status: int) -> None:
@@ -298,6 +302,7 @@ def _world(api: Api) -> World:
         victim_user_id=member["user_id"],
         person=api.login(person["email"], password),
         person_password=[password],
+        officer=api.login("victim@force.test", member["initial_password"]),
     )
 
 

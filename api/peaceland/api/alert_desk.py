@@ -19,16 +19,20 @@ Everything here runs as the force's own Cassandra role and Kafka principal
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
+from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
 from confluent_kafka import KafkaError, Message, Producer
 
+from peaceland.api.force_data import ForceData
+from peaceland.api.kube import Forces
 from peaceland.api.schemas import (
     AlertDetail,
     AlertOut,
@@ -54,6 +58,11 @@ log = logging.getLogger(__name__)
 _ATTEMPTS: Final = 8
 #: The one partition of the outbox (a few rows at most, each removed within a second).
 _OUTBOX: Final = 0
+#: Longest a request waits for Kafka to take a transition (the outbox keeps the rest).
+_PUBLISH_WAIT: Final = 2.0
+#: Age past which an outbox row whose transaction never applied is dropped: far beyond
+#: the longest a request can be at work (its attempts and their timeouts).
+_ORPHAN_AGE: Final = timedelta(minutes=10)
 #: Longest span one list or reaction query covers.
 MAX_DAYS: Final = 31
 
@@ -102,6 +111,8 @@ class AlertDesk:
         self._producer = producer
         self._resources = resources
         self._timeout = timeout
+        # A request waits this long for Kafka at most; the publisher does the rest.
+        self._publish_wait = min(_PUBLISH_WAIT, timeout)
         prepare = session.prepare
         self._head: PreparedStatement = prepare(
             f"SELECT day, citizen, raised_at, state, last_seq, assignee, acknowledged_at, "
@@ -137,6 +148,14 @@ class AlertDesk:
         self._outbox_list: PreparedStatement = prepare(
             f"SELECT alert_id, seq, written_at FROM {ks}.lifecycle_outbox WHERE bucket = ?"
         )
+        # Serial reads: a transaction left in progress (a timeout) is finished or rolled
+        # back before the publisher judges it.
+        self._row_serial: PreparedStatement = prepare(
+            f"SELECT seq, action, actor, at, note, request_key, published, to_state, "
+            f"to_assignee, raised_at, last_seq, day FROM {ks}.alert_lifecycle "
+            "WHERE alert_id = ? AND seq = ?"
+        )
+        self._row_serial.consistency_level = ConsistencyLevel.LOCAL_SERIAL
         self._outbox_remove: PreparedStatement = prepare(
             f"DELETE FROM {ks}.lifecycle_outbox WHERE bucket = ? AND alert_id = ? AND seq = ?"
         )
@@ -275,7 +294,7 @@ class AlertDesk:
                 headers={"event-id": transition.event_id},
                 on_delivery=delivered,
             )
-            left = self._producer.flush(self._timeout)
+            left = self._producer.flush(self._publish_wait)
         except Exception as exc:  # BufferError, KafkaException: published later
             log.warning("transition %s not published yet: %s", transition.event_id, exc)
             return False
@@ -290,22 +309,24 @@ class AlertDesk:
 
     def publish_pending(self, older_than: timedelta = timedelta(seconds=5)) -> int:
         """Finish the transitions a crash or an outage left unpublished; returns how many
-        were published. Rows of transactions that lost their race are dropped."""
+        were published. Judged on serial reads: a transaction a timeout left in progress is
+        settled first. A row whose transaction never applied is dropped only once no request
+        can still be at work on it."""
         done = 0
-        cutoff = datetime.now(UTC) - older_than
+        now = datetime.now(UTC)
         for row in list(self._session.execute(self._outbox_list, (_OUTBOX,))):
-            written = _utc(row.written_at)
-            if written is not None and written > cutoff:
+            written = _utc(row.written_at) or now
+            if written > now - older_than:
                 continue  # its request may still be at work
-            found = self._session.execute(self._row, (row.alert_id, row.seq)).one()
-            head = self._session.execute(self._head, (row.alert_id,)).one()
-            if found is None or found.action is None or head is None or head.day is None:
-                self._session.execute(self._outbox_remove, (_OUTBOX, row.alert_id, row.seq))
+            found = self._session.execute(self._row_serial, (row.alert_id, row.seq)).one()
+            if found is None or found.action is None:
+                if written <= now - _ORPHAN_AGE:
+                    self._session.execute(self._outbox_remove, (_OUTBOX, row.alert_id, row.seq))
                 continue
             if found.published:
                 self._session.execute(self._outbox_remove, (_OUTBOX, row.alert_id, row.seq))
                 continue
-            if self._finish(self._transition(row.alert_id, found), head.day):
+            if self._finish(self._transition(row.alert_id, found), found.day):
                 done += 1
         return done
 
@@ -380,6 +401,82 @@ class AlertDesk:
             resolved_p50_seconds=_percentile(resolved, 50),
             resolved_p90_seconds=_percentile(resolved, 90),
         )
+
+
+class Desks:
+    """Each force's desk, made again when the force's identities change (a rotation, a
+    force made again under its name): its statements prepared once per session."""
+
+    def __init__(self, data: ForceData, timeout: float = 10.0) -> None:
+        self._data = data
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._desks: dict[str, tuple[str, AlertDesk]] = {}
+
+    def get(self, force_id: str) -> AlertDesk:
+        fingerprint = self._data.generation_of(force_id)
+        with self._lock:
+            known = self._desks.get(force_id)
+        if known is not None and known[0] == fingerprint:
+            return known[1]
+        desk = AlertDesk(
+            self._data.session(force_id),
+            self._data.producer(force_id),
+            self._data.resources(force_id),
+            timeout=self._timeout,
+        )
+        with self._lock:
+            self._desks[force_id] = (fingerprint, desk)
+        return desk
+
+
+class LifecyclePublisher:
+    """Every ``interval``, publishes what each provisioned force's outbox holds (the
+    transitions a crash or a Kafka outage kept off its lifecycle topic)."""
+
+    def __init__(
+        self,
+        forces: Forces,
+        desks: Desks,
+        interval: float,
+        older_than: timedelta = timedelta(seconds=5),
+    ) -> None:
+        self._forces = forces
+        self._desks = desks
+        self._interval = interval
+        self._older_than = older_than
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lifecycle-publisher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=15)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.publish_all()
+
+    def publish_all(self) -> int:
+        published = 0
+        try:
+            resources = self._forces.list()
+        except Exception as exc:
+            log.warning("lifecycle outboxes not read this time: %s", exc)
+            return 0
+        for resource in resources:
+            if resource.deleting or not resource.status.get("keyspace"):
+                continue
+            try:
+                desk = self._desks.get(resource.name)
+                published += desk.publish_pending(self._older_than)
+            except Exception as exc:
+                log.warning("the lifecycle outbox of %s not read this time: %s",
+                            resource.name, exc)  # fmt: skip
+        return published
 
 
 def _days(since: datetime, until: datetime) -> Iterable[date]:
@@ -488,5 +585,7 @@ __all__ = [
     "AlertContendedError",
     "AlertDesk",
     "AlertNotFoundError",
+    "Desks",
+    "LifecyclePublisher",
     "Recorded",
 ]

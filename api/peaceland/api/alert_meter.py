@@ -35,7 +35,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from peaceland.api.force_data import ForceData
-from peaceland.api.forces import lock_force
+from peaceland.api.forces import forgotten, lock_force
 from peaceland.api.kube import Forces
 from peaceland.api.metering import count_alerts
 from peaceland.api.models import AlertMeterPosition
@@ -67,6 +67,7 @@ class AlertMeter:
         self._timeout = timeout
         self._consumers: dict[str, Consumer] = {}
         self._admins: dict[str, AdminClient] = {}
+        self._topic_ids: dict[str, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="alert-meter", daemon=True)
 
@@ -95,7 +96,7 @@ class AlertMeter:
             if resource.deleting or not resource.status.get("keyspace"):
                 continue
             try:
-                counted[resource.name] = self.meter(resource.name)
+                counted[resource.name] = self.meter(resource.name, resource.uid)
             except Exception as exc:
                 log.warning("alerts of %s not metered this time: %s", resource.name, exc)
                 self._drop(resource.name)
@@ -131,13 +132,19 @@ class AlertMeter:
         ].result()
         return str(described.topic_id), len(described.partitions)
 
-    def meter(self, force_id: str) -> int:
+    def meter(self, force_id: str, uid: str | None = None) -> int:
         """Read the force's alerts topic on from the stored positions and count what was
-        raised; returns how many were counted."""
+        raised; returns how many were counted. ``uid``: the force's resource, counted for
+        only if the API has not forgotten it (deleted, its resource still going)."""
         topic = self._data.resources(force_id).alerts_topic
         topic_id, partitions = self._topic(force_id)
+        if self._topic_ids.get(force_id, topic_id) != topic_id:
+            self._drop(force_id)  # the topic was made anew: a client that knew the old one
+        self._topic_ids[force_id] = topic_id
         with self._sessions() as db:
             lock_force(db, force_id, exclusive=False)  # never while it is being forgotten
+            if uid is not None and forgotten(db, force_id, uid):
+                return 0
             taken = db.scalar(
                 select(func.pg_try_advisory_xact_lock(func.hashtext(f"meter/{force_id}")))
             )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Final
 
@@ -14,6 +13,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError
 
 from peaceland.api import problems, security
+from peaceland.api.alert_desk import Desks, LifecyclePublisher
 from peaceland.api.alert_meter import AlertMeter
 from peaceland.api.auth import Authenticator, GatewayToken, LocalTokens
 from peaceland.api.db import make_engine, make_sessions, now
@@ -67,8 +67,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        reconciler = meter = None
+        reconciler = meter = publisher = None
         data: ForceData | None = app.state.force_data
+        if data is not None and settings.lifecycle_publish_seconds > 0:
+            publisher = LifecyclePublisher(
+                app.state.forces, app.state.desks, settings.lifecycle_publish_seconds
+            )
+            publisher.start()
         if data is not None and settings.alert_meter_seconds > 0:
             meter = AlertMeter(
                 app.state.sessions,
@@ -91,9 +96,10 @@ def create_app(
             reconciler.stop()
         if meter is not None:
             meter.stop()
+        if publisher is not None:
+            publisher.stop()
         if data is not None:
             data.close()
-        app.state.feed_executor.shutdown(wait=False, cancel_futures=True)
         if own_forces:
             app.state.forces.close()
 
@@ -112,11 +118,16 @@ def create_app(
         concurrent=settings.concurrent_sign_ins, per_minute=settings.sign_ins_per_minute
     )
     app.state.forces = forces or Forces(make_client(settings.kubeconfig), settings.namespace)
-    app.state.feed_executor = ThreadPoolExecutor(settings.live_feeds, thread_name_prefix="feed")
+    app.state.live_feeds = alerts.FeedCount(settings.live_feeds)
     servers = settings.data_servers()
     app.state.force_data = (
         ForceData(*servers, app.state.forces.secret_data, timeout=settings.data_timeout_seconds)
         if servers is not None
+        else None
+    )
+    app.state.desks = (
+        Desks(app.state.force_data, timeout=settings.data_timeout_seconds)
+        if app.state.force_data is not None
         else None
     )
     app.state.authenticators = authenticators or [

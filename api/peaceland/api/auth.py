@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from peaceland.api import security
-from peaceland.api.db import now, session
+from peaceland.api.db import now
 from peaceland.api.models import Membership, Role, User
 from peaceland.api.models import Session as Login
 from peaceland.api.problems import Problem
@@ -111,16 +111,18 @@ class GatewayToken:
 def principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    db: Annotated[Session, Depends(session)],
 ) -> Principal:
+    """Who is calling, checked in a short session of its own: a long request (a live feed)
+    holds no database connection for its whole life."""
     if credentials is None:
         raise _unauthorized("sign in: send 'Authorization: Bearer <token>' (POST /v1/auth/token)")
     authenticators: list[Authenticator] = request.app.state.authenticators
-    for authenticate in authenticators:
-        found = authenticate(credentials.credentials, db)
-        if found is not None:
-            request.state.principal = found
-            return found
+    with request.app.state.sessions() as db:
+        for authenticate in authenticators:
+            found = authenticate(credentials.credentials, db)
+            if found is not None:
+                request.state.principal = found
+                return found
     raise _unauthorized("malformed or unknown token")
 
 
@@ -166,16 +168,18 @@ class ForceCaller:
     force_id: str
 
 
-def force_role(*roles: Role) -> Callable[..., ForceCaller]:
-    """Admit a platform admin, or a person holding one of ``roles`` in the force the path
+def force_role(*roles: Role, platform_admin: bool = True) -> Callable[..., ForceCaller]:
+    """Admit a platform admin (unless ``platform_admin`` is False: the force's own people
+    only, for its police data), or a person holding one of ``roles`` in the force the path
     names. A person with no role there gets 404 (as for a force that does not exist); one
     with another role gets 403 saying which roles may."""
     admitted = frozenset(roles)
+    admits_admin = platform_admin
 
     def check(caller: Caller, force_id: ForceId) -> ForceCaller:
         if caller.service:
             raise Problem(403, "a service token cannot use this route")
-        if not caller.platform_admin:
+        if not (caller.platform_admin and admits_admin):
             role = caller.role_in(force_id)
             if role is None:
                 raise Problem(404, f"no police force {force_id}")

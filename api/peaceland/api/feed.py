@@ -12,10 +12,10 @@ both on, and a page keeps one of each ``(alert_id, seq)``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
-from concurrent.futures import Executor
+from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import Any, Final
 
@@ -64,26 +64,21 @@ def decode_position(text: str) -> Position:
 class Feed:
     """One page's feed of one force."""
 
-    def __init__(
-        self,
-        config: Config,
-        resources: ForceResources,
-        executor: Executor,
-        timeout: float = 10.0,
-    ) -> None:
+    def __init__(self, config: Config, resources: ForceResources, timeout: float = 10.0) -> None:
         self._config = config
         self._resources = resources
-        self._executor = executor
         self._timeout = timeout
         self._topics = {_ALERTS: resources.alerts_topic, _LIFECYCLE: resources.lifecycle_topic}
         self._kinds = {topic: kind for kind, topic in self._topics.items()}
 
     async def start(
         self, since: datetime, resume: Position | None
-    ) -> AsyncIterator[tuple[str, str, dict[str, Any]]]:
+    ) -> AsyncGenerator[tuple[str, str, dict[str, Any]], None]:
         """(event id, event name, data) for every event after ``resume`` (a position this
         feed gave), or from ``since``; runs until the caller stops iterating."""
-        consumer = AIOConsumer(dict(self._config), executor=self._executor)
+        # One thread of its own: librdkafka's handle is never used from two threads at once,
+        # even when a page leaves in the middle of a read (the close waits behind it).
+        consumer = AIOConsumer(dict(self._config), max_workers=1)
         try:
             position = await self._start(consumer, since, resume)
             while True:
@@ -101,7 +96,8 @@ class Feed:
                     if event is not None:
                         yield encode_position(position), event[0], event[1]
         finally:
-            await consumer.close()
+            # Shielded: a page that leaves cancels this task, never the close.
+            await asyncio.shield(consumer.close())
 
     async def _start(
         self, consumer: AIOConsumer, since: datetime, resume: Position | None
@@ -118,8 +114,15 @@ class Feed:
             known = {(self._kinds[p.topic], p.partition) for p in partitions}
             if not set(resume) <= known:
                 raise BadPositionError("a position of partitions this force does not have")
-        # From a time: the first offset at or after it in each partition (-1: none yet,
-        # the end). Resumed: the position given; a partition added since, from its start.
+        # From a time: the first offset at or after it in each partition; none there (-1):
+        # the end as it was before asking, so that nothing written meanwhile is skipped.
+        # Resumed: the position given; a partition added since, from its start.
+        ends: dict[tuple[str, int], int] = {}
+        for p in partitions:
+            _, high = await consumer.get_watermark_offsets(
+                TopicPartition(p.topic, p.partition), timeout=self._timeout
+            )
+            ends[(p.topic, p.partition)] = high
         by_time = await consumer.offsets_for_times(partitions, timeout=self._timeout)
         start: list[TopicPartition] = []
         position: Position = {}
@@ -130,10 +133,7 @@ class Feed:
             else:
                 offset = found.offset
                 if offset < 0:
-                    _, high = await consumer.get_watermark_offsets(
-                        TopicPartition(found.topic, found.partition), timeout=self._timeout
-                    )
-                    offset = high
+                    offset = ends[(found.topic, found.partition)]
             position[key] = offset
             start.append(TopicPartition(found.topic, found.partition, offset))
         await consumer.assign(start)

@@ -43,7 +43,7 @@ class ForceNotProvisionedError(ForceDataUnavailableError):
 
 @dataclass
 class _Connections:
-    generation: int
+    fingerprint: str
     credentials: ForceCredentials
     read_at: float
     session: Session | None = None
@@ -82,7 +82,9 @@ class ForceData:
             if current is not None:
                 return current  # the API server is away: the credentials known still work
             raise ForceDataUnavailableError(f"credentials of {force_id} unreadable: {exc}") from exc
-        credentials = ForceCredentials.from_secret_data(force_id, data) if data else None
+        credentials = (
+            ForceCredentials.from_secret_data(force_id, data, fill_missing=False) if data else None
+        )
         if credentials is None:
             raise ForceNotProvisionedError(
                 f"police force {force_id} has no credentials yet (is it Ready?)"
@@ -90,11 +92,13 @@ class ForceData:
         stale: _Connections | None = None
         with self._lock:
             current = self._forces.get(force_id)
-            if current is not None and current.generation == credentials.generation:
+            # Any change of an identity (a rotation, a force made again under its name, a
+            # role added): connect anew.
+            if current is not None and current.fingerprint == credentials.fingerprint:
                 current.read_at = time.monotonic()
                 return current
             stale = current
-            fresh = _Connections(credentials.generation, credentials, time.monotonic())
+            fresh = _Connections(credentials.fingerprint, credentials, time.monotonic())
             self._forces[force_id] = fresh
         if stale is not None:
             _close(stale)
@@ -118,6 +122,10 @@ class ForceData:
         identity = self._connections(force_id).credentials.kafka[ROLE]
         return self._kafka.as_user(identity.username, identity.password)
 
+    def generation_of(self, force_id: str) -> str:
+        """What identifies the force's current connections (they change with it)."""
+        return self._connections(force_id).fingerprint
+
     def producer(self, force_id: str) -> Producer:
         """An idempotent producer signed in as the force's dashboard principal."""
         connections = self._connections(force_id)
@@ -136,7 +144,9 @@ class ForceData:
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "isolation.level": "read_committed",
-            "auto.offset.reset": "latest",
+            # A position retention has deleted, or of a topic made anew: from the oldest
+            # kept, never silently past what exists.
+            "auto.offset.reset": "earliest",
         }
 
     def close(self) -> None:

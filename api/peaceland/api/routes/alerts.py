@@ -8,12 +8,13 @@ import logging
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Final
 
 from cassandra import DriverException, RequestExecutionException, Unauthorized
 from cassandra.cluster import NoHostAvailable
+from cassandra.protocol import ErrorMessage
 from confluent_kafka import KafkaException
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -27,6 +28,7 @@ from peaceland.api.alert_desk import (
     AlertContendedError,
     AlertDesk,
     AlertNotFoundError,
+    Desks,
     Recorded,
 )
 from peaceland.api.auth import ForceCaller, force_role
@@ -41,7 +43,7 @@ from peaceland.api.force_data import (
 )
 from peaceland.api.forces import unavailable
 from peaceland.api.kube import KubernetesUnavailableError
-from peaceland.api.models import Membership, Role, User
+from peaceland.api.models import AuditEvent, Membership, Role, User
 from peaceland.api.paging import Cursor, Limit, Page, after_str, encode
 from peaceland.api.problems import Problem, responses
 from peaceland.api.schemas import (
@@ -58,8 +60,11 @@ from peaceland.tenants.lifecycle import IllegalTransitionError
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/forces/{force_id}/alerts", tags=["alerts"])
 Db = Annotated[Session, Depends(session)]
-Reader = Annotated[ForceCaller, Depends(force_role(Role.officer, Role.analyst))]
-Officer = Annotated[ForceCaller, Depends(force_role(Role.officer))]
+# Police data: the force's own officers and analysts only, not the platform's admins.
+Reader = Annotated[
+    ForceCaller, Depends(force_role(Role.officer, Role.analyst, platform_admin=False))
+]
+Officer = Annotated[ForceCaller, Depends(force_role(Role.officer, platform_admin=False))]
 AlertId = Annotated[uuid.UUID, Path(description="The alert's id.")]
 Since = Annotated[
     datetime | None,
@@ -67,10 +72,10 @@ Since = Annotated[
 ]
 Until = Annotated[datetime | None, Query(description="Alerts opened before; now by default.")]
 
+_EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
+_LATEST: Final = datetime(9000, 1, 1, tzinfo=UTC)
 #: Who may be assigned an alert.
 _ASSIGNABLE: Final = (Role.officer, Role.force_admin)
-
-_desks_lock = threading.Lock()
 
 
 def _data(request: Request) -> ForceData:
@@ -81,25 +86,10 @@ def _data(request: Request) -> ForceData:
 
 
 def _desk(request: Request, force_id: str) -> AlertDesk:
-    """The force's desk, made once per Cassandra session (its statements prepared)."""
-    data = _data(request)
-    session_ = data.session(force_id)
-    desks: dict[tuple[str, int], AlertDesk] = request.app.state.__dict__.setdefault(
-        "alert_desks", {}
-    )
-    key = (force_id, id(session_))
-    with _desks_lock:
-        desk = desks.get(key)
-    if desk is None:
-        desk = AlertDesk(
-            session_,
-            data.producer(force_id),
-            data.resources(force_id),
-            timeout=request.app.state.settings.data_timeout_seconds,
-        )
-        with _desks_lock:
-            desks[key] = desk
-    return desk
+    """The force's desk (made again when its identities change)."""
+    _data(request)
+    desks: Desks = request.app.state.desks
+    return desks.get(force_id)
 
 
 @contextmanager
@@ -123,6 +113,7 @@ def _servers(request: Request, force_id: str) -> Iterator[None]:
         Unauthorized,
         DriverException,
         RequestExecutionException,
+        ErrorMessage,  # CAS_WRITE_UNKNOWN and other codes the driver does not map
         KafkaException,
     ) as exc:
         raise Problem(
@@ -131,12 +122,16 @@ def _servers(request: Request, force_id: str) -> Iterator[None]:
         ) from None  # fmt: skip
 
 
+def _moment(name: str, value: datetime | None) -> None:
+    if value is not None and value.tzinfo is None:
+        raise Problem.field(422, f"query.{name}", "a time with its offset (2026-11-30T08:00:00Z)")
+    if value is not None and not _EARLIEST <= value <= _LATEST:
+        raise Problem.field(422, f"query.{name}", "a time between 2000 and 9000")
+
+
 def _span(since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise Problem.field(
-                422, f"query.{name}", "a time with its offset (2026-11-30T08:00:00Z)"
-            )
+    _moment("since", since)
+    _moment("until", until)
     end = until.astimezone(UTC) if until else datetime.now(UTC)
     start = since.astimezone(UTC) if since else end - timedelta(hours=24)
     if start >= end:
@@ -233,6 +228,19 @@ def _resume(
         raise Problem.field(400, "header.Last-Event-ID", str(exc)) from None
 
 
+def _feed_start(
+    since: Annotated[
+        datetime | None,
+        Query(
+            description="Events from this time on (RFC 3339); 12 hours ago by default. "
+            "Ignored when resuming with Last-Event-ID."
+        ),
+    ] = None,
+) -> datetime:
+    _moment("since", since)
+    return (since or datetime.now(UTC) - timedelta(hours=12)).astimezone(UTC)
+
+
 def _feed_config(request: Request, caller: Reader) -> Config:
     """The feed's reader, as the force's own principal: settled before the stream starts,
     so that a force not there, not ready, or unreachable gets its status (404, 409, 503)."""
@@ -259,35 +267,60 @@ async def live_feed(
     caller: Reader,
     resume: Annotated[Position | None, Depends(_resume)],
     config: Annotated[Config, Depends(_feed_config)],
-    since: Annotated[
-        datetime | None,
-        Query(
-            description="Events from this time on (RFC 3339); 12 hours ago by default. "
-            "Ignored when resuming with Last-Event-ID."
-        ),
-    ] = None,
+    start: Annotated[datetime, Depends(_feed_start)],
 ) -> AsyncIterator[ServerSentEvent]:
     """The force's alerts and transitions as they happen, read committed from its topics.
     A page reconnecting with Last-Event-ID misses nothing and gets nothing twice."""
-    start = (since or datetime.now(UTC) - timedelta(hours=12)).astimezone(UTC)
     data = _data(request)
-    await run_in_threadpool(_audit_feed, request, caller, start, resume is not None)
-    feed = Feed(
-        config,
-        data.resources(caller.force_id),
-        request.app.state.feed_executor,
-        timeout=request.app.state.settings.data_timeout_seconds,
-    )
+    feeds: FeedCount = request.app.state.live_feeds
+    if not feeds.take():
+        yield ServerSentEvent(
+            event="error", data={"detail": "too many live feeds open here; trying again"},
+            retry=10_000,
+        )  # fmt: skip
+        return
     try:
-        async for event_id, name, body in feed.start(start, resume):
-            yield ServerSentEvent(id=event_id, event=name, data=body)
+        await run_in_threadpool(_audit_feed, request, caller, start, resume is not None)
+        feed = Feed(
+            config,
+            data.resources(caller.force_id),
+            timeout=request.app.state.settings.data_timeout_seconds,
+        )
+        # Closed as soon as the page leaves: its Kafka client with it, not at the next GC.
+        async with aclosing(feed.start(start, resume)) as events:
+            async for event_id, name, body in events:
+                yield ServerSentEvent(id=event_id, event=name, data=body)
     except BadPositionError as exc:
-        yield ServerSentEvent(event="error", data={"detail": str(exc)})
+        # An empty id: the browser forgets the position and comes back from ``since``.
+        yield ServerSentEvent(id="", event="error", data={"detail": str(exc)})
     except Exception as exc:  # a server lost: said, and the browser comes back
         log.warning("the feed of %s stopped: %s", caller.force_id, exc)
         yield ServerSentEvent(
             event="error", data={"detail": f"the feed stopped: {describe(exc)}"}, retry=2_000
         )
+    finally:
+        feeds.give_back()
+
+
+class FeedCount:
+    """Live feeds open in this process, up to a bound (each holds a thread and a Kafka
+    client)."""
+
+    def __init__(self, most: int) -> None:
+        self._most = most
+        self._open = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self._open >= self._most:
+                return False
+            self._open += 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            self._open -= 1
 
 
 def _audit_feed(request: Request, caller: ForceCaller, since: datetime, resumed: bool) -> None:
@@ -378,7 +411,9 @@ def transition(
                 422, "header.Idempotency-Key", "already used for a different request"
             )
         response.status_code = status.HTTP_200_OK
-        return _out(recorded)
+        if _audited(db, alert_id, made.action, made.seq):
+            return _out(recorded)
+        # Made by a first attempt whose answer was lost before it was audited: audit now.
     audit.record(
         db, request, caller.principal, f"alert.{made.action}", f"alert/{alert_id}",
         force_id=caller.force_id,
@@ -400,6 +435,19 @@ def _out(recorded: Recorded) -> TransitionOut:
         assignee=made.assignee,
         note=made.note,
     )
+
+
+def _audited(db: Session, alert_id: uuid.UUID, action: str, seq: int) -> bool:
+    found = db.scalar(
+        select(AuditEvent.id)
+        .where(
+            AuditEvent.target == f"alert/{alert_id}",
+            AuditEvent.action == f"alert.{action}",
+            AuditEvent.details["seq"].as_integer() == seq,
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 def _check_assignee(db: Session, force_id: str, email: str) -> None:

@@ -54,6 +54,8 @@ from peaceland.tenants.forces import ForceResources, consumer_group, resources_f
 
 #: The roles a force's processes play, each its own Kafka principal.
 ROLES: Final = ("gateway", "archiver", "alerter", "dashboard")
+#: The roles of the force's consumer pods: what rolls them when a password changes.
+_CONSUMER_ROLES: Final = ("gateway", "archiver", "alerter")
 #: SCRAM's iteration count: the broker's default minimum is 4096.
 SCRAM_ITERATIONS: Final = 8192
 
@@ -90,12 +92,25 @@ class ForceCredentials:
 
     @property
     def version(self) -> str:
-        """The generation and a digest of every password: what the consumers' pod template
-        carries, so that any change of a password (not only a rotation) rolls them."""
+        """The generation and a digest of the consumers' passwords: what their pod template
+        carries, so that any change of one (not only a rotation) rolls them, and nothing
+        else does (the dashboard's identity is the control plane's)."""
+        used = {
+            k: v
+            for k, v in self.secret_data().items()
+            if k.split(".")[0] in _CONSUMER_ROLES or k.startswith("cassandra-") or k == "generation"
+        }
         digest = hashlib.sha256(
-            "\n".join(f"{k}={v}" for k, v in sorted(self.secret_data().items())).encode()
+            "\n".join(f"{k}={v}" for k, v in sorted(used.items())).encode()
         ).hexdigest()
         return f"{self.generation}.{digest[:16]}"
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of every identity: two readings of the Secret that differ in any."""
+        return hashlib.sha256(
+            "\n".join(f"{k}={v}" for k, v in sorted(self.secret_data().items())).encode()
+        ).hexdigest()
 
     def secret_data(self) -> dict[str, str]:
         """The force's Secret: ``<role>.kafka-username``, ``<role>.kafka-password`` for each
@@ -109,13 +124,19 @@ class ForceCredentials:
         return data
 
     @classmethod
-    def from_secret_data(cls, force_id: str, data: Mapping[str, str]) -> ForceCredentials | None:
+    def from_secret_data(
+        cls, force_id: str, data: Mapping[str, str], *, fill_missing: bool = True
+    ) -> ForceCredentials | None:
         """The credentials a Secret holds; None when it holds no whole, valid set (then new
         ones are made: a half-written or hand-edited Secret is replaced, never trusted).
 
         A role the Secret has no entry at all for (a role added since the Secret was made)
         is given a new identity of the Secret's generation, so that the others keep theirs:
-        an upgrade adds a principal without changing a running process's password."""
+        an upgrade adds a principal without changing a running process's password. A reader
+        of the Secret (``fill_missing=False``) gets None instead: an invented password is
+        one the servers do not know."""
+        if not fill_missing and any(f"{role}.kafka-username" not in data for role in ROLES):
+            return None
         try:
             generation = int(data["generation"])
             kafka = {

@@ -227,7 +227,10 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             """,
             # Transitions not yet on the lifecycle topic, written before each transition
             # and removed once it is published: what a crash in between leaves is found here
-            # and published again (readers keep one copy of each alert_id and seq).
+            # and published again (readers keep one copy of each alert_id and seq). Rows
+            # live minutes: tombstones are purged after an hour (a replica down longer may
+            # bring one back: a transition published again, which readers drop), and
+            # nothing stays beyond a week.
             """
             CREATE TABLE IF NOT EXISTS {ks}.lifecycle_outbox (
                 bucket smallint,
@@ -235,7 +238,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
                 seq int,
                 written_at timestamp,
                 PRIMARY KEY ((bucket), alert_id, seq)
-            )
+            ) WITH gc_grace_seconds = 3600 AND default_time_to_live = 604800
             """,
             # The lifecycle beside alerts_by_day, by the same day: what lists of alerts and
             # reaction times read, a partition per day (copied from alert_lifecycle after
