@@ -9,10 +9,14 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The dashboard's bundle, built from the npm registry through its package-lock.json.
+DASHBOARD := api/peaceland/api/dashboard/static/app.js
+DASHBOARD_SOURCES := $(wildcard api/dashboard/src/*) api/dashboard/package.json \
+	api/dashboard/package-lock.json api/dashboard/build.mjs api/dashboard/tsconfig.json
 
 .PHONY: up test test-fast down status check lint typecheck architecture pytest install lock clean
 
-up: $(STAMP)
+up: $(STAMP) $(DASHBOARD)
 	$(BIN)/peaceland demo
 
 test: check pytest
@@ -33,7 +37,7 @@ typecheck: $(STAMP)
 architecture: $(STAMP)
 	$(BIN)/lint-imports
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(DASHBOARD)
 	$(BIN)/pytest
 
 down: $(STAMP)
@@ -42,7 +46,13 @@ down: $(STAMP)
 status: $(STAMP)
 	$(BIN)/peaceland stack status
 
-install: $(STAMP)
+install: $(STAMP) $(DASHBOARD)
+
+# npm's cache (~/.npm) keeps the packages: a second build fetches nothing.
+$(DASHBOARD): $(DASHBOARD_SOURCES)
+	@command -v npm >/dev/null || { echo "Node.js 20 and npm are needed to build the dashboard"; exit 1; }
+	cd api/dashboard && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
+	cd api/dashboard && npm run --silent typecheck && npm run --silent build
 
 # The virtual environment is rebuilt whenever the lock file or pyproject changes.
 $(STAMP): requirements.lock pyproject.toml
@@ -59,4 +69,4 @@ lock:
 		--no-header --output-file requirements.lock
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache api/dashboard/node_modules api/peaceland/api/dashboard/static

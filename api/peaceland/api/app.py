@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Final
+from typing import Any, Final
 
 from fastapi import FastAPI
 from prometheus_client import make_asgi_app
 from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError
 
-from peaceland.api import problems, security
+from peaceland.api import dashboard, problems, security
 from peaceland.api.alert_desk import Desks, LifecyclePublisher
 from peaceland.api.alert_meter import AlertMeter
 from peaceland.api.auth import Authenticator, GatewayToken, LocalTokens
@@ -92,6 +93,7 @@ def create_app(
             )
             reconciler.start()
         yield
+        await _feeds_closed(app)
         if reconciler is not None:
             reconciler.stop()
         if meter is not None:
@@ -119,6 +121,7 @@ def create_app(
     )
     app.state.forces = forces or Forces(make_client(settings.kubeconfig), settings.namespace)
     app.state.live_feeds = alerts.FeedCount(settings.live_feeds)
+    app.state.closing_feeds = set()
     servers = settings.data_servers()
     app.state.force_data = (
         ForceData(*servers, app.state.forces.secret_data, timeout=settings.data_timeout_seconds)
@@ -148,8 +151,22 @@ def create_app(
             connection.execute(text("SELECT 1"))
         return {"status": "ready"}
 
+    dashboard.mount(app, settings.dashboard_style_url)
     app.mount("/metrics", make_asgi_app())
     return app
+
+
+async def _feeds_closed(app: FastAPI) -> None:
+    """The feeds' Kafka clients, closing as their pages go with the server: once every feed
+    has let go (its close registered), wait for the closes."""
+    feeds: alerts.FeedCount = app.state.live_feeds
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    while feeds.open and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    closing: set[asyncio.Future[Any]] = app.state.closing_feeds
+    if closing:
+        await asyncio.wait(list(closing), timeout=15)
 
 
 def bootstrap_admin(settings: ApiSettings, engine: Engine) -> bool:

@@ -64,8 +64,15 @@ def decode_position(text: str) -> Position:
 class Feed:
     """One page's feed of one force."""
 
-    def __init__(self, config: Config, resources: ForceResources, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        config: Config,
+        resources: ForceResources,
+        closing: set[asyncio.Future[Any]],
+        timeout: float = 10.0,
+    ) -> None:
         self._config = config
+        self._closing = closing
         self._resources = resources
         self._timeout = timeout
         self._topics = {_ALERTS: resources.alerts_topic, _LIFECYCLE: resources.lifecycle_topic}
@@ -96,8 +103,12 @@ class Feed:
                     if event is not None:
                         yield encode_position(position), event[0], event[1]
         finally:
-            # Shielded: a page that leaves cancels this task, never the close.
-            await asyncio.shield(consumer.close())
+            # Shielded: a page that leaves cancels this task, never the close, which the
+            # application waits for before it stops (``closing``).
+            closed = asyncio.ensure_future(consumer.close())
+            self._closing.add(closed)
+            closed.add_done_callback(self._closing.discard)
+            await asyncio.shield(closed)
 
     async def _start(
         self, consumer: AIOConsumer, since: datetime, resume: Position | None

@@ -68,6 +68,9 @@ class ApiSettings(BaseSettings):
     alert_meter_seconds: float = Field(default=10.0, ge=0, le=3_600)
     #: How often transitions a crash kept off the lifecycle topic are published; 0: never.
     lifecycle_publish_seconds: float = Field(default=5.0, ge=0, le=3_600)
+    #: A MapLibre style URL for the dashboards' basemap (a tile server of the force's);
+    #: none: the bundled offline basemap (land outlines and the zone grid).
+    dashboard_style_url: str | None = None
     #: Live feeds (dashboard pages) one process serves at once: each holds a thread and a
     #: Kafka client; more are told to come back.
     live_feeds: int = Field(default=200, ge=1, le=10_000)

@@ -141,6 +141,20 @@ def through_the_api(
     return keys
 
 
+def demo_officer(api: ControlPlane, state_dir: Path, force_id: str, say: Say) -> tuple[str, Path]:
+    """The demo force's officer, who signs in to its dashboard: made once (the platform
+    admin adds them), the password kept in ``<state>/credentials/`` (0600), never printed."""
+    email = f"officer@{force_id}.peaceland.local"
+    path = state_dir / "credentials" / f"{force_id}-officer-password"
+    if not path.exists():
+        added = api.add_member(force_id, email, "Demo officer", "officer")
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.touch(mode=0o600)
+        path.write_text(str(added["initial_password"]), encoding="utf-8")
+        say(f"{email} is an officer of {force_id}")
+    return email, path
+
+
 def drone_key(state_dir: Path, force_id: str) -> str:
     """The demo force's drone key: made once, kept in the state directory."""
     path = state_dir / "services" / f"{force_id}.drone-key"

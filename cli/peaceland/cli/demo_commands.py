@@ -93,10 +93,15 @@ def demo(
             made = ControlPlaneSecrets.of(stack.settings.state_dir)
             with ControlPlane(platform.control_plane_url) as api:
                 keys = demo_run.through_the_api(api, made, settings, drones, _say)
+                officer, officer_password = demo_run.demo_officer(
+                    api, stack.settings.state_dir, force, _say
+                )
             control_plane = (platform.control_plane_url, made.gateway_token_file)
             credentials = platform.credentials(force)
             _say(
                 f"See {force} as its users do:\n"
+                f"    its live alert dashboard: {platform.control_plane_url}/dashboard/, "
+                f"signed in as {officer} with the password in {officer_password}\n"
                 f"    the control plane: {platform.control_plane_url}/docs, signed in as "
                 f"{made.admin_email} with the password in {made.admin_password_file}:\n"
                 f"      peaceland login --email {made.admin_email} "

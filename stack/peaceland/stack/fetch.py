@@ -100,26 +100,43 @@ def postgres_bin_dir(progress: Progress) -> Path:
     found = _find_postgres()
     if found is not None:
         return found
+    _apt_install("postgresql", "PostgreSQL", progress,
+                 "(or set DATABASE_URL to an external server)")  # fmt: skip
+    found = _find_postgres()
+    if found is None:
+        raise StackError("apt-get installed postgresql but no server binaries were found")
+    return found
+
+
+def chromium(progress: Progress) -> Path:
+    """Debian's Chromium, for the dashboard's tests in a real browser, installed if
+    missing (never a browser a test tool downloads)."""
+    found = shutil.which("chromium")
+    if found is None:
+        _apt_install("chromium", "Chromium", progress)
+        found = shutil.which("chromium")
+    if found is None:
+        raise StackError("apt-get installed chromium but no chromium program was found")
+    return Path(found)
+
+
+def _apt_install(package: str, name: str, progress: Progress, otherwise: str = "") -> None:
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise StackError(
-            "PostgreSQL's server is not installed. Install Debian's package: "
-            "sudo apt-get install postgresql (or set DATABASE_URL to an external server)"
+            f"{name} is not installed. Install Debian's package: sudo apt-get install "
+            f"{package} {otherwise}".strip()
         )
-    progress("installing PostgreSQL from Debian's packages (once)")
+    progress(f"installing {name} from Debian's packages (once)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for argv in (
         ["apt-get", "update", "-q"],
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"],
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", package],
     ):
         result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise StackError(
                 f"{' '.join(argv)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
             )
-    found = _find_postgres()
-    if found is None:
-        raise StackError("apt-get installed postgresql but no server binaries were found")
-    return found
 
 
 def _find_postgres() -> Path | None:

@@ -284,6 +284,7 @@ async def live_feed(
         feed = Feed(
             config,
             data.resources(caller.force_id),
+            request.app.state.closing_feeds,
             timeout=request.app.state.settings.data_timeout_seconds,
         )
         # Closed as soon as the page leaves: its Kafka client with it, not at the next GC.
@@ -321,6 +322,11 @@ class FeedCount:
     def give_back(self) -> None:
         with self._lock:
             self._open -= 1
+
+    @property
+    def open(self) -> int:
+        with self._lock:
+            return self._open
 
 
 def _audit_feed(request: Request, caller: ForceCaller, since: datetime, resumed: bool) -> None:

@@ -1,0 +1,522 @@
+// A police force's live alert dashboard: its open alerts on a map and in a list, updated in
+// place from the control plane's live feed (Server-Sent Events), with the lifecycle actions.
+import { fetchEventSource } from "@microsoft/fetch-event-source";
+import { type GeoJSONSource, Map as MapLibre, type StyleSpecification } from "maplibre-gl";
+import type { Feature, FeatureCollection, Point } from "geojson";
+
+type State = "open" | "acknowledged" | "resolved";
+
+interface AlertEvent {
+  event: "raised" | "updated";
+  alert_id: string;
+  force_id: string;
+  citizen: string;
+  score: number;
+  drone_id: string;
+  latitude: number;
+  longitude: number;
+  reported_at: string;
+  opened_at: string;
+  raised_at: string;
+}
+
+interface TransitionEvent {
+  alert_id: string;
+  seq: number;
+  action: "acknowledge" | "assign" | "resolve" | "note";
+  state: State;
+  actor: string;
+  at: string;
+  raised_at: string | null;
+  assignee: string | null;
+  note: string | null;
+}
+
+interface Alert {
+  id: string;
+  citizen: string;
+  score: number;
+  droneId: string;
+  latitude: number;
+  longitude: number;
+  raisedAt: number;
+  state: State;
+  seq: number;
+  assignee: string | null;
+  acknowledgedAt: number | null;
+  acknowledgedBy: string | null;
+  notes: string[];
+}
+
+interface Config {
+  style_url: string | null;
+}
+
+/** What the page did and when: read by tests and by `peaceland bench dashboard`. */
+interface Recorder {
+  drawn: Record<string, number>;
+  feed: "connecting" | "live" | "lost";
+  events: number;
+}
+
+declare global {
+  interface Window {
+    peaceland: Recorder;
+  }
+}
+
+const recorder: Recorder = { drawn: {}, feed: "connecting", events: 0 };
+window.peaceland = recorder;
+
+const TOKEN_KEY = "peaceland.token";
+const HOUR = 3_600_000;
+/** Rows the list shows (the newest): a long history never slows the page. */
+const LIST_ROWS = 300;
+
+const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
+
+async function api(path: string, init: RequestInit = {}): Promise<Response> {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const headers = new Headers(init.headers);
+  if (token) headers.set("Authorization", `Bearer ${token}`);
+  if (init.body) headers.set("Content-Type", "application/json");
+  return fetch(path, { ...init, headers });
+}
+
+async function problem(answer: Response): Promise<string> {
+  try {
+    const body = await answer.json();
+    return body.detail ?? `${answer.status}`;
+  } catch {
+    return `${answer.status} ${answer.statusText}`;
+  }
+}
+
+// --------------------------------------------------------------------------- sign in
+
+async function signIn(event: SubmitEvent): Promise<void> {
+  event.preventDefault();
+  const email = ($("email") as HTMLInputElement).value;
+  const password = ($("password") as HTMLInputElement).value;
+  const answer = await fetch("/v1/auth/token", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ email, password }),
+  });
+  if (!answer.ok) {
+    $("login-error").textContent = await problem(answer);
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, (await answer.json()).access_token);
+  await start();
+}
+
+async function start(): Promise<void> {
+  const me = await api("/v1/me");
+  if (!me.ok) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    $("login").hidden = false;
+    $("board").hidden = true;
+    return;
+  }
+  const person = await me.json();
+  const wanted = new URLSearchParams(location.search).get("force");
+  const roles: Record<string, string> = person.roles ?? {};
+  const forces = Object.entries(roles)
+    .filter(([, role]) => role === "officer" || role === "analyst")
+    .map(([force]) => force);
+  const forceId = wanted && forces.includes(wanted) ? wanted : forces[0];
+  if (!forceId) {
+    $("login-error").textContent = "This account is no officer or analyst of any force.";
+    sessionStorage.removeItem(TOKEN_KEY);
+    return;
+  }
+  $("login").hidden = true;
+  $("board").hidden = false;
+  $("who").textContent = `${person.email} · ${roles[forceId]} of ${forceId}`;
+  const config: Config = await (await fetch("/dashboard/config.json")).json();
+  new Board(forceId, roles[forceId] === "officer", config).open();
+}
+
+// --------------------------------------------------------------------------- the board
+
+class Board {
+  private readonly alerts = new Map<string, Alert>();
+  private readonly transitions = new Set<string>();
+  private readonly early = new Map<string, TransitionEvent[]>();
+  private readonly pending = new Set<string>();
+  private map!: MapLibre;
+  private mapReady = false;
+  private framed = false;
+  private scheduled = false;
+
+  constructor(
+    private readonly forceId: string,
+    private readonly officer: boolean,
+    private readonly config: Config,
+  ) {}
+
+  open(): void {
+    this.map = new MapLibre({
+      container: "map",
+      style: this.config.style_url ?? offlineStyle(),
+      center: [2.35, 48.86],
+      zoom: 11,
+      attributionControl: false,
+    });
+    this.map.on("load", () => {
+      this.map.addSource("alerts", {
+        type: "geojson",
+        data: { type: "FeatureCollection", features: [] },
+        promoteId: "id",
+        cluster: true,
+        clusterRadius: 40,
+        clusterMaxZoom: 14,
+      });
+      this.map.addLayer({
+        id: "alert-clusters",
+        type: "circle",
+        source: "alerts",
+        filter: ["has", "point_count"],
+        paint: {
+          "circle-color": "#d7301f",
+          "circle-opacity": 0.75,
+          "circle-radius": ["step", ["get", "point_count"], 12, 10, 18, 100, 26, 1000, 34],
+          "circle-stroke-color": "#fff",
+          "circle-stroke-width": 1,
+        },
+      });
+      this.map.addLayer({
+        id: "alert-points",
+        type: "circle",
+        source: "alerts",
+        filter: ["!", ["has", "point_count"]],
+        paint: {
+          "circle-color": ["match", ["get", "state"], "acknowledged", "#fc8d59", "#d7301f"],
+          "circle-radius": 7,
+          "circle-stroke-color": "#fff",
+          "circle-stroke-width": 2,
+        },
+      });
+      this.map.on("click", "alert-points", (e) => {
+        const id = e.features?.[0]?.properties?.id;
+        if (typeof id === "string") this.select(id);
+      });
+      this.mapReady = true;
+      this.schedule();
+    });
+    setInterval(() => this.counters(), 5_000);
+    this.listen();
+  }
+
+  private listen(): void {
+    const since = new Date(Date.now() - 12 * HOUR).toISOString();
+    const url = `/v1/forces/${this.forceId}/alerts/feed?since=${encodeURIComponent(since)}`;
+    void fetchEventSource(url, {
+      headers: { Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY)}` },
+      openWhenHidden: true,
+      onopen: async (answer) => {
+        if (!answer.ok) throw new Error(await problem(answer));
+        this.banner(null);
+        recorder.feed = "live";
+      },
+      onmessage: (message) => {
+        if (!message.data) return;
+        recorder.events += 1;
+        if (message.event === "alert") this.onAlert(JSON.parse(message.data));
+        else if (message.event === "transition") this.onTransition(JSON.parse(message.data));
+        else if (message.event === "error") {
+          throw new Error(JSON.parse(message.data).detail ?? "the feed stopped");
+        }
+      },
+      onclose: () => {
+        throw new Error("the feed closed");
+      },
+      onerror: (error) => {
+        recorder.feed = "lost";
+        this.banner(`Live feed lost (${error?.message ?? error}): reconnecting…`);
+        return 2_000; // try again in 2 s, from the last event received (Last-Event-ID)
+      },
+    });
+  }
+
+  private banner(text: string | null): void {
+    const banner = $("feed-state");
+    banner.hidden = text === null;
+    banner.textContent = text ?? "";
+    $("live").textContent = text === null ? "● live" : "○ reconnecting";
+    $("live").className = text === null ? "live" : "lost";
+  }
+
+  private onAlert(event: AlertEvent): void {
+    const known = this.alerts.get(event.alert_id);
+    if (known) {
+      if (event.event === "updated") {
+        known.latitude = event.latitude;
+        known.longitude = event.longitude;
+        known.droneId = event.drone_id;
+        this.pending.add(known.id);
+        this.schedule();
+      }
+      return;
+    }
+    this.alerts.set(event.alert_id, {
+      id: event.alert_id,
+      citizen: event.citizen,
+      score: event.score,
+      droneId: event.drone_id,
+      latitude: event.latitude,
+      longitude: event.longitude,
+      raisedAt: Date.parse(event.raised_at),
+      state: "open",
+      seq: 0,
+      assignee: null,
+      acknowledgedAt: null,
+      acknowledgedBy: null,
+      notes: [],
+    });
+    this.pending.add(event.alert_id);
+    const early = this.early.get(event.alert_id) ?? [];
+    this.early.delete(event.alert_id);
+    early.sort((a, b) => a.seq - b.seq).forEach((t) => this.onTransition(t));
+    this.schedule();
+  }
+
+  private onTransition(event: TransitionEvent): void {
+    const key = `${event.alert_id}:${event.seq}`;
+    if (this.transitions.has(key)) return; // published twice: kept once
+    const alert = this.alerts.get(event.alert_id);
+    if (!alert) {
+      // The two topics are read side by side: a transition may come before its alert.
+      const early = this.early.get(event.alert_id) ?? [];
+      early.push(event);
+      this.early.set(event.alert_id, early);
+      return;
+    }
+    this.transitions.add(key);
+    if (event.seq <= alert.seq) return;
+    alert.seq = event.seq;
+    alert.state = event.state;
+    if (event.action === "assign") alert.assignee = event.assignee;
+    if (event.action === "acknowledge") {
+      alert.acknowledgedAt = Date.parse(event.at);
+      alert.acknowledgedBy = event.actor;
+    }
+    if (event.note) alert.notes.push(`${event.actor}: ${event.note}`);
+    this.pending.add(alert.id);
+    this.schedule();
+  }
+
+  /** Apply what arrived since the last frame, once a frame: the map's changed features
+   * only (no whole-map redraw), and the list's changed rows. */
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    requestAnimationFrame(() => {
+      this.scheduled = false;
+      this.draw();
+    });
+  }
+
+  private draw(): void {
+    const changed = [...this.pending].map((id) => this.alerts.get(id)!).filter(Boolean);
+    this.pending.clear();
+    if (changed.length === 0) return;
+    if (this.mapReady) this.drawMap(changed);
+    else changed.forEach((a) => this.pending.add(a.id)); // drawn once the map is ready
+    this.drawList(changed);
+    const now = performance.timeOrigin + performance.now();
+    for (const alert of changed) recorder.drawn[alert.id] ??= now;
+    this.counters();
+  }
+
+  private drawMap(changed: Alert[]): void {
+    const source = this.map.getSource("alerts") as GeoJSONSource;
+    const remove = changed.filter((a) => a.state === "resolved").map((a) => a.id);
+    const add = changed.filter((a) => a.state !== "resolved").map(feature);
+    source.updateData({ remove, add });
+    if (!this.framed && add.length) {
+      this.framed = true;
+      this.map.jumpTo({ center: [add[0].geometry.coordinates[0], add[0].geometry.coordinates[1]] });
+    }
+  }
+
+  private drawList(changed: Alert[]): void {
+    const list = $("alerts");
+    for (const alert of changed) {
+      let row = document.getElementById(`alert-${alert.id}`);
+      if (!row) {
+        row = document.createElement("li");
+        row.id = `alert-${alert.id}`;
+        row.dataset.raised = String(alert.raisedAt);
+        const after = [...list.children].find(
+          (r) => Number((r as HTMLElement).dataset.raised) < alert.raisedAt,
+        );
+        list.insertBefore(row, after ?? null);
+      }
+      this.fill(row, alert);
+    }
+    while (list.children.length > LIST_ROWS) list.lastElementChild?.remove();
+  }
+
+  private fill(row: HTMLElement, alert: Alert): void {
+    row.className = `alert ${alert.state}`;
+    row.dataset.state = alert.state;
+    row.replaceChildren();
+    const title = document.createElement("div");
+    title.className = "title";
+    title.textContent = `${alert.citizen} · score ${alert.score}`;
+    const meta = document.createElement("div");
+    meta.className = "meta";
+    const by =
+      alert.state === "acknowledged" && alert.acknowledgedBy ? ` by ${alert.acknowledgedBy}` : "";
+    const to = alert.assignee ? ` · assigned to ${alert.assignee}` : "";
+    meta.textContent =
+      `${new Date(alert.raisedAt).toLocaleTimeString()} · drone ${alert.droneId} · ` +
+      `${alert.state}${by}${to}`;
+    row.append(title, meta);
+    for (const note of alert.notes) {
+      const line = document.createElement("div");
+      line.className = "note";
+      line.textContent = note;
+      row.append(line);
+    }
+    if (this.officer && alert.state !== "resolved") {
+      const actions = document.createElement("div");
+      actions.className = "actions";
+      const button = (label: string, run: () => void) => {
+        const b = document.createElement("button");
+        b.textContent = label;
+        b.dataset.action = label.toLowerCase();
+        b.onclick = (e) => {
+          e.stopPropagation();
+          run();
+        };
+        actions.append(b);
+      };
+      if (alert.state === "open") button("Acknowledge", () => this.act(alert, { action: "acknowledge" }));
+      button("Assign", () => {
+        const assignee = prompt("Assign to (e-mail of an officer of the force):");
+        if (assignee) void this.act(alert, { action: "assign", assignee });
+      });
+      button("Note", () => {
+        const note = prompt("Note:");
+        if (note) void this.act(alert, { action: "note", note });
+      });
+      button("Resolve", () => this.act(alert, { action: "resolve" }));
+      row.append(actions);
+    }
+    row.onclick = () => this.select(alert.id);
+  }
+
+  private async act(alert: Alert, body: Record<string, string>): Promise<void> {
+    const answer = await api(`/v1/forces/${this.forceId}/alerts/${alert.id}/transitions`, {
+      method: "POST",
+      body: JSON.stringify(body),
+      headers: { "Idempotency-Key": crypto.randomUUID() },
+    });
+    $("message").textContent = answer.ok ? "" : await problem(answer);
+    // The change itself arrives on the feed, for this page as for every other one.
+  }
+
+  private select(id: string): void {
+    const alert = this.alerts.get(id);
+    if (!alert) return;
+    this.map.easeTo({ center: [alert.longitude, alert.latitude], zoom: 15 });
+    document.getElementById(`alert-${id}`)?.scrollIntoView({ block: "nearest" });
+  }
+
+  private counters(): void {
+    const midnight = new Date();
+    midnight.setHours(0, 0, 0, 0);
+    let open = 0;
+    const reactions: number[] = [];
+    for (const alert of this.alerts.values()) {
+      if (alert.state === "open") open += 1;
+      if (alert.acknowledgedAt !== null && alert.acknowledgedAt >= midnight.getTime()) {
+        reactions.push((alert.acknowledgedAt - alert.raisedAt) / 1000);
+      }
+    }
+    reactions.sort((a, b) => a - b);
+    $("open-count").textContent = String(open);
+    $("acked-count").textContent = String(reactions.length);
+    $("p50").textContent = seconds(percentile(reactions, 50));
+    $("p90").textContent = seconds(percentile(reactions, 90));
+  }
+}
+
+function feature(alert: Alert): Feature<Point> {
+  return {
+    type: "Feature",
+    id: alert.id,
+    geometry: { type: "Point", coordinates: [alert.longitude, alert.latitude] },
+    properties: { id: alert.id, state: alert.state, citizen: alert.citizen },
+  };
+}
+
+/** Nearest rank, as the API computes it: a time some alert really took. */
+function percentile(sorted: number[], percent: number): number | null {
+  if (sorted.length === 0) return null;
+  return sorted[Math.max(1, Math.ceil((percent * sorted.length) / 100)) - 1];
+}
+
+function seconds(value: number | null): string {
+  if (value === null) return "–";
+  return value < 120 ? `${value.toFixed(1)} s` : `${(value / 60).toFixed(1)} min`;
+}
+
+/** A style that needs no network: water, the world's land (bundled), a zone grid. */
+function offlineStyle(): StyleSpecification {
+  return {
+    version: 8,
+    sources: {
+      land: { type: "geojson", data: "/dashboard/static/land.geojson" },
+      grid: { type: "geojson", data: grid(2.0, 48.6, 2.7, 49.1, 0.02) },
+    },
+    layers: [
+      { id: "water", type: "background", paint: { "background-color": "#dbe7f0" } },
+      { id: "land", type: "fill", source: "land", paint: { "fill-color": "#f4f1ea" } },
+      {
+        id: "coast",
+        type: "line",
+        source: "land",
+        paint: { "line-color": "#9aa7b0", "line-width": 1 },
+      },
+      {
+        id: "grid",
+        type: "line",
+        source: "grid",
+        minzoom: 9,
+        paint: { "line-color": "#c9c2b4", "line-width": 0.5 },
+      },
+    ],
+  };
+}
+
+/** The zone grid (the analytics' zones: cells of ``step`` degrees) over an area. */
+function grid(west: number, south: number, east: number, north: number, step: number) {
+  const lines: FeatureCollection = { type: "FeatureCollection", features: [] };
+  for (let x = west; x <= east + 1e-9; x += step) {
+    lines.features.push({
+      type: "Feature",
+      properties: {},
+      geometry: { type: "LineString", coordinates: [[x, south], [x, north]] },
+    });
+  }
+  for (let y = south; y <= north + 1e-9; y += step) {
+    lines.features.push({
+      type: "Feature",
+      properties: {},
+      geometry: { type: "LineString", coordinates: [[west, y], [east, y]] },
+    });
+  }
+  return lines;
+}
+
+$("login-form").addEventListener("submit", (e) => void signIn(e as SubmitEvent));
+$("logout").addEventListener("click", async () => {
+  await api("/v1/auth/logout", { method: "POST" });
+  sessionStorage.removeItem(TOKEN_KEY);
+  location.reload();
+});
+void start();

@@ -1,0 +1,202 @@
+"""The live alert dashboard in a real browser (Debian's Chromium, driven by Playwright):
+an officer signs in, an alert raised appears on the map and in the list, acknowledging it
+is recorded and reaches a second open page live, a page reloaded misses no alert, another
+force's officer sees none of it, and a dropped feed is said and comes back by itself."""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cassandra.cluster import Session
+from confluent_kafka.admin import AdminClient
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from sqlalchemy import text
+
+from peaceland.api.app import create_app
+from peaceland.services.alerter.book import AlertBook, Sighting
+from peaceland.stack import Endpoints, Stack
+from peaceland.stack.fetch import chromium
+from peaceland.stack.processes import free_port
+from peaceland.tenants.alerts import Alert, encode_alert
+from peaceland.tenants.reports import Citizen
+from tests.api.conftest import Api, Provisioned, made_with_kubectl, provision, serving, unprovision
+from tests.factories import make_report
+from tests.kafka_helpers import produce
+from tests.operator.kube_helpers import Kubectl
+
+#: The screenshot in docs/ and the README, written when this is set to its path.
+SCREENSHOT = os.environ.get("PEACELAND_DASHBOARD_SCREENSHOT")
+
+
+@pytest.fixture(scope="module")
+def browser(stack: Stack) -> Iterator[Browser]:
+    executable = chromium(lambda message: print(f"[stack] {message}"))  # noqa: T201
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(executable),
+            # The machine's network is closed: nothing in the background may try it.
+            args=[
+                "--no-sandbox",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def forces(
+    api: Api, kubectl: Kubectl, namespace: str, kafka_admin: AdminClient, cassandra: Session
+) -> Iterator[tuple[Provisioned, Provisioned]]:
+    made = []
+    for _ in range(2):
+        force_id = f"d-{uuid.uuid4().hex[:8]}"
+        made.append(provision(force_id, kubectl, namespace, kafka_admin, cassandra,
+                              manifest=made_with_kubectl(force_id)))  # fmt: skip
+    yield made[0], made[1]
+    for force in made:
+        unprovision(force, kafka_admin, cassandra)
+
+
+def _raise(
+    cassandra: Session, endpoints: Endpoints, force: Provisioned, citizen: str, *, at_east: float
+) -> str:
+    """What the alerter does with a low score: the alert in the force's keyspace, its
+    ``raised`` event on the alerts topic."""
+    seen = Citizen(name=citizen, score=3.0)
+    now = datetime.now(UTC).replace(microsecond=0)
+    report = make_report(random.Random(), citizens=0).model_copy(
+        update={
+            "timestamp": now,
+            "citizens": [seen],
+            "drone_id": "drone-007",
+            "latitude": 48.8566,
+            "longitude": at_east,
+        }
+    )
+    book = AlertBook(cassandra, force.resources.keyspace, force.resources.force_id)
+    decision = book.decide(Sighting(report, seen, f"0/{uuid.uuid4().int % 10**9}", now), 600)
+    alert = Alert(
+        event="raised",
+        alert_id=decision.alert_id,
+        force_id=force.resources.force_id,
+        citizen=citizen,
+        score=seen.score,
+        drone_id=report.drone_id,
+        report_id=report.report_id,
+        latitude=report.latitude,
+        longitude=report.longitude,
+        reported_at=now,
+        opened_at=now,
+        raised_at=now,
+    )
+    produce(endpoints.kafka, force.resources.alerts_topic, [(b"k", encode_alert(alert))])
+    return str(decision.alert_id)
+
+
+def _signed_in(browser: Browser, url: str, email: str, password: str) -> Page:
+    page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    page.goto(f"{url}/dashboard/")
+    page.fill("#email", email)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    expect(page.locator("#live")).to_have_text("● live", timeout=20_000)
+    return page
+
+
+def _person(api: Api, force_id: str, role: str) -> tuple[str, str]:
+    email = f"{role}-{uuid.uuid4().hex[:6]}@{force_id}.test"
+    answer = api.client.post(
+        f"/v1/forces/{force_id}/members",
+        json={"email": email, "display_name": role.title(), "role": role},
+        headers=api.admin,
+    )
+    assert answer.status_code == 201, answer.text
+    return email, answer.json()["initial_password"]
+
+
+def test_an_officer_sees_alerts_live_acts_on_them_and_sees_nothing_of_another_force(
+    api: Api,
+    forces: tuple[Provisioned, Provisioned],
+    browser: Browser,
+    cassandra: Session,
+    endpoints: Endpoints,
+    tmp_path: Path,
+):
+    mine, theirs = forces
+    force_id = mine.resources.force_id
+    first, second = _person(api, force_id, "officer"), _person(api, force_id, "officer")
+    outsider = _person(api, theirs.resources.force_id, "officer")
+    port = free_port()
+    control_plane = serving(api.app, port)
+    url = control_plane.__enter__()
+    try:
+        page = _signed_in(browser, url, *first)
+        other = _signed_in(browser, url, *second)
+        theirs_page = _signed_in(browser, url, *outsider)
+
+        alert_id = _raise(cassandra, endpoints, mine, "Wanted Person", at_east=2.3522)
+        row = page.locator(f"#alert-{alert_id}")
+        expect(row).to_contain_text("Wanted Person", timeout=15_000)
+        expect(other.locator(f"#alert-{alert_id}")).to_contain_text("open")
+        expect(page.locator("#open-count")).to_have_text("1")
+        # On the map too: the page records when it drew each alert.
+        page.wait_for_function(f"window.peaceland.drawn['{alert_id}'] !== undefined")
+        assert page.evaluate("() => document.querySelector('#map canvas').width > 0")
+
+        # Acknowledged on one page: recorded (who, when), and live on the other.
+        row.locator("button[data-action=acknowledge]").click()
+        expect(other.locator(f"#alert-{alert_id}")).to_contain_text(
+            f"acknowledged by {first[0]}", timeout=15_000
+        )
+        expect(page.locator("#acked-count")).to_have_text("1")
+        with api.engine.connect() as connection:
+            audited = connection.execute(
+                text("SELECT actor, at FROM audit_events WHERE action = 'alert.acknowledge' "
+                     "AND target = :t"),
+                {"t": f"alert/{alert_id}"},
+            ).all()  # fmt: skip
+        assert [a.actor for a in audited] == [first[0]]
+
+        # A page reloaded while an alert is raised misses none (still signed in: the
+        # token is the tab's).
+        page.reload()
+        later = _raise(cassandra, endpoints, mine, "Second Person", at_east=2.36)
+        expect(page.locator(f"#alert-{later}")).to_contain_text("Second Person", timeout=15_000)
+        expect(page.locator(f"#alert-{alert_id}")).to_contain_text("acknowledged")
+
+        # The feed drops (the control plane goes away): the page says so, and an alert is
+        # raised meanwhile.
+        control_plane.__exit__(None, None, None)
+        expect(other.locator("#feed-state")).to_contain_text("Live feed lost", timeout=15_000)
+        third = _raise(cassandra, endpoints, mine, "Third Person", at_east=2.34)
+        # It comes back (a new process, as after a restart): the page reconnects by itself
+        # and misses nothing.
+        control_plane = serving(create_app(api.settings, engine=api.engine), port)
+        control_plane.__enter__()
+        expect(other.locator("#live")).to_have_text("● live", timeout=30_000)
+        expect(other.locator(f"#alert-{third}")).to_contain_text("Third Person", timeout=15_000)
+        expect(other.locator("#feed-state")).to_be_hidden()
+        expect(other.locator("#alerts li")).to_have_count(3)
+
+        # Another force's officer saw none of it.
+        expect(theirs_page.locator("#live")).to_have_text("● live", timeout=30_000)
+        assert theirs_page.locator("#alerts li").count() == 0
+        assert theirs_page.evaluate("() => Object.keys(window.peaceland.drawn).length") == 0
+        assert theirs_page.evaluate("() => window.peaceland.events") == 0
+
+        shot = Path(SCREENSHOT) if SCREENSHOT else tmp_path / "dashboard.png"
+        expect(page.locator("#alerts li")).to_have_count(3, timeout=15_000)
+        page.screenshot(path=str(shot))
+        assert shot.stat().st_size > 10_000
+    finally:
+        control_plane.__exit__(None, None, None)
