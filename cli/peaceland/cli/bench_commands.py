@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from peaceland.cli import bench_api, bench_operator, bench_pipeline
+from peaceland.cli import bench_api, bench_dashboard, bench_operator, bench_pipeline
 from peaceland.cli.errors import USER_ERRORS
 from peaceland.loadgen.fleet import Fleet
 from peaceland.stack import Stack, StackSettings
@@ -137,6 +137,29 @@ def api(
             requests=requests,
             rate=rate,
             say=lambda m: console.print(f"[dim]·[/dim] {m}"),
+        )
+    except (*USER_ERRORS, TimeoutError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    result["cpu"] = _cpu_model()
+    typer.echo(json.dumps(result, indent=2))
+
+
+@app.command()
+def dashboard(
+    probes: Annotated[int, typer.Option(min=1, max=10_000, help="Alerts timed.")] = 200,
+    rate: Annotated[
+        float, typer.Option(min=1, help="Reports a second through the gateway meanwhile.")
+    ] = 1_000,
+) -> None:
+    """From the gateway accepting a low-score report to its alert drawn on an officer's
+    dashboard, in Debian's Chromium, while drones report; prints one JSON object."""
+    console = Console(stderr=True)
+    stack = Stack(StackSettings(), progress=lambda m: console.print(f"[dim]·[/dim] {m}"))
+    try:
+        stack.up(kubernetes=True)
+        result = bench_dashboard.run(
+            stack, probes=probes, rate=rate, say=lambda m: console.print(f"[dim]·[/dim] {m}")
         )
     except (*USER_ERRORS, TimeoutError) as exc:
         console.print(f"[red]error:[/red] {exc}")

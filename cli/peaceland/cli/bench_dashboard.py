@@ -1,0 +1,180 @@
+"""``peaceland bench dashboard``: from the gateway accepting a low-score report to the alert
+drawn on an officer's dashboard, measured inside a real browser.
+
+A platform in a namespace of its own (operator, node running the force's consumers,
+control plane, all processes of this machine), a force sold through the API and Ready, an
+officer signed in to its dashboard in Debian's Chromium (Playwright). Drones report through
+the gateway at ``rate`` meanwhile. Each probe is one report of a citizen of its own at the
+lowest score: the time the gateway accepted it (its 202) is taken here, the time the page
+drew its alert is what the page records (``window.peaceland.drawn``), both on this
+machine's clock; the alert's id is known beforehand (derived from the force, the citizen
+and the report).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx2
+from playwright.sync_api import sync_playwright
+
+from peaceland.cli.bench_api import _fleet_keys, _Load
+from peaceland.cli.control_plane import ControlPlane
+from peaceland.cli.demo import DEMO_PLAN
+from peaceland.loadgen.fleet import Fleet
+from peaceland.loadgen.stats import percentiles
+from peaceland.node.launch import ControlPlaneSecrets, ForceServices
+from peaceland.node.platform import LocalPlatform
+from peaceland.operator import manifests
+from peaceland.stack import Stack
+from peaceland.stack.fetch import chromium
+from peaceland.tenants.alerts import alert_id_for
+from peaceland.tenants.reports import Citizen, Report
+
+Say = Callable[[str], None]
+
+
+def run(stack: Stack, *, probes: int, rate: float, say: Say) -> dict[str, Any]:
+    namespace = f"bench-dash-{uuid.uuid4().hex[:6]}"
+    platform = LocalPlatform(stack, manifests.definitions(), namespace)
+    platform.start(say)
+    made = ControlPlaneSecrets.of(stack.settings.state_dir)
+    force_id = f"dash-{namespace[-6:]}"
+    services: ForceServices | None = None
+    api = ControlPlane(platform.control_plane_url)
+    try:
+        api.sign_in(made.admin_email, made.admin_password_file.read_text(encoding="utf-8").strip())
+        api.ensure_plan(DEMO_PLAN)
+        api.create_force(
+            {"id": force_id, "display_name": "Bench", "plan_id": "demo", "partitions": 6,
+             "deletion_policy": "Delete"}
+        )  # fmt: skip
+        api.wait_ready(force_id, say)
+        officer = f"officer@{force_id}.bench"
+        added = api.add_member(force_id, officer, "Bench officer", "officer")
+        services = ForceServices(
+            stack.endpoints(),
+            force_id,
+            stack.settings.state_dir,
+            drone_key=None,
+            credentials=platform.credentials(force_id),
+            only=("gateway",),
+            control_plane=(platform.control_plane_url, made.gateway_token_file),
+        )
+        services.start()
+        fleet = Fleet(drones=100, seed=11)
+        keys = _fleet_keys(api, services.gateway_url, force_id, fleet)
+        latencies, background = _in_a_browser(
+            platform.control_plane_url,
+            (officer, str(added["initial_password"])),
+            services.gateway_url,
+            keys,
+            fleet,
+            force_id,
+            probes,
+            rate,
+            say,
+        )
+    finally:
+        if services is not None:
+            services.stop()
+        try:
+            api.call("DELETE", f"/v1/forces/{force_id}", ok=(202, 404))
+            platform.kubectl("wait", "--for=delete", f"policeforce/{force_id}", "-n", namespace,
+                             "--timeout=120s")  # fmt: skip
+        finally:
+            api.close()
+            platform.stop()
+            platform.kubectl("delete", "namespace", namespace, "--wait=false")
+    return {
+        "benchmark": "dashboard",
+        "what": "gateway 202 of a low-score report -> its alert drawn in the officer's page",
+        "alerts": len(latencies),
+        "latency_ms": percentiles(latencies),
+        "background_load": background,
+    }
+
+
+def _in_a_browser(
+    control_plane: str,
+    login: tuple[str, str],
+    gateway: str,
+    keys: dict[str, str],
+    fleet: Fleet,
+    force_id: str,
+    probes: int,
+    rate: float,
+    say: Say,
+) -> tuple[list[float], dict[str, Any]]:
+    """The officer's page open in Chromium while drones report; the probes' latencies."""
+    probe_drone = fleet.drone_ids[0]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(chromium(say)),
+            args=["--no-sandbox", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{control_plane}/dashboard/")
+        page.fill("#email", login[0])
+        page.fill("#password", login[1])
+        page.click("button[type=submit]")
+        page.wait_for_function("window.peaceland && window.peaceland.feed === 'live'")
+        say(f"an officer of {force_id} signed in to the dashboard in Chromium")
+        load = _Load(fleet, gateway, keys, rate)
+        load.start()
+        try:
+            time.sleep(3)  # the load settles
+            accepted = _probes(gateway, keys[probe_drone], probe_drone, probes)
+            wanted = {str(alert_id_for(force_id, c, r)): at for c, r, at in accepted}
+            deadline = time.monotonic() + 120
+            drawn: dict[str, float] = {}
+            while time.monotonic() < deadline:
+                drawn = page.evaluate("() => window.peaceland.drawn")
+                if all(a in drawn for a in wanted):
+                    break
+                time.sleep(0.5)
+        finally:
+            background = load.stop()
+            browser.close()
+    missing = [a for a in wanted if a not in drawn]
+    if missing:
+        raise TimeoutError(f"{len(missing)} of {len(wanted)} probe alerts never drawn")
+    latencies = sorted(drawn[a] - at for a, at in wanted.items())
+    say(f"{len(latencies)} alerts drawn; p50 {percentiles(latencies)['p50']} ms")
+    return latencies, background
+
+
+def _probes(gateway: str, key: str, drone: str, count: int) -> list[tuple[str, uuid.UUID, float]]:
+    """One report a tenth of a second, each seeing a citizen of its own at the lowest score:
+    (citizen, report id, epoch ms of the gateway's 202)."""
+    sent = []
+    with httpx2.Client(timeout=10) as client:
+        for n in range(count):
+            citizen = f"Probe Citizen {n:05d}"
+            report = Report(
+                report_id=uuid.uuid4(),
+                drone_id=drone,
+                timestamp=datetime.now(UTC),
+                latitude=48.8566,
+                longitude=2.3522,
+                citizens=[Citizen(name=citizen, score=0.0)],
+                words=["probe"],
+            )
+            answer = client.post(
+                f"{gateway}/v1/reports",
+                content=report.model_dump_json().encode(),
+                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+            )
+            at = time.time() * 1000
+            if answer.status_code != 202:
+                raise RuntimeError(
+                    f"the gateway refused a probe: {answer.status_code} {answer.text}"
+                )
+            sent.append((citizen, report.report_id, at))
+            time.sleep(0.1)
+    return sent
