@@ -1,4 +1,4 @@
-"""Valid reports for tests, deterministic from a seed."""
+"""Valid reports (deterministic from a seed) and alert events for tests."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import random
 import uuid
 from datetime import datetime, timedelta
 
+from peaceland.tenants.alerts import Alert, AlertEventKind, alert_id_for
 from peaceland.tenants.reports import Citizen, Report, utc_now
 
 WORDS = ("calme", "foule", "police", "manifestation", "rue", "bonjour", "vite", "attention")
@@ -32,4 +33,34 @@ def make_report(
             for _ in range(count)
         ],
         words=[rng.choice(WORDS) for _ in range(rng.randint(0, 8))],
+    )
+
+
+def make_alert(
+    force_id: str,
+    citizen: str,
+    at: datetime,
+    *,
+    event: AlertEventKind = "raised",
+    report_id: uuid.UUID | None = None,
+    latitude: float = 48.85,
+    longitude: float = 2.35,
+    drone_id: str = "d-1",
+    score: float = 1.0,
+) -> Alert:
+    """An alert event as the alerter writes it on the alerts topic."""
+    report = report_id or uuid.uuid4()
+    return Alert(
+        event=event,
+        alert_id=alert_id_for(force_id, citizen, report),
+        force_id=force_id,
+        citizen=citizen,
+        score=score,
+        drone_id=drone_id,
+        report_id=report,
+        latitude=latitude,
+        longitude=longitude,
+        reported_at=at,
+        opened_at=at,
+        raised_at=at,
     )

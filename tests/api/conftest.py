@@ -176,6 +176,21 @@ def unprovision(provisioned: Provisioned, kafka_admin: AdminClient, cassandra: S
     drop_keyspace(cassandra, provisioned.resources.keyspace)
 
 
+@pytest.fixture
+def forces(
+    api: Api, kubectl: Kubectl, namespace: str, kafka_admin: AdminClient, cassandra: Session
+) -> Iterator[tuple[Provisioned, Provisioned]]:
+    """Two forces made with kubectl and provisioned (see ``provision``), removed after."""
+    made = []
+    for _ in range(2):
+        force_id = f"p-{uuid.uuid4().hex[:8]}"
+        made.append(provision(force_id, kubectl, namespace, kafka_admin, cassandra,
+                              manifest=made_with_kubectl(force_id)))  # fmt: skip
+    yield made[0], made[1]
+    for force in made:
+        unprovision(force, kafka_admin, cassandra)
+
+
 #: The citizen of the alerts tests raise.
 WANTED = Citizen(name="Wanted Person", score=2.0)
 

@@ -16,9 +16,10 @@ from confluent_kafka.admin import AdminClient
 from peaceland.api.alert_meter import AlertMeter
 from peaceland.api.force_data import ForceData
 from peaceland.stack import Endpoints
-from peaceland.tenants.alerts import Alert, AlertEventKind, alert_id_for, encode_alert
+from peaceland.tenants.alerts import AlertEventKind, encode_alert
 from peaceland.tenants.provisioning.topics import TopicSettings, delete_topics, ensure_topics
 from tests.api.conftest import Api, Provisioned, made_with_kubectl, provision, unprovision
+from tests.factories import make_alert
 from tests.kafka_helpers import produce, wait_until
 from tests.operator.kube_helpers import Kubectl
 
@@ -27,23 +28,7 @@ DAY_2 = datetime(2026, 11, 4, 0, 1, tzinfo=UTC)
 
 
 def _event(force_id: str, event: AlertEventKind, raised_at: datetime) -> bytes:
-    report = uuid.uuid4()
-    return encode_alert(
-        Alert(
-            event=event,
-            alert_id=alert_id_for(force_id, "Jane Doe", report),
-            force_id=force_id,
-            citizen="Jane Doe",
-            score=1.0,
-            drone_id="d-1",
-            report_id=report,
-            latitude=48.85,
-            longitude=2.35,
-            reported_at=raised_at,
-            opened_at=raised_at,
-            raised_at=raised_at,
-        )
-    )
+    return encode_alert(make_alert(force_id, "Jane Doe", raised_at, event=event))
 
 
 @pytest.fixture

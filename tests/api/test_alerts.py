@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from cassandra import Unauthorized
 from cassandra.cluster import Session
-from confluent_kafka.admin import AdminClient
 from sqlalchemy import text
 
 from peaceland.api.alert_desk import AlertDesk, LifecyclePublisher
@@ -24,27 +22,9 @@ from tests.api.conftest import (
     WANTED,
     Api,
     Provisioned,
-    made_with_kubectl,
-    provision,
     raise_alert,
-    unprovision,
 )
 from tests.kafka_helpers import read_all
-from tests.operator.kube_helpers import Kubectl
-
-
-@pytest.fixture
-def forces(
-    api: Api, kubectl: Kubectl, namespace: str, kafka_admin: AdminClient, cassandra: Session
-) -> Iterator[tuple[Provisioned, Provisioned]]:
-    made = []
-    for _ in range(2):
-        force_id = f"a-{uuid.uuid4().hex[:8]}"
-        made.append(provision(force_id, kubectl, namespace, kafka_admin, cassandra,
-                              manifest=made_with_kubectl(force_id)))  # fmt: skip
-    yield made[0], made[1]
-    for force in made:
-        unprovision(force, kafka_admin, cassandra)
 
 
 def _post(api: Api, force_id: str, alert_id: uuid.UUID, who: dict[str, str], **body: Any):

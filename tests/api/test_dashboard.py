@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -14,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from cassandra.cluster import Session
-from confluent_kafka.admin import AdminClient
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from sqlalchemy import text
 
@@ -23,12 +23,11 @@ from peaceland.services.alerter.book import AlertBook, Sighting
 from peaceland.stack import Endpoints, Stack
 from peaceland.stack.fetch import chromium
 from peaceland.stack.processes import free_port
-from peaceland.tenants.alerts import Alert, encode_alert
+from peaceland.tenants.alerts import encode_alert
 from peaceland.tenants.reports import Citizen
-from tests.api.conftest import Api, Provisioned, made_with_kubectl, provision, serving, unprovision
-from tests.factories import make_report
+from tests.api.conftest import Api, Provisioned, serving
+from tests.factories import make_alert, make_report
 from tests.kafka_helpers import produce
-from tests.operator.kube_helpers import Kubectl
 
 #: The screenshot in docs/ and the README, written when this is set to its path.
 SCREENSHOT = os.environ.get("PEACELAND_DASHBOARD_SCREENSHOT")
@@ -53,20 +52,6 @@ def browser(stack: Stack) -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture
-def forces(
-    api: Api, kubectl: Kubectl, namespace: str, kafka_admin: AdminClient, cassandra: Session
-) -> Iterator[tuple[Provisioned, Provisioned]]:
-    made = []
-    for _ in range(2):
-        force_id = f"d-{uuid.uuid4().hex[:8]}"
-        made.append(provision(force_id, kubectl, namespace, kafka_admin, cassandra,
-                              manifest=made_with_kubectl(force_id)))  # fmt: skip
-    yield made[0], made[1]
-    for force in made:
-        unprovision(force, kafka_admin, cassandra)
-
-
 def _raise(
     cassandra: Session, endpoints: Endpoints, force: Provisioned, citizen: str, *, at_east: float
 ) -> str:
@@ -85,22 +70,28 @@ def _raise(
     )
     book = AlertBook(cassandra, force.resources.keyspace, force.resources.force_id)
     decision = book.decide(Sighting(report, seen, f"0/{uuid.uuid4().int % 10**9}", now), 600)
-    alert = Alert(
-        event="raised",
-        alert_id=decision.alert_id,
-        force_id=force.resources.force_id,
-        citizen=citizen,
-        score=seen.score,
-        drone_id=report.drone_id,
+    alert = make_alert(
+        force.resources.force_id,
+        citizen,
+        now,
         report_id=report.report_id,
         latitude=report.latitude,
         longitude=report.longitude,
-        reported_at=now,
-        opened_at=now,
-        raised_at=now,
+        drone_id=report.drone_id,
+        score=seen.score,
     )
+    assert alert.alert_id == decision.alert_id
     produce(endpoints.kafka, force.resources.alerts_topic, [(b"k", encode_alert(alert))])
     return str(decision.alert_id)
+
+
+def _until(page: Page, function: str, timeout: float = 15) -> None:
+    """Poll ``function`` in the page until it is true. Not ``wait_for_function``: it
+    evaluates strings in the page, which the page's CSP (tested as served) forbids."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(function):
+        assert time.monotonic() < deadline, f"never true: {function}"
+        time.sleep(0.1)
 
 
 def _signed_in(browser: Browser, url: str, email: str, password: str) -> Page:
@@ -136,6 +127,9 @@ def test_an_officer_sees_alerts_live_acts_on_them_and_sees_nothing_of_another_fo
     force_id = mine.resources.force_id
     first, second = _person(api, force_id, "officer"), _person(api, force_id, "officer")
     outsider = _person(api, theirs.resources.force_id, "officer")
+    served = api.client.get("/dashboard/")
+    assert "frame-ancestors 'none'" in served.headers["content-security-policy"]
+    assert served.headers["x-content-type-options"] == "nosniff"
     port = free_port()
     control_plane = serving(api.app, port)
     url = control_plane.__enter__()
@@ -149,9 +143,9 @@ def test_an_officer_sees_alerts_live_acts_on_them_and_sees_nothing_of_another_fo
         expect(row).to_contain_text("Wanted Person", timeout=15_000)
         expect(other.locator(f"#alert-{alert_id}")).to_contain_text("open")
         expect(page.locator("#open-count")).to_have_text("1")
-        # On the map too: the page records when it drew each alert.
-        page.wait_for_function(f"window.peaceland.drawn['{alert_id}'] !== undefined")
-        assert page.evaluate("() => document.querySelector('#map canvas').width > 0")
+        # On the map too: the page records when it drew each alert in both.
+        _until(page, f"() => window.peaceland.drawn['{alert_id}'] !== undefined")
+        assert page.evaluate(f"() => window.peaceland.onMap['{alert_id}']")
 
         # Acknowledged on one page: recorded (who, when), and live on the other.
         row.locator("button[data-action=acknowledge]").click()
@@ -178,6 +172,7 @@ def test_an_officer_sees_alerts_live_acts_on_them_and_sees_nothing_of_another_fo
         # raised meanwhile.
         control_plane.__exit__(None, None, None)
         expect(other.locator("#feed-state")).to_contain_text("Live feed lost", timeout=15_000)
+        events = other.evaluate("() => window.peaceland.events")
         third = _raise(cassandra, endpoints, mine, "Third Person", at_east=2.34)
         # It comes back (a new process, as after a restart): the page reconnects by itself
         # and misses nothing.
@@ -187,12 +182,27 @@ def test_an_officer_sees_alerts_live_acts_on_them_and_sees_nothing_of_another_fo
         expect(other.locator(f"#alert-{third}")).to_contain_text("Third Person", timeout=15_000)
         expect(other.locator("#feed-state")).to_be_hidden()
         expect(other.locator("#alerts li")).to_have_count(3)
+        # Resumed from its last event (Last-Event-ID), not replayed from the start.
+        assert other.evaluate("() => window.peaceland.events") == events + 1
 
-        # Another force's officer saw none of it.
+        # Resolved: off the map, on every page.
+        page.locator(f"#alert-{alert_id} button[data-action=resolve]").click()
+        expect(other.locator(f"#alert-{alert_id}")).to_contain_text("resolved", timeout=15_000)
+        _until(other, f"() => !window.peaceland.onMap['{alert_id}']")
+
+        # Another force's officer saw none of it, and cannot ask for it.
         expect(theirs_page.locator("#live")).to_have_text("● live", timeout=30_000)
         assert theirs_page.locator("#alerts li").count() == 0
         assert theirs_page.evaluate("() => Object.keys(window.peaceland.drawn).length") == 0
         assert theirs_page.evaluate("() => window.peaceland.events") == 0
+        asked = theirs_page.evaluate(
+            """async (force) => (await fetch(`/v1/forces/${force}/alerts`, {headers:
+                {Authorization: `Bearer ${sessionStorage.getItem('peaceland.token')}`}})).status""",
+            force_id,
+        )
+        assert asked == 404
+        theirs_page.goto(f"{url}/dashboard/?force={force_id}")
+        expect(theirs_page.locator("#who")).to_contain_text(theirs.resources.force_id)
 
         shot = Path(SCREENSHOT) if SCREENSHOT else tmp_path / "dashboard.png"
         expect(page.locator("#alerts li")).to_have_count(3, timeout=15_000)

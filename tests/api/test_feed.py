@@ -5,7 +5,6 @@ shown."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,23 +12,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx2
-import pytest
 from cassandra.cluster import Session
-from confluent_kafka.admin import AdminClient
 
 from peaceland.stack import Endpoints
-from peaceland.tenants.alerts import Alert, alert_id_for, encode_alert
+from peaceland.tenants.alerts import Alert, encode_alert
 from tests.api.conftest import (
     Api,
     Provisioned,
-    made_with_kubectl,
-    provision,
     raise_alert,
     serving,
-    unprovision,
 )
+from tests.factories import make_alert
 from tests.kafka_helpers import produce
-from tests.operator.kube_helpers import Kubectl
 
 
 @dataclass
@@ -61,37 +55,8 @@ class Stream:
         raise AssertionError("the feed ended")
 
 
-@pytest.fixture
-def forces(
-    api: Api, kubectl: Kubectl, namespace: str, kafka_admin: AdminClient, cassandra: Session
-) -> Iterator[tuple[Provisioned, Provisioned]]:
-    made = []
-    for _ in range(2):
-        force_id = f"s-{uuid.uuid4().hex[:8]}"
-        made.append(provision(force_id, kubectl, namespace, kafka_admin, cassandra,
-                              manifest=made_with_kubectl(force_id)))  # fmt: skip
-    yield made[0], made[1]
-    for force in made:
-        unprovision(force, kafka_admin, cassandra)
-
-
 def _alert(force: Provisioned, citizen: str) -> Alert:
-    at = datetime.now(UTC)
-    report = uuid.uuid4()
-    return Alert(
-        event="raised",
-        alert_id=alert_id_for(force.resources.force_id, citizen, report),
-        force_id=force.resources.force_id,
-        citizen=citizen,
-        score=1.0,
-        drone_id="d-1",
-        report_id=report,
-        latitude=48.85,
-        longitude=2.35,
-        reported_at=at,
-        opened_at=at,
-        raised_at=at,
-    )
+    return make_alert(force.resources.force_id, citizen, datetime.now(UTC))
 
 
 @contextmanager

@@ -57,6 +57,12 @@ def test_the_demo_makes_its_force_through_kubernetes_shows_alerts_and_reads_repo
     )
     assert "police force demo-test: Ready" in result.stderr
     assert "registered through the control plane, each with a key of its own" in result.stderr
+    # Where the force's officers watch it, and as whom (the password stays in its file).
+    assert "its live alert dashboard: http://127.0.0.1:8090/dashboard/" in result.stderr
+    officer = local_platform.stack.settings.state_dir / "credentials" / "demo-test-officer-password"
+    assert "officer@demo-test.peaceland.local" in result.stderr
+    assert str(officer) in result.stderr
+    assert officer.read_text() not in result.stderr
     assert "ALERT" in result.stderr
     summary = next(line for line in result.stderr.splitlines() if "read back" in line)
     accepted = int(summary.split("✓ ")[1].split(" of ")[0])
@@ -154,6 +160,20 @@ def test_the_api_benchmark_prints_revocation_and_route_figures_and_cleans_up(
     assert 0 < revoked["p50"] <= revoked["max"]
     assert figures["route_latency_ms"]["GET /v1/forces/{id}"]["count"] == 10
     assert figures["load_during_route_timing"]["reports_accepted"] > 0
+    bench_force = re.compile(r"^peaceland\.bench-[0-9a-f]{6}\.")
+    assert not [t for t in kafka_admin.list_topics(timeout=10).topics if bench_force.match(t)]
+
+
+def test_the_dashboard_benchmark_prints_latencies_measured_in_a_browser_and_cleans_up(
+    kubernetes: KubeApiServer, kafka_admin: AdminClient
+):
+    result = peaceland("bench", "dashboard", "--probes", "5", "--rate", "20")
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout)
+    assert figures["alerts"] == 5
+    latency = figures["latency_ms"]
+    assert 0 < latency["p50"] <= latency["max"]
+    assert figures["background_load"]["reports_accepted"] > 0
     bench_force = re.compile(r"^peaceland\.bench-[0-9a-f]{6}\.")
     assert not [t for t in kafka_admin.list_topics(timeout=10).topics if bench_force.match(t)]
 

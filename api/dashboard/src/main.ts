@@ -45,7 +45,25 @@ interface Alert {
   assignee: string | null;
   acknowledgedAt: number | null;
   acknowledgedBy: string | null;
-  notes: string[];
+  assignSeq?: number;
+  notes: { seq: number; text: string }[];
+}
+
+interface ListedAlert {
+  alert_id: string;
+  citizen: string;
+  score: number;
+  drone_id: string;
+  latitude: number;
+  longitude: number;
+  raised_at: string;
+  last_drone_id: string | null;
+  last_latitude: number | null;
+  last_longitude: number | null;
+  state: State;
+  assignee: string | null;
+  acknowledged_at: string | null;
+  acknowledged_by: string | null;
 }
 
 interface Config {
@@ -55,6 +73,8 @@ interface Config {
 /** What the page did and when: read by tests and by `peaceland bench dashboard`. */
 interface Recorder {
   drawn: Record<string, number>;
+  /** The alerts on the map now (resolved ones leave it). */
+  onMap: Record<string, boolean>;
   feed: "connecting" | "live" | "lost";
   events: number;
 }
@@ -65,7 +85,7 @@ declare global {
   }
 }
 
-const recorder: Recorder = { drawn: {}, feed: "connecting", events: 0 };
+const recorder: Recorder = { drawn: {}, onMap: {}, feed: "connecting", events: 0 };
 window.peaceland = recorder;
 
 const TOKEN_KEY = "peaceland.token";
@@ -96,22 +116,44 @@ async function problem(answer: Response): Promise<string> {
 
 async function signIn(event: SubmitEvent): Promise<void> {
   event.preventDefault();
-  const email = ($("email") as HTMLInputElement).value;
-  const password = ($("password") as HTMLInputElement).value;
-  const answer = await fetch("/v1/auth/token", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ email, password }),
-  });
-  if (!answer.ok) {
-    $("login-error").textContent = await problem(answer);
-    return;
+  const submit = $("sign-in") as HTMLButtonElement;
+  if (submit.disabled) return;
+  submit.disabled = true;
+  try {
+    const email = ($("email") as HTMLInputElement).value;
+    const password = ($("password") as HTMLInputElement).value;
+    const answer = await fetch("/v1/auth/token", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ email, password }),
+    });
+    if (!answer.ok) {
+      $("login-error").textContent = await problem(answer);
+      return;
+    }
+    sessionStorage.setItem(TOKEN_KEY, (await answer.json()).access_token);
+    await start();
+  } catch (error) {
+    $("login-error").textContent = `The control plane did not answer (${error}).`;
+  } finally {
+    submit.disabled = false;
   }
-  sessionStorage.setItem(TOKEN_KEY, (await answer.json()).access_token);
-  await start();
 }
 
+/** Back to the sign-in form, saying why (a logout elsewhere, an expired token). */
+function signedOut(reason: string): never {
+  sessionStorage.removeItem(TOKEN_KEY);
+  location.replace(`/dashboard/?signed-out=${encodeURIComponent(reason)}`);
+  throw new Error(reason);
+}
+
+let started = false;
+
 async function start(): Promise<void> {
+  if (started) return;
+  const reason = new URLSearchParams(location.search).get("signed-out");
+  if (reason) $("login-error").textContent = `Signed out: ${reason}`;
+  if (!sessionStorage.getItem(TOKEN_KEY)) return;
   const me = await api("/v1/me");
   if (!me.ok) {
     sessionStorage.removeItem(TOKEN_KEY);
@@ -119,6 +161,7 @@ async function start(): Promise<void> {
     $("board").hidden = true;
     return;
   }
+  started = true;
   const person = await me.json();
   const wanted = new URLSearchParams(location.search).get("force");
   const roles: Record<string, string> = person.roles ?? {};
@@ -144,6 +187,7 @@ class Board {
   private readonly alerts = new Map<string, Alert>();
   private readonly transitions = new Set<string>();
   private readonly early = new Map<string, TransitionEvent[]>();
+  private readonly acting = new Set<string>();
   private readonly pending = new Set<string>();
   private map!: MapLibre;
   private mapReady = false;
@@ -206,17 +250,68 @@ class Board {
       this.schedule();
     });
     setInterval(() => this.counters(), 5_000);
-    this.listen();
+    void this.load().then(() => this.listen());
+  }
+
+  /** The alerts still open or acknowledged (a month back): the feed's 12 hours may not
+   * hold them all. */
+  private async load(): Promise<void> {
+    const since = new Date(Date.now() - 30 * 24 * HOUR).toISOString();
+    let cursor: string | null = null;
+    for (let pages = 0; pages < 20; pages++) {
+      const query = new URLSearchParams({ since, limit: "1000" });
+      query.append("state", "open");
+      query.append("state", "acknowledged");
+      if (cursor) query.set("cursor", cursor);
+      const answer = await api(`/v1/forces/${this.forceId}/alerts?${query}`);
+      if (answer.status === 401) signedOut(await problem(answer));
+      if (!answer.ok) {
+        $("message").textContent = `Open alerts not loaded: ${await problem(answer)}`;
+        return;
+      }
+      const page = await answer.json();
+      for (const item of page.items) this.onListed(item);
+      cursor = page.next_cursor;
+      if (!cursor) return;
+    }
+  }
+
+  private onListed(item: ListedAlert): void {
+    if (this.alerts.has(item.alert_id)) return;
+    this.alerts.set(item.alert_id, {
+      id: item.alert_id,
+      citizen: item.citizen,
+      score: item.score,
+      droneId: item.last_drone_id ?? item.drone_id,
+      latitude: item.last_latitude ?? item.latitude,
+      longitude: item.last_longitude ?? item.longitude,
+      raisedAt: Date.parse(item.raised_at),
+      state: item.state,
+      seq: 0,
+      assignee: item.assignee,
+      acknowledgedAt: item.acknowledged_at ? Date.parse(item.acknowledged_at) : null,
+      acknowledgedBy: item.acknowledged_by,
+      notes: [],
+    });
+    this.pending.add(item.alert_id);
+    this.schedule();
   }
 
   private listen(): void {
-    const since = new Date(Date.now() - 12 * HOUR).toISOString();
-    const url = `/v1/forces/${this.forceId}/alerts/feed?since=${encodeURIComponent(since)}`;
+    // From the server's default (the last 12 hours), resumed from the last event on a
+    // reconnection (Last-Event-ID, sent by the library).
+    const url = `/v1/forces/${this.forceId}/alerts/feed`;
     void fetchEventSource(url, {
       headers: { Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY)}` },
       openWhenHidden: true,
       onopen: async (answer) => {
-        if (!answer.ok) throw new Error(await problem(answer));
+        if (answer.status === 401 || answer.status === 403) {
+          signedOut(await problem(answer));
+        }
+        const kind = answer.headers.get("content-type") ?? "";
+        if (!answer.ok || !kind.startsWith("text/event-stream")) {
+          throw new Error(answer.ok ? `not a feed (${kind})` : await problem(answer));
+        }
         this.banner(null);
         recorder.feed = "live";
       },
@@ -226,7 +321,9 @@ class Board {
         if (message.event === "alert") this.onAlert(JSON.parse(message.data));
         else if (message.event === "transition") this.onTransition(JSON.parse(message.data));
         else if (message.event === "error") {
-          throw new Error(JSON.parse(message.data).detail ?? "the feed stopped");
+          const detail = JSON.parse(message.data).detail ?? "the feed stopped";
+          if (/token|sign in|no longer/.test(detail)) signedOut(detail);
+          throw new Error(detail);
         }
       },
       onclose: () => {
@@ -235,7 +332,9 @@ class Board {
       onerror: (error) => {
         recorder.feed = "lost";
         this.banner(`Live feed lost (${error?.message ?? error}): reconnecting…`);
-        return 2_000; // try again in 2 s, from the last event received (Last-Event-ID)
+        // Tried again after the server's retry hint (1 s by default), from the last event
+        // received (Last-Event-ID).
+        return undefined;
       },
     });
   }
@@ -294,15 +393,24 @@ class Board {
       return;
     }
     this.transitions.add(key);
-    if (event.seq <= alert.seq) return;
-    alert.seq = event.seq;
-    alert.state = event.state;
-    if (event.action === "assign") alert.assignee = event.assignee;
+    // Transitions may come out of order (one published again later): the state is the
+    // newest one's; what each says happened is kept whatever the order.
+    if (event.seq > alert.seq) {
+      alert.seq = event.seq;
+      alert.state = event.state;
+    }
+    if (event.action === "assign" && event.seq >= (alert.assignSeq ?? 0)) {
+      alert.assignee = event.assignee;
+      alert.assignSeq = event.seq;
+    }
     if (event.action === "acknowledge") {
       alert.acknowledgedAt = Date.parse(event.at);
       alert.acknowledgedBy = event.actor;
     }
-    if (event.note) alert.notes.push(`${event.actor}: ${event.note}`);
+    if (event.note) {
+      alert.notes.push({ seq: event.seq, text: `${event.actor}: ${event.note}` });
+      alert.notes.sort((a, b) => a.seq - b.seq);
+    }
     this.pending.add(alert.id);
     this.schedule();
   }
@@ -322,11 +430,15 @@ class Board {
     const changed = [...this.pending].map((id) => this.alerts.get(id)!).filter(Boolean);
     this.pending.clear();
     if (changed.length === 0) return;
-    if (this.mapReady) this.drawMap(changed);
-    else changed.forEach((a) => this.pending.add(a.id)); // drawn once the map is ready
     this.drawList(changed);
-    const now = performance.timeOrigin + performance.now();
-    for (const alert of changed) recorder.drawn[alert.id] ??= now;
+    if (this.mapReady) {
+      this.drawMap(changed);
+      // Drawn: in the list and on the map (the time the benchmark and the tests read).
+      const now = performance.timeOrigin + performance.now();
+      for (const alert of changed) recorder.drawn[alert.id] ??= now;
+    } else {
+      changed.forEach((a) => this.pending.add(a.id)); // on the map once it is ready
+    }
     this.counters();
   }
 
@@ -335,6 +447,8 @@ class Board {
     const remove = changed.filter((a) => a.state === "resolved").map((a) => a.id);
     const add = changed.filter((a) => a.state !== "resolved").map(feature);
     source.updateData({ remove, add });
+    for (const id of remove) delete recorder.onMap[id];
+    for (const item of add) recorder.onMap[String(item.id)] = true;
     if (!this.framed && add.length) {
       this.framed = true;
       this.map.jumpTo({ center: [add[0].geometry.coordinates[0], add[0].geometry.coordinates[1]] });
@@ -356,7 +470,9 @@ class Board {
       }
       this.fill(row, alert);
     }
-    while (list.children.length > LIST_ROWS) list.lastElementChild?.remove();
+    // Past the bound, the oldest resolved rows go first; an alert still to act on stays.
+    const resolved = [...list.children].filter((r) => (r as HTMLElement).dataset.state === "resolved");
+    while (list.children.length > LIST_ROWS && resolved.length) resolved.pop()?.remove();
   }
 
   private fill(row: HTMLElement, alert: Alert): void {
@@ -378,7 +494,7 @@ class Board {
     for (const note of alert.notes) {
       const line = document.createElement("div");
       line.className = "note";
-      line.textContent = note;
+      line.textContent = note.text;
       row.append(line);
     }
     if (this.officer && alert.state !== "resolved") {
@@ -410,12 +526,32 @@ class Board {
   }
 
   private async act(alert: Alert, body: Record<string, string>): Promise<void> {
-    const answer = await api(`/v1/forces/${this.forceId}/alerts/${alert.id}/transitions`, {
-      method: "POST",
-      body: JSON.stringify(body),
-      headers: { "Idempotency-Key": crypto.randomUUID() },
-    });
-    $("message").textContent = answer.ok ? "" : await problem(answer);
+    if (this.acting.has(alert.id)) return; // one action at a time per alert (a double click)
+    this.acting.add(alert.id);
+    const buttons = document.querySelectorAll<HTMLButtonElement>(`#alert-${alert.id} button`);
+    buttons.forEach((b) => (b.disabled = true));
+    const key = requestKey();
+    try {
+      // Sent again with the same key if the answer is lost: made once.
+      let answer: Response | null = null;
+      for (let attempt = 0; attempt < 3 && answer === null; attempt++) {
+        try {
+          answer = await api(`/v1/forces/${this.forceId}/alerts/${alert.id}/transitions`, {
+            method: "POST",
+            body: JSON.stringify(body),
+            headers: { "Idempotency-Key": key },
+          });
+        } catch {
+          await new Promise((r) => setTimeout(r, 1_000));
+        }
+      }
+      if (answer === null) $("message").textContent = "The control plane did not answer.";
+      else if (answer.status === 401) signedOut(await problem(answer));
+      else $("message").textContent = answer.ok ? "" : await problem(answer);
+    } finally {
+      this.acting.delete(alert.id);
+      buttons.forEach((b) => (b.disabled = false));
+    }
     // The change itself arrives on the feed, for this page as for every other one.
   }
 
@@ -443,6 +579,12 @@ class Board {
     $("p50").textContent = seconds(percentile(reactions, 50));
     $("p90").textContent = seconds(percentile(reactions, 90));
   }
+}
+
+/** A request's idempotency key (crypto.randomUUID needs a secure context; this does not). */
+function requestKey(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 function feature(alert: Alert): Feature<Point> {
@@ -514,6 +656,7 @@ function grid(west: number, south: number, east: number, north: number, step: nu
 }
 
 $("login-form").addEventListener("submit", (e) => void signIn(e as SubmitEvent));
+($("sign-in") as HTMLButtonElement).disabled = false; // ready: the form is ours to send
 $("logout").addEventListener("click", async () => {
   await api("/v1/auth/logout", { method: "POST" });
   sessionStorage.removeItem(TOKEN_KEY);

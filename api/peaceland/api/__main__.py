@@ -30,7 +30,15 @@ def main(argv: list[str]) -> int:
     if command == "migrate":
         return 0
     app = create_app(settings, engine=engine)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    # Live feeds never end by themselves: past 5 s, a stop closes them (their pages come back
+    # to another replica), then the lifespan closes their Kafka clients.
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+    )
     return 0
 
 

@@ -341,7 +341,7 @@ class AlertDesk:
             raise AlertNotFoundError(str(alert_id))
         alert = _alert_out(row, None, head)  # the lifecycle itself: never behind
         transitions = [
-            _transition_out(self._transition(alert_id, r))
+            transition_out(self._transition(alert_id, r))
             for r in self._session.execute(self._rows, (alert_id,))
             if r.seq is not None
         ]
@@ -428,6 +428,11 @@ class Desks:
         with self._lock:
             self._desks[force_id] = (fingerprint, desk)
         return desk
+
+    def clear(self) -> None:
+        """Let go of every desk (their sessions and producers), before the data closes."""
+        with self._lock:
+            self._desks.clear()
 
 
 class LifecyclePublisher:
@@ -568,7 +573,7 @@ def _alert_out(row: Any, state: Any, head: Any) -> AlertOut:
     )
 
 
-def _transition_out(transition: Transition) -> TransitionOut:
+def transition_out(transition: Transition) -> TransitionOut:
     return TransitionOut(
         seq=transition.seq,
         action=transition.action,
@@ -588,4 +593,5 @@ __all__ = [
     "Desks",
     "LifecyclePublisher",
     "Recorded",
+    "transition_out",
 ]

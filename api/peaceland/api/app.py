@@ -101,6 +101,7 @@ def create_app(
         if publisher is not None:
             publisher.stop()
         if data is not None:
+            app.state.desks.clear()
             data.close()
         if own_forces:
             app.state.forces.close()

@@ -80,9 +80,10 @@ class Feed:
 
     async def start(
         self, since: datetime, resume: Position | None
-    ) -> AsyncGenerator[tuple[str, str, dict[str, Any]], None]:
+    ) -> AsyncGenerator[tuple[str, str, dict[str, Any]] | None, None]:
         """(event id, event name, data) for every event after ``resume`` (a position this
-        feed gave), or from ``since``; runs until the caller stops iterating."""
+        feed gave), or from ``since``, and None after each quiet read (about a second: the
+        caller's moment to check what it must); runs until the caller stops iterating."""
         # One thread of its own: librdkafka's handle is never used from two threads at once,
         # even when a page leaves in the middle of a read (the close waits behind it).
         consumer = AIOConsumer(dict(self._config), max_workers=1)
@@ -90,6 +91,8 @@ class Feed:
             position = await self._start(consumer, since, resume)
             while True:
                 messages = await consumer.consume(200, timeout=1.0)
+                if not messages:
+                    yield None
                 for message in messages:
                     error = message.error()
                     if error is not None:

@@ -157,10 +157,14 @@ class ForceData:
 
 
 def _close(connections: _Connections) -> None:
-    if connections.producer is not None:
-        connections.producer.flush(5)
-    if connections.session is not None:
-        shutdown_session(connections.session)
+    """Flush and let go of the producer (librdkafka's client goes with its last reference),
+    close the session."""
+    producer, connections.producer = connections.producer, None
+    if producer is not None:
+        producer.flush(5)
+    session, connections.session = connections.session, None
+    if session is not None:
+        shutdown_session(session)
 
 
 def describe(exc: BaseException) -> str:

@@ -14,7 +14,8 @@ import statistics
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx2
@@ -34,7 +35,27 @@ Say = Callable[[str], None]
 
 
 def run(stack: Stack, *, rounds: int, requests: int, rate: float, say: Say) -> dict[str, Any]:
-    namespace = f"bench-api-{uuid.uuid4().hex[:6]}"
+    with bench_force(stack, "bench-api", say) as (api, force_id, gateway):
+        delays = _revocations(api, gateway, force_id, rounds, say)
+        latencies, load = _routes_under_load(api, gateway, force_id, requests, rate, say)
+    return {
+        "benchmark": "api",
+        "rounds": rounds,
+        "new_key_taken_after_seconds": _summary(delays["issued"]),
+        "revoked_key_refused_after_seconds": _summary(delays["revoked"]),
+        "route_latency_ms": latencies,
+        "load_during_route_timing": load,
+    }
+
+
+@contextmanager
+def bench_force(
+    stack: Stack, prefix: str, say: Say, *, partitions: int | None = None
+) -> Iterator[tuple[ControlPlane, str, str]]:
+    """A platform in a namespace of its own, a force sold on the demo plan and Ready, its
+    gateway taking keys from the control plane: (the platform admin's client, the force's
+    id, the gateway's URL). Everything removed afterwards."""
+    namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
     platform = LocalPlatform(stack, manifests.definitions(), namespace)
     platform.start(say)
     made = ControlPlaneSecrets.of(stack.settings.state_dir)
@@ -44,14 +65,15 @@ def run(stack: Stack, *, rounds: int, requests: int, rate: float, say: Say) -> d
     try:
         api.sign_in(made.admin_email, made.admin_password_file.read_text(encoding="utf-8").strip())
         api.ensure_plan(DEMO_PLAN)
-        api.create_force(
-            {
-                "id": force_id,
-                "display_name": "Bench",
-                "plan_id": "demo",
-                "deletion_policy": "Delete",
-            }
-        )
+        force: dict[str, Any] = {
+            "id": force_id,
+            "display_name": "Bench",
+            "plan_id": "demo",
+            "deletion_policy": "Delete",
+        }
+        if partitions is not None:
+            force["partitions"] = partitions
+        api.create_force(force)
         api.wait_ready(force_id, say)
         services = ForceServices(
             stack.endpoints(),
@@ -64,10 +86,7 @@ def run(stack: Stack, *, rounds: int, requests: int, rate: float, say: Say) -> d
         )
         services.start()
         say(f"gateway of {force_id} on {services.gateway_url}, keys from the control plane")
-        delays = _revocations(api, services.gateway_url, force_id, rounds, say)
-        latencies, load = _routes_under_load(
-            api, services.gateway_url, force_id, requests, rate, say
-        )
+        yield api, force_id, services.gateway_url
     finally:
         if services is not None:
             services.stop()
@@ -79,14 +98,6 @@ def run(stack: Stack, *, rounds: int, requests: int, rate: float, say: Say) -> d
             api.close()
             platform.stop()
             platform.kubectl("delete", "namespace", namespace, "--wait=false")
-    return {
-        "benchmark": "api",
-        "rounds": rounds,
-        "new_key_taken_after_seconds": _summary(delays["issued"]),
-        "revoked_key_refused_after_seconds": _summary(delays["revoked"]),
-        "route_latency_ms": latencies,
-        "load_during_route_timing": load,
-    }
 
 
 def _status(url: str, key: str, report: bytes) -> int:

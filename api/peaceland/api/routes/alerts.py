@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing, contextmanager
@@ -18,6 +19,7 @@ from cassandra.protocol import ErrorMessage
 from confluent_kafka import KafkaException
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -30,8 +32,9 @@ from peaceland.api.alert_desk import (
     AlertNotFoundError,
     Desks,
     Recorded,
+    transition_out,
 )
-from peaceland.api.auth import ForceCaller, force_role
+from peaceland.api.auth import ForceCaller, force_role, principal
 from peaceland.api.conventions import IdempotencyKey
 from peaceland.api.db import session
 from peaceland.api.feed import BadPositionError, Feed, Position, decode_position
@@ -72,6 +75,8 @@ Since = Annotated[
 ]
 Until = Annotated[datetime | None, Query(description="Alerts opened before; now by default.")]
 
+#: How often an open feed checks that its caller may still read it.
+_RECHECK_SECONDS: Final = 30.0
 _EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
 _LATEST: Final = datetime(9000, 1, 1, tzinfo=UTC)
 #: Who may be assigned an alert.
@@ -288,9 +293,20 @@ async def live_feed(
             timeout=request.app.state.settings.data_timeout_seconds,
         )
         # Closed as soon as the page leaves: its Kafka client with it, not at the next GC.
+        checked = time.monotonic()
         async with aclosing(feed.start(start, resume)) as events:
-            async for event_id, name, body in events:
-                yield ServerSentEvent(id=event_id, event=name, data=body)
+            async for event in events:
+                if time.monotonic() - checked >= _RECHECK_SECONDS:
+                    # The stream outlives the check made when it opened: a logout, an
+                    # expired token or a role taken away ends it (the page signs in again).
+                    checked = time.monotonic()
+                    reason = await run_in_threadpool(_no_longer_admitted, request, caller)
+                    if reason is not None:
+                        yield ServerSentEvent(event="error", data={"detail": reason})
+                        return
+                if event is not None:
+                    event_id, name, body = event
+                    yield ServerSentEvent(id=event_id, event=name, data=body)
     except BadPositionError as exc:
         # An empty id: the browser forgets the position and comes back from ``since``.
         yield ServerSentEvent(id="", event="error", data={"detail": str(exc)})
@@ -327,6 +343,24 @@ class FeedCount:
     def open(self) -> int:
         with self._lock:
             return self._open
+
+
+def _no_longer_admitted(request: Request, caller: ForceCaller) -> str | None:
+    """Why the caller may no longer read the feed (None: they still may)."""
+    try:
+        again = principal(request, _bearer_of(request))
+    except Problem as exc:
+        return exc.detail
+    if again.role_in(caller.force_id) not in (Role.officer, Role.analyst):
+        return f"you are no longer an officer or analyst of {caller.force_id}"
+    return None
+
+
+def _bearer_of(request: Request) -> HTTPAuthorizationCredentials | None:
+    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return HTTPAuthorizationCredentials(scheme="Bearer", credentials=token.strip())
 
 
 def _audit_feed(request: Request, caller: ForceCaller, since: datetime, resumed: bool) -> None:
@@ -431,16 +465,7 @@ def transition(
 
 
 def _out(recorded: Recorded) -> TransitionOut:
-    made = recorded.transition
-    return TransitionOut(
-        seq=made.seq,
-        action=made.action,
-        state=made.state,
-        actor=made.actor,
-        at=made.at,
-        assignee=made.assignee,
-        note=made.note,
-    )
+    return transition_out(recorded.transition)
 
 
 def _audited(db: Session, alert_id: uuid.UUID, action: str, seq: int) -> bool:
