@@ -21,7 +21,7 @@ from sqlalchemy import text
 from peaceland.api.app import create_app
 from peaceland.services.alerter.book import AlertBook, Sighting
 from peaceland.stack import Endpoints, Stack
-from peaceland.stack.fetch import chromium
+from peaceland.stack.fetch import CHROMIUM_ARGS, chromium
 from peaceland.stack.processes import free_port
 from peaceland.tenants.alerts import encode_alert
 from peaceland.tenants.reports import Citizen
@@ -38,15 +38,7 @@ def browser(stack: Stack) -> Iterator[Browser]:
     executable = chromium(lambda message: print(f"[stack] {message}"))  # noqa: T201
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=str(executable),
-            # The machine's network is closed: nothing in the background may try it.
-            args=[
-                "--no-sandbox",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
+            executable_path=str(executable), args=list(CHROMIUM_ARGS)
         )
         yield browser
         browser.close()

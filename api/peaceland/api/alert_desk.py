@@ -414,7 +414,7 @@ class Desks:
         self._desks: dict[str, tuple[str, AlertDesk]] = {}
 
     def get(self, force_id: str) -> AlertDesk:
-        fingerprint = self._data.generation_of(force_id)
+        fingerprint = self._data.fingerprint_of(force_id)
         with self._lock:
             known = self._desks.get(force_id)
         if known is not None and known[0] == fingerprint:

@@ -122,7 +122,7 @@ class ForceData:
         identity = self._connections(force_id).credentials.kafka[ROLE]
         return self._kafka.as_user(identity.username, identity.password)
 
-    def generation_of(self, force_id: str) -> str:
+    def fingerprint_of(self, force_id: str) -> str:
         """What identifies the force's current connections (they change with it)."""
         return self._connections(force_id).fingerprint
 

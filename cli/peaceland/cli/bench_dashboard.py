@@ -26,7 +26,7 @@ from peaceland.cli.bench_api import _fleet_keys, _Load, bench_force
 from peaceland.loadgen.fleet import Fleet
 from peaceland.loadgen.stats import percentiles
 from peaceland.stack import Stack
-from peaceland.stack.fetch import chromium
+from peaceland.stack.fetch import CHROMIUM_ARGS, chromium
 from peaceland.tenants.alerts import alert_id_for
 from peaceland.tenants.reports import Citizen, Report
 
@@ -74,10 +74,8 @@ def _in_a_browser(
     probe_drone = fleet.drone_ids[0]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=str(chromium(say)),
-            args=["--no-sandbox", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
+            executable_path=str(chromium(say)), args=list(CHROMIUM_ARGS)
+        )
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(f"{control_plane}/dashboard/")
         page.fill("#email", login[0])

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 
 from peaceland.stack.errors import StackError
 
@@ -106,6 +107,17 @@ def postgres_bin_dir(progress: Progress) -> Path:
     if found is None:
         raise StackError("apt-get installed postgresql but no server binaries were found")
     return found
+
+
+#: How our tests and benchmarks start Chromium: as root, on a machine whose network is
+#: closed, nothing in the background may try it.
+CHROMIUM_ARGS: Final = (
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
 
 
 def chromium(progress: Progress) -> Path:

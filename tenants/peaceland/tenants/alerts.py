@@ -17,7 +17,7 @@ from typing import Annotated, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from peaceland.tenants.errors import FieldError, InvalidRecordError
+from peaceland.tenants.errors import InvalidRecordError
 from peaceland.tenants.reports import CitizenName, DroneId, Latitude, Longitude, Score
 
 ALERT_VERSION: Final = 1
@@ -68,11 +68,7 @@ def decode_alert(data: bytes | str) -> Alert:
     try:
         return Alert.model_validate_json(data)
     except ValidationError as exc:
-        errors = [
-            FieldError(".".join(str(p) for p in e["loc"]) or "(alert)", e["msg"])
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
-        raise InvalidRecordError("alert", errors) from None
+        raise InvalidRecordError.from_validation("alert", exc) from None
 
 
 def encode_alert(alert: Alert) -> bytes:

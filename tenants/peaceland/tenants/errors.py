@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+
 
 class PeaceLandError(Exception):
     """Base of every error raised by PeaceLand code."""
@@ -36,6 +38,15 @@ class InvalidRecordError(PeaceLandError, ValueError):
         self.kind = kind
         self.errors = errors
         super().__init__(f"invalid {kind}: " + "; ".join(str(e) for e in errors))
+
+    @classmethod
+    def from_validation(cls, kind: str, exc: ValidationError) -> InvalidRecordError:
+        """The error of a ``kind`` record pydantic refused: each field at fault, and why."""
+        errors = [
+            FieldError(".".join(str(p) for p in e["loc"]) or f"({kind})", e["msg"])
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        return cls(kind, errors)
 
     @property
     def reason(self) -> str:

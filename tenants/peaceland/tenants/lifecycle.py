@@ -18,7 +18,7 @@ from typing import Annotated, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from peaceland.tenants.errors import FieldError, InvalidRecordError
+from peaceland.tenants.errors import InvalidRecordError
 
 LIFECYCLE_VERSION: Final = 1
 
@@ -95,8 +95,4 @@ def decode_transition(data: bytes | str) -> Transition:
     try:
         return Transition.model_validate_json(data)
     except ValidationError as exc:
-        errors = [
-            FieldError(".".join(str(p) for p in e["loc"]) or "(transition)", e["msg"])
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
-        raise InvalidRecordError("transition", errors) from None
+        raise InvalidRecordError.from_validation("transition", exc) from None
