@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -412,9 +413,21 @@ class CassandraRing(_Nodes[Cassandra]):
             if time.monotonic() > deadline:
                 raise StackError(f"the Cassandra ring formed with {seen + 1} nodes only")
             time.sleep(1)
+        # A peer listed is not yet a peer up: signing in reads its role at QUORUM, and a
+        # replica of that row still down in the first node's eyes refused it (seen in CI).
+        while (up := self._up()) < len(self.nodes):
+            if time.monotonic() > deadline:
+                raise StackError(f"only {up} of the ring's {len(self.nodes)} nodes seen up")
+            time.sleep(1)
         # The administrator's role, kept on every node: signing in survives a lost node.
         first = self.nodes[0]
         ensure_admin_role(first.default_role, first.access(), len(self.nodes))
+
+    def _up(self) -> int:
+        """The fewest nodes any node of the ring sees up and serving (``UN``)."""
+        return min(
+            len(re.findall(r"^UN\s", node.nodetool("status"), re.MULTILINE)) for node in self.nodes
+        )
 
     def _peers(self) -> int:
         node = self.nodes[0]
