@@ -173,6 +173,11 @@ def test_the_dashboard_benchmark_prints_latencies_measured_in_a_browser_and_clea
     assert figures["alerts"] == 5
     latency = figures["latency_ms"]
     assert 0 < latency["p50"] <= latency["max"]
+    hops = figures["hops_ms"]
+    assert set(hops) == {"gateway_to_raised", "raised_to_received", "received_to_drawn"}
+    assert all(hop["max"] is not None for hop in hops.values())
+    # The page draws what it received: never before.
+    assert 0 <= hops["received_to_drawn"]["p50"] <= hops["received_to_drawn"]["max"]
     assert figures["background_load"]["reports_accepted"] > 0
     bench_force = re.compile(r"^peaceland\.bench-[0-9a-f]{6}\.")
     assert not [t for t in kafka_admin.list_topics(timeout=10).topics if bench_force.match(t)]

@@ -39,7 +39,7 @@ def run(stack: Stack, *, probes: int, rate: float, say: Say) -> dict[str, Any]:
         added = api.add_member(force_id, officer, "Bench officer", "officer")
         fleet = Fleet(drones=100, seed=11)
         keys = _fleet_keys(api, gateway, force_id, fleet)
-        latencies, background = _in_a_browser(
+        latencies, hops, background = _in_a_browser(
             api.url,
             (officer, str(added["initial_password"])),
             gateway,
@@ -55,6 +55,7 @@ def run(stack: Stack, *, probes: int, rate: float, say: Say) -> dict[str, Any]:
         "what": "gateway 202 of a low-score report -> its alert drawn in the officer's page",
         "alerts": len(latencies),
         "latency_ms": percentiles(latencies),
+        "hops_ms": {name: percentiles(values) for name, values in hops.items()},
         "background_load": background,
     }
 
@@ -69,7 +70,7 @@ def _in_a_browser(
     probes: int,
     rate: float,
     say: Say,
-) -> tuple[list[float], dict[str, Any]]:
+) -> tuple[list[float], dict[str, list[float]], dict[str, Any]]:
     """The officer's page open in Chromium while drones report; the probes' latencies."""
     probe_drone = fleet.drone_ids[0]
     with sync_playwright() as playwright:
@@ -101,6 +102,8 @@ def _in_a_browser(
                 if all(a in drawn for a in wanted):
                     break
                 time.sleep(0.5)
+            received = page.evaluate("() => window.peaceland.received")
+            raised = page.evaluate("() => window.peaceland.raised")
         finally:
             background = load.stop()
             browser.close()
@@ -108,8 +111,15 @@ def _in_a_browser(
     if missing:
         raise TimeoutError(f"{len(missing)} of {len(wanted)} probe alerts never drawn")
     latencies = sorted(drawn[a] - at for a, at in wanted.items())
+    # Each hop on this machine's clock: the alerter's raised_at is taken before its
+    # transaction commits, so the commit is in the feed's hop.
+    hops = {
+        "gateway_to_raised": sorted(raised[a] - at for a, at in wanted.items()),
+        "raised_to_received": sorted(received[a] - raised[a] for a in wanted),
+        "received_to_drawn": sorted(drawn[a] - received[a] for a in wanted),
+    }
     say(f"{len(latencies)} alerts drawn; p50 {percentiles(latencies)['p50']} ms")
-    return latencies, background
+    return latencies, hops, background
 
 
 def _probes(gateway: str, key: str, drone: str, count: int) -> list[tuple[str, uuid.UUID, float]]:
