@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from peaceland.tenants.alerts import Alert, AlertEventKind, alert_id_for
-from peaceland.tenants.reports import Citizen, Report, utc_now
+from peaceland.tenants.reports import Citizen, Report, encode_report, utc_now
 
 WORDS = ("calme", "foule", "police", "manifestation", "rue", "bonjour", "vite", "attention")
 NAMES = ("Alice Martin", "Bruno Petit", "Chloé Durand", "Djamel Haddad", "Élodie Roux")
@@ -64,3 +64,16 @@ def make_alert(
         opened_at=at,
         raised_at=at,
     )
+
+
+def report_of(drone: str, latitude: float, longitude: float) -> bytes:
+    """The wire format of a report of ``drone`` at a position, timestamped now."""
+    report = make_report(random.Random(), citizens=0).model_copy(
+        update={
+            "drone_id": drone,
+            "latitude": latitude,
+            "longitude": longitude,
+            "timestamp": utc_now(),
+        }
+    )
+    return encode_report(report)

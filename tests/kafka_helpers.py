@@ -57,6 +57,16 @@ def produce(
     return acked
 
 
+def produce_timed(
+    bootstrap: KafkaAccess, topic: str, records: list[tuple[str, bytes, int]]
+) -> None:
+    """(key, value, record time in epoch ms: 0 for now) onto ``topic``, acknowledged."""
+    producer = Producer(producer_config(bootstrap, linger_ms=5))
+    for key, value, at in records:
+        producer.produce(topic, key=key.encode(), value=value, timestamp=at)
+    assert producer.flush(30) == 0
+
+
 def read_all(bootstrap: KafkaAccess, topic: str, timeout: float = 30.0) -> list[Message]:
     """Every committed record of ``topic``, from the beginning up to its current end.
 

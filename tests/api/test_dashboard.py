@@ -26,8 +26,8 @@ from peaceland.stack.processes import free_port
 from peaceland.tenants.alerts import encode_alert
 from peaceland.tenants.reports import Citizen
 from tests.api.conftest import Api, Provisioned, serving
-from tests.factories import make_alert, make_report
-from tests.kafka_helpers import produce
+from tests.factories import make_alert, make_report, report_of
+from tests.kafka_helpers import produce, produce_timed
 
 #: The screenshot in docs/ and the README, written when this is set to its path.
 SCREENSHOT = os.environ.get("PEACELAND_DASHBOARD_SCREENSHOT")
@@ -138,6 +138,12 @@ def test_an_officer_sees_alerts_live_acts_on_them_and_sees_nothing_of_another_fo
         # On the map too: the page records when it drew each alert in both.
         _until(page, f"() => window.peaceland.drawn['{alert_id}'] !== undefined")
         assert page.evaluate(f"() => window.peaceland.onMap['{alert_id}']")
+        # The drones' last positions on the map, live, under the alerts.
+        produce_timed(endpoints.kafka, mine.resources.reports_topic,
+              [(d, report_of(d, 48.85 + n / 100, 2.35), 0)
+               for n, d in enumerate(("drone-1", "drone-2", "drone-3"))])  # fmt: skip
+        expect(page.locator("#drone-count")).to_have_text("3", timeout=15_000)
+        _until(other, "() => window.peaceland.drones === 3")
 
         # Acknowledged on one page: recorded (who, when), and live on the other.
         row.locator("button[data-action=acknowledge]").click()
@@ -187,6 +193,7 @@ def test_an_officer_sees_alerts_live_acts_on_them_and_sees_nothing_of_another_fo
         assert theirs_page.locator("#alerts li").count() == 0
         assert theirs_page.evaluate("() => Object.keys(window.peaceland.drawn).length") == 0
         assert theirs_page.evaluate("() => window.peaceland.events") == 0
+        assert theirs_page.evaluate("() => window.peaceland.drones") == 0
         asked = theirs_page.evaluate(
             """async (force) => (await fetch(`/v1/forces/${force}/alerts`, {headers:
                 {Authorization: `Bearer ${sessionStorage.getItem('peaceland.token')}`}})).status""",

@@ -17,6 +17,7 @@ from peaceland.tenants.reports import (
     MAX_WORD_LENGTH,
     MAX_WORDS,
     Report,
+    decode_drone_position,
     decode_report,
     encode_report,
     utc_now,
@@ -204,3 +205,30 @@ def test_the_largest_valid_report_fits_the_contracts_size_bound():
     )
     decode_report(encode_report(widest), received_at=utc_now())  # valid
     assert 1_300_000 < len(encode_report(widest)) <= MAX_REPORT_BYTES
+
+
+def test_a_drone_position_is_read_from_a_report_without_its_citizens_and_words():
+    report = make_report(random.Random(3), citizens=4)
+    position = decode_drone_position(encode_report(report))
+    assert (position.drone_id, position.timestamp) == (report.drone_id, report.timestamp)
+    assert (position.latitude, position.longitude) == (report.latitude, report.longitude)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"latitude": 91.0}, "latitude"),
+        ({"drone_id": ""}, "drone_id"),
+        ({"version": 2}, "version"),
+    ],
+)
+def test_a_drone_position_out_of_the_contract_is_refused_by_name(change, field):
+    value = json.loads(encode_report(make_report(random.Random(4))))
+    with pytest.raises(InvalidRecordError) as refused:
+        decode_drone_position(json.dumps(value | change))
+    assert field in str(refused.value)
+
+
+def test_a_record_that_is_no_report_is_refused_as_such():
+    with pytest.raises(InvalidRecordError, match="report"):
+        decode_drone_position(b"{not json")

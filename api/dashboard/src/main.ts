@@ -66,6 +66,13 @@ interface ListedAlert {
   acknowledged_by: string | null;
 }
 
+interface DronePosition {
+  drone_id: string;
+  latitude: number;
+  longitude: number;
+  reported_at: string;
+}
+
 interface Config {
   style_url: string | null;
 }
@@ -73,8 +80,14 @@ interface Config {
 /** What the page did and when: read by tests and by `peaceland bench dashboard`. */
 interface Recorder {
   drawn: Record<string, number>;
+  /** When each alert's first event reached the page, and when the platform raised it:
+   * the benchmark's hops (raised → received: the feed; received → drawn: the page). */
+  received: Record<string, number>;
+  raised: Record<string, number>;
   /** The alerts on the map now (resolved ones leave it). */
   onMap: Record<string, boolean>;
+  /** The drones on the map now. */
+  drones: number;
   feed: "connecting" | "live" | "lost";
   events: number;
 }
@@ -85,7 +98,15 @@ declare global {
   }
 }
 
-const recorder: Recorder = { drawn: {}, onMap: {}, feed: "connecting", events: 0 };
+const recorder: Recorder = {
+  drawn: {},
+  received: {},
+  raised: {},
+  onMap: {},
+  drones: 0,
+  feed: "connecting",
+  events: 0,
+};
 window.peaceland = recorder;
 
 const TOKEN_KEY = "peaceland.token";
@@ -189,6 +210,8 @@ class Board {
   private readonly early = new Map<string, TransitionEvent[]>();
   private readonly acting = new Set<string>();
   private readonly pending = new Set<string>();
+  private readonly drones = new Map<string, Feature<Point>>();
+  private readonly movedDrones = new Set<string>();
   private map!: MapLibre;
   private mapReady = false;
   private framed = false;
@@ -209,6 +232,23 @@ class Board {
       attributionControl: false,
     });
     this.map.on("load", () => {
+      // The drones under the alerts: an alert's red dot is never hidden by a drone.
+      this.map.addSource("drones", {
+        type: "geojson",
+        data: { type: "FeatureCollection", features: [] },
+        promoteId: "id",
+      });
+      this.map.addLayer({
+        id: "drone-points",
+        type: "circle",
+        source: "drones",
+        paint: {
+          "circle-color": "#2b6cb0",
+          "circle-radius": 3.5,
+          "circle-stroke-color": "#fff",
+          "circle-stroke-width": 1,
+        },
+      });
       this.map.addSource("alerts", {
         type: "geojson",
         data: { type: "FeatureCollection", features: [] },
@@ -300,7 +340,7 @@ class Board {
   private listen(): void {
     // From the server's default (the last 12 hours), resumed from the last event on a
     // reconnection (Last-Event-ID, sent by the library).
-    const url = `/v1/forces/${this.forceId}/alerts/feed`;
+    const url = `/v1/forces/${this.forceId}/alerts/feed?drones=true`;
     void fetchEventSource(url, {
       headers: { Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY)}` },
       openWhenHidden: true,
@@ -317,9 +357,10 @@ class Board {
       },
       onmessage: (message) => {
         if (!message.data) return;
-        recorder.events += 1;
+        if (message.id) recorder.events += 1; // alerts and transitions (drones have no id)
         if (message.event === "alert") this.onAlert(JSON.parse(message.data));
         else if (message.event === "transition") this.onTransition(JSON.parse(message.data));
+        else if (message.event === "drones") this.onDrones(JSON.parse(message.data).drones);
         else if (message.event === "error") {
           const detail = JSON.parse(message.data).detail ?? "the feed stopped";
           if (/token|sign in|no longer/.test(detail)) signedOut(detail);
@@ -348,6 +389,8 @@ class Board {
   }
 
   private onAlert(event: AlertEvent): void {
+    recorder.received[event.alert_id] ??= performance.timeOrigin + performance.now();
+    recorder.raised[event.alert_id] ??= Date.parse(event.raised_at);
     const known = this.alerts.get(event.alert_id);
     if (known) {
       if (event.event === "updated") {
@@ -378,6 +421,20 @@ class Board {
     const early = this.early.get(event.alert_id) ?? [];
     this.early.delete(event.alert_id);
     early.sort((a, b) => a.seq - b.seq).forEach((t) => this.onTransition(t));
+    this.schedule();
+  }
+
+  /** The drones that moved since the feed's last `drones` event (the first: all). */
+  private onDrones(moved: DronePosition[]): void {
+    for (const drone of moved) {
+      this.drones.set(drone.drone_id, {
+        type: "Feature",
+        id: drone.drone_id,
+        geometry: { type: "Point", coordinates: [drone.longitude, drone.latitude] },
+        properties: { id: drone.drone_id, reported_at: drone.reported_at },
+      });
+      this.movedDrones.add(drone.drone_id);
+    }
     this.schedule();
   }
 
@@ -427,6 +484,13 @@ class Board {
   }
 
   private draw(): void {
+    if (this.mapReady && this.movedDrones.size > 0) {
+      const add = [...this.movedDrones].map((id) => this.drones.get(id)!);
+      this.movedDrones.clear();
+      (this.map.getSource("drones") as GeoJSONSource).updateData({ add });
+      recorder.drones = this.drones.size;
+      $("drone-count").textContent = String(this.drones.size);
+    }
     const changed = [...this.pending].map((id) => this.alerts.get(id)!).filter(Boolean);
     this.pending.clear();
     if (changed.length === 0) return;

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any, Final
 
 from fastapi import FastAPI
@@ -18,11 +19,22 @@ from peaceland.api.alert_desk import Desks, LifecyclePublisher
 from peaceland.api.alert_meter import AlertMeter
 from peaceland.api.auth import Authenticator, GatewayToken, LocalTokens
 from peaceland.api.db import make_engine, make_sessions, now
+from peaceland.api.drones import DroneWatches
 from peaceland.api.force_data import ForceData
 from peaceland.api.kube import Forces, make_client
 from peaceland.api.models import User
 from peaceland.api.reconcile import ForceReconciler
-from peaceland.api.routes import alerts, audit, auth, drones, internal, members, plans, usage
+from peaceland.api.routes import (
+    alerts,
+    audit,
+    auth,
+    drones,
+    internal,
+    members,
+    plans,
+    positions,
+    usage,
+)
 from peaceland.api.routes import forces as force_routes
 from peaceland.api.routes import keys as key_routes
 from peaceland.api.settings import ApiSettings
@@ -41,6 +53,7 @@ ROUTERS: Final = tuple(
         key_routes,
         members,
         alerts,
+        positions,
         audit,
         usage,
         internal,
@@ -101,6 +114,7 @@ def create_app(
         if publisher is not None:
             publisher.stop()
         if data is not None:
+            app.state.drones.close()
             app.state.desks.clear()
             data.close()
         if own_forces:
@@ -127,6 +141,16 @@ def create_app(
     app.state.force_data = (
         ForceData(*servers, app.state.forces.secret_data, timeout=settings.data_timeout_seconds)
         if servers is not None
+        else None
+    )
+    app.state.drones = (
+        DroneWatches(
+            app.state.force_data,
+            lookback=timedelta(seconds=settings.drones_lookback_seconds),
+            linger=settings.drones_linger_seconds,
+            timeout=settings.data_timeout_seconds,
+        )
+        if app.state.force_data is not None
         else None
     )
     app.state.desks = (

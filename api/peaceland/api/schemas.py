@@ -264,6 +264,27 @@ class DroneOut(BaseModel):
     retired_at: datetime | None
 
 
+class DronePositionOut(BaseModel):
+    """Where a drone was at its last report."""
+
+    drone_id: str
+    latitude: float
+    longitude: float
+    #: The report's own time (the drone's clock).
+    reported_at: datetime
+
+
+class DronePositions(BaseModel):
+    """The last position of every drone that reported lately (the control plane reads
+    the force's reports from ``lookback_seconds`` before it started reading)."""
+
+    drones: list[DronePositionOut]
+    #: False while the reader has not yet read every report there was when it started:
+    #: drones may be missing or behind. Ask again.
+    complete: bool
+    lookback_seconds: float
+
+
 class KeyCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"expires_in_days": 90}]}

@@ -74,6 +74,10 @@ class ApiSettings(BaseSettings):
     #: Live feeds (dashboard pages) one process serves at once: each holds a thread and a
     #: Kafka client; more are told to come back.
     live_feeds: int = Field(default=200, ge=1, le=10_000)
+    #: How far back a force's drone reader starts (drones report once a minute), and how
+    #: long it keeps reading after the last page that wanted it left.
+    drones_lookback_seconds: float = Field(default=180.0, ge=60, le=86_400)
+    drones_linger_seconds: float = Field(default=60.0, ge=0, le=3_600)
 
     @field_validator("database_url")
     @classmethod

@@ -143,6 +143,27 @@ def check_report_time(report: Report, *, received_at: datetime) -> None:
     raise InvalidRecordError("report", [FieldError("timestamp", reason)])
 
 
+class DronePosition(BaseModel):
+    """Where a drone was when it reported: what a map of the fleet needs of a report,
+    read without the cost of its citizens and words (extra fields are skipped)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+    version: Literal[1]
+    drone_id: DroneId
+    timestamp: AwareDatetime
+    latitude: Latitude
+    longitude: Longitude
+
+
+def decode_drone_position(data: bytes | str) -> DronePosition:
+    """The drone, time and position of one report in its JSON wire format."""
+    try:
+        return DronePosition.model_validate_json(data)
+    except ValidationError as exc:
+        raise InvalidRecordError.from_validation("report", exc) from None
+
+
 def encode_report(report: Report) -> bytes:
     """The JSON wire format of a report (UTF-8, compact, timestamps in ISO 8601)."""
     return report.model_dump_json().encode()

@@ -8,15 +8,11 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import aclosing, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import ExitStack, aclosing
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Final
 
-from cassandra import DriverException, RequestExecutionException, Unauthorized
-from cassandra.cluster import NoHostAvailable
-from cassandra.protocol import ErrorMessage
-from confluent_kafka import KafkaException
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials
@@ -34,21 +30,18 @@ from peaceland.api.alert_desk import (
     Recorded,
     transition_out,
 )
-from peaceland.api.auth import ForceCaller, force_role, principal
+from peaceland.api.auth import ForceCaller, principal
 from peaceland.api.conventions import IdempotencyKey
 from peaceland.api.db import session
+from peaceland.api.drones import DroneWatch, DroneWatches, position_out
 from peaceland.api.feed import BadPositionError, Feed, Position, decode_position
 from peaceland.api.force_data import (
-    ForceData,
-    ForceDataUnavailableError,
-    ForceNotProvisionedError,
     describe,
 )
-from peaceland.api.forces import unavailable
-from peaceland.api.kube import KubernetesUnavailableError
 from peaceland.api.models import AuditEvent, Membership, Role, User
 from peaceland.api.paging import Cursor, Limit, Page, after_str, encode
 from peaceland.api.problems import Problem, responses
+from peaceland.api.routes.police_data import Officer, Reader, force_data, served
 from peaceland.api.schemas import (
     AlertDetail,
     AlertOut,
@@ -63,11 +56,6 @@ from peaceland.tenants.lifecycle import IllegalTransitionError
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/forces/{force_id}/alerts", tags=["alerts"])
 Db = Annotated[Session, Depends(session)]
-# Police data: the force's own officers and analysts only, not the platform's admins.
-Reader = Annotated[
-    ForceCaller, Depends(force_role(Role.officer, Role.analyst, platform_admin=False))
-]
-Officer = Annotated[ForceCaller, Depends(force_role(Role.officer, platform_admin=False))]
 AlertId = Annotated[uuid.UUID, Path(description="The alert's id.")]
 Since = Annotated[
     datetime | None,
@@ -75,6 +63,8 @@ Since = Annotated[
 ]
 Until = Annotated[datetime | None, Query(description="Alerts opened before; now by default.")]
 
+#: How often a feed with drones sends those that moved.
+_DRONES_SECONDS: Final = 1.0
 #: How often an open feed checks that its caller may still read it.
 _RECHECK_SECONDS: Final = 30.0
 _EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
@@ -83,48 +73,11 @@ _LATEST: Final = datetime(9000, 1, 1, tzinfo=UTC)
 _ASSIGNABLE: Final = (Role.officer, Role.force_admin)
 
 
-def _data(request: Request) -> ForceData:
-    data: ForceData | None = request.app.state.force_data
-    if data is None:
-        raise Problem(503, "the control plane is not connected to the forces' data servers")
-    return data
-
-
 def _desk(request: Request, force_id: str) -> AlertDesk:
     """The force's desk (made again when its identities change)."""
-    _data(request)
+    force_data(request)
     desks: Desks = request.app.state.desks
     return desks.get(force_id)
-
-
-@contextmanager
-def _servers(request: Request, force_id: str) -> Iterator[None]:
-    """A force not provisioned as 404 (none) or 409 (not yet); the data servers' failures
-    as 503 (try again), never a 500."""
-    try:
-        yield
-    except ForceNotProvisionedError as exc:
-        try:
-            found = request.app.state.forces.get(force_id)
-        except KubernetesUnavailableError as error:
-            raise unavailable(error) from None
-        if found is None:
-            raise Problem(404, f"no police force {force_id}") from None
-        raise Problem(409, f"{exc}: its alerts are served once it is") from None
-    except ForceDataUnavailableError as exc:
-        raise Problem(503, str(exc), headers={"Retry-After": "5"}) from None
-    except (
-        NoHostAvailable,
-        Unauthorized,
-        DriverException,
-        RequestExecutionException,
-        ErrorMessage,  # CAS_WRITE_UNKNOWN and other codes the driver does not map
-        KafkaException,
-    ) as exc:
-        raise Problem(
-            503, f"the force's data servers did not answer: {describe(exc)}",
-            headers={"Retry-After": "5"},
-        ) from None  # fmt: skip
 
 
 def _moment(name: str, value: datetime | None) -> None:
@@ -194,7 +147,7 @@ def list_alerts(
     start, end = _span(since, until)
     box = _bbox(bbox)
     after = after_str(cursor)
-    with _servers(request, caller.force_id):
+    with served(request, caller.force_id):
         alerts = _desk(request, caller.force_id).alerts(start, end)
     chosen = [
         a
@@ -249,8 +202,8 @@ def _feed_start(
 def _feed_config(request: Request, caller: Reader) -> Config:
     """The feed's reader, as the force's own principal: settled before the stream starts,
     so that a force not there, not ready, or unreachable gets its status (404, 409, 503)."""
-    with _servers(request, caller.force_id):
-        return _data(request).consumer_config(caller.force_id)
+    with served(request, caller.force_id):
+        return force_data(request).consumer_config(caller.force_id)
 
 
 @router.get(
@@ -273,10 +226,18 @@ async def live_feed(
     resume: Annotated[Position | None, Depends(_resume)],
     config: Annotated[Config, Depends(_feed_config)],
     start: Annotated[datetime, Depends(_feed_start)],
+    drones: Annotated[
+        bool,
+        Query(
+            description="Also `drones` events, about once a second: the drones that moved "
+            "since the last one (the first: every drone that reported lately)."
+        ),
+    ] = False,
 ) -> AsyncIterator[ServerSentEvent]:
     """The force's alerts and transitions as they happen, read committed from its topics.
     A page reconnecting with Last-Event-ID misses nothing and gets nothing twice."""
-    data = _data(request)
+    data = force_data(request)
+    watched = ExitStack()
     feeds: FeedCount = request.app.state.live_feeds
     if not feeds.take():
         yield ServerSentEvent(
@@ -292,6 +253,13 @@ async def live_feed(
             request.app.state.closing_feeds,
             timeout=request.app.state.settings.data_timeout_seconds,
         )
+        watch: DroneWatch | None = None
+        if drones:
+            watches: DroneWatches = request.app.state.drones
+            watch = await run_in_threadpool(
+                watched.enter_context, watches.watching(caller.force_id)
+            )
+        tick, moved_at = 0, 0.0
         # Closed as soon as the page leaves: its Kafka client with it, not at the next GC.
         checked = time.monotonic()
         async with aclosing(feed.start(start, resume)) as events:
@@ -307,6 +275,14 @@ async def live_feed(
                 if event is not None:
                     event_id, name, body = event
                     yield ServerSentEvent(id=event_id, event=name, data=body)
+                if watch is not None and time.monotonic() - moved_at >= _DRONES_SECONDS:
+                    # No id: a drones event is never a position to resume from.
+                    moved_at = time.monotonic()
+                    tick, moved = watch.positions.since(tick)
+                    if moved:
+                        yield ServerSentEvent(
+                            event="drones", data={"drones": [position_out(p) for p in moved]}
+                        )
     except BadPositionError as exc:
         # An empty id: the browser forgets the position and comes back from ``since``.
         yield ServerSentEvent(id="", event="error", data={"detail": str(exc)})
@@ -317,6 +293,7 @@ async def live_feed(
         )
     finally:
         feeds.give_back()
+        await run_in_threadpool(watched.close)
 
 
 class FeedCount:
@@ -382,7 +359,7 @@ def reaction(
     """How fast the force's officers acknowledged and resolved the alerts opened in
     [since, until): counts by state and nearest-rank p50/p90 in seconds."""
     start, end = _span(since, until)
-    with _servers(request, caller.force_id):
+    with served(request, caller.force_id):
         return _desk(request, caller.force_id).reaction(start, end)
 
 
@@ -390,7 +367,7 @@ def reaction(
 def get_alert(request: Request, caller: Reader, db: Db, alert_id: AlertId) -> AlertDetail:
     """One alert, with every transition and every sighting of its citizen while it was
     open."""
-    with _servers(request, caller.force_id):
+    with served(request, caller.force_id):
         try:
             detail = _desk(request, caller.force_id).alert(alert_id)
         except AlertNotFoundError:
@@ -428,7 +405,7 @@ def transition(
         _check_assignee(db, caller.force_id, body.assignee)
     actor = caller.principal.name
     key = None if idempotency_key is None else f"{actor}\x1f{idempotency_key}"
-    with _servers(request, caller.force_id):
+    with served(request, caller.force_id):
         try:
             recorded = _desk(request, caller.force_id).transition(
                 alert_id,
