@@ -160,3 +160,28 @@ def test_a_forces_reader_stops_once_nobody_uses_it(
         # Asked again: a reader again, from the lookback.
         assert _positions(client, force_id, analyst)["complete"] is True
         assert drones.running() == [force_id]
+
+
+def test_a_page_that_leaves_its_feed_lets_its_forces_reader_stop(
+    api: Api, forces: tuple[Provisioned, Provisioned]
+):
+    mine, _ = forces
+    force_id = mine.resources.force_id
+    officer = api.member(force_id, "officer")
+    settings = api.settings.model_copy(update={"drones_linger_seconds": 0.5})
+    app = create_app(settings, engine=api.engine)
+    with serving(app) as url, httpx2.Client(base_url=url, timeout=10) as client:
+        with client.stream(
+            "GET", f"/v1/forces/{force_id}/alerts/feed", params={"drones": "true"},
+            headers=officer,
+        ) as answer:  # fmt: skip
+            assert answer.status_code == 200
+            assert Stream(answer.iter_lines()).next().name == "drones"
+            [watch] = app.state.drones._watches.values()
+            assert app.state.drones.running() == [force_id]
+        # The page went; the server goes on: its reader stops after the linger.
+        deadline = time.monotonic() + 10
+        while watch._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not watch._thread.is_alive()
+        assert app.state.drones.running() == []

@@ -183,6 +183,23 @@ def test_the_dashboard_benchmark_prints_latencies_measured_in_a_browser_and_clea
     assert not [t for t in kafka_admin.list_topics(timeout=10).topics if bench_force.match(t)]
 
 
+def test_the_map_benchmark_prints_the_pages_frames_with_a_fleet_and_a_history(
+    kubernetes: KubeApiServer, kafka_admin: AdminClient
+):
+    result = peaceland(
+        "bench", "map", "--drones", "5", "--history", "150", "--rate", "10", "--seconds", "2"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout)
+    assert figures["alerts_raised_before"] >= 150
+    assert figures["alerts_on_map"] >= 150
+    for phase in ("while_drones_move", "while_dragging_and_zooming"):
+        assert figures[phase]["frames"] > 0
+        assert 0 <= figures[phase]["main_thread_busy_share"] <= 1
+    bench_force = re.compile(r"^peaceland\.bench-[0-9a-f]{6}\.")
+    assert not [t for t in kafka_admin.list_topics(timeout=10).topics if bench_force.match(t)]
+
+
 def test_the_decode_benchmark_prints_its_rate():
     result = peaceland("bench", "decode", "--reports", "2000", "--rounds", "1")
     assert result.returncode == 0, result.stderr[-3000:]

@@ -73,6 +73,12 @@ interface DronePosition {
   reported_at: string;
 }
 
+interface DronesEvent {
+  drones: DronePosition[];
+  gone?: string[];
+  reset?: boolean;
+}
+
 interface Config {
   style_url: string | null;
 }
@@ -212,6 +218,7 @@ class Board {
   private readonly pending = new Set<string>();
   private readonly drones = new Map<string, Feature<Point>>();
   private readonly movedDrones = new Set<string>();
+  private readonly goneDrones = new Set<string>();
   private map!: MapLibre;
   private mapReady = false;
   private framed = false;
@@ -360,7 +367,7 @@ class Board {
         if (message.id) recorder.events += 1; // alerts and transitions (drones have no id)
         if (message.event === "alert") this.onAlert(JSON.parse(message.data));
         else if (message.event === "transition") this.onTransition(JSON.parse(message.data));
-        else if (message.event === "drones") this.onDrones(JSON.parse(message.data).drones);
+        else if (message.event === "drones") this.onDrones(JSON.parse(message.data));
         else if (message.event === "error") {
           const detail = JSON.parse(message.data).detail ?? "the feed stopped";
           if (/token|sign in|no longer/.test(detail)) signedOut(detail);
@@ -424,9 +431,21 @@ class Board {
     this.schedule();
   }
 
-  /** The drones that moved since the feed's last `drones` event (the first: all). */
-  private onDrones(moved: DronePosition[]): void {
-    for (const drone of moved) {
+  /** The drones that moved or left since the feed's last `drones` event; `reset`: a
+   * snapshot of the whole fleet follows (the first, or after falling behind). */
+  private onDrones(event: DronesEvent): void {
+    if (event.reset) {
+      for (const id of this.drones.keys()) this.goneDrones.add(id);
+      this.drones.clear();
+      this.movedDrones.clear();
+    }
+    for (const id of event.gone ?? []) {
+      this.drones.delete(id);
+      this.movedDrones.delete(id);
+      this.goneDrones.add(id);
+    }
+    for (const drone of event.drones) {
+      this.goneDrones.delete(drone.drone_id);
       this.drones.set(drone.drone_id, {
         type: "Feature",
         id: drone.drone_id,
@@ -484,10 +503,12 @@ class Board {
   }
 
   private draw(): void {
-    if (this.mapReady && this.movedDrones.size > 0) {
+    if (this.mapReady && (this.movedDrones.size > 0 || this.goneDrones.size > 0)) {
       const add = [...this.movedDrones].map((id) => this.drones.get(id)!);
+      const remove = [...this.goneDrones];
       this.movedDrones.clear();
-      (this.map.getSource("drones") as GeoJSONSource).updateData({ add });
+      this.goneDrones.clear();
+      (this.map.getSource("drones") as GeoJSONSource).updateData({ remove, add });
       recorder.drones = this.drones.size;
       $("drone-count").textContent = String(this.drones.size);
     }

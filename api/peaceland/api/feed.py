@@ -86,7 +86,9 @@ class Feed:
         caller's moment to do what it must on time); runs until the caller stops iterating."""
         # One thread of its own: librdkafka's handle is never used from two threads at once,
         # even when a page leaves in the middle of a read (the close waits behind it).
-        consumer = AIOConsumer(dict(self._config), max_workers=1)
+        # A page waits on this read: the broker answers an empty fetch after 100 ms, not
+        # 500, once a transaction's commit makes its records readable.
+        consumer = AIOConsumer(dict(self._config) | {"fetch.wait.max.ms": 100}, max_workers=1)
         try:
             position = await self._start(consumer, since, resume)
             while True:

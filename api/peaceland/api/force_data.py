@@ -147,9 +147,6 @@ class ForceData:
             # A position retention has deleted, or of a topic made anew: from the oldest
             # kept, never silently past what exists.
             "auto.offset.reset": "earliest",
-            # A page waits on this read: the broker answers an empty fetch after 100 ms,
-            # not 500, once a transaction's commit makes its records readable.
-            "fetch.wait.max.ms": 100,
         }
 
     def close(self) -> None:

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from peaceland.cli import bench_api, bench_dashboard, bench_operator, bench_pipeline
+from peaceland.cli import bench_api, bench_dashboard, bench_map, bench_operator, bench_pipeline
 from peaceland.cli.errors import USER_ERRORS
 from peaceland.loadgen.fleet import Fleet
 from peaceland.stack import Stack, StackSettings
@@ -161,6 +161,35 @@ def dashboard(
         result = bench_dashboard.run(
             stack, probes=probes, rate=rate, say=lambda m: console.print(f"[dim]·[/dim] {m}")
         )
+    except (*USER_ERRORS, TimeoutError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    result["cpu"] = _cpu_model()
+    typer.echo(json.dumps(result, indent=2))
+
+
+@app.command(name="map")
+def map_(
+    drones: Annotated[int, typer.Option(min=1, max=10_000, help="Drones reporting.")] = 1_000,
+    history: Annotated[
+        int, typer.Option(min=0, max=100_000, help="Open alerts raised before the page opens.")
+    ] = 10_000,
+    rate: Annotated[
+        float, typer.Option(min=1, help="Reports a second through the gateway meanwhile.")
+    ] = 200,
+    seconds: Annotated[float, typer.Option(min=1, help="Length of each timed phase.")] = 15,
+) -> None:
+    """How smoothly an officer's dashboard runs with a large fleet and a long history of
+    open alerts, in Debian's Chromium: time until all is on the map, then its frames while
+    the drones move and while the map is dragged; prints one JSON object."""
+    console = Console(stderr=True)
+    stack = Stack(StackSettings(), progress=lambda m: console.print(f"[dim]·[/dim] {m}"))
+    try:
+        stack.up(kubernetes=True)
+        result = bench_map.run(
+            stack, drones=drones, history=history, rate=rate, seconds=seconds,
+            say=lambda m: console.print(f"[dim]·[/dim] {m}"),
+        )  # fmt: skip
     except (*USER_ERRORS, TimeoutError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx2
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from peaceland.cli.bench_api import _fleet_keys, _Load, bench_force
 from peaceland.loadgen.fleet import Fleet
@@ -77,17 +77,7 @@ def _in_a_browser(
         browser = playwright.chromium.launch(
             executable_path=str(chromium(say)), args=list(CHROMIUM_ARGS)
         )
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.goto(f"{control_plane}/dashboard/")
-        page.fill("#email", login[0])
-        page.fill("#password", login[1])
-        page.click("button[type=submit]")
-        # Polled from here: wait_for_function evaluates strings, which the page's CSP forbids.
-        deadline = time.monotonic() + 60
-        while not page.evaluate("() => window.peaceland && window.peaceland.feed === 'live'"):
-            if time.monotonic() > deadline:
-                raise TimeoutError("the dashboard's feed never went live")
-            time.sleep(0.1)
+        page = signed_in_page(browser, control_plane, login)
         say(f"an officer of {force_id} signed in to the dashboard in Chromium")
         load = _Load(fleet, gateway, keys, rate)
         load.start()
@@ -120,6 +110,25 @@ def _in_a_browser(
     }
     say(f"{len(latencies)} alerts drawn; p50 {percentiles(latencies)['p50']} ms")
     return latencies, hops, background
+
+
+def signed_in_page(
+    browser: Browser, control_plane: str, login: tuple[str, str], live_within: float = 60
+) -> Page:
+    """A page of the dashboard, signed in as ``login`` (email, password), its feed live
+    (the page loads the open alerts first: with many, that takes a while)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(f"{control_plane}/dashboard/")
+    page.fill("#email", login[0])
+    page.fill("#password", login[1])
+    page.click("button[type=submit]")
+    # Polled from here: wait_for_function evaluates strings, which the page's CSP forbids.
+    deadline = time.monotonic() + live_within
+    while not page.evaluate("() => window.peaceland && window.peaceland.feed === 'live'"):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the dashboard's feed never went live")
+        time.sleep(0.1)
+    return page
 
 
 def _probes(gateway: str, key: str, drone: str, count: int) -> list[tuple[str, uuid.UUID, float]]:

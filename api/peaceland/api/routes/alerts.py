@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import ExitStack, aclosing
+from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Final
 
@@ -33,7 +33,7 @@ from peaceland.api.alert_desk import (
 from peaceland.api.auth import ForceCaller, principal
 from peaceland.api.conventions import IdempotencyKey
 from peaceland.api.db import session
-from peaceland.api.drones import DroneWatch, DroneWatches, position_out
+from peaceland.api.drones import DroneWatch, DroneWatches, PageDrones
 from peaceland.api.feed import BadPositionError, Feed, Position, decode_position
 from peaceland.api.force_data import (
     describe,
@@ -63,8 +63,6 @@ Since = Annotated[
 ]
 Until = Annotated[datetime | None, Query(description="Alerts opened before; now by default.")]
 
-#: How often a feed with drones sends those that moved.
-_DRONES_SECONDS: Final = 1.0
 #: How often an open feed checks that its caller may still read it.
 _RECHECK_SECONDS: Final = 30.0
 _EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
@@ -237,7 +235,8 @@ async def live_feed(
     """The force's alerts and transitions as they happen, read committed from its topics.
     A page reconnecting with Last-Event-ID misses nothing and gets nothing twice."""
     data = force_data(request)
-    watched = ExitStack()
+    watches: DroneWatches = request.app.state.drones
+    watch: DroneWatch | None = None
     feeds: FeedCount = request.app.state.live_feeds
     if not feeds.take():
         yield ServerSentEvent(
@@ -253,13 +252,9 @@ async def live_feed(
             request.app.state.closing_feeds,
             timeout=request.app.state.settings.data_timeout_seconds,
         )
-        watch: DroneWatch | None = None
         if drones:
-            watches: DroneWatches = request.app.state.drones
-            watch = await run_in_threadpool(
-                watched.enter_context, watches.watching(caller.force_id)
-            )
-        tick, moved_at = 0, 0.0
+            watch = await run_in_threadpool(watches.attach, caller.force_id)
+        page_drones = PageDrones(watch) if watch is not None else None
         # Closed as soon as the page leaves: its Kafka client with it, not at the next GC.
         checked = time.monotonic()
         async with aclosing(feed.start(start, resume)) as events:
@@ -275,14 +270,9 @@ async def live_feed(
                 if event is not None:
                     event_id, name, body = event
                     yield ServerSentEvent(id=event_id, event=name, data=body)
-                if watch is not None and time.monotonic() - moved_at >= _DRONES_SECONDS:
-                    # No id: a drones event is never a position to resume from.
-                    moved_at = time.monotonic()
-                    tick, moved = watch.positions.since(tick)
-                    if moved:
-                        yield ServerSentEvent(
-                            event="drones", data={"drones": [position_out(p) for p in moved]}
-                        )
+                # No id: a drones event is never a position to resume from.
+                for chunk in await page_drones.due() if page_drones is not None else []:
+                    yield ServerSentEvent(event="drones", raw_data=chunk)
     except BadPositionError as exc:
         # An empty id: the browser forgets the position and comes back from ``since``.
         yield ServerSentEvent(id="", event="error", data={"detail": str(exc)})
@@ -293,7 +283,8 @@ async def live_feed(
         )
     finally:
         feeds.give_back()
-        await run_in_threadpool(watched.close)
+        if watch is not None:
+            watches.detach(watch)  # never blocks: fine while a leaving page unwinds
 
 
 class FeedCount:
