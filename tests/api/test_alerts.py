@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -211,3 +211,56 @@ def test_the_servers_refuse_one_forces_identities_the_others_alerts(
             session.execute(f"SELECT * FROM {theirs.resources.keyspace}.alerts_by_day LIMIT 1")
     finally:
         data.close()
+
+
+def _alert_row(
+    cassandra: Session, force: Provisioned, citizen: str, opened: datetime, where: float
+) -> str:
+    """An alert as the alerter writes it in ``alerts_by_day``, last seen at ``where`` (east)."""
+    alert_id = uuid.uuid4()
+    cassandra.execute(
+        f"INSERT INTO {force.resources.keyspace}.alerts_by_day (day, alert_id, citizen, score, "
+        "drone_id, report_id, latitude, longitude, opened_at, raised_at, last_latitude, "
+        "last_longitude) VALUES (%s, %s, %s, 1.0, 'd-1', %s, 48.85, 2.0, %s, %s, 48.85, %s)",
+        (opened.date(), alert_id, citizen, uuid.uuid4(), opened, opened, where),
+    )
+    return str(alert_id)
+
+
+def test_a_list_filters_by_state_citizen_and_area_and_pages_newest_first_missing_none(
+    api: Api, forces: tuple[Provisioned, Provisioned], cassandra: Session
+):
+    force, _ = forces
+    force_id = force.resources.force_id
+    now = datetime.now(UTC).replace(microsecond=0)
+    # Seven alerts over two days, newest first; the third and fifth acknowledged.
+    made = [
+        _alert_row(cassandra, force, "Ann" if n % 2 else "Bob", now - timedelta(hours=5 * n),
+                   where=2.0 + n / 10)
+        for n in range(7)
+    ]  # fmt: skip
+    for n in (2, 4):
+        cassandra.execute(
+            f"INSERT INTO {force.resources.keyspace}.alert_states_by_day (day, alert_id, state) "
+            "VALUES (%s, %s, 'acknowledged')",
+            ((now - timedelta(hours=5 * n)).date(), uuid.UUID(made[n])),
+        )
+    analyst = api.member(force_id, "analyst")
+    since = (now - timedelta(days=3)).isoformat()
+
+    def listed(**params: Any) -> list[str]:
+        ids, cursor = [], None
+        while True:
+            query = {"since": since, "limit": 3, **params} | ({"cursor": cursor} if cursor else {})
+            page = api.client.get(f"/v1/forces/{force_id}/alerts", params=query, headers=analyst)
+            assert page.status_code == 200, page.text
+            ids += [a["alert_id"] for a in page.json()["items"]]
+            cursor = page.json()["next_cursor"]
+            if cursor is None:
+                return ids
+
+    assert listed() == made  # three pages, newest first, none missed or repeated
+    assert listed(state="acknowledged") == [made[2], made[4]]
+    assert listed(state="open") == [made[n] for n in (0, 1, 3, 5, 6)]
+    assert listed(citizen="Ann") == [made[n] for n in (1, 3, 5)]
+    assert listed(bbox="1.9,48,2.25,49") == made[:3]  # last seen east of 2.25: out

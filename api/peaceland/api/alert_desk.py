@@ -21,10 +21,10 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
@@ -94,6 +94,18 @@ def _seconds(later: datetime | None, earlier: datetime | None) -> float | None:
     if later is None or earlier is None:
         return None
     return round((later - earlier).total_seconds(), 3)
+
+
+class Listed(NamedTuple):
+    """What a list filters an alert by: when it was opened, who, its state, where the
+    citizen was last seen."""
+
+    opened_at: datetime
+    alert_id: uuid.UUID
+    citizen: str
+    state: str
+    latitude: float
+    longitude: float
 
 
 class AlertDesk:
@@ -372,18 +384,38 @@ class AlertDesk:
             day += timedelta(days=1)
         return found[:1_000]
 
-    def alerts(self, since: datetime, until: datetime) -> list[AlertOut]:
-        """Every alert opened in [since, until), newest first."""
-        found: list[AlertOut] = []
+    def alerts(
+        self,
+        since: datetime,
+        until: datetime,
+        keep: Callable[[Listed], bool] | None = None,
+        most: int | None = None,
+    ) -> list[AlertOut]:
+        """The alerts opened in [since, until), newest first: those ``keep`` keeps (all
+        by default), ``most`` of them at most. Filtered on what the rows say before any is
+        made an ``AlertOut``: a page of a long history costs its page, not the history."""
+        found: list[tuple[Listed, Any, Any]] = []
         for day in _days(since, until):
             states = {r.alert_id: r for r in self._session.execute(self._day_states, (day,))}
             for row in self._session.execute(self._day_alerts, (day,)):
                 opened = _utc(row.opened_at)
                 if opened is None or not since <= opened < until:
                     continue
-                found.append(_alert_out(row, states.get(row.alert_id), None))
-        found.sort(key=lambda a: (a.opened_at, str(a.alert_id)), reverse=True)
-        return found
+                state = states.get(row.alert_id)
+                listed = Listed(
+                    opened_at=opened,
+                    alert_id=row.alert_id,
+                    citizen=row.citizen,
+                    state=(state.state if state is not None and state.state else "open"),
+                    latitude=row.last_latitude if row.last_latitude is not None else row.latitude,
+                    longitude=(
+                        row.last_longitude if row.last_longitude is not None else row.longitude
+                    ),
+                )
+                if keep is None or keep(listed):
+                    found.append((listed, row, state))
+        found.sort(key=lambda f: (f[0].opened_at, str(f[0].alert_id)), reverse=True)
+        return [_alert_out(row, state, None) for _, row, state in found[:most]]
 
     def reaction(self, since: datetime, until: datetime) -> ReactionFigures:
         alerts = self.alerts(since, until)

@@ -114,7 +114,7 @@ def create_app(
         if publisher is not None:
             publisher.stop()
         if data is not None:
-            app.state.drones.close()
+            await asyncio.to_thread(app.state.drones.close)  # joins the readers: not on the loop
             app.state.desks.clear()
             data.close()
         if own_forces:

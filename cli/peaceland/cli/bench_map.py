@@ -166,6 +166,12 @@ def _in_a_browser(
             drones_at = time.monotonic() - began
             say(f"{history} alerts on the map after {alerts_at:.1f} s, "
                 f"{drones} drones after {drones_at:.1f} s")  # fmt: skip
+            # The open alerts' pages the page asked for, as the browser timed them.
+            pages = page.evaluate(
+                "() => performance.getEntriesByType('resource')"
+                ".filter((e) => e.name.includes('/alerts?'))"
+                ".map((e) => [e.startTime, e.responseEnd])"
+            )
             page.evaluate(_MONITOR)
             live = _watch(page, seconds)
             say(f"frames while the drones move: p50 {live['frame_ms']['p50']} ms")
@@ -176,6 +182,13 @@ def _in_a_browser(
             browser.close()
     return {
         "alerts_on_map": on_map,
+        "open_alert_pages": {
+            "pages": len(pages),
+            "answer_ms": percentiles(sorted(end - start for start, end in pages)),
+            "first_asked_to_last_answered_ms": round(pages[-1][1] - pages[0][0], 1)
+            if pages
+            else None,
+        },
         "seconds_until_feed_live": round(live_at, 2),
         "seconds_until_alerts_on_map": round(alerts_at, 2),
         "seconds_until_drones_on_map": round(drones_at, 2),

@@ -27,6 +27,7 @@ from peaceland.api.alert_desk import (
     AlertDesk,
     AlertNotFoundError,
     Desks,
+    Listed,
     Recorded,
     transition_out,
 )
@@ -109,17 +110,15 @@ def _bbox(value: str | None) -> tuple[float, float, float, float] | None:
     return west, south, east, north
 
 
-def _inside(alert: AlertOut, box: tuple[float, float, float, float]) -> bool:
+def _inside(latitude: float, longitude: float, box: tuple[float, float, float, float]) -> bool:
     west, south, east, north = box
-    latitude = alert.last_latitude if alert.last_latitude is not None else alert.latitude
-    longitude = alert.last_longitude if alert.last_longitude is not None else alert.longitude
     across = longitude >= west or longitude <= east  # a box across the antimeridian
     within = west <= longitude <= east if west <= east else across
     return south <= latitude <= north and within
 
 
-def _key(alert: AlertOut) -> str:
-    return f"{int(alert.opened_at.timestamp() * 1000):013d}|{alert.alert_id}"
+def _key(opened_at: datetime, alert_id: uuid.UUID) -> str:
+    return f"{int(opened_at.timestamp() * 1000):013d}|{alert_id}"
 
 
 @router.get("", response_model=Page[AlertOut], responses=responses(401, 403, 404, 409, 503))
@@ -145,16 +144,17 @@ def list_alerts(
     start, end = _span(since, until)
     box = _bbox(bbox)
     after = after_str(cursor)
+
+    def keep(alert: Listed) -> bool:
+        return (
+            (not state or alert.state in state)
+            and (citizen is None or alert.citizen == citizen)
+            and (box is None or _inside(alert.latitude, alert.longitude, box))
+            and (after is None or _key(alert.opened_at, alert.alert_id) < after)
+        )
+
     with served(request, caller.force_id):
-        alerts = _desk(request, caller.force_id).alerts(start, end)
-    chosen = [
-        a
-        for a in alerts
-        if (not state or a.state in state)
-        and (citizen is None or a.citizen == citizen)
-        and (box is None or _inside(a, box))
-        and (after is None or _key(a) < after)
-    ]
+        chosen = _desk(request, caller.force_id).alerts(start, end, keep, most=limit + 1)
     shown = chosen[:limit]
     audit.record(
         db, request, caller.principal, "alerts.read", f"force/{caller.force_id}/alerts",
@@ -162,7 +162,10 @@ def list_alerts(
         details={"since": start.isoformat(), "until": end.isoformat(), "shown": len(shown)},
     )  # fmt: skip
     db.commit()
-    following = encode([_key(shown[-1])]) if len(chosen) > limit else None
+    last = shown[-1] if shown else None
+    following = (
+        encode([_key(last.opened_at, last.alert_id)]) if last and len(chosen) > limit else None
+    )
     return Page[AlertOut](items=shown, next_cursor=following)
 
 
