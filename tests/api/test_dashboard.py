@@ -10,7 +10,7 @@ import random
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ from peaceland.stack import Endpoints, Stack
 from peaceland.stack.fetch import CHROMIUM_ARGS, chromium
 from peaceland.stack.processes import free_port
 from peaceland.tenants.alerts import encode_alert
+from peaceland.tenants.lifecycle import Transition, encode_transition
 from peaceland.tenants.reports import Citizen
 from tests.api.conftest import Api, Provisioned, serving
 from tests.factories import make_alert, make_report, report_of
@@ -209,3 +210,42 @@ def test_an_officer_sees_alerts_live_acts_on_them_and_sees_nothing_of_another_fo
         assert shot.stat().st_size > 10_000
     finally:
         control_plane.__exit__(None, None, None)
+
+
+def test_a_long_history_lists_the_newest_alerts_to_act_on_and_shows_older_ones_on_demand(
+    api: Api, forces: tuple[Provisioned, Provisioned], browser: Browser, endpoints: Endpoints
+):
+    mine, _ = forces
+    force_id = mine.resources.force_id
+    officer = _person(api, force_id, "officer")
+    now = datetime.now(UTC)
+    # 305 alerts raised over the last hour, the oldest first on the topic.
+    alerts = [
+        make_alert(force_id, f"Citizen {n:03d}", now - timedelta(seconds=10 * (305 - n)))
+        for n in range(305)
+    ]
+    produce(endpoints.kafka, mine.resources.alerts_topic,
+            [(a.citizen.encode(), encode_alert(a)) for a in alerts])  # fmt: skip
+    with serving(api.app) as url:
+        page = _signed_in(browser, url, *officer)
+        _until(page, "() => Object.keys(window.peaceland.drawn).length === 305", timeout=30)
+        rows = page.locator("#alerts li")
+        expect(rows).to_have_count(300)
+        # Newest first: the five oldest are the ones not listed.
+        expect(rows.first).to_contain_text("Citizen 304")
+        expect(rows.last).to_contain_text("Citizen 005")
+        expect(page.locator("#older-count")).to_contain_text("5 older alerts still to act on")
+        # A resolved alert never pushes out one still to act on: the newest resolved (as
+        # another page would), the next oldest one still to act on is listed in its stead.
+        resolved = Transition(
+            force_id=force_id, alert_id=alerts[304].alert_id, seq=1, action="resolve",
+            state="resolved", actor=officer[0], at=datetime.now(UTC),
+        )  # fmt: skip
+        produce(endpoints.kafka, mine.resources.lifecycle_topic,
+                [(b"t", encode_transition(resolved))])  # fmt: skip
+        expect(page.locator(f"#alert-{alerts[304].alert_id}")).to_have_count(0, timeout=15_000)
+        expect(page.locator(f"#alert-{alerts[4].alert_id}")).to_contain_text("Citizen 004")
+        expect(page.locator("#older-count")).to_contain_text("4 older alerts")
+        page.locator("#show-older").click()
+        expect(rows).to_have_count(305)  # every alert: room for the resolved one too
+        expect(page.locator("#show-older")).to_be_hidden()

@@ -90,26 +90,58 @@ def test_a_frame_says_once_what_moved_and_what_left_and_pages_follow_the_frames(
     data = json.loads(frame.data)
     assert data["gone"] == ["d-old"]  # heard of an hour ago: off the map
     assert sorted(d["drone_id"] for d in data["drones"]) == ["d-1", "d-2"]
-    assert watch.frames_after(frame.tick) == []
+    assert watch.frames_after(frame.number) == []
     # A page that comes now: everyone, and the frames after the last one follow.
     tick, chunks = watch.snapshot()
-    assert tick == frame.tick
+    assert tick == frame.number
     snapshot = json.loads(chunks[0])
     assert snapshot["reset"] is True
     assert sorted(d["drone_id"] for d in snapshot["drones"]) == ["d-1", "d-2"]
     watch._frame()  # nothing changed: no frame
-    assert watch.frames_after(frame.tick) == []
+    assert watch.frames_after(frame.number) == []
     watch.positions.record(_heard(_at("d-2", 2.5)))
     watch._frame()
-    [second] = watch.frames_after(frame.tick) or []
+    [second] = watch.frames_after(frame.number) or []
     assert [d["latitude"] for d in json.loads(second.data)["drones"]] == [2.5]
     assert watch.frames_after(0) == [frame, second]
     # Changes not framed yet go in a frame of their own before a snapshot: not sent twice.
     watch.positions.record(_heard(_at("d-3", 3.0)))
     tick, _ = watch.snapshot()
-    [third] = watch.frames_after(second.tick) or []
-    assert third.tick == tick
-    assert watch.frames_after(12_345) is None  # not a tick of these frames: a snapshot again
+    [third] = watch.frames_after(second.number) or []
+    assert third.number == tick
+    assert watch.frames_after(12_345) is None  # not a frame made: a snapshot again
+
+
+def test_drones_that_only_left_still_make_a_frame_pages_get():
+    watch = _watch(lookback=timedelta(seconds=0.5))
+    watch.positions.record(_heard(_at("d-1", 1.0), ms=int(time.time() * 1000)))
+    number, _ = watch.snapshot()
+    time.sleep(0.7)  # silent longer than the lookback; nothing else happens
+    watch._frame()
+    [frame] = watch.frames_after(number) or []
+    assert json.loads(frame.data) == {"drones": [], "gone": ["d-1"]}
+
+
+def test_drones_forgotten_past_the_bound_leave_the_pages_too():
+    watch = _watch()
+    watch.positions = LastPositions(most=2)
+    number, _ = watch.snapshot()
+    watch.positions.record(_heard(_at("d-1", 1.0), _at("d-2", 2.0), _at("d-3", 3.0)))
+    watch._frame()
+    [frame] = watch.frames_after(number) or []
+    assert json.loads(frame.data)["gone"] == ["d-1"]
+
+
+def test_many_pages_coming_at_once_leave_the_others_on_their_frames():
+    watch = _watch()
+    watch.positions.record(_heard(_at("d-1", 1.0)))
+    early, _ = watch.snapshot()
+    for n in range(50):  # fifty pages, each with a change before it
+        watch.positions.record(_heard(_at(f"d-{n}", 2.0)))
+        watch.snapshot()
+    frames = watch.frames_after(early)
+    assert frames is not None
+    assert len(frames) == 50  # every change since, not a snapshot again
 
 
 def test_a_large_fleets_snapshot_comes_in_chunks_and_only_the_first_resets():
@@ -129,7 +161,8 @@ def test_an_empty_fleet_still_resets_a_pages_map():
 def test_a_page_gets_a_snapshot_then_frames_at_most_once_a_frame():
     watch = _watch()
     watch.positions.record(_heard(_at("d-1", 1.0)))
-    page = PageDrones(watch)
+    watches, _ = _registry(linger=60)
+    page = PageDrones(watches, watch)
     first = asyncio.run(page.due())
     assert [d["drone_id"] for d in json.loads(first[0])["drones"]] == ["d-1"]
     assert asyncio.run(page.due()) == []  # less than a frame later

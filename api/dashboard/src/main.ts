@@ -221,6 +221,8 @@ class Board {
   private readonly listed = new Set<string>();
   private readonly rows = new Map<string, HTMLElement>();
   private picked: string | null = null;
+  /** Alerts still to act on the list shows at most ("Show older" adds more). */
+  private shown = LIST_ROWS;
   private countedAt = 0;
   private countTimer: number | null = null;
   private readonly drones = new Map<string, Feature<Point>>();
@@ -304,6 +306,10 @@ class Board {
       this.schedule();
     });
     setInterval(() => this.counters(), 5_000);
+    $("show-older").onclick = () => {
+      this.shown += LIST_ROWS;
+      this.drawList([]);
+    };
     void this.load().then(() => this.listen());
   }
 
@@ -313,7 +319,7 @@ class Board {
     const since = new Date(Date.now() - 30 * 24 * HOUR).toISOString();
     let cursor: string | null = null;
     for (let pages = 0; pages < 20; pages++) {
-      const query = new URLSearchParams({ since, limit: "1000" });
+      const query = new URLSearchParams({ since, limit: "5000" });
       query.append("state", "open");
       query.append("state", "acknowledged");
       if (cursor) query.set("cursor", cursor);
@@ -558,8 +564,10 @@ class Board {
     }
   }
 
-  /** The list shows the newest LIST_ROWS alerts (and the one picked on the map): a long
-   * history never makes thousands of rows. `order` keeps every alert, newest first. */
+  /** The list: the newest `shown` alerts still to act on (open, acknowledged), then the
+   * newest resolved ones as room allows, newest first, and the alert picked on the map: a
+   * long history never makes thousands of rows, and a resolved alert never pushes out one
+   * still to act on. `order` keeps every alert, newest first. */
   private drawList(changed: Alert[]): void {
     for (const alert of changed) {
       if (!this.listed.has(alert.id)) {
@@ -567,8 +575,24 @@ class Board {
         this.order.splice(this.rank(alert), 0, alert.id);
       }
     }
-    const wanted = this.order.slice(0, LIST_ROWS);
-    if (this.picked && !wanted.includes(this.picked)) wanted.push(this.picked);
+    if (this.picked && this.alerts.get(this.picked)?.state === "resolved") this.picked = null;
+    let active = 0;
+    for (const id of this.order) if (this.alerts.get(id)!.state !== "resolved") active += 1;
+    let room = Math.max(0, this.shown - active);
+    let activeRoom = this.shown;
+    const wanted: string[] = [];
+    for (const id of this.order) {
+      const resolved = this.alerts.get(id)!.state === "resolved";
+      if (!resolved && activeRoom > 0) {
+        activeRoom -= 1;
+        wanted.push(id);
+      } else if (resolved && room > 0) {
+        room -= 1;
+        wanted.push(id);
+      } else if (id === this.picked) {
+        wanted.push(id);
+      }
+    }
     const keep = new Set(wanted);
     for (const [id, row] of this.rows) {
       if (!keep.has(id)) {
@@ -577,7 +601,11 @@ class Board {
       }
     }
     const refill = new Set(changed.map((a) => a.id));
-    const rows = wanted.map((id) => {
+    // Rows moved or added one by one (a new alert is one insertion at the top): the
+    // officer's scroll position and focus stay where they were.
+    const list = $("alerts");
+    let next = list.firstElementChild;
+    for (const id of wanted) {
       let row = this.rows.get(id);
       if (!row) {
         row = document.createElement("li");
@@ -586,14 +614,13 @@ class Board {
         refill.add(id);
       }
       if (refill.has(id)) this.fill(row, this.alerts.get(id)!);
-      return row;
-    });
-    const list = $("alerts");
-    const inPlace =
-      list.children.length === rows.length && rows.every((row, n) => list.children[n] === row);
-    if (!inPlace) list.replaceChildren(...rows);
-    const older = this.order.length - Math.min(this.order.length, LIST_ROWS);
-    $("older").textContent = older > 0 ? `${older} older alerts: on the map (click one)` : "";
+      if (row === next) next = next.nextElementSibling;
+      else list.insertBefore(row, next);
+    }
+    const older = Math.max(0, active - this.shown);
+    $("older-count").textContent =
+      older > 0 ? `${older} older alerts still to act on are not listed (all are on the map).` : "";
+    $("show-older").hidden = older === 0;
   }
 
   /** Where an alert goes in `order` (newest raised first, then by id). */

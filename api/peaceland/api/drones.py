@@ -44,8 +44,10 @@ MOST_DRONES: Final = 100_000
 SNAPSHOT_CHUNK: Final = 5_000
 #: How often a reader makes a frame of what changed.
 FRAME_SECONDS: Final = 1.0
-#: Frames kept for pages a little behind; further behind, a page gets a snapshot again.
-_FRAMES_KEPT: Final = 8
+#: Frames kept for pages a little behind (seconds, and at most so many); further behind,
+#: a page gets a snapshot again.
+_FRAMES_SECONDS: Final = 30.0
+_FRAMES_MOST: Final = 1_000
 #: Records read at most at once, and the wait for the first of them.
 _BATCH: Final = 2_000
 _POLL_SECONDS: Final = 0.25
@@ -75,6 +77,8 @@ class LastPositions:
         self._tick = 0
         # Oldest change first: a drone that moves is put back at the end.
         self._by_drone: dict[str, tuple[int, DronePosition, int]] = {}
+        # Forgotten past the bound since ``expire`` was last called: gone from the map too.
+        self._evicted: list[str] = []
 
     def record(self, positions: list[tuple[DronePosition, int]]) -> None:
         with self._lock:
@@ -83,7 +87,9 @@ class LastPositions:
                 self._by_drone.pop(position.drone_id, None)
                 self._by_drone[position.drone_id] = (self._tick, position, received_ms)
             while len(self._by_drone) > self._most:
-                del self._by_drone[next(iter(self._by_drone))]
+                oldest = next(iter(self._by_drone))
+                del self._by_drone[oldest]
+                self._evicted.append(oldest)
 
     def since(self, tick: int) -> tuple[int, list[DronePosition]]:
         """The drones that moved after ``tick`` (0: every drone), newest first, and the tick
@@ -98,12 +104,14 @@ class LastPositions:
             return self._tick, changed
 
     def expire(self, before_ms: int) -> list[str]:
-        """Forget the drones last heard of before ``before_ms``; returns them. From the
-        oldest change on, up to the first drone heard of since (records of several
-        partitions interleave: a few may wait for the next call)."""
-        gone: list[str] = []
+        """Forget the drones last heard of before ``before_ms``; returns them, with those
+        forgotten past the bound since the last call. From the oldest change on, up to the
+        first drone heard of since (records of several partitions interleave: a few may
+        wait for the next call)."""
         with self._lock:
-            for drone in list(self._by_drone):
+            gone, self._evicted = self._evicted, []
+            while self._by_drone:
+                drone = next(iter(self._by_drone))
                 if self._by_drone[drone][2] >= before_ms:
                     break
                 del self._by_drone[drone]
@@ -117,12 +125,12 @@ class LastPositions:
 
 @dataclass(frozen=True)
 class Frame:
-    """What changed from tick ``after`` to tick ``tick``, encoded once for every page: the
-    data of one ``drones`` event."""
+    """What changed between frame ``number - 1`` and frame ``number``, encoded once for
+    every page: the data of one ``drones`` event."""
 
-    after: int
-    tick: int
+    number: int
     data: str
+    made_at: float
 
 
 def _encoded(moved: list[DronePosition], gone: list[str], *, reset: bool = False) -> str:
@@ -160,7 +168,9 @@ class DroneWatch:
         self._lookback = lookback
         self._timeout = timeout
         self._stop = threading.Event()
-        self._frames: deque[Frame] = deque(maxlen=_FRAMES_KEPT)
+        self._frames: deque[Frame] = deque(maxlen=_FRAMES_MOST)
+        #: The last frame's number, and the positions' tick it was made at.
+        self._frame_number = 0
         self._frame_tick = 0
         self._frame_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"drones-{force_id}", daemon=True)
@@ -184,30 +194,29 @@ class DroneWatch:
     def snapshot(self) -> tuple[int, list[str]]:
         """Every drone, as the data of ``drones`` events of at most ``SNAPSHOT_CHUNK``
         drones each (the first one says ``reset``: forget every drone known before), and
-        the tick of the frames to follow it. Encoding takes a while: not on the loop."""
+        the number of the last frame it holds. Encoding takes a while: not on the loop."""
         with self._frame_lock:
             # What changed since the last frame goes in one first: the pages that follow
             # the frames get it, and this page follows from here, nothing sent twice.
             self._make_frame()
-            tick = self._frame_tick
+            number = self._frame_number
             _, everyone = self.positions.since(0)
         chunks = [
             _encoded(everyone[start : start + SNAPSHOT_CHUNK], [], reset=start == 0)
             for start in range(0, max(len(everyone), 1), SNAPSHOT_CHUNK)
         ]
-        return tick, chunks
+        return number, chunks
 
-    def frames_after(self, tick: int) -> list[Frame] | None:
-        """The frames that bring a page from ``tick`` to now; None when they are no longer
+    def frames_after(self, number: int) -> list[Frame] | None:
+        """The frames after frame ``number``, up to now; None when they are no longer all
         kept (the page needs a snapshot again)."""
         with self._frame_lock:
-            if tick == self._frame_tick:
+            if number == self._frame_number:
                 return []
             frames = list(self._frames)
-        for n, frame in enumerate(frames):
-            if frame.after == tick:
-                return frames[n:]
-        return None
+        if not frames or frames[0].number > number + 1 or number > self._frame_number:
+            return None
+        return frames[number + 1 - frames[0].number :]
 
     def _frame(self) -> None:
         with self._frame_lock:
@@ -219,9 +228,13 @@ class DroneWatch:
         cutoff = datetime.now(UTC) - self._lookback
         gone = self.positions.expire(int(cutoff.timestamp() * 1000))
         tick, moved = self.positions.since(self._frame_tick)
+        now = time.monotonic()
+        while self._frames and now - self._frames[0].made_at > _FRAMES_SECONDS:
+            self._frames.popleft()
         if not moved and not gone:
             return
-        self._frames.append(Frame(self._frame_tick, tick, _encoded(moved, gone)))
+        self._frame_number += 1
+        self._frames.append(Frame(self._frame_number, _encoded(moved, gone), now))
         self._frame_tick = tick
 
     def _run(self) -> None:
@@ -321,30 +334,6 @@ class DroneWatch:
             at[p] = OFFSET_BEGINNING
         consumer.assign([TopicPartition(self._topic, p, o) for p, o in sorted(at.items())])
         log.info("the drones of %s: partitions %s added", self.force_id, added)
-
-
-class PageDrones:
-    """What one page has of a force's drones: a snapshot first, then the frames after it
-    (a snapshot again if it fell too far behind)."""
-
-    def __init__(self, watch: DroneWatch) -> None:
-        self._watch = watch
-        self._tick: int | None = None
-        self._at = 0.0
-
-    async def due(self) -> list[str]:
-        """The data of the ``drones`` events to send now: none if the last were sent less
-        than a frame ago."""
-        if time.monotonic() - self._at < FRAME_SECONDS:
-            return []
-        self._at = time.monotonic()
-        frames = None if self._tick is None else self._watch.frames_after(self._tick)
-        if frames is None:
-            self._tick, chunks = await run_in_threadpool(self._watch.snapshot)
-            return chunks
-        if frames:
-            self._tick = frames[-1].tick
-        return [frame.data for frame in frames]
 
 
 class DroneWatches:
@@ -462,3 +451,58 @@ class DroneWatches:
         deadline = time.monotonic() + timeout
         for watch in watches:
             watch.join(max(0.0, deadline - time.monotonic()))
+
+
+class PageDrones:
+    """What one page has of a force's drones: a snapshot first, then the frames after it
+    (a snapshot again if it fell too far behind, or when its reader is replaced)."""
+
+    #: How long a reader may be in trouble before the page asks for the force's current one
+    #: (new credentials after a rotation: the old reader's are revoked).
+    TROUBLE_SECONDS: Final = 10.0
+
+    def __init__(self, watches: DroneWatches, watch: DroneWatch) -> None:
+        self._watches = watches
+        self.watch = watch
+        self._number: int | None = None
+        self._at = 0.0
+        self._trouble_since: float | None = None
+
+    async def due(self) -> list[str]:
+        """The data of the ``drones`` events to send now: none if the last were sent less
+        than a frame ago."""
+        now = time.monotonic()
+        if now - self._at < FRAME_SECONDS:
+            return []
+        self._at = now
+        await self._follow_the_current_reader(now)
+        frames = None if self._number is None else self.watch.frames_after(self._number)
+        if frames is None:
+            self._number, chunks = await run_in_threadpool(self.watch.snapshot)
+            return chunks
+        if frames:
+            self._number = frames[-1].number
+        return [frame.data for frame in frames]
+
+    async def _follow_the_current_reader(self, now: float) -> None:
+        if self.watch.trouble is None:
+            self._trouble_since = None
+            return
+        if self._trouble_since is None:
+            self._trouble_since = now
+        if now - self._trouble_since < self.TROUBLE_SECONDS:
+            return
+        self._trouble_since = now
+        try:
+            current = await run_in_threadpool(self._watches.attach, self.watch.force_id)
+        except ForceDataUnavailableError:
+            return
+        if current is self.watch:
+            self._watches.detach(current)  # the same reader: it is the force's
+            return
+        self._watches.detach(self.watch)
+        self.watch, self._number = current, None  # another reader: a snapshot from it
+
+    def close(self) -> None:
+        """The page left (never blocks)."""
+        self._watches.detach(self.watch)

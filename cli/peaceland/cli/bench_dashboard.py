@@ -113,11 +113,18 @@ def _in_a_browser(
 
 
 def signed_in_page(
-    browser: Browser, control_plane: str, login: tuple[str, str], live_within: float = 60
+    browser: Browser,
+    control_plane: str,
+    login: tuple[str, str],
+    live_within: float = 60,
+    init_script: str | None = None,
 ) -> Page:
     """A page of the dashboard, signed in as ``login`` (email, password), its feed live
-    (the page loads the open alerts first: with many, that takes a while)."""
+    (the page loads the open alerts first: with many, that takes a while);
+    ``init_script`` runs in it before its own scripts."""
     page = browser.new_page(viewport={"width": 1280, "height": 800})
+    if init_script is not None:
+        page.add_init_script(init_script)
     page.goto(f"{control_plane}/dashboard/")
     page.fill("#email", login[0])
     page.fill("#password", login[1])

@@ -34,13 +34,13 @@ from peaceland.api.alert_desk import (
 from peaceland.api.auth import ForceCaller, principal
 from peaceland.api.conventions import IdempotencyKey
 from peaceland.api.db import session
-from peaceland.api.drones import DroneWatch, DroneWatches, PageDrones
+from peaceland.api.drones import DroneWatches, PageDrones
 from peaceland.api.feed import BadPositionError, Feed, Position, decode_position
 from peaceland.api.force_data import (
     describe,
 )
 from peaceland.api.models import AuditEvent, Membership, Role, User
-from peaceland.api.paging import Cursor, Limit, Page, after_str, encode
+from peaceland.api.paging import Cursor, Page, after_str, encode
 from peaceland.api.problems import Problem, responses
 from peaceland.api.routes.police_data import Officer, Reader, force_data, served
 from peaceland.api.schemas import (
@@ -138,7 +138,9 @@ def list_alerts(
         ),
     ] = None,
     cursor: Cursor = None,
-    limit: Limit = 100,
+    limit: Annotated[
+        int, Query(ge=1, le=5_000, description="Most alerts on this page (a dashboard loads many).")
+    ] = 100,
 ) -> Page[AlertOut]:
     """The force's alerts opened in [since, until) (at most 31 days), newest first."""
     start, end = _span(since, until)
@@ -239,7 +241,7 @@ async def live_feed(
     A page reconnecting with Last-Event-ID misses nothing and gets nothing twice."""
     data = force_data(request)
     watches: DroneWatches = request.app.state.drones
-    watch: DroneWatch | None = None
+    page_drones: PageDrones | None = None
     feeds: FeedCount = request.app.state.live_feeds
     if not feeds.take():
         yield ServerSentEvent(
@@ -256,8 +258,9 @@ async def live_feed(
             timeout=request.app.state.settings.data_timeout_seconds,
         )
         if drones:
-            watch = await run_in_threadpool(watches.attach, caller.force_id)
-        page_drones = PageDrones(watch) if watch is not None else None
+            page_drones = PageDrones(
+                watches, await run_in_threadpool(watches.attach, caller.force_id)
+            )
         # Closed as soon as the page leaves: its Kafka client with it, not at the next GC.
         checked = time.monotonic()
         async with aclosing(feed.start(start, resume)) as events:
@@ -286,8 +289,8 @@ async def live_feed(
         )
     finally:
         feeds.give_back()
-        if watch is not None:
-            watches.detach(watch)  # never blocks: fine while a leaving page unwinds
+        if page_drones is not None:
+            page_drones.close()  # never blocks: fine while a leaving page unwinds
 
 
 class FeedCount:

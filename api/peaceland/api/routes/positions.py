@@ -45,12 +45,14 @@ async def drone_positions(
         # Waited for on the loop, not in a worker thread: waiting requests hold none of the
         # threads every other route needs.
         deadline = time.monotonic() + wait
-        while not watch.ready.is_set() and time.monotonic() < deadline:
+        while not watch.ready.is_set():
             if watch.trouble is not None:
                 raise Problem(
                     503, f"the force's reports cannot be read now: {watch.trouble}",
                     headers={"Retry-After": "5"},
                 )  # fmt: skip
+            if time.monotonic() >= deadline:
+                break
             await asyncio.sleep(_LOOK_SECONDS)
         lookback = watches.lookback.total_seconds()
         body = await run_in_threadpool(_encoded, watch, lookback)
