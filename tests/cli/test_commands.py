@@ -174,7 +174,12 @@ def test_the_dashboard_benchmark_prints_latencies_measured_in_a_browser_and_clea
     latency = figures["latency_ms"]
     assert 0 < latency["p50"] <= latency["max"]
     hops = figures["hops_ms"]
-    assert set(hops) == {"gateway_to_raised", "raised_to_received", "received_to_drawn"}
+    assert set(hops) == {
+        "gateway_to_raised",
+        "raised_to_received",
+        "received_to_drawn",
+        "raised_to_plain_http_client",
+    }
     assert all(hop["max"] is not None for hop in hops.values())
     # The page draws what it received: never before.
     assert 0 <= hops["received_to_drawn"]["p50"] <= hops["received_to_drawn"]["max"]

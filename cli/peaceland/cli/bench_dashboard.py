@@ -13,6 +13,8 @@ and the report).
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -79,6 +81,11 @@ def _in_a_browser(
         )
         page = signed_in_page(browser, control_plane, login)
         say(f"an officer of {force_id} signed in to the dashboard in Chromium")
+        # The same feed read by a plain HTTP client beside the page: the platform's share
+        # of the time, without the browser's.
+        token = str(page.evaluate("() => sessionStorage.getItem('peaceland.token')"))
+        plain = _PlainReader(f"{control_plane}/v1/forces/{force_id}/alerts/feed", token)
+        plain.start()
         load = _Load(fleet, gateway, keys, rate)
         load.start()
         try:
@@ -96,6 +103,7 @@ def _in_a_browser(
             raised = page.evaluate("() => window.peaceland.raised")
         finally:
             background = load.stop()
+            plain.stopping.set()
             browser.close()
     missing = [a for a in wanted if a not in drawn]
     if missing:
@@ -107,9 +115,41 @@ def _in_a_browser(
         "gateway_to_raised": sorted(raised[a] - at for a, at in wanted.items()),
         "raised_to_received": sorted(received[a] - raised[a] for a in wanted),
         "received_to_drawn": sorted(drawn[a] - received[a] for a in wanted),
+        "raised_to_plain_http_client": sorted(
+            plain.seen[a] - raised[a] for a in wanted if a in plain.seen
+        ),
     }
     say(f"{len(latencies)} alerts drawn; p50 {percentiles(latencies)['p50']} ms")
     return latencies, hops, background
+
+
+class _PlainReader(threading.Thread):
+    """A reader of the live feed over plain HTTP: when each alert's first event came."""
+
+    def __init__(self, url: str, token: str) -> None:
+        super().__init__(name="plain-feed", daemon=True)
+        self.url, self.token = url, token
+        self.seen: dict[str, float] = {}
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self._read()
+        except httpx2.HTTPError:
+            return  # the control plane went away with the benchmark's end
+
+    def _read(self) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        with (
+            httpx2.Client(timeout=httpx2.Timeout(10, read=30)) as client,
+            client.stream("GET", self.url, headers=headers) as answer,
+        ):
+            for line in answer.iter_lines():
+                if self.stopping.is_set():
+                    return
+                if line.startswith("data:") and '"alert_id"' in line:
+                    alert_id = json.loads(line[5:])["alert_id"]
+                    self.seen.setdefault(alert_id, time.time() * 1000)
 
 
 def signed_in_page(
