@@ -235,7 +235,9 @@ class World:
             return self.person
         if case.path.startswith("/v1/internal/"):
             return self.api.gateway
-        if case.path.startswith("/v1/forces/{force_id}/alerts"):
+        if case.path.startswith(
+            ("/v1/forces/{force_id}/alerts", "/v1/forces/{force_id}/positions")
+        ):
             return self.officer
         return self.api.admin
 

@@ -20,10 +20,13 @@ from peaceland.api.drones import (
     position_out,
 )
 from peaceland.api.force_data import ForceData, ForceDataUnavailableError
+from peaceland.api.routes.alerts import _page_drones
 from peaceland.tenants.forces import ForceResources, resources_for
 from peaceland.tenants.reports import DronePosition
 
-NOW_MS = int(time.time() * 1000)
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _at(drone: str, latitude: float) -> DronePosition:
@@ -32,8 +35,9 @@ def _at(drone: str, latitude: float) -> DronePosition:
     )
 
 
-def _heard(*positions: DronePosition, ms: int = NOW_MS) -> list[tuple[DronePosition, int]]:
-    return [(p, ms) for p in positions]
+def _heard(*positions: DronePosition, ms: int | None = None) -> list[tuple[DronePosition, int]]:
+    """``positions`` as heard at ``ms`` (epoch ms; now by default)."""
+    return [(p, _now_ms() if ms is None else ms) for p in positions]
 
 
 def test_the_first_ask_gets_every_drone_newest_first_then_only_those_that_moved():
@@ -82,7 +86,7 @@ def _watch(lookback: timedelta = timedelta(minutes=3)) -> DroneWatch:
 
 def test_a_frame_says_once_what_moved_and_what_left_and_pages_follow_the_frames():
     watch = _watch(lookback=timedelta(minutes=3))
-    an_hour_ago = NOW_MS - 3_600_000
+    an_hour_ago = _now_ms() - 3_600_000
     watch.positions.record(_heard(_at("d-old", 1.0), ms=an_hour_ago))
     watch.positions.record(_heard(_at("d-1", 1.0), _at("d-2", 2.0)))
     watch._frame()
@@ -264,3 +268,39 @@ def test_a_stopping_control_plane_stops_every_reader_and_starts_no_more():
         watches.attach("f-3")
     for reader in readers:
         watches.detach(reader)  # after the close: nothing breaks
+
+
+def test_a_feed_goes_on_without_drones_when_they_cannot_be_read():
+    class Refusing:
+        def attach(self, force_id: str) -> DroneWatch:
+            raise RuntimeError(f"can't start new thread for {force_id}")
+
+    assert asyncio.run(_page_drones(cast(DroneWatches, Refusing()), "f-1")) is None
+
+
+def test_a_page_whose_reader_stays_in_trouble_follows_the_forces_new_one_once_it_is_ready():
+    watches, data = _registry(linger=60)
+    try:
+        old = watches.attach("f-1")
+        page = PageDrones(watches, old)
+        asyncio.run(page.due())
+        old.trouble = "authorization failed"  # its credentials were revoked
+        data.fingerprint = "two"  # a rotation: the force's reader is a new one
+        page._trouble_since = time.monotonic() - PageDrones.TROUBLE_SECONDS - 1
+        page._at = 0.0
+        asyncio.run(page.due())
+        assert page.watch is old  # the new reader has not caught up: not yet
+        [new] = [w for w in watches._watches.values()]
+        assert new is not old
+        assert new.users == 0  # tried, and let go
+        new.ready.set()
+        page._trouble_since = time.monotonic() - PageDrones.TROUBLE_SECONDS - 1
+        page._at = 0.0
+        events = asyncio.run(page.due())
+        assert page.watch is new
+        assert json.loads(events[0])["reset"] is True  # a snapshot of the new reader
+        assert (old.users, new.users) == (0, 1)
+        page.close()
+        assert new.users == 0
+    finally:
+        watches.close()

@@ -172,7 +172,10 @@ class DroneWatch:
         #: The last frame's number, and the positions' tick it was made at.
         self._frame_number = 0
         self._frame_tick = 0
+        # Held only to read or append frames (the event loop takes it); a frame is made,
+        # and encoded, under ``_making`` alone.
         self._frame_lock = threading.Lock()
+        self._making = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"drones-{force_id}", daemon=True)
 
     def start(self) -> None:
@@ -195,7 +198,7 @@ class DroneWatch:
         """Every drone, as the data of ``drones`` events of at most ``SNAPSHOT_CHUNK``
         drones each (the first one says ``reset``: forget every drone known before), and
         the number of the last frame it holds. Encoding takes a while: not on the loop."""
-        with self._frame_lock:
+        with self._making:
             # What changed since the last frame goes in one first: the pages that follow
             # the frames get it, and this page follows from here, nothing sent twice.
             self._make_frame()
@@ -214,28 +217,30 @@ class DroneWatch:
             if number == self._frame_number:
                 return []
             frames = list(self._frames)
-        if not frames or frames[0].number > number + 1 or number > self._frame_number:
+        if not frames or frames[0].number > number + 1 or number > frames[-1].number:
             return None
         return frames[number + 1 - frames[0].number :]
 
     def _frame(self) -> None:
-        with self._frame_lock:
+        with self._making:
             self._make_frame()
 
     def _make_frame(self) -> None:
-        """A frame of what changed since the last one, if anything did (under the frames'
-        lock)."""
+        """A frame of what changed since the last one, if anything did (under ``_making``:
+        encoded without holding the lock the event loop reads frames under)."""
         cutoff = datetime.now(UTC) - self._lookback
         gone = self.positions.expire(int(cutoff.timestamp() * 1000))
         tick, moved = self.positions.since(self._frame_tick)
+        data = _encoded(moved, gone) if moved or gone else None
         now = time.monotonic()
-        while self._frames and now - self._frames[0].made_at > _FRAMES_SECONDS:
-            self._frames.popleft()
-        if not moved and not gone:
-            return
-        self._frame_number += 1
-        self._frames.append(Frame(self._frame_number, _encoded(moved, gone), now))
-        self._frame_tick = tick
+        with self._frame_lock:
+            while self._frames and now - self._frames[0].made_at > _FRAMES_SECONDS:
+                self._frames.popleft()
+            if data is None:
+                return
+            self._frame_number += 1
+            self._frames.append(Frame(self._frame_number, data, now))
+            self._frame_tick = tick
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -495,10 +500,13 @@ class PageDrones:
         self._trouble_since = now
         try:
             current = await run_in_threadpool(self._watches.attach, self.watch.force_id)
-        except ForceDataUnavailableError:
+        except Exception as exc:  # the drones are extra: never the alerts' end
+            log.warning("the drones of %s: no other reader now: %s", self.watch.force_id, exc)
             return
-        if current is self.watch:
-            self._watches.detach(current)  # the same reader: it is the force's
+        if current is self.watch or not current.ready.is_set():
+            # The same reader (it is the force's), or one not caught up yet (a page would
+            # see an empty map a while): tried again later.
+            self._watches.detach(current)
             return
         self._watches.detach(self.watch)
         self.watch, self._number = current, None  # another reader: a snapshot from it

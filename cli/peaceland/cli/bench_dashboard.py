@@ -84,7 +84,7 @@ def _in_a_browser(
         # The same feed read by a plain HTTP client beside the page: the platform's share
         # of the time, without the browser's.
         token = str(page.evaluate("() => sessionStorage.getItem('peaceland.token')"))
-        plain = _PlainReader(f"{control_plane}/v1/forces/{force_id}/alerts/feed", token)
+        plain = _PlainReader(f"{control_plane}/v1/forces/{force_id}/alerts/feed?drones=true", token)
         plain.start()
         load = _Load(fleet, gateway, keys, rate)
         load.start()
@@ -105,6 +105,8 @@ def _in_a_browser(
             background = load.stop()
             plain.stopping.set()
             browser.close()
+    if plain.error is not None:
+        raise RuntimeError(f"the plain feed reader failed: {plain.error}")
     missing = [a for a in wanted if a not in drawn]
     if missing:
         raise TimeoutError(f"{len(missing)} of {len(wanted)} probe alerts never drawn")
@@ -131,12 +133,14 @@ class _PlainReader(threading.Thread):
         self.url, self.token = url, token
         self.seen: dict[str, float] = {}
         self.stopping = threading.Event()
+        self.error: str | None = None
 
     def run(self) -> None:
         try:
             self._read()
-        except httpx2.HTTPError:
-            return  # the control plane went away with the benchmark's end
+        except httpx2.HTTPError as exc:
+            if not self.stopping.is_set():
+                self.error = str(exc)  # else the control plane went with the benchmark's end
 
     def _read(self) -> None:
         headers = {"Authorization": f"Bearer {self.token}"}
@@ -144,6 +148,7 @@ class _PlainReader(threading.Thread):
             httpx2.Client(timeout=httpx2.Timeout(10, read=30)) as client,
             client.stream("GET", self.url, headers=headers) as answer,
         ):
+            answer.raise_for_status()
             for line in answer.iter_lines():
                 if self.stopping.is_set():
                     return

@@ -258,9 +258,7 @@ async def live_feed(
             timeout=request.app.state.settings.data_timeout_seconds,
         )
         if drones:
-            page_drones = PageDrones(
-                watches, await run_in_threadpool(watches.attach, caller.force_id)
-            )
+            page_drones = await _page_drones(watches, caller.force_id)
         # Closed as soon as the page leaves: its Kafka client with it, not at the next GC.
         checked = time.monotonic()
         async with aclosing(feed.start(start, resume)) as events:
@@ -291,6 +289,15 @@ async def live_feed(
         feeds.give_back()
         if page_drones is not None:
             page_drones.close()  # never blocks: fine while a leaving page unwinds
+
+
+async def _page_drones(watches: DroneWatches, force_id: str) -> PageDrones | None:
+    """The page's drones; none when they cannot be read now (the alerts go on without)."""
+    try:
+        return PageDrones(watches, await run_in_threadpool(watches.attach, force_id))
+    except Exception as exc:
+        log.warning("a feed of %s goes without drones: %s", force_id, exc)
+        return None
 
 
 class FeedCount:
