@@ -116,10 +116,10 @@ def ensure_topics(
                 log.info("grew topic %s to %d partitions", topic, settings.partitions)
             except KafkaException as exc:
                 # Metadata lags a growth by a moment: a second reconcile right after the first
-                # may ask for a count the topic already has, which Kafka refuses. That is done.
-                if (
-                    exc.args[0].code() != KafkaError.INVALID_PARTITIONS
-                    or partition_count(admin, topic, timeout) < settings.partitions
+                # may ask for a count the topic already has, which Kafka refuses. That is done,
+                # once the brokers' metadata says so too (it lagged here: seen in CI).
+                if exc.args[0].code() != KafkaError.INVALID_PARTITIONS or not _grown_to(
+                    admin, topic, settings.partitions, timeout
                 ):
                     raise
     _configure(admin, [t for t in resources.topics if t in existing], settings, timeout)
@@ -177,8 +177,20 @@ def _wait_until_usable(admin: AdminClient, topics: list[str], timeout: float) ->
             time.sleep(0.05)
 
 
+def _grown_to(admin: AdminClient, topic: str, partitions: int, timeout: float) -> bool:
+    """Whether ``topic`` has ``partitions`` or more, once the brokers' metadata has caught
+    up with a growth (a few seconds at most)."""
+    deadline = time.monotonic() + min(timeout, 10.0)
+    while partition_count(admin, topic, timeout) < partitions:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def partition_count(admin: AdminClient, topic: str, timeout: float = 30.0) -> int:
-    """How many partitions ``topic`` has, asked of the controller (not cached metadata)."""
+    """How many partitions ``topic`` has, as a broker's metadata says (it may lag a growth
+    by a moment)."""
     description = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)[
         topic
     ].result()
