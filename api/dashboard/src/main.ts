@@ -641,7 +641,6 @@ class Board {
 
   private fill(row: HTMLElement, alert: Alert): void {
     row.className = `alert ${alert.state}`;
-    row.dataset.state = alert.state;
     row.replaceChildren();
     const title = document.createElement("div");
     title.className = "title";

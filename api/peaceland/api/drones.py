@@ -22,8 +22,6 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -409,14 +407,6 @@ class DroneWatches:
             timer.daemon = True
             self._timers[id(watch)] = timer
             timer.start()
-
-    @contextmanager
-    def watching(self, force_id: str) -> Iterator[DroneWatch]:
-        watch = self.attach(force_id)
-        try:
-            yield watch
-        finally:
-            self.detach(watch)
 
     def _cancel_timer(self, watch: DroneWatch) -> None:
         timer = self._timers.pop(id(watch), None)

@@ -174,13 +174,18 @@ def signed_in_page(
     page.fill("#email", login[0])
     page.fill("#password", login[1])
     page.click("button[type=submit]")
-    # Polled from here: wait_for_function evaluates strings, which the page's CSP forbids.
-    deadline = time.monotonic() + live_within
-    while not page.evaluate("() => window.peaceland && window.peaceland.feed === 'live'"):
-        if time.monotonic() > deadline:
-            raise TimeoutError("the dashboard's feed never went live")
-        time.sleep(0.1)
+    until_true(page, "() => window.peaceland && window.peaceland.feed === 'live'", live_within)
     return page
+
+
+def until_true(page: Page, function: str, timeout: float, interval: float = 0.1) -> None:
+    """Poll ``function`` in the page until it is true. Polled from here: wait_for_function
+    evaluates strings in the page, which the page's CSP forbids."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(function):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"never true in the page after {timeout:.0f} s: {function}")
+        time.sleep(interval)
 
 
 def _probes(gateway: str, key: str, drone: str, count: int) -> list[tuple[str, uuid.UUID, float]]:

@@ -3,11 +3,11 @@ a long history, measured inside a real browser.
 
 A platform in a namespace of its own and a force sold through the API (as ``bench
 dashboard``); ``drones`` drones registered, each with its key, reporting through the gateway;
-``history`` alerts raised through the platform beforehand (reports of many citizens at the
-lowest score). Then an officer signs in to the dashboard in Debian's Chromium and the page
-is timed: until every open alert and every drone is on the map, then its frames (the
-intervals between animation frames, which a busy main thread stretches) while the drones
-move, and while the officer drags and zooms the map.
+``history`` alerts raised through the platform beforehand (reports of one citizen each at
+the lowest score, spread over the city, in batches). Then an officer signs in to the
+dashboard in Debian's Chromium and the page is timed: until every open alert and every
+drone is on the map, then its frames (the intervals between animation frames, which a busy
+main thread stretches) while the drones move, and while the officer drags and zooms it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import httpx2
 from playwright.sync_api import Page, sync_playwright
 
 from peaceland.cli.bench_api import _Load, bench_force
-from peaceland.cli.bench_dashboard import signed_in_page
+from peaceland.cli.bench_dashboard import signed_in_page, until_true
 from peaceland.cli.control_plane import ControlPlane
 from peaceland.loadgen.fleet import Fleet
 from peaceland.loadgen.stats import percentiles
@@ -165,9 +165,11 @@ def _in_a_browser(
                 browser, control_plane, login, live_within=600, init_script=_MONITOR
             )
             live_at = time.monotonic() - began
-            _until(page, f"() => Object.keys(window.peaceland.onMap).length >= {history}", 300)
+            until_true(
+                page, f"() => Object.keys(window.peaceland.onMap).length >= {history}", 300, 0.5
+            )
             alerts_at = time.monotonic() - began
-            _until(page, f"() => window.peaceland.drones >= {drones}", 120)
+            until_true(page, f"() => window.peaceland.drones >= {drones}", 120, 0.5)
             drones_at = time.monotonic() - began
             loading = _collected(page)
             say(f"{history} alerts on the map after {alerts_at:.1f} s, "
@@ -259,11 +261,3 @@ def _drag_and_zoom(page: Page, seconds: float) -> None:
         page.mouse.up()
         page.mouse.wheel(0, -240 if step % 2 == 0 else 240)
         step += 1
-
-
-def _until(page: Page, function: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(function):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"never true in the page after {timeout:.0f} s: {function}")
-        time.sleep(0.5)

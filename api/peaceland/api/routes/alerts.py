@@ -36,9 +36,7 @@ from peaceland.api.conventions import IdempotencyKey
 from peaceland.api.db import session
 from peaceland.api.drones import DroneWatches, PageDrones
 from peaceland.api.feed import BadPositionError, Feed, Position, decode_position
-from peaceland.api.force_data import (
-    describe,
-)
+from peaceland.api.force_data import describe
 from peaceland.api.models import AuditEvent, Membership, Role, User
 from peaceland.api.paging import Cursor, Page, after_str, encode
 from peaceland.api.problems import Problem, responses
