@@ -5,15 +5,18 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
 
 from peaceland.tenants.errors import ProvisioningError
 from peaceland.tenants.forces import resources_for
+from peaceland.tenants.provisioning import topics as topics_module
 from peaceland.tenants.provisioning.topics import (
     TopicSettings,
     delete_topics,
     ensure_topics,
+    grow_partitions,
     partition_count,
 )
 from tests.kafka_helpers import wait_until
@@ -45,6 +48,26 @@ def test_partitions_grow_but_never_shrink(kafka_admin: AdminClient):
         # At once again, while metadata may still say 2: must neither fail nor change anything.
         ensure_topics(kafka_admin, resources, TopicSettings(partitions=4))
         ensure_topics(kafka_admin, resources, TopicSettings(partitions=1))
+        assert {partition_count(kafka_admin, n) for n in resources.topics} == {4}
+    finally:
+        delete_topics(kafka_admin, resources)
+
+
+def test_growth_the_controller_says_is_done_is_done_whatever_this_client_remembers(
+    kafka_admin: AdminClient, monkeypatch: pytest.MonkeyPatch
+):
+    # A long-lived client's metadata can say 2 partitions for seconds after a growth to 4
+    # (seen on librdkafka 2.16: a fresh client saw 4 meanwhile); a reconcile then asks again
+    # and the controller answers "already has 4". That answer is the truth.
+    resources = resources_for(_force())
+    try:
+        ensure_topics(kafka_admin, resources, TopicSettings(partitions=4))
+        monkeypatch.setattr(topics_module, "partition_count", lambda *_args, **_kw: 2)
+        grow_partitions(kafka_admin, list(resources.topics), 4, timeout=5)
+        grow_partitions(kafka_admin, list(resources.topics), 3, timeout=5)
+        with pytest.raises(KafkaException, match="UNKNOWN_TOPIC"):
+            grow_partitions(kafka_admin, [f"peaceland.{_force()}.reports"], 4, timeout=5)
+        monkeypatch.undo()
         assert {partition_count(kafka_admin, n) for n in resources.topics} == {4}
     finally:
         delete_topics(kafka_admin, resources)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -33,6 +34,8 @@ assert MAX_REPORT_BYTES + 64 * 1024 < MAX_RECORD_BYTES
 #: daily, so that "how long can a record still be read" has a bound close to the retention.
 MAX_SEGMENT_MS: Final = 24 * 3_600_000
 _RETENTION_CHECK_MS: Final = 5 * 60_000
+#: The partition count in the controller's refusal of a growth ("already has 4 partition(s)").
+_CONTROLLER_COUNT: Final = re.compile(r"\bhas (\d+) partition\(s\)")
 
 
 def segment_ms(retention_ms: int) -> int:
@@ -104,26 +107,54 @@ def ensure_topics(
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
         _wait_until_usable(admin, missing, timeout)
-    to_grow = [
-        NewPartitions(t, settings.partitions)
-        for t in resources.topics
-        if t in existing and len(existing[t].partitions) < settings.partitions
-    ]
-    if to_grow:
-        for topic, future in admin.create_partitions(to_grow, request_timeout=timeout).items():
-            try:
-                future.result()
-                log.info("grew topic %s to %d partitions", topic, settings.partitions)
-            except KafkaException as exc:
-                # Metadata lags a growth by a moment: a second reconcile right after the first
-                # may ask for a count the topic already has, which Kafka refuses. That is done,
-                # once the brokers' metadata says so too (it lagged here: seen in CI).
-                if exc.args[0].code() != KafkaError.INVALID_PARTITIONS or not _grown_to(
-                    admin, topic, settings.partitions, timeout
-                ):
-                    raise
+    grow_partitions(
+        admin,
+        [
+            t
+            for t in resources.topics
+            if t in existing and len(existing[t].partitions) < settings.partitions
+        ],
+        settings.partitions,
+        timeout,
+    )
     _configure(admin, [t for t in resources.topics if t in existing], settings, timeout)
     return created
+
+
+def grow_partitions(
+    admin: AdminClient, topics: list[str], partitions: int, timeout: float = 30.0
+) -> None:
+    """Grow ``topics`` to ``partitions``, each that has fewer by the controller's count."""
+    if not topics:
+        return
+    to_grow = [NewPartitions(t, partitions) for t in topics]
+    for topic, future in admin.create_partitions(to_grow, request_timeout=timeout).items():
+        try:
+            future.result()
+            log.info("grew topic %s to %d partitions", topic, partitions)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.INVALID_PARTITIONS or not _already_has(
+                admin, topic, partitions, exc.args[0].str(), timeout
+            ):
+                raise
+
+
+def _already_has(
+    admin: AdminClient, topic: str, partitions: int, refusal: str, timeout: float
+) -> bool:
+    """Whether a growth Kafka refused as INVALID_PARTITIONS is done: the topic has that many.
+
+    A reconcile right after another asks for a count the topic already has when this
+    client's metadata still says fewer, which can last seconds on a long-lived client
+    (seen in CI, librdkafka 2.16, while a fresh client saw the growth). The controller's
+    refusal says its own count ("Topic already has 4 partition(s)." or "The topic t currently
+    has 4 partition(s); 3 would not be an increase."): that is the truth. Any other refusal
+    waits for this client's metadata instead.
+    """
+    said = _CONTROLLER_COUNT.search(refusal)
+    if said is not None:
+        return int(said.group(1)) >= partitions
+    return _grown_to(admin, topic, partitions, timeout)
 
 
 def _configure(
