@@ -32,7 +32,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy tenants operator services api cli stack node loadgen tests
+	$(BIN)/mypy tenants analytics operator services api cli stack node loadgen tests
 
 architecture: $(STAMP)
 	$(BIN)/lint-imports

@@ -54,6 +54,14 @@ LAST_COMMIT = Gauge(
     "When the consumer last committed offsets (Unix time).",
     ["force", "consumer"],
 )
+LAKE_RECORDS = Counter(
+    "peaceland_lake_records_total",
+    "Records written to the analytics lake, by stream (reports, alerts, lifecycle).",
+    ["force", "stream"],
+)
+LAKE_BYTES = Counter(
+    "peaceland_lake_bytes_total", "Parquet bytes written to the analytics lake.", ["force"]
+)
 ALERT_EVENTS = Counter(
     "peaceland_alert_events_total",
     "Alert events emitted, by kind (raised, updated).",

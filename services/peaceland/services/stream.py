@@ -84,15 +84,18 @@ def total_lag(stats_json: str) -> int | None:
 
 
 class StreamConsumer(ABC):
-    """One force's consumer of one topic, until ``stop`` is set; then it commits and closes."""
+    """One force's consumer of its topics, until ``stop`` is set; then it commits and closes."""
 
     #: Names the consumer in logs and metrics: archiver, alerter, …
     name: str
 
-    def __init__(self, settings: ConsumerSettings, topic: str, config: Config) -> None:
+    def __init__(
+        self, settings: ConsumerSettings, topics: str | tuple[str, ...], config: Config
+    ) -> None:
         self.settings = settings
         self.force_id = settings.force_id
-        self.topic = topic
+        #: The topics it reads (most consumers read one; the lake reads three).
+        self.topics = (topics,) if isinstance(topics, str) else topics
         self.batch_size = settings.batch_size
         self.poll_timeout = settings.poll_timeout
         self.health = health.Health(settings.liveness_timeout, settings.ready_grace)
@@ -158,7 +161,7 @@ class StreamConsumer(ABC):
 
     def subscribe(self) -> None:
         self.consumer.subscribe(
-            [self.topic],
+            list(self.topics),
             on_assign=lambda _consumer, partitions: self._assigned(partitions),
             on_revoke=lambda _consumer, partitions: self._revoked(partitions),
             on_lost=lambda _consumer, partitions: self._revoked(partitions),
@@ -206,7 +209,7 @@ class StreamConsumer(ABC):
         self.prepare(stop)
         self.subscribe()
         self.health.started()
-        log.info("%s of %s: consuming %s", self.name, self.force_id, self.topic)
+        log.info("%s of %s: consuming %s", self.name, self.force_id, ", ".join(self.topics))
         while not stop.is_set():
             self.health.tick("poll")
             if self._reassigned:
@@ -338,13 +341,26 @@ def _set_lag(gauge: Gauge, stats_json: str) -> None:
 
 
 def main(settings: ConsumerSettings, build: Callable[[Session], StreamConsumer]) -> None:
-    """Run a consumer process until SIGTERM: logs, probes, metrics, a Cassandra session, the
-    loop.
+    """Run a consumer process that writes to Cassandra until SIGTERM: ``build`` makes the
+    consumer from a session to the force's keyspace (see ``serve``)."""
+    session = connect(
+        settings.cassandra_access(),
+        timeout=settings.cassandra_request_timeout,
+        consistency=settings.cassandra_consistency,
+        serial_consistency=settings.cassandra_serial_consistency,
+    )
+    try:
+        serve(settings, lambda: build(session))
+    finally:
+        shutdown_session(session)
 
-    ``build`` makes the consumer from the session. SIGTERM (Kubernetes stopping the pod) and
-    Ctrl-C let the current batch finish and commit before the process exits. An error the
-    loop cannot handle ends the process with status 1, so that Kubernetes restarts it;
-    SIGUSR1 writes every thread's stack to stderr.
+
+def serve(settings: ConsumerSettings, build: Callable[[], StreamConsumer]) -> None:
+    """Run a consumer process until SIGTERM: logs, probes, metrics, the loop.
+
+    SIGTERM (Kubernetes stopping the pod) and Ctrl-C let the current batch finish and
+    commit before the process exits. An error the loop cannot handle ends the process with
+    status 1, so that Kubernetes restarts it; SIGUSR1 writes every thread's stack to stderr.
     """
     logging.basicConfig(
         level=logging.INFO,
@@ -356,14 +372,8 @@ def main(settings: ConsumerSettings, build: Callable[[Session], StreamConsumer])
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    session = connect(
-        settings.cassandra_access(),
-        timeout=settings.cassandra_request_timeout,
-        consistency=settings.cassandra_consistency,
-        serial_consistency=settings.cassandra_serial_consistency,
-    )
     try:
-        consumer = build(session)
+        consumer = build()
         health.serve(settings.metrics_port, consumer.health)
         health.watch(consumer.health, stop)
         consumer.run(stop)
@@ -372,5 +382,3 @@ def main(settings: ConsumerSettings, build: Callable[[Session], StreamConsumer])
         sys.stderr.flush()
         # Closing a consumer whose broker is gone can block; a restart needs no goodbye.
         os._exit(1)
-    finally:
-        shutdown_session(session)

@@ -68,9 +68,13 @@ def _as(endpoints: Endpoints, identity: Identity) -> KafkaAccess:
     return endpoints.kafka.as_user(identity.username, identity.password)
 
 
-def _produce_error(access: KafkaAccess, topic: str) -> KafkaError | None:
+def _produce_error(
+    access: KafkaAccess, topic: str, *, idempotent: bool = True
+) -> KafkaError | None:
     """The delivery error of one record sent to ``topic`` as ``access``, or None."""
-    producer = Producer(producer_config(access) | {"message.timeout.ms": 10_000})
+    producer = Producer(
+        producer_config(access) | {"message.timeout.ms": 10_000, "enable.idempotence": idempotent}
+    )
     errors: list[KafkaError | None] = []
     producer.produce(topic, b"probe", on_delivery=lambda err, _msg: errors.append(err))
     producer.flush(15)
@@ -150,6 +154,35 @@ def test_the_dashboard_reads_its_forces_topics_writes_its_lifecycle_and_nothing_
     assert refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, refused
     their_feed = consumer_group(b.resources.force_id, "dashboard") + ".feed"
     refused = _read_error(dashboard, a.resources.alerts_topic, their_feed)
+    assert refused is not None
+    assert refused.code() == KafkaError.GROUP_AUTHORIZATION_FAILED, refused
+
+
+def test_the_lake_reads_its_forces_three_streams_and_writes_nothing(tenants, endpoints):
+    a, b = tenants
+    for tenant in tenants:
+        for topic in (tenant.resources.alerts_topic, tenant.resources.reports_topic):
+            produce(endpoints.kafka, topic, [(b"k", b"v")])
+    lake = _as(endpoints, a.credentials.kafka["lake"])
+    group = consumer_group(a.resources.force_id, "lake")
+    for topic in (a.resources.reports_topic, a.resources.alerts_topic):
+        assert _read_error(lake, topic, group) is None
+    # It may write nowhere (a plain producer: an idempotent one is not even given an id).
+    for topic in (*a.resources.topics, *b.resources.topics):
+        refused = _produce_error(lake, topic, idempotent=False)
+        assert refused is not None
+        assert refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, (topic, refused)
+    refused = _read_error(lake, b.resources.reports_topic, group)
+    assert refused is not None
+    assert refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, refused
+    # Nor the force's own dead letters (bad reports are the archiver's to keep), nor
+    # another consumer's group.
+    refused = _read_error(lake, a.resources.dead_letter_topic, group)
+    assert refused is not None
+    assert refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, refused
+    refused = _read_error(
+        lake, a.resources.reports_topic, consumer_group(a.resources.force_id, "archiver")
+    )
     assert refused is not None
     assert refused.code() == KafkaError.GROUP_AUTHORIZATION_FAILED, refused
 

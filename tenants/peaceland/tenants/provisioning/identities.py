@@ -53,9 +53,9 @@ from confluent_kafka.admin._scram import (
 from peaceland.tenants.forces import ForceResources, consumer_group, resources_for
 
 #: The roles a force's processes play, each its own Kafka principal.
-ROLES: Final = ("gateway", "archiver", "alerter", "dashboard")
+ROLES: Final = ("gateway", "archiver", "alerter", "lake", "dashboard")
 #: The roles of the force's consumer pods: what rolls them when a password changes.
-_CONSUMER_ROLES: Final = ("gateway", "archiver", "alerter")
+_CONSUMER_ROLES: Final = ("gateway", "archiver", "alerter", "lake")
 #: SCRAM's iteration count: the broker's default minimum is 4096.
 SCRAM_ITERATIONS: Final = 8192
 
@@ -200,6 +200,11 @@ def acl_bindings(resources: ForceResources, role: str, principal: str) -> list[A
         grants += [(topic, resources.lifecycle_topic, literal, write)]
         group_prefix = consumer_group(resources.force_id, role)
         grants += [(group, group_prefix, prefixed, op) for op in (read, describe)]
+    elif role == "lake":
+        readable = (resources.reports_topic, resources.alerts_topic, resources.lifecycle_topic)
+        grants += [(topic, name, literal, op) for name in readable for op in (read, describe)]
+        group_id = consumer_group(resources.force_id, role)
+        grants += [(group, group_id, literal, op) for op in (read, describe)]
     else:
         group_id = consumer_group(resources.force_id, role)
         grants += [(topic, resources.reports_topic, literal, op) for op in (read, describe)]

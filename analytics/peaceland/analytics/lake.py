@@ -1,0 +1,396 @@
+"""The lake: where a force's records live as Parquet, and how they get there exactly once.
+
+Layout, under the lake's root (a local directory, or any filesystem pyarrow opens)::
+
+    <force>/<table>/date=<YYYY-MM-DD>/hour=<HH>/p<partition>-<first>-<last>.parquet
+    <force>/_lake/<stream>/p<partition>.json
+
+One directory per force (what an engine session of that force may see, and nothing else),
+one per table, Hive partitions by the UTC date and hour of each row's own time (a report's
+timestamp, an alert's raising, a transition's time), so that a question over a day reads
+that day's files only. Four tables, filled from three streams (a force's Kafka topics):
+
+- ``reports`` (stream ``reports``): one row per report, its citizens and words as lists;
+- ``sightings`` (stream ``reports``): one row per citizen of a report, flattened with the
+  drone, time and position, so that score and zone questions read three plain columns
+  instead of unnesting every report;
+- ``alerts`` (stream ``alerts``): every alert event (``raised``, then ``updated``);
+- ``lifecycle`` (stream ``lifecycle``): every transition officers made (acknowledge, assign,
+  resolve, note), from which reaction times are measured.
+
+Exactly once per record, across crashes: a file is named after the Kafka partition and the
+offset range it holds, and each (stream, partition) has a small state file saying the last
+offset in the lake (``done``) and the files being written (``writing``). A flush writes the
+state with its files listed first, then the files, then the state with ``done`` moved on and
+nothing listed. Whoever takes the partition next (the same process after a restart, or
+another after a rebalance) deletes the files of an unfinished flush and skips records up to
+``done``: a replay rewrites, it never duplicates. Kafka offsets are committed only after the
+state says ``done`` (Kafka's committed offset only says where to start reading again).
+Every write is atomic (a temporary name renamed into place, on a local disk after fsync), so
+no reader ever sees half a file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Literal, Protocol
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from peaceland.tenants.alerts import Alert
+from peaceland.tenants.forces import validate_force_id
+from peaceland.tenants.lifecycle import Transition
+from peaceland.tenants.reports import Report
+
+log = logging.getLogger(__name__)
+
+Stream = Literal["reports", "alerts", "lifecycle"]
+Table = Literal["reports", "sightings", "alerts", "lifecycle"]
+
+STREAMS: Final[tuple[Stream, ...]] = ("reports", "alerts", "lifecycle")
+TABLES: Final[tuple[Table, ...]] = ("reports", "sightings", "alerts", "lifecycle")
+#: The tables each stream fills.
+STREAM_TABLES: Final[Mapping[Stream, tuple[Table, ...]]] = {
+    "reports": ("reports", "sightings"),
+    "alerts": ("alerts",),
+    "lifecycle": ("lifecycle",),
+}
+
+_TIME = pa.timestamp("ms", tz="UTC")
+
+#: Each table's columns. A row's own time is the column its date and hour come from
+#: (``TIME_COLUMN``); ``date`` and ``hour`` are in the path, not in the files.
+SCHEMAS: Final[Mapping[Table, pa.Schema]] = {
+    "reports": pa.schema(
+        [
+            ("report_id", pa.string()),
+            ("drone_id", pa.string()),
+            ("timestamp", _TIME),
+            ("latitude", pa.float64()),
+            ("longitude", pa.float64()),
+            ("citizens", pa.list_(pa.struct([("name", pa.string()), ("score", pa.float64())]))),
+            ("words", pa.list_(pa.string())),
+            ("lowest_score", pa.float64()),
+        ]
+    ),
+    "sightings": pa.schema(
+        [
+            ("report_id", pa.string()),
+            ("drone_id", pa.string()),
+            ("timestamp", _TIME),
+            ("latitude", pa.float64()),
+            ("longitude", pa.float64()),
+            ("citizen", pa.string()),
+            ("score", pa.float64()),
+        ]
+    ),
+    "alerts": pa.schema(
+        [
+            ("event", pa.string()),
+            ("alert_id", pa.string()),
+            ("citizen", pa.string()),
+            ("score", pa.float64()),
+            ("drone_id", pa.string()),
+            ("report_id", pa.string()),
+            ("latitude", pa.float64()),
+            ("longitude", pa.float64()),
+            ("reported_at", _TIME),
+            ("opened_at", _TIME),
+            ("raised_at", _TIME),
+        ]
+    ),
+    "lifecycle": pa.schema(
+        [
+            ("alert_id", pa.string()),
+            ("seq", pa.int32()),
+            ("action", pa.string()),
+            ("state", pa.string()),
+            ("actor", pa.string()),
+            ("at", _TIME),
+            ("raised_at", _TIME),
+            ("assignee", pa.string()),
+            ("note", pa.string()),
+        ]
+    ),
+}
+TIME_COLUMN: Final[Mapping[Table, str]] = {
+    "reports": "timestamp",
+    "sightings": "timestamp",
+    "alerts": "raised_at",
+    "lifecycle": "at",
+}
+
+Row = dict[str, Any]
+
+
+def report_rows(report: Report) -> dict[Table, list[Row]]:
+    """A report's row in ``reports`` and its citizens' rows in ``sightings``."""
+    common = {
+        "report_id": str(report.report_id),
+        "drone_id": report.drone_id,
+        "timestamp": report.timestamp,
+        "latitude": report.latitude,
+        "longitude": report.longitude,
+    }
+    citizens = [{"name": c.name, "score": c.score} for c in report.citizens]
+    return {
+        "reports": [
+            common
+            | {
+                "citizens": citizens,
+                "words": list(report.words),
+                "lowest_score": min((c.score for c in report.citizens), default=None),
+            }
+        ],
+        "sightings": [common | {"citizen": c.name, "score": c.score} for c in report.citizens],
+    }
+
+
+def alert_rows(alert: Alert) -> dict[Table, list[Row]]:
+    row = alert.model_dump(exclude={"version", "force_id"})
+    row["alert_id"] = str(alert.alert_id)
+    row["report_id"] = str(alert.report_id)
+    return {"alerts": [row]}
+
+
+def transition_rows(transition: Transition) -> dict[Table, list[Row]]:
+    row = transition.model_dump(exclude={"version", "force_id"})
+    row["alert_id"] = str(transition.alert_id)
+    return {"lifecycle": [row]}
+
+
+class Storage(Protocol):
+    """Where the lake's files are: atomic whole-file writes, reads, deletes."""
+
+    #: How an engine on this machine names ``path`` (DuckDB and Spark read from it).
+    def locate(self, path: str) -> str: ...
+
+    def put(self, path: str, data: bytes) -> None:
+        """Write ``data`` at ``path`` atomically and durably: readers see all of it or none."""
+
+    def get(self, path: str) -> bytes | None:
+        """The bytes at ``path``, None if there is no such file."""
+
+    def delete(self, path: str) -> None:
+        """Remove ``path``; a missing file is fine."""
+
+
+@dataclass(frozen=True, slots=True)
+class LocalStorage:
+    """A directory on this machine: writes go to a temporary name, are fsync'ed, then
+    renamed into place (and the directory fsync'ed), so a crash leaves no half file and a
+    machine's crash loses no file whose offsets were committed."""
+
+    root: Path
+
+    def locate(self, path: str) -> str:
+        return str(self.root / path)
+
+    def put(self, path: str, data: bytes) -> None:
+        final = self.root / path
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self._forget_temporaries(final)
+        temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+        with temporary.open("wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, final)
+        directory = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+    def get(self, path: str) -> bytes | None:
+        try:
+            return (self.root / path).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def delete(self, path: str) -> None:
+        final = self.root / path
+        final.unlink(missing_ok=True)
+        self._forget_temporaries(final)
+
+    @staticmethod
+    def _forget_temporaries(final: Path) -> None:
+        """Remove what a writer killed mid-write left of ``final`` (one writer per file at
+        a time: its partition's owner)."""
+        if final.parent.is_dir():
+            for leftover in final.parent.glob(f".{final.name}.*.tmp"):
+                leftover.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ArrowStorage:
+    """Any filesystem pyarrow opens (``s3://bucket/prefix`` …): an object store's PUT is
+    atomic by nature, so a file is written whole in one stream."""
+
+    filesystem: pafs.FileSystem
+    root: str
+    uri: str
+
+    def locate(self, path: str) -> str:
+        return f"{self.uri.rstrip('/')}/{path}"
+
+    def put(self, path: str, data: bytes) -> None:
+        with self.filesystem.open_output_stream(f"{self.root}/{path}") as out:
+            out.write(data)
+
+    def get(self, path: str) -> bytes | None:
+        try:
+            with self.filesystem.open_input_stream(f"{self.root}/{path}") as source:
+                return bytes(source.read())
+        except FileNotFoundError:
+            return None
+
+    def delete(self, path: str) -> None:
+        try:
+            self.filesystem.delete_file(f"{self.root}/{path}")
+        except FileNotFoundError:
+            return
+
+
+def open_storage(uri: str) -> Storage:
+    """The lake at ``uri``: a local path (or ``file://``), or any scheme pyarrow knows."""
+    parts = urlsplit(uri)
+    if parts.scheme in ("", "file"):
+        root = Path(parts.path if parts.scheme else uri).expanduser().resolve()
+        return LocalStorage(root)
+    filesystem, root = pafs.FileSystem.from_uri(uri)
+    return ArrowStorage(filesystem, root.rstrip("/"), uri)
+
+
+def table_dir(force_id: str, table: Table) -> str:
+    """The directory of one force's table, relative to the lake's root."""
+    return f"{validate_force_id(force_id)}/{table}"
+
+
+def _state_path(force_id: str, stream: Stream, partition: int) -> str:
+    return f"{validate_force_id(force_id)}/_lake/{stream}/p{partition}.json"
+
+
+def _hour_dir(moment: datetime) -> str:
+    utc = moment.astimezone(UTC)
+    return f"date={utc:%Y-%m-%d}/hour={utc:%H}"
+
+
+def encode_parquet(table: Table, rows: Sequence[Row]) -> bytes:
+    """Rows of ``table`` as one Parquet file (zstd, dictionaries for repeated texts)."""
+    arrow = pa.Table.from_pylist(list(rows), schema=SCHEMAS[table])
+    sink = io.BytesIO()
+    pq.write_table(arrow, sink, compression="zstd", compression_level=3)
+    return sink.getvalue()
+
+
+@dataclass(frozen=True, slots=True)
+class Flushed:
+    """What one flush put in the lake."""
+
+    files: tuple[str, ...]
+    rows: int
+    bytes: int
+
+
+@dataclass(slots=True)
+class _State:
+    done: int
+    writing: list[str] = field(default_factory=list)
+
+    def encode(self) -> bytes:
+        return json.dumps({"done": self.done, "writing": self.writing}).encode()
+
+
+class LakeWriter:
+    """Writes one force's records into the lake, once each, by (stream, partition)."""
+
+    def __init__(self, storage: Storage, force_id: str) -> None:
+        self.storage = storage
+        self.force_id = validate_force_id(force_id)
+        self._done: dict[tuple[Stream, int], int] = {}
+
+    def resume(self, stream: Stream, partition: int) -> int:
+        """Take over ``(stream, partition)``: finish what an interrupted flush left (its
+        files deleted: the replay writes them again) and return the last offset in the
+        lake, -1 if none. Call it whenever the partition is (re)assigned: another writer
+        may have moved it on since."""
+        path = _state_path(self.force_id, stream, partition)
+        raw = self.storage.get(path)
+        state = _State(-1) if raw is None else _State(**json.loads(raw))
+        if state.writing:
+            log.warning(
+                "lake of %s: %s partition %d: a flush after offset %d was interrupted; "
+                "deleting its %d file(s), the records are written again",
+                self.force_id,
+                stream,
+                partition,
+                state.done,
+                len(state.writing),
+            )
+            for file in state.writing:
+                self.storage.delete(file)
+            state.writing = []
+            self.storage.put(path, state.encode())
+        self._done[(stream, partition)] = state.done
+        return state.done
+
+    def done(self, stream: Stream, partition: int) -> int:
+        """The last offset of ``(stream, partition)`` in the lake (after ``resume``)."""
+        return self._done[(stream, partition)]
+
+    def write(
+        self, stream: Stream, partition: int, last: int, rows: Mapping[Table, Iterable[Row]]
+    ) -> Flushed:
+        """Put the rows of records ``done+1 .. last`` of ``(stream, partition)`` in the lake.
+
+        ``rows`` may be empty (records that held nothing to keep): the state still moves
+        on, so the offsets can be committed.
+        """
+        key = (stream, partition)
+        if key not in self._done:
+            raise RuntimeError(f"{stream} partition {partition}: resume() it before writing")
+        first = self._done[key] + 1
+        if last < first:
+            raise ValueError(f"{stream} partition {partition}: offset {last} is already in")
+        files: dict[str, tuple[Table, list[Row]]] = {}
+        for table, table_rows in rows.items():
+            if table not in STREAM_TABLES[stream]:
+                raise ValueError(f"the {stream} stream does not fill the {table} table")
+            by_hour: dict[str, list[Row]] = defaultdict(list)
+            for row in table_rows:
+                by_hour[_hour_dir(row[TIME_COLUMN[table]])].append(row)
+            for hour, hour_rows in by_hour.items():
+                name = f"p{partition}-{first:012d}-{last:012d}.parquet"
+                files[f"{table_dir(self.force_id, table)}/{hour}/{name}"] = (table, hour_rows)
+        encoded = {
+            path: encode_parquet(table, table_rows) for path, (table, table_rows) in files.items()
+        }
+        state_path = _state_path(self.force_id, stream, partition)
+        if encoded:
+            self.storage.put(state_path, _State(first - 1, sorted(encoded)).encode())
+            for path, data in encoded.items():
+                self.storage.put(path, data)
+        self.storage.put(state_path, _State(last).encode())
+        self._done[key] = last
+        return Flushed(
+            tuple(sorted(encoded)),
+            sum(len(r) for _, r in files.values()),
+            sum(len(d) for d in encoded.values()),
+        )
+
+    def forget(self, stream: Stream, partition: int) -> None:
+        """The partition went to another writer: resume() it again before writing."""
+        self._done.pop((stream, partition), None)

@@ -1,0 +1,239 @@
+"""The lake consumer's loop: buffer each partition's records, write them as files, commit.
+
+It reads the force's reports, alerts and lifecycle topics as the force's ``lake`` principal.
+Each Kafka partition has its own buffer, written to the lake (``LakeWriter.write``) once it
+holds ``flush_records`` records or its oldest has waited ``flush_seconds``; only then are
+that partition's offsets committed. A record the lake already holds (a replay after a crash
+or a rebalance) is skipped by offset; a record that breaks the data contract is skipped
+too, and counted (the archiver dead-letters bad reports; alerts and transitions are written
+by our own services). A write that fails (the lake's disk or object store away) is retried
+with the partitions paused, like every consumer's step; a partition taken away drops its
+buffer, which its new owner reads again from the last commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaException, Message, TopicPartition
+
+from peaceland.analytics.lake import (
+    STREAM_TABLES,
+    LakeWriter,
+    Row,
+    Stream,
+    Table,
+    alert_rows,
+    report_rows,
+    transition_rows,
+)
+from peaceland.services import metrics
+from peaceland.services.kafka import consumer_config, received_at
+from peaceland.services.lake.settings import LakeSettings
+from peaceland.services.stream import Retry, StreamConsumer
+from peaceland.tenants.alerts import decode_alert
+from peaceland.tenants.errors import InvalidRecordError
+from peaceland.tenants.forces import resources_for
+from peaceland.tenants.lifecycle import decode_transition
+from peaceland.tenants.reports import decode_report
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, int]
+
+
+@dataclass(slots=True)
+class _Buffer:
+    """One partition's records not yet in the lake."""
+
+    stream: Stream
+    since: float
+    last: int = -1
+    records: int = 0
+    rows: dict[Table, list[Row]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Counters:
+    """What the lake consumer has done since it started."""
+
+    written: int = 0
+    skipped: int = 0
+    replayed: int = 0
+    files: int = 0
+
+
+class LakeConsumer(StreamConsumer):
+    """Writes every record of one force's reports, alerts and lifecycle topics to the lake."""
+
+    name = "lake"
+
+    def __init__(
+        self,
+        settings: LakeSettings,
+        writer: LakeWriter,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        resources = resources_for(settings.force_id)
+        self.streams: dict[str, Stream] = {
+            resources.reports_topic: "reports",
+            resources.alerts_topic: "alerts",
+            resources.lifecycle_topic: "lifecycle",
+        }
+        super().__init__(
+            settings,
+            tuple(self.streams),
+            consumer_config(settings.kafka_access(), settings.consumer_group),
+        )
+        self.writer = writer
+        self.flush_records = settings.flush_records
+        self.flush_seconds = settings.flush_seconds
+        self.counters = Counters()
+        self._clock = clock
+        self._buffers: dict[Key, _Buffer] = {}
+        #: Offsets written to the lake and not yet committed to Kafka.
+        self._uncommitted: dict[Key, int] = {}
+        force = settings.force_id
+        self._written = {s: metrics.LAKE_RECORDS.labels(force, s) for s in STREAM_TABLES}
+        self._bytes = metrics.LAKE_BYTES.labels(force)
+        self._rejected = metrics.RECORDS_REJECTED.labels(force, self.name, "contract")
+
+    def process(self, records: list[Message], stop: threading.Event) -> bool:
+        """Buffer a batch, then write every buffer that is due; False if stopped first."""
+        steady = self.steady()
+        for message in records:
+            key = (message.topic() or "", message.partition() or 0)
+            if key in steady:
+                self._buffer(key, message)
+        return self._flush_due(stop, everything=False)
+
+    def idle(self) -> None:
+        """Nothing came: write what has waited long enough, and commit it."""
+        if self._flush_due(threading.Event(), everything=False):
+            self.commit([])
+
+    def finish(self) -> None:
+        """On the way out (SIGTERM): write every buffer and commit, so nothing is read again."""
+        if self._flush_due(threading.Event(), everything=True, attempts=3):
+            self.commit([])
+
+    def commit(self, records: list[Message]) -> None:  # noqa: ARG002 - offsets are the lake's
+        """Commit what the lake holds (never what is only buffered), for partitions still ours."""
+        owned = self.owned()
+        offsets = [
+            TopicPartition(topic, partition, last + 1)
+            for (topic, partition), last in sorted(self._uncommitted.items())
+            if (topic, partition) in owned
+        ]
+        self._uncommitted.clear()
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+            self.committed()
+        except KafkaException as exc:
+            # The lake holds them: whoever reads them again skips them by offset.
+            log.warning("lake: commit failed, the records will be skipped on replay: %s", exc)
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        """Partitions taken away: their buffers go (the new owner reads them again)."""
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self._buffers.pop(key, None)
+            self._uncommitted.pop(key, None)
+            self.writer.forget(self.streams[tp.topic], tp.partition)
+
+    def close(self) -> None:
+        c = self.counters
+        log.info(
+            "lake of %s: %d records written (%d files), %d skipped as broken, %d already in",
+            self.force_id,
+            c.written,
+            c.files,
+            c.skipped,
+            c.replayed,
+        )
+
+    def _buffer(self, key: Key, message: Message) -> None:
+        topic, partition = key
+        stream = self.streams[topic]
+        buffer = self._buffers.get(key)
+        if buffer is None:
+            # Whoever had the partition before may have written past what it committed.
+            done = self.writer.resume(stream, partition)
+            buffer = self._buffers[key] = _Buffer(stream, self._clock(), last=done)
+        offset = message.offset() or 0
+        if offset <= buffer.last:
+            self.counters.replayed += 1
+            return
+        if not buffer.records:
+            buffer.since = self._clock()
+        buffer.last = offset
+        buffer.records += 1
+        for table, rows in self._rows(stream, message).items():
+            buffer.rows.setdefault(table, []).extend(rows)
+
+    def _rows(self, stream: Stream, message: Message) -> dict[Table, list[Row]]:
+        value = message.value()
+        if value is None:
+            self._skip(stream, message, "an empty record")
+            return {}
+        try:
+            if stream == "reports":
+                return report_rows(decode_report(value, received_at=received_at(message)))
+            if stream == "alerts":
+                return alert_rows(decode_alert(value))
+            return transition_rows(decode_transition(value))
+        except InvalidRecordError as exc:
+            self._skip(stream, message, exc.reason)
+            return {}
+
+    def _skip(self, stream: Stream, message: Message, reason: str) -> None:
+        self.counters.skipped += 1
+        self._rejected.inc()
+        log.debug("lake: %s record at offset %s skipped: %s", stream, message.offset(), reason)
+
+    def _flush_due(self, stop: threading.Event, *, everything: bool, attempts: int = 0) -> bool:
+        """Write the buffers that are due (all of them: ``everything``), retrying until done;
+        False if ``stop`` came first (or after ``attempts`` failures, when given)."""
+        now = self._clock()
+        due = [
+            key
+            for key, buffer in self._buffers.items()
+            if buffer.records
+            and (
+                everything
+                or buffer.records >= self.flush_records
+                or now - buffer.since >= self.flush_seconds
+            )
+        ]
+        failures = 0
+
+        def flush() -> None:
+            nonlocal failures
+            while due:
+                key = due[0]
+                buffer = self._buffers.get(key)
+                if buffer is None:  # taken away during a retry
+                    due.pop(0)
+                    continue
+                try:
+                    flushed = self.writer.write(buffer.stream, key[1], buffer.last, buffer.rows)
+                except OSError as exc:
+                    failures += 1
+                    if attempts and failures >= attempts:
+                        stop.set()
+                    raise Retry(f"the lake refused a write: {exc}") from exc
+                due.pop(0)
+                self._buffers[key] = _Buffer(buffer.stream, self._clock(), last=buffer.last)
+                self._uncommitted[key] = buffer.last
+                self.counters.written += buffer.records
+                self.counters.files += len(flushed.files)
+                self._written[buffer.stream].inc(buffer.records)
+                self._bytes.inc(flushed.bytes)
+
+        return self.until_done("write to the lake", flush, stop)

@@ -1,0 +1,195 @@
+"""The lake consumer on the real Kafka, writing a real directory: every record once."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from peaceland.analytics.lake import LakeWriter, LocalStorage
+from peaceland.node.launch import ServiceProcess
+from peaceland.services.lake.consumer import LakeConsumer
+from peaceland.services.lake.settings import LakeSettings
+from peaceland.stack import Endpoints, Stack
+from peaceland.tenants.alerts import encode_alert
+from peaceland.tenants.environment import env_name
+from peaceland.tenants.forces import ForceResources, consumer_group
+from peaceland.tenants.lifecycle import Transition, encode_transition
+from peaceland.tenants.reports import encode_report, utc_now
+from tests.factories import make_alert, make_report
+from tests.kafka_helpers import committed_total, produce, wait_until
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def _settings(force: ForceResources, endpoints: Endpoints, lake: Path) -> LakeSettings:
+    return LakeSettings(
+        force_id=force.force_id, lake_uri=str(lake), flush_seconds=0.5, **endpoints.settings()
+    )
+
+
+@contextmanager
+def running(consumer: LakeConsumer) -> Iterator[None]:
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(30)
+        assert not thread.is_alive(), "the lake consumer did not stop within 30s"
+
+
+def _column(lake: Path, force: ForceResources, table: str, column: str) -> list[str]:
+    files = lake / force.force_id / table / "**" / "*.parquet"
+    if not list((lake / force.force_id).glob(f"{table}/**/*.parquet")):
+        return []
+    rows = duckdb.connect().execute(
+        f"SELECT {column} FROM read_parquet('{files}', hive_partitioning=true)"
+    )
+    return [str(row[0]) for row in rows.fetchall()]
+
+
+def _committed(endpoints: Endpoints, force: ForceResources, topic: str) -> int:
+    return committed_total(endpoints.kafka, consumer_group(force.force_id, "lake"), topic)
+
+
+def test_reports_alerts_and_transitions_reach_the_lake_once_and_are_committed(
+    force: ForceResources, endpoints: Endpoints, tmp_path: Path
+):
+    rng = random.Random(7)
+    reports = [make_report(rng, citizens=2) for _ in range(300)]
+    alerts = [make_alert(force.force_id, f"Citizen {i}", utc_now()) for i in range(20)]
+    transitions = [
+        Transition(
+            force_id=force.force_id,
+            alert_id=a.alert_id,
+            seq=1,
+            action="acknowledge",
+            state="acknowledged",
+            actor="officer@example.org",
+            at=a.raised_at + timedelta(seconds=30),
+            raised_at=a.raised_at,
+        )
+        for a in alerts
+    ]
+    produce(endpoints.kafka, force.reports_topic, [(None, encode_report(r)) for r in reports])
+    # What breaks the contract is skipped (the archiver dead-letters it), never stops the lake.
+    produce(endpoints.kafka, force.reports_topic, [(None, b"{not json"), (None, None)])
+    produce(endpoints.kafka, force.alerts_topic, [(None, encode_alert(a)) for a in alerts])
+    produce(
+        endpoints.kafka, force.lifecycle_topic, [(None, encode_transition(t)) for t in transitions]
+    )
+    consumer = LakeConsumer(
+        _settings(force, endpoints, tmp_path),
+        LakeWriter(LocalStorage(tmp_path), force.force_id),
+    )
+    with running(consumer):
+        wait_until(
+            lambda: (
+                _committed(endpoints, force, force.reports_topic) == 302
+                and _committed(endpoints, force, force.alerts_topic) == 20
+                and _committed(endpoints, force, force.lifecycle_topic) == 20
+            ),
+            60,
+            "the lake consumer committing every record",
+        )
+    assert sorted(_column(tmp_path, force, "reports", "report_id")) == sorted(
+        str(r.report_id) for r in reports
+    )
+    assert len(_column(tmp_path, force, "sightings", "citizen")) == 600
+    assert sorted(_column(tmp_path, force, "alerts", "alert_id")) == sorted(
+        str(a.alert_id) for a in alerts
+    )
+    assert sorted(_column(tmp_path, force, "lifecycle", "alert_id")) == sorted(
+        str(a.alert_id) for a in alerts
+    )
+    assert consumer.counters.skipped == 2
+
+    # A second consumer of the same group, from a lake that was already written past the
+    # committed offsets (as after a crash between writing and committing): nothing doubles.
+    more = [make_report(rng, citizens=1) for _ in range(50)]
+    produce(endpoints.kafka, force.reports_topic, [(None, encode_report(r)) for r in more])
+    again = LakeConsumer(
+        _settings(force, endpoints, tmp_path),
+        LakeWriter(LocalStorage(tmp_path), force.force_id),
+    )
+    with running(again):
+        wait_until(
+            lambda: _committed(endpoints, force, force.reports_topic) == 352,
+            60,
+            "the second consumer committing the new reports",
+        )
+    ids = _column(tmp_path, force, "reports", "report_id")
+    assert len(ids) == len(set(ids)) == 350
+
+
+def _lake_process(
+    force: ForceResources, endpoints: Endpoints, lake: Path, state_dir: Path
+) -> ServiceProcess:
+    env = endpoints.environment() | {
+        env_name("lake", "force_id"): force.force_id,
+        env_name("lake", "lake_uri"): str(lake),
+        env_name("lake", "flush_seconds"): "0.3",
+        env_name("lake", "flush_records"): "400",
+        env_name("lake", "metrics_port"): "0",
+    }
+    return ServiceProcess("lake", force.force_id, env, state_dir)
+
+
+def test_killing_the_lake_consumer_mid_run_loses_and_doubles_nothing(
+    force: ForceResources, endpoints: Endpoints, stack: Stack, tmp_path: Path
+):
+    lake = tmp_path / "lake"
+    process = _lake_process(force, endpoints, lake, tmp_path)
+    rng = random.Random(11)
+    sent: list[str] = []
+    stop_sending = threading.Event()
+
+    def send() -> None:
+        while not stop_sending.is_set():
+            batch = [make_report(rng, citizens=1) for _ in range(200)]
+            produce(endpoints.kafka, force.reports_topic, [(None, encode_report(r)) for r in batch])
+            sent.extend(str(r.report_id) for r in batch)
+            time.sleep(0.05)
+
+    sender = threading.Thread(target=send, daemon=True)
+    process.start()
+    sender.start()
+    try:
+        # Twice: each restart waits for the group to expire the killed member (45 s).
+        for _ in range(2):
+            # Kill it once it has written something since it started: mid-run, mid-flush
+            # as often as not (flushes of 400 records, every 0.3 s at most).
+            written = len(_column(lake, force, "reports", "report_id"))
+
+            def more_written(before: int = written) -> bool:
+                return len(_column(lake, force, "reports", "report_id")) > before
+
+            wait_until(more_written, 60, "the lake consumer writing")
+            time.sleep(random.uniform(0, 0.5))
+            assert process.kill()
+            process.start()
+        stop_sending.set()
+        sender.join(30)
+        wait_until(
+            lambda: _committed(endpoints, force, force.reports_topic) == len(sent),
+            120,
+            "the lake consumer committing every report",
+        )
+    finally:
+        stop_sending.set()
+        process.stop()
+    ids = _column(lake, force, "reports", "report_id")
+    assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} reports doubled"
+    assert sorted(ids) == sorted(sent)
+    assert len(_column(lake, force, "sightings", "report_id")) == len(sent)
+    assert not list(lake.rglob("*.tmp")), "a killed write left a temporary file"
