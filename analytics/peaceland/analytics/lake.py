@@ -68,7 +68,9 @@ STREAM_TABLES: Final[Mapping[Stream, tuple[Table, ...]]] = {
     "lifecycle": ("lifecycle",),
 }
 
-_TIME = pa.timestamp("ms", tz="UTC")
+#: Times are UTC, stored without a zone (TIMESTAMP, not TIMESTAMPTZ): every engine reads them
+#: alike, and DuckDB needs no time zone extension (which it would download) to bucket them.
+_TIME = pa.timestamp("ms")
 
 #: Each table's columns. A row's own time is the column its date and hour come from
 #: (``TIME_COLUMN``); ``date`` and ``hour`` are in the path, not in the files.
@@ -135,12 +137,17 @@ TIME_COLUMN: Final[Mapping[Table, str]] = {
 Row = dict[str, Any]
 
 
+def utc(moment: datetime) -> datetime:
+    """``moment`` in UTC without its zone, as the lake stores times."""
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
 def report_rows(report: Report) -> dict[Table, list[Row]]:
     """A report's row in ``reports`` and its citizens' rows in ``sightings``."""
     common = {
         "report_id": str(report.report_id),
         "drone_id": report.drone_id,
-        "timestamp": report.timestamp,
+        "timestamp": utc(report.timestamp),
         "latitude": report.latitude,
         "longitude": report.longitude,
     }
@@ -162,12 +169,16 @@ def alert_rows(alert: Alert) -> dict[Table, list[Row]]:
     row = alert.model_dump(exclude={"version", "force_id"})
     row["alert_id"] = str(alert.alert_id)
     row["report_id"] = str(alert.report_id)
+    for name in ("reported_at", "opened_at", "raised_at"):
+        row[name] = utc(row[name])
     return {"alerts": [row]}
 
 
 def transition_rows(transition: Transition) -> dict[Table, list[Row]]:
     row = transition.model_dump(exclude={"version", "force_id"})
     row["alert_id"] = str(transition.alert_id)
+    row["at"] = utc(transition.at)
+    row["raised_at"] = utc(transition.raised_at) if transition.raised_at else None
     return {"lifecycle": [row]}
 
 
@@ -284,8 +295,8 @@ def _state_path(force_id: str, stream: Stream, partition: int) -> str:
 
 
 def _hour_dir(moment: datetime) -> str:
-    utc = moment.astimezone(UTC)
-    return f"date={utc:%Y-%m-%d}/hour={utc:%H}"
+    """The partition of a row's time (UTC, without a zone as stored)."""
+    return f"date={moment:%Y-%m-%d}/hour={moment:%H}"
 
 
 def encode_parquet(table: Table, rows: Sequence[Row]) -> bytes:

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import typer
 
-from peaceland.cli import admin_commands, bench_commands, demo_commands, stack_commands
+from peaceland.cli import (
+    admin_commands,
+    bench_commands,
+    demo_commands,
+    stack_commands,
+    stats_commands,
+)
 from peaceland.operator import manifests
 
 app = typer.Typer(
@@ -27,6 +33,7 @@ app.command(name="login")(admin_commands.login)
 app.add_typer(admin_commands.force_app, name="force")
 app.add_typer(admin_commands.drone_app, name="drone")
 app.add_typer(admin_commands.member_app, name="member")
+app.command(name="stats")(stats_commands.stats)
 
 
 @app.command()

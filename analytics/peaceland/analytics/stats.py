@@ -1,0 +1,306 @@
+"""The predefined statistics of a force over a time range, asked of its lake with DuckDB.
+
+A :class:`ForceLake` is one DuckDB connection that sees one force's four tables and nothing
+else: each table is a view over that force's files only (the force's directory, never a
+pattern another force's files could match). Every statistic is plain SQL over those views,
+filtered on the rows' own time and on the date partitions (so a day's question reads that
+day's files only), and answers as columns and rows.
+
+Zones are cells of a grid of ``zone_degrees`` (0.01° by default: about 1.1 km north-south,
+0.7 km east-west at Paris), named by their south-west corner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+import duckdb
+import pyarrow as pa
+
+from peaceland.analytics.lake import (
+    SCHEMAS,
+    TABLES,
+    TIME_COLUMN,
+    Storage,
+    Table,
+    table_dir,
+    utc,
+)
+from peaceland.tenants.forces import validate_force_id
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A statistic's result: its columns, then its rows in order."""
+
+    name: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+
+    def records(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A half-open time range [start, end), in UTC."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("a window's bounds carry their time zone")
+        if self.end <= self.start:
+            raise ValueError(f"the window ends ({self.end}) before it starts ({self.start})")
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """How a statistic is cut: the zone grid and the length of top lists."""
+
+    zone_degrees: float = 0.01
+    top: int = 20
+
+    def __post_init__(self) -> None:
+        if not 0.0001 <= self.zone_degrees <= 10:
+            raise ValueError("zone_degrees runs from 0.0001 to 10")
+        if not 1 <= self.top <= 10_000:
+            raise ValueError("top runs from 1 to 10,000")
+
+
+class ForceLake:
+    """One force's tables in the lake, as DuckDB views; close() when done."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        force_id: str,
+        *,
+        threads: int = 2,
+        memory_limit: str = "1GB",
+    ) -> None:
+        self.force_id = validate_force_id(force_id)
+        self.connection = duckdb.connect(config={"threads": threads, "memory_limit": memory_limit})
+        for table in TABLES:
+            self._view(storage, table)
+
+    def _view(self, storage: Storage, table: Table) -> None:
+        where = storage.locate(table_dir(self.force_id, table))
+        if Path(where).is_dir() and any(Path(where).rglob("*.parquet")):
+            files = f"{where}/*/*/*.parquet"
+            self.connection.execute(
+                f"CREATE VIEW {table} AS SELECT * FROM read_parquet("
+                f"'{_quoted(files)}', hive_partitioning = true, "
+                "hive_types = {'date': DATE, 'hour': INTEGER})"
+            )
+            return
+        # No file yet: the same columns, no row (a statistic over nothing is empty).
+        empty = pa.Table.from_pylist([], schema=SCHEMAS[table])
+        empty = empty.append_column("date", pa.array([], pa.date32()))
+        empty = empty.append_column("hour", pa.array([], pa.int32()))
+        self.connection.register(f"_{table}_empty", empty)
+        self.connection.execute(f"CREATE VIEW {table} AS SELECT * FROM _{table}_empty")
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> ForceLake:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def answer(self, name: str, window: Window, options: Options | None = None) -> Answer:
+        """Statistic ``name`` (one of ``STATISTICS``) over ``window``."""
+        statistic = STATISTICS.get(name)
+        if statistic is None:
+            raise UnknownStatisticError(name)
+        sql, parameters = statistic.sql(window, options or Options())
+        cursor = self.connection.execute(sql, parameters)
+        columns = tuple(d[0] for d in cursor.description or ())
+        return Answer(name, columns, tuple(tuple(row) for row in cursor.fetchall()))
+
+
+class UnknownStatisticError(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no statistic called {name!r}; there are: {', '.join(STATISTICS)}")
+
+
+def _quoted(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def within(table: Table, alias: str = "") -> str:
+    """The SQL condition keeping ``table``'s rows of the window ($start, $end), pruning
+    its date partitions first."""
+    prefix = f"{alias}." if alias else ""
+    column = f'{prefix}"{TIME_COLUMN[table]}"'
+    return (
+        f'{prefix}"date" BETWEEN CAST($start AS DATE) AND CAST($end AS DATE) '
+        f"AND {column} >= $start AND {column} < $end"
+    )
+
+
+def _zone(options: Options, alias: str = "") -> str:
+    prefix = f"{alias}." if alias else ""
+    g = repr(float(options.zone_degrees))
+    return (
+        f"round(floor({prefix}latitude / {g}) * {g}, 6) AS zone_latitude, "
+        f"round(floor({prefix}longitude / {g}) * {g}, 6) AS zone_longitude"
+    )
+
+
+Sql = tuple[str, dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Statistic:
+    """A predefined question: what it answers, and its SQL for a window."""
+
+    description: str
+    build: Callable[[Options], str]
+
+    def sql(self, window: Window, options: Options) -> Sql:
+        parameters = {"start": utc(window.start), "end": utc(window.end)}
+        return self.build(options), parameters
+
+
+def _alerts_per_hour(_: Options) -> str:
+    return f"""
+        SELECT date_trunc('hour', raised_at) AS hour, count(*) AS alerts
+        FROM alerts WHERE event = 'raised' AND {within("alerts")}
+        GROUP BY 1 ORDER BY 1"""
+
+
+def _alerts_per_zone(options: Options) -> str:
+    return f"""
+        SELECT {_zone(options)}, count(*) AS alerts
+        FROM alerts WHERE event = 'raised' AND {within("alerts")}
+        GROUP BY 1, 2 ORDER BY alerts DESC, 1, 2"""
+
+
+def _coverage(options: Options) -> str:
+    return f"""
+        SELECT {_zone(options)}, count(*) AS reports, count(DISTINCT drone_id) AS drones
+        FROM reports WHERE {within("reports")}
+        GROUP BY 1, 2 ORDER BY reports DESC, 1, 2"""
+
+
+def _top(column: str) -> Callable[[Options], str]:
+    def build(options: Options) -> str:
+        return f"""
+            SELECT {column}, count(*) AS alerts
+            FROM alerts WHERE event = 'raised' AND {within("alerts")}
+            GROUP BY 1 ORDER BY alerts DESC, 1 LIMIT {int(options.top)}"""
+
+    return build
+
+
+def _words(options: Options) -> str:
+    # A report "with an alert" is one whose sighting an alert event names (raising or
+    # updating). Shares are per report of each kind, so a word common everywhere does not
+    # look alarming: compare with_alerts_share and without_alerts_share.
+    return f"""
+        WITH alerting AS (
+            SELECT DISTINCT report_id FROM alerts WHERE {within("alerts")}
+        ),
+        tagged AS (
+            SELECT r.report_id, r.words, a.report_id IS NOT NULL AS alerting
+            FROM reports r LEFT JOIN alerting a ON a.report_id = r.report_id
+            WHERE {within("reports", "r")}
+        ),
+        totals AS (
+            SELECT count(*) FILTER (WHERE alerting) AS with_alerts,
+                   count(*) FILTER (WHERE NOT alerting) AS without_alerts
+            FROM tagged
+        ),
+        heard AS (
+            SELECT DISTINCT report_id, alerting, unnest(words) AS word FROM tagged
+        )
+        SELECT word,
+               count(*) FILTER (WHERE alerting) AS reports_with_alerts,
+               count(*) FILTER (WHERE NOT alerting) AS reports_without_alerts,
+               round(count(*) FILTER (WHERE alerting) / greatest(any_value(t.with_alerts), 1), 4)
+                   AS with_alerts_share,
+               round(count(*) FILTER (WHERE NOT alerting)
+                     / greatest(any_value(t.without_alerts), 1), 4) AS without_alerts_share
+        FROM heard, totals t
+        GROUP BY word
+        ORDER BY reports_with_alerts DESC, reports_without_alerts DESC, word
+        LIMIT {int(options.top)}"""
+
+
+def _reactions() -> str:
+    # An alert's reaction time: from its raising to the first time an officer acted on it
+    # (acknowledged, assigned or resolved it). Transitions are keyed (alert_id, seq): a
+    # transition written twice counts once.
+    return f"""
+        raised AS (
+            SELECT alert_id, any_value(raised_at) AS raised_at,
+                   any_value(latitude) AS latitude, any_value(longitude) AS longitude
+            FROM alerts WHERE event = 'raised' AND {within("alerts")}
+            GROUP BY alert_id
+        ),
+        acted AS (
+            SELECT alert_id, min("at") AS acted_at
+            FROM (SELECT DISTINCT alert_id, seq, action, "at" FROM lifecycle)
+            WHERE action IN ('acknowledge', 'assign', 'resolve')
+            GROUP BY alert_id
+        ),
+        reactions AS (
+            SELECT r.*, epoch(a.acted_at - r.raised_at) AS seconds
+            FROM raised r LEFT JOIN acted a USING (alert_id)
+        )"""
+
+
+_REACTION_COLUMNS: Final = """
+    count(*) AS alerts,
+    count(seconds) AS acted_on,
+    round(median(seconds), 1) AS median_seconds,
+    round(quantile_cont(seconds, 0.9), 1) AS p90_seconds,
+    round(max(seconds), 1) AS max_seconds"""
+
+
+def _reaction_by_hour(_: Options) -> str:
+    return f"""
+        WITH {_reactions()}
+        SELECT date_trunc('hour', raised_at) AS hour, {_REACTION_COLUMNS}
+        FROM reactions GROUP BY 1 ORDER BY 1"""
+
+
+def _reaction_by_zone(options: Options) -> str:
+    return f"""
+        WITH {_reactions()}
+        SELECT {_zone(options)}, {_REACTION_COLUMNS}
+        FROM reactions GROUP BY 1, 2 ORDER BY alerts DESC, 1, 2"""
+
+
+STATISTICS: Final[Mapping[str, Statistic]] = {
+    "alerts-per-hour": Statistic("Alerts raised in each hour.", _alerts_per_hour),
+    "alerts-per-zone": Statistic(
+        "Alerts raised in each zone of the grid: the heatmap's data.", _alerts_per_zone
+    ),
+    "top-drones": Statistic("The drones whose sightings raised the most alerts.", _top("drone_id")),
+    "top-citizens": Statistic("The citizens most often flagged.", _top("citizen")),
+    "words": Statistic(
+        "The words most heard in reports with alerts, beside their share in reports without.",
+        _words,
+    ),
+    "reaction-by-hour": Statistic(
+        "Officers' reaction time (raised to first acted on), by hour of raising.",
+        _reaction_by_hour,
+    ),
+    "reaction-by-zone": Statistic(
+        "Officers' reaction time (raised to first acted on), by zone.", _reaction_by_zone
+    ),
+    "coverage": Statistic("Reports and drones in each zone of the grid.", _coverage),
+}
+
+
+def statistic_names() -> Sequence[str]:
+    return tuple(STATISTICS)
