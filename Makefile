@@ -23,7 +23,7 @@ test: check pytest
 
 # The tests that need no server (about 15 s): the first check of any change.
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -m "not servers" -p no:cacheprovider
+	$(BIN)/pytest -q -m "not servers and not spark" -p no:cacheprovider
 
 check: lint typecheck architecture
 

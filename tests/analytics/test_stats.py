@@ -84,8 +84,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("lake")
 
 
-@pytest.fixture(scope="module")
-def history(root: Path):
+def write_history(root: Path) -> tuple[list[Report], list[Alert], list[Transition]]:
+    """A few hours of a force's reports, alerts and transitions, written by the real writer."""
     reports, alerts, transitions = _history(random.Random(5))
     writer = LakeWriter(LocalStorage(root), FORCE)
     rows: dict[Table, list[Row]] = {"reports": [], "sightings": []}
@@ -102,6 +102,12 @@ def history(root: Path):
     # A transition written twice (a retried send) counts once.
     lifecycle = [r for t in [*transitions, transitions[0]] for r in transition_rows(t)["lifecycle"]]
     writer.write("lifecycle", 0, len(transitions), {"lifecycle": lifecycle})
+    return reports, alerts, transitions
+
+
+@pytest.fixture(scope="module")
+def history(root: Path):
+    reports, alerts, transitions = write_history(root)
     with ForceLake(LocalStorage(root), FORCE) as lake:
         yield lake, reports, alerts, transitions
 

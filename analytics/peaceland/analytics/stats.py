@@ -91,7 +91,7 @@ class ForceLake:
 
     def _view(self, storage: Storage, table: Table) -> None:
         where = storage.locate(table_dir(self.force_id, table))
-        if Path(where).is_dir() and any(Path(where).rglob("*.parquet")):
+        if has_files(where):
             files = f"{where}/*/*/*.parquet"
             self.connection.execute(
                 f"CREATE VIEW {table} AS SELECT * FROM read_parquet("
@@ -124,6 +124,11 @@ class ForceLake:
         cursor = self.connection.execute(sql, parameters)
         columns = tuple(d[0] for d in cursor.description or ())
         return Answer(name, columns, tuple(tuple(row) for row in cursor.fetchall()))
+
+
+def has_files(where: str) -> bool:
+    """Whether a table's directory holds a file yet (engines refuse a pattern matching none)."""
+    return Path(where).is_dir() and any(Path(where).glob("*/*/*.parquet"))
 
 
 class UnknownStatisticError(ValueError):
@@ -253,7 +258,7 @@ def _reactions() -> str:
             GROUP BY alert_id
         ),
         reactions AS (
-            SELECT r.*, epoch(a.acted_at - r.raised_at) AS seconds
+            SELECT r.*, date_diff('millisecond', r.raised_at, a.acted_at) / 1000 AS seconds
             FROM raised r LEFT JOIN acted a USING (alert_id)
         )"""
 
