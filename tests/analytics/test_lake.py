@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from peaceland.analytics.lake import (
+    LakeFencedError,
     LakeWriter,
     LocalStorage,
     Row,
@@ -18,9 +20,11 @@ from peaceland.analytics.lake import (
     open_storage,
     report_rows,
     table_dir,
+    transition_rows,
 )
+from peaceland.tenants.lifecycle import Transition
 from peaceland.tenants.reports import Report
-from tests.factories import make_report
+from tests.factories import make_alert, make_report
 
 FORCE = "lake-force"
 
@@ -106,8 +110,10 @@ def test_a_flush_interrupted_anywhere_is_rewritten_never_duplicated(
     writer.resume("reports", 0)
     writer.write("reports", 0, 3, _rows(first))
 
-    dying = LakeWriter(CrashingStorage(LocalStorage(tmp_path), survived_puts), FORCE)
+    crashing = CrashingStorage(LocalStorage(tmp_path), puts=1)  # its resume signs the state
+    dying = LakeWriter(crashing, FORCE)
     assert dying.resume("reports", 0) == 3
+    crashing.puts = survived_puts
     with pytest.raises(SystemExit):
         dying.write("reports", 0, 5, _rows(second))
 
@@ -162,3 +168,95 @@ def test_a_force_writes_under_its_own_directory_only(tmp_path: Path):
         table_dir("../other", "reports")
     with pytest.raises(ValueError, match="invalid police force id"):
         LakeWriter(storage, "Other/Force")
+
+
+@dataclass
+class StallingStorage:
+    """The real directory; ``stall`` runs once, after the first data file a flush writes
+    (a writer frozen mid-flush while its group hands its partition to another)."""
+
+    inner: LocalStorage
+    stall: Callable[[], None] | None = None
+
+    def locate(self, path: str) -> str:
+        return self.inner.locate(path)
+
+    def put(self, path: str, data: bytes) -> None:
+        self.inner.put(path, data)
+        if path.endswith(".parquet") and self.stall is not None:
+            stall, self.stall = self.stall, None
+            stall()
+
+    def get(self, path: str) -> bytes | None:
+        return self.inner.get(path)
+
+    def delete(self, path: str) -> None:
+        self.inner.delete(path)
+
+
+def _write(writer: LakeWriter, reports: list[Report], last: int) -> None:
+    writer.write("reports", 0, last, _rows(reports))
+
+
+def test_a_writer_taken_for_dead_is_fenced_before_it_flushes(tmp_path: Path):
+    rng = random.Random(8)
+    reports = [make_report(rng, citizens=1) for _ in range(10)]
+    zombie = LakeWriter(LocalStorage(tmp_path), FORCE)
+    zombie.resume("reports", 0)
+    heir = LakeWriter(LocalStorage(tmp_path), FORCE)
+    heir.resume("reports", 0)
+    _write(heir, reports[:5], 4)
+    with pytest.raises(LakeFencedError, match="taken over by another writer"):
+        _write(zombie, reports, 9)
+    heir_again = LakeWriter(LocalStorage(tmp_path), FORCE)
+    assert heir_again.resume("reports", 0) == 4
+    _write(heir_again, reports[5:], 9)
+    ids = _ids(tmp_path)
+    assert ids == sorted(str(r.report_id) for r in reports)
+
+
+def test_a_writer_taken_for_dead_mid_flush_removes_its_own_files_only(tmp_path: Path):
+    rng = random.Random(9)
+    at = datetime(2026, 11, 30, 9, tzinfo=UTC)
+    # Two hours: the zombie's flush has files left to write when the heir takes over.
+    reports = [make_report(rng, at=at + timedelta(hours=i % 2), citizens=1) for i in range(10)]
+    heir = LakeWriter(LocalStorage(tmp_path), FORCE)
+
+    def taken_over() -> None:
+        assert heir.resume("reports", 0) == -1  # deletes what the zombie listed so far
+        _write(heir, reports[:5], 4)
+
+    stalling = StallingStorage(LocalStorage(tmp_path), taken_over)
+    zombie = LakeWriter(stalling, FORCE)
+    zombie.resume("reports", 0)
+    with pytest.raises(LakeFencedError):
+        _write(zombie, reports, 9)
+    # The review's scenario: without fencing, offsets 5..9 were lost and 0..4 doubled.
+    assert _ids(tmp_path) == sorted(str(r.report_id) for r in reports[:5])
+    assert heir.done("reports", 0) == 4
+    _write(heir, reports[5:], 9)
+    assert _ids(tmp_path) == sorted(str(r.report_id) for r in reports)
+
+
+def test_rows_that_cannot_be_stored_are_refused_when_made():
+    tz = timezone(timedelta(hours=1))
+    rng = random.Random(4)
+    early = make_report(rng).model_copy(update={"timestamp": datetime(1, 1, 1, 0, 30, tzinfo=tz)})
+    with pytest.raises(ValueError, match="out of range"):
+        report_rows(early)
+    alert = make_alert(FORCE, "Ada", datetime(2026, 11, 30, tzinfo=UTC))
+    transition = Transition.model_validate(
+        {
+            "force_id": FORCE,
+            "alert_id": alert.alert_id,
+            "seq": 2**63,
+            "action": "note",
+            "state": "open",
+            "actor": "officer@example.org",
+            "at": alert.raised_at,
+            "note": "n",
+        }
+    )
+    with pytest.raises(ValueError, match="64 bits"):
+        transition_rows(transition)
+    assert transition_rows(transition.model_copy(update={"seq": 2**63 - 1}))

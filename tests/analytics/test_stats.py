@@ -12,13 +12,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pyarrow.fs import LocalFileSystem
 
 from peaceland.analytics.lake import (
+    ArrowStorage,
     LakeWriter,
     LocalStorage,
     Row,
     Table,
     alert_rows,
+    open_storage,
     report_rows,
     transition_rows,
 )
@@ -94,6 +97,9 @@ def write_history(root: Path) -> tuple[list[Report], list[Alert], list[Transitio
             rows[table].extend(table_rows)
     writer.resume("reports", 0)
     writer.write("reports", 0, len(reports) - 1, rows)
+    # Two drones resent a report (a timeout, then the same report again): counted once.
+    for offset, report in enumerate((reports[len(reports) // 2], reports[-1]), len(reports)):
+        writer.write("reports", 0, offset, report_rows(report))
     writer.resume("alerts", 0)
     writer.write(
         "alerts", 0, len(alerts), {"alerts": [r for a in alerts for r in alert_rows(a)["alerts"]]}
@@ -164,8 +170,10 @@ def test_words_compare_reports_with_alerts_and_without(history):
         w: 0 for w in with_alerts if w not in without
     }
     total_with = sum(1 for r in inside if r.report_id in alerting)
+    total_without = len(inside) - total_with
     for row in answer:
         assert row["with_alerts_share"] == round(with_alerts[row["word"]] / total_with, 4)
+        assert row["without_alerts_share"] == round(without[row["word"]] / total_without, 4)
 
 
 def test_reaction_time_runs_from_raising_to_the_first_officers_act(history):
@@ -214,6 +222,14 @@ def test_a_force_sees_only_its_own_files(history, root: Path):
     with ForceLake(LocalStorage(root), "other-force") as lake:
         for name in STATISTICS:
             assert lake.answer(name, WINDOW).rows == ()
+
+
+def test_a_lake_that_cannot_be_queried_yet_says_so(tmp_path: Path):
+    with pytest.raises(ValueError, match="may not hold '='"):
+        open_storage(str(tmp_path / "date=2026-01-01" / "lake"))
+    remote = ArrowStorage(LocalFileSystem(), str(tmp_path), "s3://bucket/lake")
+    with pytest.raises(ValueError, match="cannot be queried yet"):
+        ForceLake(remote, FORCE)
 
 
 def test_bad_questions_are_refused_with_the_reason():

@@ -28,6 +28,17 @@ another after a rebalance) deletes the files of an unfinished flush and skips re
 state says ``done`` (Kafka's committed offset only says where to start reading again).
 Every write is atomic (a temporary name renamed into place, on a local disk after fsync), so
 no reader ever sees half a file.
+
+A writer its consumer group took for dead while it still runs (a zombie) is fenced: each
+``resume`` signs the state with a new token, and a writer checks the state is still signed
+by it before a flush and before declaring it done; its files carry its token, so what it
+removes when fenced is never another writer's. What is left: the moment between that last
+check and the state's write (a read then a write: closing it takes a conditional write,
+which a local disk and pyarrow's S3 do not offer).
+
+A row that cannot be stored (a time outside the years 1 to 9999, a number beyond 64 bits)
+raises ValueError when its rows are made (``*_rows``), so that the consumer skips that
+record instead of failing every flush of its partition.
 """
 
 from __future__ import annotations
@@ -116,7 +127,7 @@ SCHEMAS: Final[Mapping[Table, pa.Schema]] = {
     "lifecycle": pa.schema(
         [
             ("alert_id", pa.string()),
-            ("seq", pa.int32()),
+            ("seq", pa.int64()),
             ("action", pa.string()),
             ("state", pa.string()),
             ("actor", pa.string()),
@@ -138,8 +149,12 @@ Row = dict[str, Any]
 
 
 def utc(moment: datetime) -> datetime:
-    """``moment`` in UTC without its zone, as the lake stores times."""
-    return moment.astimezone(UTC).replace(tzinfo=None)
+    """``moment`` in UTC without its zone, as the lake stores times; ValueError when UTC
+    takes it out of the years 1 to 9999."""
+    try:
+        return moment.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        raise ValueError(f"{moment.isoformat()} is out of range in UTC") from None
 
 
 def report_rows(report: Report) -> dict[Table, list[Row]]:
@@ -175,6 +190,8 @@ def alert_rows(alert: Alert) -> dict[Table, list[Row]]:
 
 
 def transition_rows(transition: Transition) -> dict[Table, list[Row]]:
+    if not 0 < transition.seq < 2**63:
+        raise ValueError(f"transition number {transition.seq} does not fit 64 bits")
     row = transition.model_dump(exclude={"version", "force_id"})
     row["alert_id"] = str(transition.alert_id)
     row["at"] = utc(transition.at)
@@ -278,6 +295,9 @@ class ArrowStorage:
 def open_storage(uri: str) -> Storage:
     """The lake at ``uri``: a local path (or ``file://``), or any scheme pyarrow knows."""
     parts = urlsplit(uri)
+    if "=" in parts.path:
+        # Engines read every key=value folder of a path as a partition column.
+        raise ValueError(f"the lake's path may not hold '=' ({uri})")
     if parts.scheme in ("", "file"):
         root = Path(parts.path if parts.scheme else uri).expanduser().resolve()
         return LocalStorage(root)
@@ -320,9 +340,17 @@ class Flushed:
 class _State:
     done: int
     writing: list[str] = field(default_factory=list)
+    #: The writer that took the partition over last (a token of its ``resume``).
+    owner: str = ""
 
     def encode(self) -> bytes:
-        return json.dumps({"done": self.done, "writing": self.writing}).encode()
+        return json.dumps(
+            {"done": self.done, "writing": self.writing, "owner": self.owner}
+        ).encode()
+
+
+class LakeFencedError(Exception):
+    """Another writer took the partition over since this one did: it writes no more."""
 
 
 class LakeWriter:
@@ -331,16 +359,16 @@ class LakeWriter:
     def __init__(self, storage: Storage, force_id: str) -> None:
         self.storage = storage
         self.force_id = validate_force_id(force_id)
-        self._done: dict[tuple[Stream, int], int] = {}
+        #: Per (stream, partition) taken over: the last offset in the lake, and our token.
+        self._taken: dict[tuple[Stream, int], tuple[int, str]] = {}
 
     def resume(self, stream: Stream, partition: int) -> int:
         """Take over ``(stream, partition)``: finish what an interrupted flush left (its
-        files deleted: the replay writes them again) and return the last offset in the
-        lake, -1 if none. Call it whenever the partition is (re)assigned: another writer
-        may have moved it on since."""
+        files deleted: the replay writes them again), sign the state as its writer, and
+        return the last offset in the lake, -1 if none. Call it whenever the partition is
+        (re)assigned: another writer may have moved it on since."""
         path = _state_path(self.force_id, stream, partition)
-        raw = self.storage.get(path)
-        state = _State(-1) if raw is None else _State(**json.loads(raw))
+        state = self._read(path)
         if state.writing:
             log.warning(
                 "lake of %s: %s partition %d: a flush after offset %d was interrupted; "
@@ -353,14 +381,18 @@ class LakeWriter:
             )
             for file in state.writing:
                 self.storage.delete(file)
-            state.writing = []
-            self.storage.put(path, state.encode())
-        self._done[(stream, partition)] = state.done
+        token = uuid.uuid4().hex[:12]
+        self.storage.put(path, _State(state.done, [], token).encode())
+        self._taken[(stream, partition)] = (state.done, token)
         return state.done
+
+    def _read(self, path: str) -> _State:
+        raw = self.storage.get(path)
+        return _State(-1) if raw is None else _State(**json.loads(raw))
 
     def done(self, stream: Stream, partition: int) -> int:
         """The last offset of ``(stream, partition)`` in the lake (after ``resume``)."""
-        return self._done[(stream, partition)]
+        return self._taken[(stream, partition)][0]
 
     def write(
         self, stream: Stream, partition: int, last: int, rows: Mapping[Table, Iterable[Row]]
@@ -368,12 +400,16 @@ class LakeWriter:
         """Put the rows of records ``done+1 .. last`` of ``(stream, partition)`` in the lake.
 
         ``rows`` may be empty (records that held nothing to keep): the state still moves
-        on, so the offsets can be committed.
+        on, so the offsets can be committed. LakeFencedError when another writer took the
+        partition over since our ``resume`` (a consumer its group took for dead): checked
+        before the flush and before it is declared done; our files, named with our token,
+        are then removed, never another writer's.
         """
         key = (stream, partition)
-        if key not in self._done:
+        if key not in self._taken:
             raise RuntimeError(f"{stream} partition {partition}: resume() it before writing")
-        first = self._done[key] + 1
+        done, token = self._taken[key]
+        first = done + 1
         if last < first:
             raise ValueError(f"{stream} partition {partition}: offset {last} is already in")
         files: dict[str, tuple[Table, list[Row]]] = {}
@@ -384,24 +420,40 @@ class LakeWriter:
             for row in table_rows:
                 by_hour[_hour_dir(row[TIME_COLUMN[table]])].append(row)
             for hour, hour_rows in by_hour.items():
-                name = f"p{partition}-{first:012d}-{last:012d}.parquet"
+                name = f"p{partition}-{first:012d}-{last:012d}-{token}.parquet"
                 files[f"{table_dir(self.force_id, table)}/{hour}/{name}"] = (table, hour_rows)
         encoded = {
             path: encode_parquet(table, table_rows) for path, (table, table_rows) in files.items()
         }
         state_path = _state_path(self.force_id, stream, partition)
+        self._still_ours(key, state_path, token, done, [])
         if encoded:
-            self.storage.put(state_path, _State(first - 1, sorted(encoded)).encode())
+            self.storage.put(state_path, _State(done, sorted(encoded), token).encode())
             for path, data in encoded.items():
                 self.storage.put(path, data)
-        self.storage.put(state_path, _State(last).encode())
-        self._done[key] = last
+            self._still_ours(key, state_path, token, done, sorted(encoded))
+        self.storage.put(state_path, _State(last, [], token).encode())
+        self._taken[key] = (last, token)
         return Flushed(
             tuple(sorted(encoded)),
             sum(len(r) for _, r in files.values()),
             sum(len(d) for d in encoded.values()),
         )
 
+    def _still_ours(
+        self, key: tuple[Stream, int], path: str, token: str, done: int, ours: list[str]
+    ) -> None:
+        state = self._read(path)
+        if state.owner == token and state.done == done:
+            return
+        for file in ours:  # named with our token: nobody else's
+            self.storage.delete(file)
+        self._taken.pop(key, None)
+        raise LakeFencedError(
+            f"{key[0]} partition {key[1]} was taken over by another writer "
+            f"(its state says offset {state.done}); this writer stops writing it"
+        )
+
     def forget(self, stream: Stream, partition: int) -> None:
         """The partition went to another writer: resume() it again before writing."""
-        self._done.pop((stream, partition), None)
+        self._taken.pop((stream, partition), None)

@@ -25,6 +25,7 @@ from peaceland.analytics.lake import (
     SCHEMAS,
     TABLES,
     TIME_COLUMN,
+    LocalStorage,
     Storage,
     Table,
     table_dir,
@@ -74,7 +75,13 @@ class Options:
 
 
 class ForceLake:
-    """One force's tables in the lake, as DuckDB views; close() when done."""
+    """One force's tables in the lake, as DuckDB views of its files; close() when done.
+
+    The session is given the force's files by name, then every other file access is turned
+    off and its configuration locked (``peaceland.analytics.sql`` runs analysts' SQL on it):
+    no query can read another file, write one, load an extension or lift a limit. Nothing
+    spills to disk: ``memory_limit`` is a limit.
+    """
 
     def __init__(
         self,
@@ -85,26 +92,39 @@ class ForceLake:
         memory_limit: str = "1GB",
     ) -> None:
         self.force_id = validate_force_id(force_id)
-        self.connection = duckdb.connect(config={"threads": threads, "memory_limit": memory_limit})
+        self.memory_limit = memory_limit
+        if not isinstance(storage, LocalStorage):
+            raise ValueError(
+                f"the lake at {storage.locate('')} cannot be queried yet: only a lake on this "
+                "machine's disks can (docs/analytics.md)"
+            )
+        self.connection = duckdb.connect(
+            config={"threads": threads, "memory_limit": memory_limit, "temp_directory": ""}
+        )
+        readable: list[str] = []
         for table in TABLES:
-            self._view(storage, table)
+            readable += self._view(storage, table)
+        self.connection.execute("SET allowed_paths = ?", [readable])
+        self.connection.execute("SET enable_external_access = false")
+        self.connection.execute("SET lock_configuration = true")
 
-    def _view(self, storage: Storage, table: Table) -> None:
-        where = storage.locate(table_dir(self.force_id, table))
-        if has_files(where):
-            files = f"{where}/*/*/*.parquet"
+    def _view(self, storage: Storage, table: Table) -> list[str]:
+        files = files_of(storage.locate(table_dir(self.force_id, table)))
+        if files:
+            listed = ", ".join(f"'{_quoted(f)}'" for f in files)
             self.connection.execute(
                 f"CREATE VIEW {table} AS SELECT * FROM read_parquet("
-                f"'{_quoted(files)}', hive_partitioning = true, "
+                f"[{listed}], hive_partitioning = true, "
                 "hive_types = {'date': DATE, 'hour': INTEGER})"
             )
-            return
+            return files
         # No file yet: the same columns, no row (a statistic over nothing is empty).
         empty = pa.Table.from_pylist([], schema=SCHEMAS[table])
         empty = empty.append_column("date", pa.array([], pa.date32()))
         empty = empty.append_column("hour", pa.array([], pa.int32()))
         self.connection.register(f"_{table}_empty", empty)
         self.connection.execute(f"CREATE VIEW {table} AS SELECT * FROM _{table}_empty")
+        return []
 
     def close(self) -> None:
         self.connection.close()
@@ -126,9 +146,17 @@ class ForceLake:
         return Answer(name, columns, tuple(tuple(row) for row in cursor.fetchall()))
 
 
+def files_of(where: str) -> list[str]:
+    """A table's files (``where`` is its directory), by name: engines refuse a pattern
+    matching none, and a sandboxed session is allowed these files only."""
+    if not Path(where).is_dir():
+        return []
+    return sorted(str(p) for p in Path(where).glob("date=*/hour=*/*.parquet"))
+
+
 def has_files(where: str) -> bool:
-    """Whether a table's directory holds a file yet (engines refuse a pattern matching none)."""
-    return Path(where).is_dir() and any(Path(where).glob("*/*/*.parquet"))
+    """Whether a table's directory holds a file yet."""
+    return bool(files_of(where))
 
 
 class UnknownStatisticError(ValueError):
@@ -191,7 +219,8 @@ def _alerts_per_zone(options: Options) -> str:
 
 def _coverage(options: Options) -> str:
     return f"""
-        SELECT {_zone(options)}, count(*) AS reports, count(DISTINCT drone_id) AS drones
+        SELECT {_zone(options)}, count(DISTINCT report_id) AS reports,
+               count(DISTINCT drone_id) AS drones
         FROM reports WHERE {within("reports")}
         GROUP BY 1, 2 ORDER BY reports DESC, 1, 2"""
 
@@ -208,16 +237,21 @@ def _top(column: str) -> Callable[[Options], str]:
 
 def _words(options: Options) -> str:
     # A report "with an alert" is one whose sighting an alert event names (raising or
-    # updating). Shares are per report of each kind, so a word common everywhere does not
-    # look alarming: compare with_alerts_share and without_alerts_share.
+    # updating). A report a drone sent twice (a resend after a timeout) counts once.
+    # Shares are per report of each kind, so a word common everywhere does not look
+    # alarming: compare with_alerts_share and without_alerts_share.
     return f"""
         WITH alerting AS (
             SELECT DISTINCT report_id FROM alerts WHERE {within("alerts")}
         ),
+        reported AS (
+            SELECT report_id, any_value(words) AS words
+            FROM reports WHERE {within("reports")}
+            GROUP BY report_id
+        ),
         tagged AS (
             SELECT r.report_id, r.words, a.report_id IS NOT NULL AS alerting
-            FROM reports r LEFT JOIN alerting a ON a.report_id = r.report_id
-            WHERE {within("reports", "r")}
+            FROM reported r LEFT JOIN alerting a ON a.report_id = r.report_id
         ),
         totals AS (
             SELECT count(*) FILTER (WHERE alerting) AS with_alerts,
@@ -253,7 +287,11 @@ def _reactions() -> str:
         ),
         acted AS (
             SELECT alert_id, min("at") AS acted_at
-            FROM (SELECT DISTINCT alert_id, seq, action, "at" FROM lifecycle)
+            FROM (
+                SELECT DISTINCT alert_id, seq, action, "at" FROM lifecycle
+                -- Nobody acts on an alert before it is raised: older days are not read.
+                WHERE "date" >= CAST($start AS DATE) AND "at" >= $start
+            )
             WHERE action IN ('acknowledge', 'assign', 'resolve')
             GROUP BY alert_id
         ),

@@ -11,10 +11,10 @@ import typer
 
 from peaceland.cli import (
     admin_commands,
+    analytics_commands,
     bench_commands,
     demo_commands,
     stack_commands,
-    stats_commands,
 )
 from peaceland.operator import manifests
 
@@ -33,7 +33,8 @@ app.command(name="login")(admin_commands.login)
 app.add_typer(admin_commands.force_app, name="force")
 app.add_typer(admin_commands.drone_app, name="drone")
 app.add_typer(admin_commands.member_app, name="member")
-app.command(name="stats")(stats_commands.stats)
+app.command(name="stats")(analytics_commands.stats)
+app.command(name="sql")(analytics_commands.sql)
 
 
 @app.command()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import random
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -29,9 +32,14 @@ from tests.kafka_helpers import committed_total, produce, wait_until
 pytestmark = pytest.mark.timeout(600)
 
 
-def _settings(force: ForceResources, endpoints: Endpoints, lake: Path) -> LakeSettings:
+def _settings(
+    force: ForceResources, endpoints: Endpoints, lake: Path, **fields: Any
+) -> LakeSettings:
     return LakeSettings(
-        force_id=force.force_id, lake_uri=str(lake), flush_seconds=0.5, **endpoints.settings()
+        force_id=force.force_id,
+        lake_uri=str(lake),
+        **({"flush_seconds": 0.5} | fields),
+        **endpoints.settings(),
     )
 
 
@@ -85,8 +93,17 @@ def test_reports_alerts_and_transitions_reach_the_lake_once_and_are_committed(
     # What breaks the contract is skipped (the archiver dead-letters it), never stops the lake.
     produce(endpoints.kafka, force.reports_topic, [(None, b"{not json"), (None, None)])
     produce(endpoints.kafka, force.alerts_topic, [(None, encode_alert(a)) for a in alerts])
+    # Valid records the lake's columns cannot hold are skipped too, never retried forever.
+    unstorable = [
+        transitions[0].model_copy(update={"seq": 2**63}),
+        transitions[0].model_copy(
+            update={"at": datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1)))}
+        ),
+    ]
     produce(
-        endpoints.kafka, force.lifecycle_topic, [(None, encode_transition(t)) for t in transitions]
+        endpoints.kafka,
+        force.lifecycle_topic,
+        [(None, encode_transition(t)) for t in [*transitions, *unstorable]],
     )
     consumer = LakeConsumer(
         _settings(force, endpoints, tmp_path),
@@ -97,7 +114,7 @@ def test_reports_alerts_and_transitions_reach_the_lake_once_and_are_committed(
             lambda: (
                 _committed(endpoints, force, force.reports_topic) == 302
                 and _committed(endpoints, force, force.alerts_topic) == 20
-                and _committed(endpoints, force, force.lifecycle_topic) == 20
+                and _committed(endpoints, force, force.lifecycle_topic) == 22
             ),
             60,
             "the lake consumer committing every record",
@@ -112,7 +129,7 @@ def test_reports_alerts_and_transitions_reach_the_lake_once_and_are_committed(
     assert sorted(_column(tmp_path, force, "lifecycle", "alert_id")) == sorted(
         str(a.alert_id) for a in alerts
     )
-    assert consumer.counters.skipped == 2
+    assert consumer.counters.skipped == 4
 
     # A second consumer of the same group, from a lake that was already written past the
     # committed offsets (as after a crash between writing and committing): nothing doubles.
@@ -130,6 +147,94 @@ def test_reports_alerts_and_transitions_reach_the_lake_once_and_are_committed(
         )
     ids = _column(tmp_path, force, "reports", "report_id")
     assert len(ids) == len(set(ids)) == 350
+
+
+@dataclass
+class Outage:
+    """The real directory, unless ``down``: then every write fails as a lost disk does."""
+
+    inner: LocalStorage
+    down: bool = False
+    refused: int = 0
+
+    def locate(self, path: str) -> str:
+        return self.inner.locate(path)
+
+    def put(self, path: str, data: bytes) -> None:
+        if self.down:
+            self.refused += 1
+            raise OSError(errno.EIO, "Input/output error", path)
+        self.inner.put(path, data)
+
+    def get(self, path: str) -> bytes | None:
+        if self.down:
+            self.refused += 1
+            raise OSError(errno.EIO, "Input/output error", path)
+        return self.inner.get(path)
+
+    def delete(self, path: str) -> None:
+        self.inner.delete(path)
+
+
+def test_a_lake_outage_is_retried_and_sigterm_still_stops_the_consumer(
+    force: ForceResources, endpoints: Endpoints, tmp_path: Path
+):
+    rng = random.Random(12)
+    storage = Outage(LocalStorage(tmp_path))
+    consumer = LakeConsumer(
+        _settings(force, endpoints, tmp_path, retry_backoff_max=0.5),
+        LakeWriter(storage, force.force_id),
+    )
+    before = [make_report(rng) for _ in range(20)]
+    produce(endpoints.kafka, force.reports_topic, [(None, encode_report(r)) for r in before])
+    after = [make_report(rng) for _ in range(20)]
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_until(
+            lambda: _committed(endpoints, force, force.reports_topic) == 20, 60, "the first reports"
+        )
+        storage.down = True
+        produce(endpoints.kafka, force.reports_topic, [(None, encode_report(r)) for r in after])
+        wait_until(lambda: storage.refused >= 3, 60, "the lake's writes failing and retried")
+        assert _committed(endpoints, force, force.reports_topic) == 20
+    finally:
+        # SIGTERM while the lake is down: the consumer stops (what it could not write is
+        # read again by the next one); it does not retry forever.
+        stop.set()
+        thread.join(20)
+    assert not thread.is_alive(), "the lake consumer ignored SIGTERM during an outage"
+    # Its heir starts while the lake is still down: taking the partitions over is retried
+    # too (the lake's state cannot be read), until the lake is back.
+    heir = LakeConsumer(_settings(force, endpoints, tmp_path), LakeWriter(storage, force.force_id))
+    refused = storage.refused
+    with running(heir):
+        wait_until(lambda: heir.retries >= 2, 60, "the heir retrying to take over")
+        assert storage.refused > refused
+        storage.down = False
+        wait_until(lambda: _committed(endpoints, force, force.reports_topic) == 40, 60, "the rest")
+    assert sorted(_column(tmp_path, force, "reports", "report_id")) == sorted(
+        str(r.report_id) for r in before + after
+    )
+
+
+def test_the_memory_budget_writes_buffers_before_their_time(
+    force: ForceResources, endpoints: Endpoints, tmp_path: Path
+):
+    rng = random.Random(13)
+    reports = [make_report(rng, citizens=3) for _ in range(200)]
+    consumer = LakeConsumer(
+        _settings(force, endpoints, tmp_path, flush_seconds=3600, flush_bytes=16 * 1024),
+        LakeWriter(LocalStorage(tmp_path), force.force_id),
+    )
+    with running(consumer):
+        produce(endpoints.kafka, force.reports_topic, [(None, encode_report(r)) for r in reports])
+        wait_until(
+            lambda: _committed(endpoints, force, force.reports_topic) >= 150,
+            60,
+            "buffers past the budget written and committed within the hour",
+        )
 
 
 def _lake_process(

@@ -23,6 +23,7 @@ from confluent_kafka import KafkaException, Message, TopicPartition
 
 from peaceland.analytics.lake import (
     STREAM_TABLES,
+    LakeFencedError,
     LakeWriter,
     Row,
     Stream,
@@ -54,6 +55,8 @@ class _Buffer:
     since: float
     last: int = -1
     records: int = 0
+    #: The records' size as received (their rows take a few times more in memory).
+    bytes: int = 0
     rows: dict[Table, list[Row]] = field(default_factory=dict)
 
 
@@ -95,6 +98,9 @@ class LakeConsumer(StreamConsumer):
         self.counters = Counters()
         self._clock = clock
         self._buffers: dict[Key, _Buffer] = {}
+        self._buffered_bytes = 0
+        self.flush_bytes = settings.flush_bytes
+        self._stop = threading.Event()
         #: Offsets written to the lake and not yet committed to Kafka.
         self._uncommitted: dict[Key, int] = {}
         force = settings.force_id
@@ -102,18 +108,25 @@ class LakeConsumer(StreamConsumer):
         self._bytes = metrics.LAKE_BYTES.labels(force)
         self._rejected = metrics.RECORDS_REJECTED.labels(force, self.name, "contract")
 
+    def run(self, stop: threading.Event) -> None:
+        self._stop = stop  # what idle() retries until
+        super().run(stop)
+
     def process(self, records: list[Message], stop: threading.Event) -> bool:
         """Buffer a batch, then write every buffer that is due; False if stopped first."""
+        keys = {(m.topic() or "", m.partition() or 0) for m in records}
+        if not self.until_done("take partitions over", lambda: self._take_over(keys), stop):
+            return False
         steady = self.steady()
         for message in records:
             key = (message.topic() or "", message.partition() or 0)
-            if key in steady:
+            if key in steady and key in self._buffers:
                 self._buffer(key, message)
         return self._flush_due(stop, everything=False)
 
     def idle(self) -> None:
         """Nothing came: write what has waited long enough, and commit it."""
-        if self._flush_due(threading.Event(), everything=False):
+        if self._flush_due(self._stop, everything=False):
             self.commit([])
 
     def finish(self) -> None:
@@ -142,10 +155,15 @@ class LakeConsumer(StreamConsumer):
     def revoked(self, partitions: list[TopicPartition]) -> None:
         """Partitions taken away: their buffers go (the new owner reads them again)."""
         for tp in partitions:
-            key = (tp.topic, tp.partition)
-            self._buffers.pop(key, None)
-            self._uncommitted.pop(key, None)
-            self.writer.forget(self.streams[tp.topic], tp.partition)
+            self._drop((tp.topic, tp.partition))
+
+    def _drop(self, key: Key) -> None:
+        """Forget a partition: its buffer, its uncommitted offsets, our hold in the lake."""
+        buffer = self._buffers.pop(key, None)
+        if buffer is not None:
+            self._buffered_bytes -= buffer.bytes
+        self._uncommitted.pop(key, None)
+        self.writer.forget(self.streams[key[0]], key[1])
 
     def close(self) -> None:
         c = self.counters
@@ -158,14 +176,23 @@ class LakeConsumer(StreamConsumer):
             c.replayed,
         )
 
+    def _take_over(self, keys: set[Key]) -> None:
+        """Resume in the lake each partition of ``keys`` new to us: whoever had it before
+        may have written past what it committed, or left a flush unfinished."""
+        for key in sorted(keys - set(self._buffers)):
+            if key not in self.owned():
+                continue
+            topic, partition = key
+            stream = self.streams[topic]
+            try:
+                done = self.writer.resume(stream, partition)
+            except OSError as exc:
+                raise Retry(f"the lake could not be read: {exc}") from exc
+            self._buffers[key] = _Buffer(stream, self._clock(), last=done)
+
     def _buffer(self, key: Key, message: Message) -> None:
-        topic, partition = key
-        stream = self.streams[topic]
-        buffer = self._buffers.get(key)
-        if buffer is None:
-            # Whoever had the partition before may have written past what it committed.
-            done = self.writer.resume(stream, partition)
-            buffer = self._buffers[key] = _Buffer(stream, self._clock(), last=done)
+        buffer = self._buffers[key]
+        stream = buffer.stream
         offset = message.offset() or 0
         if offset <= buffer.last:
             self.counters.replayed += 1
@@ -174,6 +201,9 @@ class LakeConsumer(StreamConsumer):
             buffer.since = self._clock()
         buffer.last = offset
         buffer.records += 1
+        size = len(message.value() or b"")
+        buffer.bytes += size
+        self._buffered_bytes += size
         for table, rows in self._rows(stream, message).items():
             buffer.rows.setdefault(table, []).extend(rows)
 
@@ -191,16 +221,28 @@ class LakeConsumer(StreamConsumer):
         except InvalidRecordError as exc:
             self._skip(stream, message, exc.reason)
             return {}
+        except ValueError as exc:  # valid, but beyond what the lake's columns hold
+            self._skip(stream, message, str(exc))
+            return {}
 
     def _skip(self, stream: Stream, message: Message, reason: str) -> None:
         self.counters.skipped += 1
         self._rejected.inc()
-        log.debug("lake: %s record at offset %s skipped: %s", stream, message.offset(), reason)
+        log.warning(
+            "lake of %s: %s record at partition %s offset %s skipped: %s",
+            self.force_id,
+            stream,
+            message.partition(),
+            message.offset(),
+            reason,
+        )
 
     def _flush_due(self, stop: threading.Event, *, everything: bool, attempts: int = 0) -> bool:
         """Write the buffers that are due (all of them: ``everything``), retrying until done;
         False if ``stop`` came first (or after ``attempts`` failures, when given)."""
         now = self._clock()
+        # Past the memory budget, every buffer is written (the whole lot is then small).
+        everything = everything or self._buffered_bytes >= self.flush_bytes
         due = [
             key
             for key, buffer in self._buffers.items()
@@ -223,12 +265,19 @@ class LakeConsumer(StreamConsumer):
                     continue
                 try:
                     flushed = self.writer.write(buffer.stream, key[1], buffer.last, buffer.rows)
+                except LakeFencedError as exc:
+                    # Our group gave the partition to another consumer: its to write.
+                    log.warning("lake of %s: %s", self.force_id, exc)
+                    due.pop(0)
+                    self._drop(key)
+                    continue
                 except OSError as exc:
                     failures += 1
                     if attempts and failures >= attempts:
                         stop.set()
                     raise Retry(f"the lake refused a write: {exc}") from exc
                 due.pop(0)
+                self._buffered_bytes -= buffer.bytes
                 self._buffers[key] = _Buffer(buffer.stream, self._clock(), last=buffer.last)
                 self._uncommitted[key] = buffer.last
                 self.counters.written += buffer.records

@@ -22,4 +22,8 @@ class LakeSettings(ConsumerSettings):
     #: … or once the oldest buffered has waited this long, in seconds: how far the lake may
     #: lag the stream, and (with the records per second) how large its files are.
     flush_seconds: float = Field(default=60.0, gt=0, le=3600)
+    #: Every buffer is written once the records buffered over all partitions take this many
+    #: bytes as received (in memory their rows take a few times more): the memory bound,
+    #: whatever the partitions and the records' sizes.
+    flush_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=4 * 1024**3)
     metrics_port: int = Field(default=9103, ge=0, le=65535)

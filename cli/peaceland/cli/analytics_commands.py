@@ -1,19 +1,27 @@
-"""``peaceland stats``: a force's predefined statistics over a time range, from its lake."""
+"""``peaceland stats`` and ``peaceland sql``: a force's statistics and analysts' own questions,
+answered from its lake on this machine (DuckDB, in a session that sees that force's files only).
+
+These read the lake's files directly, as whoever may read them on this machine; analysts
+elsewhere ask through the control plane's API, which audits every query.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
+import duckdb
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from peaceland.analytics.lake import open_storage
+from peaceland.analytics.sql import QueryLimits, run_query
 from peaceland.analytics.stats import STATISTICS, Answer, ForceLake, Options, Window
 from peaceland.stack import StackSettings
 
@@ -29,9 +37,18 @@ def _moment(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _json(value: Any) -> Any:
+    """What json cannot write by itself: times (UTC), dates, decimals, anything else as text."""
+    if isinstance(value, datetime | date):
+        return _text(value)
+    if isinstance(value, Decimal):
+        return float(value)
+    return str(value)
+
+
 def _text(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
+    if isinstance(value, datetime):  # the lake's times are UTC
+        return value.isoformat() + ("Z" if value.tzinfo is None else "")
     return "" if value is None else str(value)
 
 
@@ -70,30 +87,54 @@ def stats(
         uri = lake or str(StackSettings().state_dir / "lake")
         with ForceLake(open_storage(uri), force) as force_lake:
             answer = force_lake.answer(statistic, window, options)
-    except ValueError as exc:
+    except (ValueError, duckdb.Error) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     _print(answer, output, window)
 
 
-def _print(answer: Answer, output: Format, window: Window) -> None:
+def sql(
+    query: Annotated[
+        str, typer.Argument(help="One SELECT over reports, sightings, alerts, lifecycle.")
+    ],
+    force: Annotated[str, typer.Option(help="The police force's id.")] = "demo",
+    lake: Annotated[
+        str | None,
+        typer.Option(help="The lake's URI (default: the local stack's, under its state dir)."),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds before the query is stopped.")] = 30.0,
+    max_rows: Annotated[int, typer.Option(help="Rows returned at most.")] = 10_000,
+    memory: Annotated[str, typer.Option(help="The engine's memory limit.")] = "1GB",
+    output: Annotated[Format, typer.Option("--format", help="table, csv or json.")] = Format.table,
+) -> None:
+    """Run a read-only SQL query over a force's tables (checked first; limits on time,
+    memory and rows). docs/analytics.md lists the tables and their columns."""
+    try:
+        limits = QueryLimits(seconds=timeout, rows=max_rows)
+        uri = lake or str(StackSettings().state_dir / "lake")
+        with ForceLake(open_storage(uri), force, memory_limit=memory) as force_lake:
+            result = run_query(force_lake, query, limits)
+    except (ValueError, duckdb.Error) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    answer = Answer("sql", result.columns, result.rows)
+    _print(answer, output, None)
+    if result.truncated:
+        typer.echo(f"(cut at {max_rows:,} rows: --max-rows for more)", err=True)
+
+
+def _print(answer: Answer, output: Format, window: Window | None) -> None:
     if output is Format.json:
-        typer.echo(
-            json.dumps(
-                [
-                    {k: _text(v) if isinstance(v, datetime) else v for k, v in r.items()}
-                    for r in answer.records()
-                ]
-            )
-        )
+        typer.echo(json.dumps(answer.records(), default=_json))
     elif output is Format.csv:
         writer = csv.writer(sys.stdout)
         writer.writerow(answer.columns)
         writer.writerows([[_text(v) for v in row] for row in answer.rows])
     else:
-        table = Table(
-            title=f"{answer.name}, {window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M} UTC"
-        )
+        title = answer.name
+        if window is not None:
+            title += f", {window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M} UTC"
+        table = Table(title=title)
         for column in answer.columns:
             table.add_column(column)
         for row in answer.rows:

@@ -1,4 +1,5 @@
-"""``peaceland stats`` as a user runs it: the real command over a lake the real writer wrote."""
+"""``peaceland stats`` and ``peaceland sql`` as a user runs them, over a lake the real
+writer wrote."""
 
 from __future__ import annotations
 
@@ -39,11 +40,11 @@ def test_stats_answers_as_csv_and_json(tmp_path: Path):
     done = peaceland("stats", "alerts-per-hour", *common, "--format", "json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [
-        {"hour": "2026-11-30T10:00:00", "alerts": 30},
+        {"hour": "2026-11-30T10:00:00Z", "alerts": 30},
     ]
     done = peaceland("stats", "alerts-per-hour", *common)
     assert done.returncode == 0, done.stderr
-    assert "2026-11-30T10:00:00" in done.stdout
+    assert "2026-11-30T10:00:00Z" in done.stdout
 
 
 def test_stats_lists_its_statistics_and_refuses_bad_questions(tmp_path: Path):
@@ -68,3 +69,25 @@ def test_stats_lists_its_statistics_and_refuses_bad_questions(tmp_path: Path):
     done = peaceland("stats", "coverage", "--lake", str(tmp_path), "--force", "../etc")
     assert done.returncode == 2
     assert "invalid police force id" in done.stderr
+
+
+def test_sql_answers_a_query_and_refuses_a_way_out(tmp_path: Path):
+    citizens = _lake(tmp_path)
+    where = ["--force", "cli-force", "--lake", str(tmp_path)]
+    done = peaceland(
+        "sql",
+        "SELECT citizen, count(*) AS n FROM alerts GROUP BY citizen ORDER BY citizen",
+        *where,
+        "--format",
+        "csv",
+    )
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.reader(io.StringIO(done.stdout)))
+    assert rows == [["citizen", "n"]] + [[c, str(citizens.count(c))] for c in sorted(set(citizens))]
+    done = peaceland("sql", "SELECT * FROM alerts", *where, "--max-rows", "2", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)) == 2
+    assert "cut at 2 rows" in done.stderr
+    done = peaceland("sql", "SELECT * FROM read_csv('/etc/passwd')", *where)
+    assert done.returncode == 2
+    assert "reading from the function read_csv: only the tables" in done.stderr
