@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,11 +15,15 @@ from collections.abc import Iterator
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from peaceland.analytics.lake import LocalStorage
+from peaceland.analytics.sql import run_query
+from peaceland.analytics.stats import ForceLake
 from peaceland.node.platform import LocalPlatform
 from peaceland.operator import manifests
 from peaceland.stack import Endpoints, Stack
 from peaceland.stack.kube import KubeApiServer
 from peaceland.tenants.forces import ForceResources
+from tests.kafka_helpers import wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -37,7 +42,9 @@ def peaceland(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[s
 @pytest.fixture
 def local_platform(stack: Stack, kubernetes: KubeApiServer) -> Iterator[LocalPlatform]:
     """The demo's operator and node, stopped afterwards with the consumers they ran."""
-    platform = LocalPlatform(stack, manifests.definitions())
+    # The lake outlives a force (its deletion does not reach the lake yet): start afresh.
+    shutil.rmtree(stack.settings.state_dir / "lake" / "demo-test", ignore_errors=True)
+    platform = LocalPlatform(stack, manifests.definitions(), lake=True)
     yield platform
     if platform.operator.alive():  # its finalizer lets the force go, then the consumers stop
         platform.kubectl("delete", "policeforce", "demo-test", "-n", platform.namespace,
@@ -68,6 +75,19 @@ def test_the_demo_makes_its_force_through_kubernetes_shows_alerts_and_reads_repo
     accepted = int(summary.split("✓ ")[1].split(" of ")[0])
     assert accepted > 500
     assert f"{accepted} read back from Cassandra" in summary
+    # The force's lake consumer (a Deployment the operator rendered, run by the node) keeps
+    # every accepted report in the lake too, once each, within its flush interval.
+    lake = LocalStorage(local_platform.stack.settings.state_dir / "lake")
+
+    def in_lake() -> int:
+        with ForceLake(lake, "demo-test") as force_lake:
+            found = run_query(force_lake, "SELECT count(*), count(DISTINCT report_id) FROM reports")
+        rows, distinct = found.rows[0]
+        assert rows == distinct, f"{rows - distinct} reports doubled in the lake"
+        return int(rows)
+
+    wait_until(lambda: in_lake() >= accepted, 60, "the demo's reports reaching the lake")
+    assert in_lake() == accepted
 
 
 def test_stack_up_with_kubernetes_prints_what_makes_kubectl_work(kubernetes: KubeApiServer):

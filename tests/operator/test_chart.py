@@ -132,3 +132,24 @@ def test_what_forces_may_ask_is_the_operator_s_setting_from_chart_values(
     assert settings.max_partitions == partitions
     assert settings.max_kafka_retention_hours == 720
     assert settings.max_replicas == 24
+
+
+@pytest.mark.parametrize(
+    ("values", "consumers"),
+    [
+        ([], ("archiver", "alerter")),
+        (["lake.uri=s3://lake/prod"], ("archiver", "alerter", "lake")),
+    ],
+    ids=["no-lake", "lake"],
+)
+def test_a_lake_in_the_chart_values_gives_every_force_its_lake_consumer(
+    helm: Path, monkeypatch: pytest.MonkeyPatch, values: list[str], consumers: tuple[str, ...]
+):
+    rendered = render_chart(helm, *values)
+    deployment = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment")
+    for item in deployment["spec"]["template"]["spec"]["containers"][0]["env"]:
+        if "value" in item:
+            monkeypatch.setenv(item["name"], item["value"])
+    settings = OperatorSettings()
+    assert settings.consumers == consumers
+    assert settings.lake_uri == (values[0].split("=", 1)[1] if values else None)

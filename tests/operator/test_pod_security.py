@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from peaceland.tenants.policeforce import spec_from
-from peaceland.tenants.workloads import CONSUMERS, consumer_deployment
+from peaceland.tenants.workloads import CONSUMERS, LAKE, consumer_deployment
 from tests.operator.kube_helpers import EXAMPLES, Kubectl
 
 
@@ -24,7 +24,7 @@ def restricted_namespace(kubectl: Kubectl) -> Iterator[str]:
     kubectl("delete", "namespace", name, "--wait=false")
 
 
-@pytest.mark.parametrize("consumer", CONSUMERS)
+@pytest.mark.parametrize("consumer", [*CONSUMERS, LAKE])
 def test_a_consumer_pod_is_admitted_where_the_restricted_standard_is_enforced(
     kubectl: Kubectl, restricted_namespace: str, consumer: str
 ):
@@ -36,6 +36,7 @@ def test_a_consumer_pod_is_admitted_where_the_restricted_standard_is_enforced(
         consumer,
         kafka_bootstrap_servers="kafka:9092",
         cassandra_contact_points="cassandra:9042",
+        lake_uri="s3://lake" if consumer == LAKE else None,
     )
     template = deployment["spec"]["template"]
     pod = {

@@ -11,12 +11,14 @@ import yaml
 
 from peaceland.services.alerter.settings import AlerterSettings
 from peaceland.services.archiver.settings import ArchiverSettings
+from peaceland.services.lake.settings import LakeSettings
 from peaceland.tenants.forces import ForceSettings
 from peaceland.tenants.policeforce import spec_from
 from peaceland.tenants.provisioning.identities import ForceCredentials
 from peaceland.tenants.workloads import (
     CREDENTIALS_DIR,
     GENERATION_ANNOTATION,
+    LAKE,
     SETTINGS_KEY,
     consumer_deployment,
     credentials_secret,
@@ -108,6 +110,42 @@ def test_a_consumer_deployment_configures_its_process(
         assert settings.instance == "pod-0"  # the downward API gives the pod's name
 
 
+def test_the_lake_deployment_writes_where_the_platform_says_and_never_sees_cassandra(
+    monkeypatch, tmp_path
+):
+    manifest = consumer_deployment(
+        "lyon-metropole",
+        UID,
+        SPEC,
+        LAKE,
+        kafka_bootstrap_servers="kafka:9092",
+        cassandra_contact_points="cassandra:9042",
+        lake_uri="s3://peaceland-lake/prod",
+        lake_flush_seconds=30,
+    )
+    credentials = ForceCredentials.generate("lyon-metropole", 2)
+    secret = decode_secret_data(credentials_secret("lyon-metropole", UID, credentials)["data"])
+    pod = manifest["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if "secret" in v]
+    for item in volume["secret"]["items"]:
+        (tmp_path / item["path"]).write_text(secret[item["key"]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kafka-password", "kafka-username"]
+    for name, value in env_of(manifest).items():
+        monkeypatch.setenv(name, value.replace(CREDENTIALS_DIR, str(tmp_path)))
+    settings = LakeSettings()
+    assert settings.lake_uri == "s3://peaceland-lake/prod"
+    assert settings.flush_seconds == 30
+    assert settings.kafka_access().username == "lyon-metropole.lake.g2"
+    assert settings.cassandra_access().username is None
+    assert manifest["spec"]["template"]["spec"]["containers"][0]["args"] == [
+        "python",
+        "-m",
+        "peaceland.services.lake",
+    ]
+    with pytest.raises(ValueError, match="takes a lake_uri"):
+        deployment(LAKE)
+
+
 def test_a_rotation_changes_the_pod_template_so_the_consumers_roll():
     first = deployment(consumer="archiver")
     second = consumer_deployment(
@@ -134,7 +172,7 @@ def test_the_alerter_reads_the_mounted_settings_file():
 
 def test_an_unknown_consumer_is_refused():
     with pytest.raises(ValueError, match="no consumer called"):
-        deployment("lake")
+        deployment("gateway")
 
 
 def test_status_names_the_force_resources():

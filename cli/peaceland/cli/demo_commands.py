@@ -88,7 +88,7 @@ def demo(
         )
         control_plane = keys = None
         if kubernetes:
-            platform = LocalPlatform(stack, manifests.definitions())
+            platform = LocalPlatform(stack, manifests.definitions(), lake=True)
             platform.start(_say)
             made = ControlPlaneSecrets.of(stack.settings.state_dir)
             with ControlPlane(platform.control_plane_url) as api:

@@ -38,8 +38,12 @@ Say = Callable[[str], None]
 class LocalPlatform:
     """The CRDs, the operator and the node on the stack's API server (which must run)."""
 
-    def __init__(self, stack: Stack, definitions: str, namespace: str = NAMESPACE) -> None:
-        """``definitions``: the CustomResourceDefinitions to install (YAML documents)."""
+    def __init__(
+        self, stack: Stack, definitions: str, namespace: str = NAMESPACE, *, lake: bool = False
+    ) -> None:
+        """``definitions``: the CustomResourceDefinitions to install (YAML documents);
+        ``lake``: every force also runs its lake consumer, writing under the state
+        directory's ``lake`` (what ``peaceland stats`` and ``peaceland sql`` read)."""
         self.stack = stack
         self.definitions = definitions
         self.namespace = namespace
@@ -56,6 +60,8 @@ class LocalPlatform:
             poll_interval="0.5",
             # Locally, a force's alerts and storage reach its invoice within seconds.
             usage_interval="5",
+            # And its reports reach the lake within seconds.
+            **({"lake_uri": str(state / "lake"), "lake_flush_seconds": "5"} if lake else {}),
         )
         self.node: ServiceProcess = node_process(
             self.api.kubeconfig, state, [namespace], name=f"node{suffix}"

@@ -174,7 +174,7 @@ def _watch(
         if drift:
             outcome = _reconcile(force, "drift", memo, servers, workloads)
         else:
-            fresh = [availability_step(force, workloads)]
+            fresh = [availability_step(force, servers.settings, workloads)]
             verdicts: list[Verdict] = []
             if check_progress:
                 memo["last_progress"] = now

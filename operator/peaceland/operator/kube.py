@@ -113,9 +113,11 @@ class Workloads:
         except httpx2.HTTPError:  # forbidden, unreachable: we cannot tell
             return None
 
-    def availability(self, namespace: str, force_id: str) -> list[Availability]:
+    def availability(
+        self, namespace: str, force_id: str, consumers: tuple[str, ...] = CONSUMERS
+    ) -> list[Availability]:
         out = []
-        for consumer in CONSUMERS:
+        for consumer in consumers:
             name = f"{force_id}-{consumer}"
             deployment = self._get(Deployment, name, namespace)
             if deployment is None:

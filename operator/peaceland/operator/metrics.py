@@ -13,7 +13,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from peaceland.operator.progress import Verdict
 from peaceland.operator.results import Outcome
 from peaceland.tenants.policeforce import ConditionType
-from peaceland.tenants.workloads import CONSUMERS
+from peaceland.tenants.workloads import CONSUMERS, LAKE
 
 _BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -78,7 +78,7 @@ def forget(namespace: str, force: str) -> None:
     for condition in get_args(ConditionType):
         with contextlib.suppress(KeyError):
             CONDITION.remove(namespace, force, condition)
-    for consumer in CONSUMERS:
+    for consumer in (*CONSUMERS, LAKE):
         for gauge in (CONSUMER_LAG, CONSUMER_STILL):
             with contextlib.suppress(KeyError):
                 gauge.remove(namespace, force, consumer)

@@ -11,6 +11,7 @@ from peaceland.tenants.access import ServerAccessSettings
 from peaceland.tenants.cassandra import parse_contact_points
 from peaceland.tenants.environment import env_prefix
 from peaceland.tenants.kafka import Config, client_config
+from peaceland.tenants.workloads import CONSUMERS, LAKE
 
 
 class OperatorSettings(ServerAccessSettings):
@@ -30,6 +31,13 @@ class OperatorSettings(ServerAccessSettings):
     #: The servers as the consumers' pods reach them; the operator's own by default.
     consumers_kafka_bootstrap_servers: str | None = None
     consumers_cassandra_contact_points: str | None = None
+    #: Where every force's lake consumer writes its analytics lake (docs/analytics.md), as
+    #: its pods reach it; None runs no lake consumer. A local path is for the local node,
+    #: whose processes share this machine's disk.
+    lake_uri: str | None = None
+    #: How long the lake consumers buffer a partition at most, in seconds (None: their
+    #: default, a minute); the local platform makes it a few seconds.
+    lake_flush_seconds: float | None = Field(default=None, gt=0, le=3600)
 
     #: Image repositories a PoliceForce may run as its consumers (any tag or digest of
     #: one); any other image is refused with the condition NotAllowed.
@@ -104,6 +112,11 @@ class OperatorSettings(ServerAccessSettings):
     @property
     def consumers_cassandra(self) -> str:
         return self.consumers_cassandra_contact_points or self.cassandra_contact_points
+
+    @property
+    def consumers(self) -> tuple[str, ...]:
+        """The consumers every force runs: the lake's too when there is a lake."""
+        return (*CONSUMERS, LAKE) if self.lake_uri else CONSUMERS
 
     def kafka_config(self) -> Config:
         """librdkafka settings of the operator's admin client."""

@@ -21,7 +21,10 @@ from peaceland.tenants.forces import resources_for
 from peaceland.tenants.policeforce import GROUP, KIND, VERSION, PoliceForceSpec
 from peaceland.tenants.provisioning.identities import ForceCredentials, secret_name
 
+#: The consumers of the data path, which every force runs.
 CONSUMERS: Final = ("archiver", "alerter")
+#: The analytics lake's consumer, which a force runs when the platform has a lake.
+LAKE: Final = "lake"
 SETTINGS_KEY: Final = "force.json"
 SETTINGS_DIR: Final = "/etc/peaceland"
 #: Where a consumer's credentials are mounted (its items of the force's Secret).
@@ -100,12 +103,14 @@ def decode_secret_data(data: Mapping[str, str] | None) -> dict[str, str]:
     return {key: base64.b64decode(value).decode() for key, value in (data or {}).items()}
 
 
-def _credential_items(consumer: str) -> list[dict[str, str]]:
+def _credential_items(consumer: str, *, cassandra: bool = True) -> list[dict[str, str]]:
     """The consumer's own keys of the force's Secret, under the file names every process
-    reads (``CREDENTIAL_FILES``): it never sees another role's password."""
+    reads (``CREDENTIAL_FILES``): it never sees another role's password (nor Cassandra's
+    when it does not use Cassandra)."""
     return [
         {"key": f"{consumer}.{file}" if name.startswith("KAFKA_") else file, "path": file}
         for name, file in CREDENTIAL_FILES.items()
+        if cassandra or name.startswith("KAFKA_")
     ]
 
 
@@ -120,12 +125,18 @@ def consumer_deployment(
     cassandra_local_dc: str = "datacenter1",
     credentials_version: str = "0",
     kafka_security: dict[str, str] | None = None,
+    lake_uri: str | None = None,
+    lake_flush_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """The Deployment of one of the force's consumers (``archiver`` or ``alerter``), signed
-    in as the force's principal for that role (the Secret's items, mounted read-only)."""
-    if consumer not in CONSUMERS:
-        raise ValueError(f"no consumer called {consumer!r}; there are {CONSUMERS}")
+    """The Deployment of one of the force's consumers (``archiver``, ``alerter`` or
+    ``lake``, which writes to ``lake_uri``), signed in as the force's principal for that
+    role (the Secret's items, mounted read-only)."""
+    if consumer not in (*CONSUMERS, LAKE):
+        raise ValueError(f"no consumer called {consumer!r}; there are {(*CONSUMERS, LAKE)}")
+    if (consumer == LAKE) != (lake_uri is not None):
+        raise ValueError("the lake consumer, and it alone, takes a lake_uri")
     alerter = consumer == "alerter"
+    lake = consumer == LAKE
     values = consumer_environment(
         consumer,
         force_id,
@@ -135,7 +146,12 @@ def consumer_deployment(
         settings_file=f"{SETTINGS_DIR}/{SETTINGS_KEY}" if alerter else None,
         cassandra_local_dc=cassandra_local_dc,
     )
-    values |= credentials_environment(CREDENTIALS_DIR) | (kafka_security or {})
+    if lake_uri is not None:
+        values[env_name(consumer, "lake_uri")] = lake_uri
+        if lake_flush_seconds is not None:
+            values[env_name(consumer, "flush_seconds")] = str(lake_flush_seconds)
+    # The lake reaches Kafka only: it is given no Cassandra credentials.
+    values |= credentials_environment(CREDENTIALS_DIR, cassandra=not lake) | (kafka_security or {})
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items()]
     if alerter:
         env += [
@@ -229,7 +245,7 @@ def consumer_deployment(
                             "name": "credentials",
                             "secret": {
                                 "secretName": secret_name(force_id),
-                                "items": _credential_items(consumer),
+                                "items": _credential_items(consumer, cassandra=not lake),
                                 "defaultMode": 0o440,
                             },
                         },

@@ -13,7 +13,7 @@ from peaceland.operator.kube import Availability, NotOwnedError, Workloads
 from peaceland.operator.results import Cause, Event, Force, Step
 from peaceland.operator.settings import OperatorSettings
 from peaceland.tenants.environment import KAFKA_SASL_MECHANISM, KAFKA_SECURITY_PROTOCOL
-from peaceland.tenants.workloads import CONSUMERS, consumer_deployment, settings_config_map
+from peaceland.tenants.workloads import LAKE, consumer_deployment, settings_config_map
 
 
 def manifests(
@@ -37,8 +37,10 @@ def manifests(
                     KAFKA_SECURITY_PROTOCOL: settings.kafka_access().protocol,
                     KAFKA_SASL_MECHANISM: settings.kafka_sasl_mechanism,
                 },
+                lake_uri=settings.lake_uri if consumer == LAKE else None,
+                lake_flush_seconds=settings.lake_flush_seconds,
             )
-            for consumer in CONSUMERS
+            for consumer in settings.consumers
         ),
     ]
 
@@ -58,7 +60,7 @@ def consumers_step(
         return Step("ConsumersReady", False, "WaitingForCredentials", "no credentials yet")
     try:
         changed = workloads.apply(force.namespace, manifests(force, settings, credentials_version))
-        availability = workloads.availability(force.namespace, force.name)
+        availability = workloads.availability(force.namespace, force.name, settings.consumers)
     except NotOwnedError as exc:
         return Step("ConsumersReady", False, "NotOwner", str(exc))
     except (ApiError, httpx2.HTTPError) as exc:
@@ -81,9 +83,11 @@ def _consumers_ready(availability: Iterable[Availability]) -> Step:
     return Step("ConsumersReady", False, "Progressing", message)
 
 
-def availability_step(force: Force, workloads: Workloads) -> Step:
+def availability_step(force: Force, settings: OperatorSettings, workloads: Workloads) -> Step:
     """Only whether the consumers are available (the cheap check between reconciles)."""
     try:
-        return _consumers_ready(workloads.availability(force.namespace, force.name))
+        return _consumers_ready(
+            workloads.availability(force.namespace, force.name, settings.consumers)
+        )
     except (ApiError, httpx2.HTTPError) as exc:
         return Step("ConsumersReady", False, "ApiError", f"Kubernetes API: {exc}", retry=True)
