@@ -160,20 +160,20 @@ def test_words_compare_reports_with_alerts_and_without(history):
     lake, reports, alerts, _ = history
     alerting = {a.report_id for a in alerts if _in_window(a.raised_at)}
     inside = [r for r in reports if _in_window(r.timestamp)]
-    with_alerts = Counter(w for r in inside if r.report_id in alerting for w in set(r.words))
-    without = Counter(w for r in inside if r.report_id not in alerting for w in set(r.words))
+    with_alerts = Counter(w for r in inside if r.report_id in alerting for w in r.words)
+    without = Counter(w for r in inside if r.report_id not in alerting for w in r.words)
     answer = lake.answer("words", WINDOW, Options(top=100)).records()
-    assert {row["word"]: row["reports_with_alerts"] for row in answer} == +with_alerts | {
+    assert {row["word"]: row["heard_with_alerts"] for row in answer} == +with_alerts | {
         w: 0 for w in without if w not in with_alerts
     }
-    assert {row["word"]: row["reports_without_alerts"] for row in answer} == +without | {
+    assert {row["word"]: row["heard_without_alerts"] for row in answer} == +without | {
         w: 0 for w in with_alerts if w not in without
     }
     total_with = sum(1 for r in inside if r.report_id in alerting)
     total_without = len(inside) - total_with
     for row in answer:
-        assert row["with_alerts_share"] == round(with_alerts[row["word"]] / total_with, 4)
-        assert row["without_alerts_share"] == round(without[row["word"]] / total_without, 4)
+        assert row["per_report_with_alerts"] == round(with_alerts[row["word"]] / total_with, 4)
+        assert row["per_report_without_alerts"] == round(without[row["word"]] / total_without, 4)
 
 
 def test_reaction_time_runs_from_raising_to_the_first_officers_act(history):

@@ -91,3 +91,29 @@ def test_sql_answers_a_query_and_refuses_a_way_out(tmp_path: Path):
     done = peaceland("sql", "SELECT * FROM read_csv('/etc/passwd')", *where)
     assert done.returncode == 2
     assert "reading from the function read_csv: only the tables" in done.stderr
+
+
+def test_the_analytics_benchmark_prints_a_figure_per_query(tmp_path: Path):
+    done = peaceland(
+        "bench", "analytics", "--reports", "5000", "--days", "1", "--sample", "300",
+        "--engines", "duckdb", "--lake", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    figures = [json.loads(line) for line in done.stdout.splitlines()]
+    size = next(f for f in figures if f.get("metric") == "lake_bytes_per_report")
+    assert size["reports"] == 300
+    assert 0 < size["lake_bytes_per_report"] < size["raw_json_bytes_per_report"]
+    generated = next(f for f in figures if f.get("metric") == "generated")
+    assert generated["reports"] == 5000
+    assert generated["alerts"] > 0
+    timed = [f for f in figures if "query" in f]
+    assert {f["query"] for f in timed} >= set(STATISTICS)
+    assert all(f["engine"] == "duckdb" and f["reports"] == 5000 for f in timed)
+    assert all(f["seconds"] >= 0 for f in timed)
+    # The generated lake answers like any force's: its alerts are there to count.
+    done = peaceland(
+        "stats", "alerts-per-hour", "--force", "bench-analytics", "--lake", str(tmp_path),
+        "--since", "2026-01-05", "--until", "2026-01-06", "--format", "json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sum(row["alerts"] for row in json.loads(done.stdout)) == generated["alerts"]

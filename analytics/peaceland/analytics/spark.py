@@ -38,6 +38,7 @@ def local_spark(threads: int = 2, memory: str = "1g") -> SparkSession:
         SparkSession.builder.master(f"local[{threads}]")
         .appName("peaceland-analytics")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.memory", memory)
         .config("spark.sql.shuffle.partitions", str(threads * 2))

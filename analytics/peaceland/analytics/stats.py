@@ -237,9 +237,9 @@ def _top(column: str) -> Callable[[Options], str]:
 
 def _words(options: Options) -> str:
     # A report "with an alert" is one whose sighting an alert event names (raising or
-    # updating). A report a drone sent twice (a resend after a timeout) counts once.
-    # Shares are per report of each kind, so a word common everywhere does not look
-    # alarming: compare with_alerts_share and without_alerts_share.
+    # updating). A report a drone sent twice (a resend after a timeout) counts once. Each
+    # word is counted every time it was heard; the rates are per report of each kind, so a
+    # word common everywhere does not look alarming: compare the two rates.
     return f"""
         WITH alerting AS (
             SELECT DISTINCT report_id FROM alerts WHERE {within("alerts")}
@@ -250,7 +250,7 @@ def _words(options: Options) -> str:
             GROUP BY report_id
         ),
         tagged AS (
-            SELECT r.report_id, r.words, a.report_id IS NOT NULL AS alerting
+            SELECT r.words, a.report_id IS NOT NULL AS alerting
             FROM reported r LEFT JOIN alerting a ON a.report_id = r.report_id
         ),
         totals AS (
@@ -259,18 +259,18 @@ def _words(options: Options) -> str:
             FROM tagged
         ),
         heard AS (
-            SELECT DISTINCT report_id, alerting, unnest(words) AS word FROM tagged
+            SELECT alerting, unnest(words) AS word FROM tagged
         )
         SELECT word,
-               count(*) FILTER (WHERE alerting) AS reports_with_alerts,
-               count(*) FILTER (WHERE NOT alerting) AS reports_without_alerts,
+               count(*) FILTER (WHERE alerting) AS heard_with_alerts,
+               count(*) FILTER (WHERE NOT alerting) AS heard_without_alerts,
                round(count(*) FILTER (WHERE alerting) / greatest(any_value(t.with_alerts), 1), 4)
-                   AS with_alerts_share,
+                   AS per_report_with_alerts,
                round(count(*) FILTER (WHERE NOT alerting)
-                     / greatest(any_value(t.without_alerts), 1), 4) AS without_alerts_share
+                     / greatest(any_value(t.without_alerts), 1), 4) AS per_report_without_alerts
         FROM heard, totals t
         GROUP BY word
-        ORDER BY reports_with_alerts DESC, reports_without_alerts DESC, word
+        ORDER BY heard_with_alerts DESC, heard_without_alerts DESC, word
         LIMIT {int(options.top)}"""
 
 
@@ -331,7 +331,7 @@ STATISTICS: Final[Mapping[str, Statistic]] = {
     "top-drones": Statistic("The drones whose sightings raised the most alerts.", _top("drone_id")),
     "top-citizens": Statistic("The citizens most often flagged.", _top("citizen")),
     "words": Statistic(
-        "The words most heard in reports with alerts, beside their share in reports without.",
+        "The words most heard in reports with alerts, beside how often in reports without.",
         _words,
     ),
     "reaction-by-hour": Statistic(

@@ -8,12 +8,20 @@ import statistics
 import time
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from peaceland.cli import bench_api, bench_dashboard, bench_map, bench_operator, bench_pipeline
+from peaceland.cli import (
+    bench_analytics,
+    bench_api,
+    bench_dashboard,
+    bench_map,
+    bench_operator,
+    bench_pipeline,
+)
 from peaceland.cli.errors import USER_ERRORS
 from peaceland.loadgen.fleet import Fleet
 from peaceland.stack import Stack, StackSettings
@@ -195,6 +203,37 @@ def map_(
         raise typer.Exit(1) from None
     result["cpu"] = _cpu_model()
     typer.echo(json.dumps(result, indent=2))
+
+
+@app.command()
+def analytics(
+    reports: Annotated[
+        int, typer.Option(min=1_000, help="Reports generated into the lake for the queries.")
+    ] = 10_000_000,
+    days: Annotated[int, typer.Option(min=1, max=365, help="Days they span.")] = 7,
+    sample: Annotated[
+        int, typer.Option(min=100, help="Reports written through the real writer, for size.")
+    ] = 50_000,
+    engines: Annotated[str, typer.Option(help="duckdb, spark or both (comma-separated).")] = (
+        "duckdb,spark"
+    ),
+    lake: Annotated[
+        Path | None, typer.Option(help="Where to write the bench lake (default: the cache).")
+    ] = None,
+) -> None:
+    """The lake's bytes per report (through the real writer) and every statistic's and a
+    few ad-hoc queries' time over generated days of one force, on DuckDB and Spark; prints
+    one JSON object per figure, as each is measured. Needs no server."""
+    chosen = [e.strip() for e in engines.split(",") if e.strip()]
+    unknown = set(chosen) - {"duckdb", "spark"}
+    if unknown or not chosen:
+        typer.echo(
+            f"error: engines are duckdb and spark, not {', '.join(sorted(unknown))}", err=True
+        )
+        raise typer.Exit(2)
+    where = lake or StackSettings().cache_dir / "bench-analytics"
+    bench_analytics.run(reports, days, sample, chosen, where, bench_analytics.emit_json)
+    typer.echo(json.dumps({"metric": "machine", "cpu": _cpu_model(), "lake": str(where)}))
 
 
 def _cpu_model() -> str:

@@ -1,0 +1,252 @@
+"""``peaceland bench analytics``: the lake's size per report and its queries' speed.
+
+Two parts, each honest about what it measures:
+
+1. **Bytes per report**: a sample of the simulated fleet's reports goes through the real
+   path (the data contract's JSON, then ``report_rows`` and ``LakeWriter``, whose files the
+   lake consumer writes): lake bytes (reports and sightings tables) over raw JSON bytes.
+2. **Query speed** at volume: days of reports for one force are generated straight into
+   the lake by DuckDB (a fast path, not through Kafka: 10 M reports through the consumer
+   would take the better part of an hour here), in the lake's layout and tables, with the
+   fleet's shape (0 to 8 citizens, 0 to 40 words, 1 % of reports with a low score, alerts
+   for those, officers acting on 80 % of them). Then every predefined statistic and a few
+   ad-hoc queries run over the whole range, on DuckDB and on Spark (local), each timed.
+
+Every figure is a JSON object on its own line: ``{"query", "engine", "reports", "seconds"}``
+for queries.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import duckdb
+
+from peaceland.analytics.lake import LakeWriter, LocalStorage, Row, Table, report_rows
+from peaceland.analytics.sql import QueryLimits, run_query
+from peaceland.analytics.stats import STATISTICS, ForceLake, Options, Window
+from peaceland.loadgen.fleet import VOCABULARY, Fleet
+from peaceland.tenants.reports import encode_report
+
+FORCE: Final = "bench-analytics"
+START: Final = datetime(2026, 1, 5, tzinfo=UTC)
+
+#: Questions nobody thought of when the statistics were written.
+AD_HOC: Final = {
+    "drones-per-day": (
+        "SELECT date, count(DISTINCT drone_id) AS drones, count(*) AS reports "
+        "FROM reports GROUP BY date ORDER BY date"
+    ),
+    "low-scores-by-hour-of-day": (
+        "SELECT hour, count(*) AS sightings, avg(score) AS mean_score "
+        "FROM sightings WHERE score < 30 GROUP BY hour ORDER BY hour"
+    ),
+    "citizen-trail": (
+        "SELECT timestamp, drone_id, latitude, longitude FROM sightings "
+        "WHERE citizen = 'Alice Martin' AND date = DATE '2026-01-06' ORDER BY timestamp"
+    ),
+    "words-near-alerts": (
+        "SELECT w, count(*) AS n FROM (SELECT unnest(r.words) AS w FROM reports r "
+        "JOIN alerts a ON a.report_id = r.report_id) GROUP BY w ORDER BY n DESC LIMIT 10"
+    ),
+}
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+def bytes_per_report(sample: int, folder: Path) -> dict[str, Any]:
+    """Lake bytes (reports + sightings) per raw JSON byte, through the real writer."""
+    fleet = Fleet(drones=500, seed=7)
+    reports = list(fleet.reports(START, minutes=max(1, sample // 500)))[:sample]
+    raw = sum(len(encode_report(r)) for r in reports)
+    rows: dict[Table, list[Row]] = {"reports": [], "sightings": []}
+    for report in reports:
+        for table, table_rows in report_rows(report).items():
+            rows[table].extend(table_rows)
+    writer = LakeWriter(LocalStorage(folder), FORCE)
+    writer.resume("reports", 0)
+    flushed = writer.write("reports", 0, len(reports) - 1, rows)
+    by_table = {
+        table: sum((folder / path).stat().st_size for path in flushed.files if f"/{table}/" in path)
+        for table in ("reports", "sightings")
+    }
+    return {
+        "metric": "lake_bytes_per_report",
+        "reports": len(reports),
+        "raw_json_bytes_per_report": round(raw / len(reports), 1),
+        "lake_bytes_per_report": round(flushed.bytes / len(reports), 1),
+        "reports_table_bytes_per_report": round(by_table["reports"] / len(reports), 1),
+        "sightings_table_bytes_per_report": round(by_table["sightings"] / len(reports), 1),
+        "lake_share_of_raw": round(flushed.bytes / raw, 4),
+    }
+
+
+def _literal(texts: Iterable[str]) -> str:
+    """A SQL list of texts."""
+    return "[" + ", ".join("'" + t.replace("'", "''") + "'" for t in texts) + "]"
+
+
+def _names() -> str:
+    fleet = Fleet(drones=1, seed=7)
+    return _literal(sorted({c.name for c in fleet.population.ordinary})[:2_000])
+
+
+def generate(root: Path, reports: int, days: int, drones: int = 1_000) -> dict[str, Any]:
+    """Write ``reports`` reports over ``days`` days into the lake at ``root`` with DuckDB,
+    with their sightings, alerts and officers' actions."""
+    began = time.perf_counter()
+    force = root / FORCE
+    shutil.rmtree(force, ignore_errors=True)
+    force.mkdir(parents=True)
+    words = _literal(VOCABULARY)
+    span_ms = days * 86_400_000
+    con = duckdb.connect(config={"threads": 2, "memory_limit": "6GB"})
+    con.execute(f"SET temp_directory = '{root / '.tmp'}'")
+    con.execute(
+        f"""
+        CREATE TABLE generated AS
+        SELECT uuid()::VARCHAR AS report_id,
+               'drone-' || lpad((i % {drones})::VARCHAR, 4, '0') AS drone_id,
+               TIMESTAMP '{START:%Y-%m-%d %H:%M:%S}'
+                   + to_milliseconds((i * {span_ms} // {reports})::BIGINT) AS timestamp,
+               round(48.8566 + (random() - 0.5) * 0.15, 6) AS latitude,
+               round(2.3522 + (random() - 0.5) * 0.25, 6) AS longitude,
+               random() < 0.01 AS low,
+               list_transform(
+                   range((random() * 9)::INTEGER),
+                   lambda x: {{'name': {_names()}[1 + (random() * 1999)::INTEGER],
+                         'score': round(20 + random() * 80, 2)}}
+               ) AS citizens,
+               list_transform(range((random() * 41)::INTEGER),
+                              lambda x: {words}[1 + (random() * {len(VOCABULARY) - 1})::INTEGER])
+                   AS words
+        FROM range({reports}) t(i)
+        """
+    )
+    con.execute(
+        """
+        UPDATE generated SET citizens = list_prepend(
+            {'name': 'Suspect ' || (random() * 199)::INTEGER, 'score': round(random() * 19.99, 2)},
+            citizens)
+        WHERE low
+        """
+    )
+    partition = "strftime({0}, '%Y-%m-%d') AS date, strftime({0}, '%H') AS hour"
+    copy = "(FORMAT parquet, COMPRESSION zstd, PARTITION_BY (date, hour), OVERWRITE_OR_IGNORE)"
+    con.execute(
+        f"""COPY (SELECT report_id, drone_id, timestamp, latitude, longitude, words,
+                         len(citizens)::SMALLINT AS citizen_count,
+                         list_min(list_transform(citizens, lambda c: c.score)) AS lowest_score,
+                         {partition.format("timestamp")}
+                  FROM generated ORDER BY timestamp)
+            TO '{force / "reports"}' {copy}"""
+    )
+    con.execute(
+        f"""COPY (SELECT report_id, drone_id, timestamp, latitude, longitude,
+                         c.name AS citizen, c.score AS score, {partition.format("timestamp")}
+                  FROM (SELECT *, unnest(citizens) AS c FROM generated) ORDER BY timestamp)
+            TO '{force / "sightings"}' {copy}"""
+    )
+    con.execute(
+        """CREATE TABLE raised AS
+           SELECT 'raised' AS event, uuid()::VARCHAR AS alert_id, c.name AS citizen,
+                  c.score AS score, drone_id, report_id, latitude, longitude,
+                  timestamp AS reported_at, timestamp AS opened_at,
+                  timestamp + INTERVAL 150 MILLISECOND AS raised_at
+           FROM (SELECT *, unnest(citizens) AS c FROM generated WHERE low)
+           WHERE c.score < 20"""
+    )
+    con.execute(
+        f"""COPY (SELECT *, {partition.format("raised_at")} FROM raised ORDER BY raised_at)
+            TO '{force / "alerts"}' {copy}"""
+    )
+    con.execute(
+        f"""COPY (
+            SELECT alert_id, seq, action, state, 'officer@bench.peaceland.local' AS actor,
+                   "at", raised_at, NULL::VARCHAR AS assignee, NULL::VARCHAR AS note,
+                   {partition.format('"at"')}
+            FROM (
+                SELECT alert_id, 1::BIGINT AS seq, 'acknowledge' AS action,
+                       'acknowledged' AS state,
+                       raised_at + to_milliseconds((10000 + random() * 590000)::BIGINT) AS "at",
+                       raised_at
+                FROM raised WHERE random() < 0.8
+            ) ORDER BY "at")
+            TO '{force / "lifecycle"}' {copy}"""
+    )
+    counts = {
+        table: con.execute(f"SELECT count(*) FROM {source}").fetchone()[0]  # type: ignore[index]
+        for table, source in (("reports", "generated"), ("alerts", "raised"))
+    }
+    con.close()
+    shutil.rmtree(root / ".tmp", ignore_errors=True)
+    size = sum(p.stat().st_size for p in force.rglob("*.parquet"))
+    return {
+        "metric": "generated",
+        "reports": counts["reports"],
+        "alerts": counts["alerts"],
+        "days": days,
+        "lake_bytes": size,
+        "lake_bytes_per_report": round(size / max(counts["reports"], 1), 1),
+        "seconds": round(time.perf_counter() - began, 1),
+    }
+
+
+def queries(root: Path, reports: int, days: int, engines: list[str]) -> Iterator[dict[str, Any]]:
+    """Time every predefined statistic over the whole range, and the ad-hoc queries."""
+    window = Window(START, START + timedelta(days=days))
+    storage = LocalStorage(root)
+    if "duckdb" in engines:
+        began = time.perf_counter()
+        lake = ForceLake(storage, FORCE, memory_limit="4GB")
+        yield {"query": "(open the force's tables)", "engine": "duckdb", "reports": reports,
+               "seconds": round(time.perf_counter() - began, 3)}  # fmt: skip
+        for name in STATISTICS:
+            for attempt in ("cold", "warm"):
+                began = time.perf_counter()
+                lake.answer(name, window, Options())
+                yield {"query": name, "engine": "duckdb", "reports": reports, "run": attempt,
+                       "seconds": round(time.perf_counter() - began, 3)}  # fmt: skip
+        for name, sql in AD_HOC.items():
+            result = run_query(lake, sql, QueryLimits(seconds=600, rows=100_000))
+            yield {"query": name, "engine": "duckdb", "reports": reports,
+                   "seconds": result.seconds, "rows": len(result.rows)}  # fmt: skip
+        lake.close()
+    if "spark" in engines:
+        from peaceland.analytics.spark import SparkForceLake, local_spark  # noqa: PLC0415 - a JVM
+
+        began = time.perf_counter()
+        spark = local_spark(threads=2, memory="4g")
+        spark_lake = SparkForceLake(spark, storage, FORCE)
+        yield {"query": "(start Spark, open the force's tables)", "engine": "spark",
+               "reports": reports, "seconds": round(time.perf_counter() - began, 3)}  # fmt: skip
+        try:
+            for name in STATISTICS:
+                began = time.perf_counter()
+                spark_lake.answer(name, window, Options())
+                yield {"query": name, "engine": "spark", "reports": reports,
+                       "seconds": round(time.perf_counter() - began, 3)}  # fmt: skip
+        finally:
+            spark.stop()
+
+
+def run(reports: int, days: int, sample: int, engines: list[str], lake: Path, emit: Emit) -> None:
+    """Measure, emitting each figure as it comes."""
+    lake.mkdir(parents=True, exist_ok=True)
+    sample_dir = lake / ".sample"
+    shutil.rmtree(sample_dir, ignore_errors=True)
+    emit(bytes_per_report(sample, sample_dir))
+    shutil.rmtree(sample_dir, ignore_errors=True)
+    emit(generate(lake, reports, days))
+    for figure in queries(lake, reports, days, engines):
+        emit(figure)
+
+
+def emit_json(figure: dict[str, Any]) -> None:
+    print(json.dumps(figure), flush=True)  # noqa: T201 - the benchmark's output
