@@ -248,6 +248,7 @@ def api_settings(
         # The tests run the meter and the publisher's passes themselves.
         alert_meter_seconds=0,
         lifecycle_publish_seconds=0,
+        lake_uri=str(tmp_path / "lake"),
     )
 
 

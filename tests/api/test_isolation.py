@@ -28,7 +28,9 @@ BODIES: dict[str, Any] = {
     },
     "PATCH /v1/forces/{force_id}": {"display_name": "Taken over"},
     "POST /v1/forces/{force_id}/alerts/{alert_id}/transitions": {"action": "acknowledge"},
+    "POST /v1/forces/{force_id}/sql": {"query": "SELECT count(*) FROM reports"},
 }
+SAMPLE["name"] = "coverage"
 
 
 def _routes() -> list[APIRoute]:

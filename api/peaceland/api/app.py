@@ -14,6 +14,7 @@ from prometheus_client import make_asgi_app
 from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError
 
+from peaceland.analytics.lake import open_storage
 from peaceland.api import dashboard, problems, security
 from peaceland.api.alert_desk import Desks, LifecyclePublisher
 from peaceland.api.alert_meter import AlertMeter
@@ -26,6 +27,7 @@ from peaceland.api.models import User
 from peaceland.api.reconcile import ForceReconciler
 from peaceland.api.routes import (
     alerts,
+    analytics,
     audit,
     auth,
     drones,
@@ -37,6 +39,7 @@ from peaceland.api.routes import (
 )
 from peaceland.api.routes import forces as force_routes
 from peaceland.api.routes import keys as key_routes
+from peaceland.api.routes.analytics import Analytics
 from peaceland.api.settings import ApiSettings
 from peaceland.api.throttle import SignInThrottle
 
@@ -54,6 +57,7 @@ ROUTERS: Final = tuple(
         members,
         alerts,
         positions,
+        analytics,
         audit,
         usage,
         internal,
@@ -162,6 +166,9 @@ def create_app(
         LocalTokens(),
         GatewayToken(settings.current_gateway_token),
     ]
+    app.state.analytics = Analytics(
+        open_storage(settings.lake_uri) if settings.lake_uri else None, settings
+    )
     problems.install(app)
     for router in ROUTERS:
         app.include_router(router)

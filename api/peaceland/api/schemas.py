@@ -355,6 +355,46 @@ class PasswordChange(BaseModel):
 # --------------------------------------------------------------------------- audit, usage
 
 
+class StatisticOut(BaseModel):
+    name: str
+    description: str
+
+
+class StatisticAnswer(BaseModel):
+    """A predefined statistic of the force over [since, until): one record per row."""
+
+    name: str
+    since: datetime
+    until: datetime
+    columns: list[str]
+    rows: list[dict[str, Any]]
+
+
+class QueryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(
+        min_length=1,
+        max_length=20_000,
+        description="One read-only SELECT over the force's tables reports, sightings, "
+        "alerts and lifecycle (docs/analytics.md).",
+    )
+    max_rows: int = Field(default=1_000, ge=1, le=100_000, description="Rows returned at most.")
+    timeout_seconds: float = Field(
+        default=30.0, gt=0, le=600, description="Seconds before the query is stopped."
+    )
+
+
+class QueryOut(BaseModel):
+    """What the query answered: its columns, then its rows (lists, in the columns' order)."""
+
+    sql: str = Field(description="The query as it ran, once checked.")
+    columns: list[str]
+    rows: list[list[Any]]
+    truncated: bool = Field(description="True when there were more rows than max_rows.")
+    seconds: float
+
+
 class AuditOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

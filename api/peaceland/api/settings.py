@@ -78,6 +78,15 @@ class ApiSettings(BaseSettings):
     #: long it keeps reading after the last page that wanted it left.
     drones_lookback_seconds: float = Field(default=180.0, ge=60, le=86_400)
     drones_linger_seconds: float = Field(default=60.0, ge=0, le=3_600)
+    #: The analytics lake the forces' lake consumers write (docs/analytics.md): the
+    #: statistics and SQL routes read it. None: they answer 503.
+    lake_uri: str | None = None
+    #: Analytics queries running at once in this process (each a DuckDB session of up to
+    #: ``analytics_memory``); more are told to come back (429).
+    analytics_concurrency: int = Field(default=2, ge=1, le=64)
+    analytics_memory: str = Field(default="1GB", pattern=r"^[0-9]+(\.[0-9]+)?\s*[KMGT]i?B$")
+    #: The longest an analyst's SQL may run, in seconds.
+    sql_seconds_max: float = Field(default=60.0, gt=0, le=600)
 
     @field_validator("database_url")
     @classmethod

@@ -178,6 +178,7 @@ def local_api(
     namespace: str,
     port: int,
     name: str = "api",
+    lake_uri: str | None = None,
 ) -> ServiceProcess:
     """The control plane as a process of this machine: the stack's PostgreSQL, the forces of
     ``namespace`` on the API server ``kubeconfig`` reaches, one copy of everything (a
@@ -198,6 +199,8 @@ def local_api(
         env_name("api", "cassandra_contact_points"): endpoints.cassandra_contact_points,
         env_name("api", "cassandra_local_dc"): endpoints.cassandra.local_dc,
     }
+    if lake_uri is not None:  # the statistics and SQL routes read it
+        env[env_name("api", "lake_uri")] = lake_uri
     return ServiceProcess(name, "peaceland", env, state_dir, module="peaceland.api")
 
 

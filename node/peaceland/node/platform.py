@@ -76,6 +76,7 @@ class LocalPlatform:
             namespace=namespace,
             port=port,
             name=f"api{suffix}",
+            lake_uri=str(state / "lake") if lake else None,
         )
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
