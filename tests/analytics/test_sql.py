@@ -3,6 +3,7 @@ refused by the parser and, behind it, by the engine session itself."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import duckdb
@@ -10,9 +11,11 @@ import pytest
 
 from peaceland.analytics.lake import LocalStorage
 from peaceland.analytics.sql import (
+    STARTUP_SECONDS,
     QueryFailedError,
     QueryLimits,
     QueryRefusedError,
+    ask,
     check_query,
     run_query,
 )
@@ -161,3 +164,87 @@ def test_behind_the_parser_the_engine_refuses_too(lake: ForceLake, root: Path, s
 
 def test_the_sql_run_is_the_sql_checked():
     assert check_query("select count(*) from alerts") == "SELECT COUNT(*) FROM alerts"
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        # A CTE of one subquery does not name a table in another (the catalogue's views).
+        (
+            "SELECT * FROM (WITH sqlite_master AS (SELECT 1) SELECT 1) d, sqlite_master",
+            "no table called sqlite_master",
+        ),
+        (
+            "SELECT * FROM (WITH duckdb_views AS (SELECT 1) SELECT 1) d, duckdb_views",
+            "no table called duckdb_views",
+        ),
+        ("SELECT * FROM (WITH _alerts_empty AS (SELECT 1) SELECT 1) d, _alerts_empty", "no table"),
+        # Table functions behind LATERAL.
+        ("SELECT * FROM alerts, LATERAL repeat_row(1, num_rows := 3)", "repeat_row"),
+        ("SELECT * FROM alerts, LATERAL json_each('[1]')", "json_each"),
+        ("SELECT * FROM alerts, LATERAL enable_profiling()", "enable_profiling"),
+        # SQL held in a string.
+        ("SELECT json_serialize_plan('SELECT current_setting(''threads'')')", "json_serialize"),
+        # What the tokenizer or the checker cannot take is refused, not a 500.
+        ("SELECT '", "not valid SQL"),
+        ("SELECT 1 /* x", "not valid SQL"),
+        ('SELECT "', "not valid SQL"),
+        ("SELECT " + "(" * 3000 + "1" + ")" * 3000, "nests too deeply"),
+        ("SELECT 'a\x00b'", "control characters"),
+    ],
+)
+def test_the_reviews_ways_past_the_parser_are_refused(lake: ForceLake, query: str, reason: str):
+    with pytest.raises(QueryRefusedError, match=reason):
+        run_query(lake, query)
+
+
+def test_a_visible_cte_still_reads_as_a_table(lake: ForceLake):
+    result = run_query(
+        lake,
+        "WITH a AS (SELECT count(*) AS n FROM alerts), b AS (SELECT n FROM a) "
+        "SELECT * FROM b WHERE EXISTS (WITH q AS (SELECT 1) SELECT * FROM q)",
+    )
+    assert result.rows[0][0] > 0
+    recursive = run_query(
+        lake,
+        "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t WHERE n < 5) "
+        "SELECT count(*) FROM t",
+    )
+    assert recursive.rows == ((5,),)
+
+
+def test_in_its_own_process_a_query_is_held_to_its_memory_and_time(root: Path):
+    storage = LocalStorage(root)
+    # One function call building gigabytes: DuckDB's memory_limit does not see it; the
+    # child's address-space cap does, and the control plane's process never grows.
+    with pytest.raises(QueryFailedError, match=r"memory|engine stopped"):
+        ask(
+            storage, FORCE, "SELECT length(repeat('x', 2000000000))",
+            QueryLimits(seconds=30), memory_bytes=256 * 1024 * 1024,
+        )  # fmt: skip
+    began = time.monotonic()
+    with pytest.raises(QueryFailedError, match="longer than its limit"):
+        ask(
+            storage, FORCE,
+            "SELECT count(*) FROM range(100000) a, range(100000) b WHERE a.range * b.range = 7",
+            QueryLimits(seconds=1), memory_bytes=256 * 1024 * 1024,
+        )  # fmt: skip
+    assert time.monotonic() - began < 1 + STARTUP_SECONDS + 5
+    # Values Python cannot even hold come back as an error, not a crash.
+    with pytest.raises(QueryFailedError):
+        ask(
+            storage, FORCE, "SELECT INTERVAL 2147483647 MONTH",
+            QueryLimits(), memory_bytes=256 * 1024 * 1024,
+        )  # fmt: skip
+    answer = ask(
+        storage, FORCE, "SELECT count(*) AS n, min(raised_at) AS first FROM alerts",
+        QueryLimits(), memory_bytes=256 * 1024 * 1024,
+    )  # fmt: skip
+    assert answer.columns == ("n", "first")
+    assert answer.rows[0][0] > 0
+    assert answer.rows[0][1].endswith("Z")
+    with pytest.raises(QueryFailedError, match="over 1 MiB"):
+        ask(
+            storage, FORCE, "SELECT * FROM sightings, range(40)", QueryLimits(rows=1_000_000),
+            memory_bytes=256 * 1024 * 1024, result_bytes=1024 * 1024,
+        )  # fmt: skip

@@ -22,15 +22,19 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import duckdb
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError
+from sqlglot.errors import ParseError, SqlglotError
+from sqlglot.optimizer.scope import traverse_scope
 
-from peaceland.analytics.lake import TABLES
+from peaceland.analytics.isolated import Budget, IsolatedFailureError, run_isolated
+from peaceland.analytics.lake import TABLES, LocalStorage
 from peaceland.analytics.stats import ForceLake
+from peaceland.tenants.forces import validate_force_id
 
 #: The longest query text taken.
 MAX_QUERY_LENGTH: Final = 20_000
@@ -59,8 +63,13 @@ _DENIED: Final = frozenset(
         "json_execute_serialized_sql",
         "sql_auto_complete",
         "summary",
+        "repeat_row",
     }
 )
+#: The table functions a query may read from (everything else in a FROM is a table).
+_TABLE_FUNCTIONS: Final = frozenset({"unnest", "generate_series", "range", "explode"})
+#: Characters a query never needs (NUL cannot even be stored in the audit log).
+_CONTROL: Final = frozenset(chr(c) for c in range(32)) - {"\t", "\n", "\r"}
 _DENIED_PREFIXES: Final = (
     "read_",
     "duckdb_",
@@ -75,6 +84,14 @@ _DENIED_PREFIXES: Final = (
     "pg_",
     "json_execute",
     "test_",
+    "json_serialize",
+    "json_deserialize",
+    "enable_",
+    "disable_",
+    "add_",
+    "register_",
+    "python_",
+    "set_",
 )
 
 
@@ -122,48 +139,100 @@ def _function_name(node: exp.Func) -> str:
 
 def check_query(text: str) -> str:
     """The query as it will run, once checked; QueryRefusedError with the reason if not."""
+    tree = _parse(text)
+    try:
+        resolved = _resolve_tables(tree)
+        for node in tree.walk():
+            _check_node(node, resolved)
+        return tree.sql(dialect="duckdb")
+    except RecursionError:
+        raise QueryRefusedError("the query nests too deeply to be checked") from None
+
+
+def _parse(text: str) -> exp.Query:
+    """The one query ``text`` holds, parsed in DuckDB's dialect."""
     if not text.strip():
         raise QueryRefusedError("the query is empty")
     if len(text) > MAX_QUERY_LENGTH:
         raise QueryRefusedError(f"the query is longer than {MAX_QUERY_LENGTH:,} characters")
+    if _CONTROL.intersection(text):
+        raise QueryRefusedError("the query holds control characters (only tabs and newlines)")
     try:
         statements = [s for s in sqlglot.parse(text, read="duckdb") if s is not None]
     except ParseError as exc:
         first = exc.errors[0] if exc.errors else {}
         where = f" (line {first.get('line')}, column {first.get('col')})" if first else ""
         raise QueryRefusedError(f"not valid SQL{where}: {first.get('description', exc)}") from None
+    except SqlglotError as exc:  # an unterminated string or comment …
+        raise QueryRefusedError(f"not valid SQL: {exc}") from None
+    except RecursionError:
+        raise QueryRefusedError("the query nests too deeply to be checked") from None
     if len(statements) != 1:
         raise QueryRefusedError(f"one statement at a time ({len(statements)} given)")
     tree = statements[0]
     if not isinstance(tree, exp.Query):
         kind = tree.key.upper() if isinstance(tree, exp.Expression) else type(tree).__name__
         raise QueryRefusedError(f"only queries (SELECT) may run here, not {kind}")
-    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
-    for node in tree.walk():
-        if isinstance(node, exp.Into):
-            raise QueryRefusedError("SELECT … INTO writes a table: only reading is allowed")
-        if isinstance(node, exp.Command):
-            raise QueryRefusedError("only queries (SELECT) may run here")
-        if isinstance(node, exp.Table):
-            _check_table(node, ctes)
-        if isinstance(node, exp.Func):
-            name = _function_name(node)
-            if name in _DENIED or name.startswith(_DENIED_PREFIXES):
-                raise QueryRefusedError(
-                    f"the function {name} reaches outside the force's tables: not allowed"
-                )
-    return tree.sql(dialect="duckdb")
+    return tree
 
 
-def _check_table(node: exp.Table, ctes: set[str]) -> None:
+def _check_node(node: exp.Expr, resolved: set[int]) -> None:
+    if isinstance(node, exp.Into):
+        raise QueryRefusedError("SELECT … INTO writes a table: only reading is allowed")
+    if isinstance(node, exp.Command):
+        raise QueryRefusedError("only queries (SELECT) may run here")
+    if isinstance(node, exp.Table) and id(node) not in resolved:
+        _check_table(node)
+    if isinstance(node, exp.Lateral) or (
+        isinstance(node, exp.Table) and isinstance(node.this, exp.Func)
+    ):
+        _check_table_function(node)
+    if isinstance(node, exp.Func):
+        name = _function_name(node)
+        if name in _DENIED or name.startswith(_DENIED_PREFIXES):
+            raise QueryRefusedError(
+                f"the function {name} reaches outside the force's tables: not allowed"
+            )
+
+
+def _resolve_tables(tree: exp.Query) -> set[int]:
+    """The table references that name a CTE visible where they stand (sqlglot's scopes: a
+    CTE of one subquery does not name a table of another)."""
+    try:
+        scopes = traverse_scope(tree)
+    except SqlglotError as exc:
+        raise QueryRefusedError(f"the query cannot be checked: {exc}") from None
+    resolved: set[int] = set()
+    for scope in scopes:
+        visible = {name.lower() for name in scope.cte_sources}
+        for table in scope.tables:
+            named = isinstance(table.this, exp.Identifier) and not table.args.get("db")
+            if named and table.name.lower() in visible:
+                resolved.add(id(table))
+    return resolved
+
+
+def _check_table_function(node: exp.Table | exp.Lateral) -> None:
+    """A function read as a table (FROM f(…), LATERAL f(…)): only the allowed few."""
+    function = node.this
+    if isinstance(function, exp.Unnest | exp.Explode):
+        return
+    if isinstance(function, exp.Func):
+        name = _function_name(function)
+        if name in _TABLE_FUNCTIONS:
+            return
+        raise QueryRefusedError(
+            f"reading from the function {name}: only the tables {', '.join(TABLES)} can be read"
+        )
+    if isinstance(node, exp.Lateral) and isinstance(function, exp.Query | exp.Subquery):
+        return
+    raise QueryRefusedError(f"only the tables {', '.join(TABLES)} can be read")
+
+
+def _check_table(node: exp.Table) -> None:
     if not isinstance(node.this, exp.Identifier):
         if isinstance(node.this, exp.Func):
-            name = _function_name(node.this)
-            if name in ("unnest", "generate_series", "range", "explode"):
-                return
-            raise QueryRefusedError(
-                f"reading from the function {name}: only the tables {', '.join(TABLES)} can be read"
-            )
+            return  # a table function: _check_table_function
         raise QueryRefusedError(f"only the tables {', '.join(TABLES)} can be read")
     if node.args.get("db") or node.args.get("catalog"):
         raise QueryRefusedError(
@@ -172,7 +241,7 @@ def _check_table(node: exp.Table, ctes: set[str]) -> None:
     name = node.name.lower()
     if node.this.quoted and not name.isidentifier():
         raise QueryRefusedError(f"{node.name!r} is a file, not a table: only the force's tables")
-    if name not in TABLES and name not in ctes:
+    if name not in TABLES:
         raise QueryRefusedError(f"no table called {node.name}: the tables are {', '.join(TABLES)}")
 
 
@@ -208,4 +277,62 @@ def run_query(lake: ForceLake, text: str, limits: QueryLimits | None = None) -> 
         tuple(tuple(row) for row in rows[: limits.rows]),
         truncated=len(rows) > limits.rows,
         seconds=round(time.perf_counter() - began, 3),
+    )
+
+
+def _query_job(
+    root: str, force_id: str, sql: str, rows: int, seconds: float, memory: str
+) -> dict[str, Any]:
+    """In the child: the checked ``sql`` on the force's tables (``ask``)."""
+    with ForceLake(LocalStorage(Path(root)), force_id, memory_limit=memory) as lake:
+        result = run_query(lake, sql, QueryLimits(seconds=seconds, rows=rows))
+    return {
+        "sql": result.sql,
+        "columns": list(result.columns),
+        "rows": [list(row) for row in result.rows],
+        "truncated": result.truncated,
+        "seconds": result.seconds,
+    }
+
+
+#: How long a child may take to start and open the force's tables, beyond the query's own
+#: limit, before it is killed.
+STARTUP_SECONDS: Final = 10.0
+
+
+def ask(
+    storage: LocalStorage,
+    force_id: str,
+    text: str,
+    limits: QueryLimits,
+    *,
+    memory_bytes: int,
+    result_bytes: int = 64 * 1024 * 1024,
+) -> QueryResult:
+    """Check ``text`` here, then run it in a process of its own (``isolated``): the
+    kernel holds it to ``memory_bytes``, the deadline kills it, an answer over
+    ``result_bytes`` is refused. The rows come back as JSON values."""
+    sql = check_query(text)
+    memory = f"{max(memory_bytes // (1024 * 1024), 64)}MB"
+    budget = Budget(limits.seconds + STARTUP_SECONDS, memory_bytes, result_bytes)
+    args = (
+        str(storage.root),
+        validate_force_id(force_id),
+        sql,
+        limits.rows,
+        limits.seconds,
+        memory,
+    )
+    try:
+        answer = run_isolated(_query_job, args, budget)
+    except IsolatedFailureError as exc:
+        if exc.kind == "QueryRefusedError":
+            raise QueryRefusedError(str(exc)) from None
+        raise QueryFailedError(str(exc)) from None
+    return QueryResult(
+        answer["sql"],
+        tuple(answer["columns"]),
+        tuple(tuple(row) for row in answer["rows"]),
+        truncated=answer["truncated"],
+        seconds=answer["seconds"],
     )

@@ -21,6 +21,7 @@ from typing import Any, Final
 import duckdb
 import pyarrow as pa
 
+from peaceland.analytics.isolated import Budget, run_isolated
 from peaceland.analytics.lake import (
     SCHEMAS,
     TABLES,
@@ -347,3 +348,37 @@ STATISTICS: Final[Mapping[str, Statistic]] = {
 
 def statistic_names() -> Sequence[str]:
     return tuple(STATISTICS)
+
+
+def _statistic_job(
+    root: str, force_id: str, name: str, start: str, end: str, zone: float, top: int, memory: str
+) -> dict[str, Any]:
+    """In the child: one statistic (``answer_isolated``)."""
+    window = Window(datetime.fromisoformat(start), datetime.fromisoformat(end))
+    with ForceLake(LocalStorage(Path(root)), force_id, memory_limit=memory) as lake:
+        answer = lake.answer(name, window, Options(zone_degrees=zone, top=top))
+    return {"columns": list(answer.columns), "rows": [list(row) for row in answer.rows]}
+
+
+def answer_isolated(
+    storage: LocalStorage,
+    force_id: str,
+    name: str,
+    window: Window,
+    options: Options,
+    *,
+    seconds: float,
+    memory_bytes: int,
+) -> Answer:
+    """A statistic answered in a process of its own, held to ``seconds`` and
+    ``memory_bytes`` (``peaceland.analytics.isolated``); values come back as JSON values.
+    IsolatedFailureError when it cannot be answered within them."""
+    if name not in STATISTICS:
+        raise UnknownStatisticError(name)
+    memory = f"{max(memory_bytes // (1024 * 1024), 64)}MB"
+    args = (
+        str(storage.root), validate_force_id(force_id), name, window.start.isoformat(),
+        window.end.isoformat(), options.zone_degrees, options.top, memory,
+    )  # fmt: skip
+    answer = run_isolated(_statistic_job, args, Budget(seconds, memory_bytes))
+    return Answer(name, tuple(answer["columns"]), tuple(tuple(row) for row in answer["rows"]))

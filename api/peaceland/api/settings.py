@@ -81,12 +81,16 @@ class ApiSettings(BaseSettings):
     #: The analytics lake the forces' lake consumers write (docs/analytics.md): the
     #: statistics and SQL routes read it. None: they answer 503.
     lake_uri: str | None = None
-    #: Analytics queries running at once in this process (each a DuckDB session of up to
-    #: ``analytics_memory``); more are told to come back (429).
+    #: Analytics questions running at once in this process, and per force (each a process
+    #: of its own, held to ``analytics_memory_mb``); more are told to come back (429).
     analytics_concurrency: int = Field(default=2, ge=1, le=64)
-    analytics_memory: str = Field(default="1GB", pattern=r"^[0-9]+(\.[0-9]+)?\s*[KMGT]i?B$")
-    #: The longest an analyst's SQL may run, in seconds.
+    analytics_per_force: int = Field(default=1, ge=1, le=64)
+    analytics_memory_mb: int = Field(default=1_024, ge=64, le=262_144)
+    #: Questions (statistics and SQL) one person may ask a minute; more get 429.
+    analytics_per_minute: int = Field(default=30, ge=1, le=10_000)
+    #: The longest an analyst's SQL may run, and a statistic, in seconds.
     sql_seconds_max: float = Field(default=60.0, gt=0, le=600)
+    statistic_seconds: float = Field(default=60.0, gt=0, le=600)
 
     @field_validator("database_url")
     @classmethod

@@ -1,27 +1,37 @@
 """A force's statistics and its analysts' own SQL, answered from the analytics lake.
 
-Each request opens a DuckDB session that sees that force's files only (``ForceLake``), and
-every answer is audit-logged with who asked what and how many rows came back, refusals too,
-where the force's admin reads them (``GET /v1/forces/{id}/audit``). At most
-``analytics_concurrency`` queries run at once in a process; more get 429.
+Each question runs in a process of its own (``peaceland.analytics.isolated``: the kernel
+holds it to its memory, a deadline kills it) on a DuckDB session that sees that force's
+files only (``ForceLake``). Every answer is audit-logged with who asked what and how many
+rows came back, refusals too, where the force's admin reads them
+(``GET /v1/forces/{id}/audit``). At most ``analytics_concurrency`` questions run at once in
+a process and ``analytics_per_force`` per force, and a person asks at most
+``analytics_per_minute`` a minute: more get 429 at once.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
-import duckdb
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.encoders import jsonable_encoder
 from sqlalchemy.orm import Session
 
-from peaceland.analytics.lake import Storage, utc
-from peaceland.analytics.sql import QueryFailedError, QueryLimits, QueryRefusedError, run_query
-from peaceland.analytics.stats import STATISTICS, ForceLake, Options, Window
+from peaceland.analytics.isolated import IsolatedFailureError
+from peaceland.analytics.lake import LocalStorage, Storage, utc
+from peaceland.analytics.sql import (
+    QueryFailedError,
+    QueryLimits,
+    QueryRefusedError,
+    ask,
+    check_query,
+)
+from peaceland.analytics.stats import STATISTICS, Options, Window, answer_isolated
 from peaceland.api import audit
 from peaceland.api.auth import ForceCaller, force_role
 from peaceland.api.db import session
@@ -40,47 +50,70 @@ MAX_WINDOW = timedelta(days=366)
 
 
 class Analytics:
-    """What the routes share: the lake, the limits, the seats."""
+    """What the routes share: the lake, the limits, the seats, each person's pace."""
 
     def __init__(self, storage: Storage | None, settings: ApiSettings) -> None:
-        self.storage = storage
-        self.memory = settings.analytics_memory
+        self.storage = storage if isinstance(storage, LocalStorage) else None
+        self.remote = storage is not None and self.storage is None
+        self.memory_bytes = settings.analytics_memory_mb * 1024 * 1024
         self.seconds_max = settings.sql_seconds_max
-        self._seats = threading.BoundedSemaphore(settings.analytics_concurrency)
+        self.statistic_seconds = settings.statistic_seconds
+        self._concurrency = settings.analytics_concurrency
+        self._per_force = settings.analytics_per_force
+        self._per_minute = settings.analytics_per_minute
+        self._lock = threading.Lock()
+        self._running: dict[str, int] = {}
+        self._asked: dict[str, deque[float]] = {}
 
-    @contextmanager
-    def lake(self, force_id: str) -> Iterator[ForceLake]:
-        """The force's tables, in a seat of their own; 429 when every seat is taken."""
+    def lake(self) -> LocalStorage:
+        if self.remote:
+            raise Problem(
+                503, "the analytics lake is not on this machine: it cannot be queried yet"
+            )
         if self.storage is None:
             raise Problem(503, "this platform has no analytics lake (PEACELAND_API_LAKE_URI)")
-        if not self._seats.acquire(timeout=1.0):
-            raise Problem(
-                429, "analytics are busy: try again shortly", headers={"Retry-After": "5"}
-            )
+        return self.storage
+
+    def pace(self, who: str) -> None:
+        """429 past ``analytics_per_minute`` questions of one person in the last minute."""
+        now = time.monotonic()
+        with self._lock:
+            asked = self._asked.setdefault(who, deque())
+            while asked and now - asked[0] > 60:
+                asked.popleft()
+            if len(asked) >= self._per_minute:
+                raise Problem(
+                    429, f"at most {self._per_minute} questions a minute",
+                    headers={"Retry-After": str(int(61 - (now - asked[0])))},
+                )  # fmt: skip
+            asked.append(now)
+            if len(self._asked) > 10_000:  # forget the idle
+                for person in [p for p, q in self._asked.items() if not q or now - q[-1] > 60]:
+                    del self._asked[person]
+
+    @contextmanager
+    def seat(self, force_id: str) -> Iterator[None]:
+        """One of the process's seats, and one of the force's; 429 at once when none is
+        free (a waiting request would hold one of the threads every route needs)."""
+        with self._lock:
+            running = sum(self._running.values())
+            if running >= self._concurrency or self._running.get(force_id, 0) >= self._per_force:
+                raise Problem(
+                    429, "analytics are busy: try again shortly", headers={"Retry-After": "5"}
+                )
+            self._running[force_id] = self._running.get(force_id, 0) + 1
         try:
-            try:
-                opened = ForceLake(self.storage, force_id, memory_limit=self.memory)
-            except (OSError, duckdb.Error) as exc:
-                raise Problem(503, f"the analytics lake cannot be read now: {exc}") from None
-            with opened:
-                yield opened
+            yield
         finally:
-            self._seats.release()
+            with self._lock:
+                self._running[force_id] -= 1
+                if not self._running[force_id]:
+                    del self._running[force_id]
 
 
 def _analytics(request: Request) -> Analytics:
     analytics: Analytics = request.app.state.analytics
     return analytics
-
-
-def _utc(moment: datetime) -> str:
-    return moment.isoformat() + ("Z" if moment.tzinfo is None else "")
-
-
-def jsonable(value: Any) -> Any:
-    """A value of an answer as JSON carries it: the lake's times are UTC (said with a Z),
-    bytes as hexadecimal, decimals as numbers."""
-    return jsonable_encoder(value, custom_encoder={datetime: _utc, bytes: bytes.hex})
 
 
 @router.get("/statistics", response_model=list[StatisticOut], responses=responses(401, 403, 404))
@@ -114,11 +147,18 @@ def statistic(
         raise Problem(404, f"no statistic called {name}; there are: {', '.join(STATISTICS)}")
     window = _window(since, until)
     start, end = window.start, window.end
-    with _analytics(request).lake(caller.force_id) as lake:
+    analytics = _analytics(request)
+    storage = analytics.lake()
+    analytics.pace(caller.principal.name)
+    with analytics.seat(caller.force_id):
         try:
-            answer = lake.answer(name, window, Options(zone_degrees, top))
-        except duckdb.Error as exc:
-            raise Problem(503, f"the analytics lake could not answer: {exc}") from None
+            answer = answer_isolated(
+                storage, caller.force_id, name, window, Options(zone_degrees, top),
+                seconds=analytics.statistic_seconds, memory_bytes=analytics.memory_bytes,
+            )  # fmt: skip
+        except IsolatedFailureError as exc:
+            status = 503 if exc.kind == "crash" else 400
+            raise Problem(status, f"the statistic could not be answered: {exc}") from None
     audit.record(
         db, request, caller.principal, "statistics.read",
         f"force/{caller.force_id}/statistics/{name}", force_id=caller.force_id,
@@ -130,7 +170,7 @@ def statistic(
         since=start,
         until=end,
         columns=list(answer.columns),
-        rows=[{k: jsonable(v) for k, v in r.items()} for r in answer.records()],
+        rows=answer.records(),
     )
 
 
@@ -141,31 +181,39 @@ def sql(request: Request, caller: Analyst, db: Db, body: QueryIn) -> QueryOut:
     read that force's files and nothing else, within limits of time, memory and rows.
     Audit-logged, refusals included, with its text and the rows it returned."""
     analytics = _analytics(request)
+    storage = analytics.lake()
     if body.timeout_seconds > analytics.seconds_max:
         raise Problem(400, f"timeout_seconds is at most {analytics.seconds_max:g} here")
+    analytics.pace(caller.principal.name)
     limits = QueryLimits(seconds=body.timeout_seconds, rows=body.max_rows)
     target = f"force/{caller.force_id}/sql"
+    # The text, as audited: what a JSON column of PostgreSQL can hold (no NUL).
+    text = body.query.replace("\x00", "\ufffd")
     try:
-        with analytics.lake(caller.force_id) as lake:
-            result = run_query(lake, body.query, limits)
+        check_query(body.query)  # refused before it costs a seat
+        with analytics.seat(caller.force_id):
+            result = ask(
+                storage, caller.force_id, body.query, limits,
+                memory_bytes=analytics.memory_bytes,
+            )  # fmt: skip
     except (QueryRefusedError, QueryFailedError) as exc:
         refused = isinstance(exc, QueryRefusedError)
         audit.record(
             db, request, caller.principal, "sql.refused" if refused else "sql.failed", target,
-            force_id=caller.force_id, details={"query": body.query, "reason": str(exc)},
+            force_id=caller.force_id, details={"query": text, "reason": str(exc)},
         )  # fmt: skip
         db.commit()
         raise Problem(400, str(exc)) from None
     audit.record(
         db, request, caller.principal, "sql.query", target, force_id=caller.force_id,
-        details={"query": body.query, "rows": len(result.rows), "truncated": result.truncated,
+        details={"query": text, "rows": len(result.rows), "truncated": result.truncated,
                  "seconds": result.seconds},
     )  # fmt: skip
     db.commit()
     return QueryOut(
         sql=result.sql,
         columns=list(result.columns),
-        rows=[[jsonable(v) for v in row] for row in result.rows],
+        rows=[list(row) for row in result.rows],
         truncated=result.truncated,
         seconds=result.seconds,
     )

@@ -1,0 +1,50 @@
+"""The analytics routes' seats and pace, without a server: what keeps one force or one
+person from taking every analyst's turn."""
+
+from __future__ import annotations
+
+import pytest
+
+from peaceland.api.problems import Problem
+from peaceland.api.routes.analytics import Analytics
+from peaceland.api.settings import ApiSettings
+
+
+def _analytics(**fields: object) -> Analytics:
+    settings = ApiSettings(database_url="postgresql://x@127.0.0.1/x", **fields)  # type: ignore[arg-type]
+    return Analytics(None, settings)
+
+
+def test_one_force_takes_its_own_seats_only_and_the_process_its_own():
+    analytics = _analytics(analytics_concurrency=2, analytics_per_force=1)
+    with analytics.seat("a"):
+        with pytest.raises(Problem) as refused, analytics.seat("a"):
+            pass
+        assert refused.value.status == 429
+        with analytics.seat("b"), pytest.raises(Problem), analytics.seat("c"):
+            pass
+    # Every seat is given back, even by a question that failed.
+    with pytest.raises(RuntimeError), analytics.seat("a"):
+        raise RuntimeError("the question failed")
+    with analytics.seat("a"), analytics.seat("b"):
+        pass
+
+
+def test_a_person_asks_at_most_so_many_questions_a_minute():
+    analytics = _analytics(analytics_per_minute=3)
+    for _ in range(3):
+        analytics.pace("ana@force.test")
+    with pytest.raises(Problem) as refused:
+        analytics.pace("ana@force.test")
+    assert refused.value.status == 429
+    assert "Retry-After" in (refused.value.headers or {})
+    analytics.pace("someone-else@force.test")
+
+
+def test_without_a_lake_on_this_machine_the_routes_say_so():
+    with pytest.raises(Problem, match="no analytics lake"):
+        _analytics().lake()
+    remote = Analytics(None, ApiSettings(database_url="postgresql://x@127.0.0.1/x"))
+    remote.remote = True
+    with pytest.raises(Problem, match="cannot be queried yet"):
+        remote.lake()
