@@ -1,6 +1,6 @@
 """Ad-hoc SQL for a force's analysts: read-only SELECTs over that force's four tables only.
 
-Two walls, each enough alone for what it guards:
+Two walls, and a process of its own:
 
 1. The text is parsed (sqlglot, DuckDB's dialect) and checked before anything runs: one
    statement, a query (SELECT, UNION …, with its CTEs), reading only the tables ``reports``,
@@ -13,8 +13,13 @@ Two walls, each enough alone for what it guards:
    and its configuration locked: a query that got past the parser could still read nothing
    else, write nothing, load nothing, nor lift its own limits.
 
-Limits: a time limit (the query is interrupted), the session's memory limit (with no
-spilling to disk), and a row limit on what is returned (the answer says it was cut).
+3. ``ask`` runs the checked query in a child process whose address space the kernel caps
+   and whose deadline kills it (``peaceland.analytics.isolated``): DuckDB's memory limit
+   does not see what one function call builds, nor does an interrupt stop one call.
+
+Limits: a time limit (the query is interrupted, the child killed), the session's memory
+limit (with no spilling to disk), and a row limit on what is returned (the answer says it
+was cut).
 """
 
 from __future__ import annotations
