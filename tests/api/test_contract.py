@@ -65,6 +65,7 @@ GROUPS = (
     "usage",
     "gateways",
     "alerts",
+    "analytics",
 )
 #: Routes no request of this test can end: the live feed streams until the page leaves
 #: (tests/api/test_feed.py holds it to its contract).
@@ -184,6 +185,7 @@ class World:
             "key_id": self.key_id,
             "user_id": self.victim_user_id,
             "alert_id": self.alert_id,
+            "name": "coverage",
         }
         return {name: value for name, value in values.items() if f"{{{name}}}" in path}
 
@@ -233,10 +235,27 @@ class World:
             if body is not None and data.draw(st.booleans(), label="right password"):
                 body["current_password"] = self.person_password[-1]
             return self.person
+        if (
+            key == ("POST", "/v1/forces/{force_id}/sql")
+            and body is not None
+            and data.draw(st.booleans(), label="a query of its tables")
+        ):
+            body["query"] = "SELECT count(*) AS n FROM reports"
+            body["timeout_seconds"] = 30.0
+        return self._caller(case)
+
+    def _caller(self, case: schemathesis.Case[Any]) -> dict[str, str]:
+        """Who asks: whoever each route is for."""
         if case.path.startswith("/v1/internal/"):
             return self.api.gateway
+        if case.path == "/v1/forces/{force_id}/sql":
+            return self.person  # an analyst of the force
         if case.path.startswith(
-            ("/v1/forces/{force_id}/alerts", "/v1/forces/{force_id}/positions")
+            (
+                "/v1/forces/{force_id}/alerts",
+                "/v1/forces/{force_id}/positions",
+                "/v1/forces/{force_id}/statistics",
+            )
         ):
             return self.officer
         return self.api.admin

@@ -20,18 +20,28 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
 import duckdb
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
 
 from peaceland.analytics.lake import LakeWriter, LocalStorage, Row, Table, report_rows
 from peaceland.analytics.sql import QueryLimits, run_query
 from peaceland.analytics.stats import STATISTICS, ForceLake, Options, Window
 from peaceland.loadgen.fleet import VOCABULARY, Fleet
+from peaceland.services.lake.consumer import LakeConsumer
+from peaceland.services.lake.settings import LakeSettings
+from peaceland.stack import Endpoints
+from peaceland.tenants.forces import resources_for
+from peaceland.tenants.kafka import client_config, producer_config
+from peaceland.tenants.provisioning.topics import TopicSettings, delete_topics, ensure_topics
 from peaceland.tenants.reports import encode_report
 
 FORCE: Final = "bench-analytics"
@@ -250,3 +260,51 @@ def run(reports: int, days: int, sample: int, engines: list[str], lake: Path, em
 
 def emit_json(figure: dict[str, Any]) -> None:
     print(json.dumps(figure), flush=True)  # noqa: T201 - the benchmark's output
+
+
+def consumer_rate(endpoints: Endpoints, reports: int, folder: Path) -> dict[str, Any]:
+    """The lake consumer's sustained records/s on the real Kafka: ``reports`` already in a
+    bench force's topic (6 partitions), read, written to a lake on this disk and committed
+    by one consumer process's loop (in this process, on its own thread)."""
+    force = f"bench-lake-{uuid.uuid4().hex[:8]}"
+    resources = resources_for(force)
+    admin = AdminClient(client_config(endpoints.kafka))
+    ensure_topics(admin, resources, TopicSettings(partitions=6, replication_factor=1))
+    try:
+        producer = Producer(producer_config(endpoints.kafka, linger_ms=20))
+        fleet = Fleet(drones=1_000, seed=3)
+        for index, report in enumerate(fleet.reports(START, minutes=reports // 1_000 + 1)):
+            if index == reports:
+                break
+            while True:
+                try:
+                    producer.produce(resources.reports_topic, encode_report(report))
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+        producer.flush(60)
+        settings = LakeSettings(
+            force_id=force, lake_uri=str(folder), flush_seconds=5, **endpoints.settings()
+        )
+        consumer = LakeConsumer(settings, LakeWriter(LocalStorage(folder), force))
+        stop = threading.Event()
+        thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+        began = time.perf_counter()
+        thread.start()
+        deadline = began + max(300.0, reports / 100)
+        while consumer.counters.written < reports and time.perf_counter() < deadline:
+            time.sleep(0.05)
+        seconds = time.perf_counter() - began
+        stop.set()
+        thread.join(60)
+    finally:
+        delete_topics(admin, resources)
+        shutil.rmtree(folder / force, ignore_errors=True)
+    return {
+        "metric": "lake_consumer",
+        "records": consumer.counters.written,
+        "partitions": 6,
+        "seconds": round(seconds, 1),
+        "records_per_second": round(consumer.counters.written / seconds),
+        "files": consumer.counters.files,
+    }

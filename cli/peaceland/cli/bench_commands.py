@@ -220,6 +220,14 @@ def analytics(
     lake: Annotated[
         Path | None, typer.Option(help="Where to write the bench lake (default: the cache).")
     ] = None,
+    consumer_reports: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Reports the lake consumer reads from the real Kafka, for its rate "
+            "(starts the stack); 0: none.",
+        ),
+    ] = 0,
 ) -> None:
     """The lake's bytes per report (through the real writer) and every statistic's and a
     few ad-hoc queries' time over generated days of one force, on DuckDB and Spark; prints
@@ -233,6 +241,13 @@ def analytics(
         raise typer.Exit(2)
     where = lake or StackSettings().cache_dir / "bench-analytics"
     bench_analytics.run(reports, days, sample, chosen, where, bench_analytics.emit_json)
+    if consumer_reports:
+        console = Console(stderr=True)
+        stack = Stack(StackSettings(), progress=lambda m: console.print(f"[dim]·[/dim] {m}"))
+        stack.up()
+        bench_analytics.emit_json(
+            bench_analytics.consumer_rate(stack.endpoints(), consumer_reports, where)
+        )
     typer.echo(json.dumps({"metric": "machine", "cpu": _cpu_model(), "lake": str(where)}))
 
 
