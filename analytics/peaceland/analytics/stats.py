@@ -12,6 +12,7 @@ Zones are cells of a grid of ``zone_degrees`` (0.01° by default: about 1.1 km n
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -91,7 +92,11 @@ class ForceLake:
         *,
         threads: int = 2,
         memory_limit: str = "1GB",
+        spill: Path | None = None,
     ) -> None:
+        """``spill``: a directory of its own where the engine may spill what does not fit
+        in ``memory_limit`` (the predefined statistics over long windows); None: nothing
+        spills, the memory limit is a limit (analysts' SQL)."""
         self.force_id = validate_force_id(force_id)
         self.memory_limit = memory_limit
         if not isinstance(storage, LocalStorage):
@@ -100,7 +105,11 @@ class ForceLake:
                 "machine's disks can (docs/analytics.md)"
             )
         self.connection = duckdb.connect(
-            config={"threads": threads, "memory_limit": memory_limit, "temp_directory": ""}
+            config={
+                "threads": threads,
+                "memory_limit": memory_limit,
+                "temp_directory": str(spill) if spill is not None else "",
+            }
         )
         readable: list[str] = []
         for table in TABLES:
@@ -355,7 +364,14 @@ def _statistic_job(
 ) -> dict[str, Any]:
     """In the child: one statistic (``answer_isolated``)."""
     window = Window(datetime.fromisoformat(start), datetime.fromisoformat(end))
-    with ForceLake(LocalStorage(Path(root)), force_id, memory_limit=memory) as lake:
+    # Our own SQL over a long window may need more than memory: it spills to a directory
+    # of this child's, gone with it.
+    with (
+        tempfile.TemporaryDirectory(prefix="peaceland-statistic-") as spill,
+        ForceLake(
+            LocalStorage(Path(root)), force_id, memory_limit=memory, spill=Path(spill)
+        ) as lake,
+    ):
         answer = lake.answer(name, window, Options(zone_degrees=zone, top=top))
     return {"columns": list(answer.columns), "rows": [list(row) for row in answer.rows]}
 

@@ -220,6 +220,9 @@ def analytics(
     lake: Annotated[
         Path | None, typer.Option(help="Where to write the bench lake (default: the cache).")
     ] = None,
+    reuse: Annotated[
+        bool, typer.Option(help="Query the lake a previous run generated, when it matches.")
+    ] = False,
     consumer_reports: Annotated[
         int,
         typer.Option(
@@ -240,7 +243,9 @@ def analytics(
         )
         raise typer.Exit(2)
     where = lake or StackSettings().cache_dir / "bench-analytics"
-    bench_analytics.run(reports, days, sample, chosen, where, bench_analytics.emit_json)
+    bench_analytics.run(
+        reports, days, sample, chosen, where, bench_analytics.emit_json, reuse=reuse
+    )
     if consumer_reports:
         console = Console(stderr=True)
         stack = Stack(StackSettings(), progress=lambda m: console.print(f"[dim]·[/dim] {m}"))
