@@ -15,10 +15,9 @@ from peaceland.analytics.lake import (
     LakeFencedError,
     LakeWriter,
     LocalStorage,
-    Row,
-    Table,
     open_storage,
     report_rows,
+    rows_of_reports,
     table_dir,
     transition_rows,
 )
@@ -27,14 +26,6 @@ from peaceland.tenants.reports import Report
 from tests.factories import make_alert, make_report
 
 FORCE = "lake-force"
-
-
-def _rows(reports: list[Report]) -> dict[Table, list[Row]]:
-    rows: dict[Table, list[Row]] = {"reports": [], "sightings": []}
-    for report in reports:
-        for table, table_rows in report_rows(report).items():
-            rows[table].extend(table_rows)
-    return rows
 
 
 def _ids(root: Path, table: str = "reports", column: str = "report_id") -> list[str]:
@@ -75,7 +66,7 @@ def test_reports_and_their_sightings_land_in_their_hour(tmp_path: Path):
     reports += [make_report(rng, at=at + timedelta(hours=2), citizens=1) for _ in range(3)]
     writer = LakeWriter(LocalStorage(tmp_path), FORCE)
     assert writer.resume("reports", 0) == -1
-    flushed = writer.write("reports", 0, 7, _rows(reports))
+    flushed = writer.write("reports", 0, 7, rows_of_reports(reports))
     assert flushed.rows == 8 + 13
     hours = sorted(
         str(p.parent.relative_to(tmp_path / FORCE / "reports"))
@@ -108,21 +99,21 @@ def test_a_flush_interrupted_anywhere_is_rewritten_never_duplicated(
     second = [make_report(rng, at=at + timedelta(hours=h), citizens=1) for h in (0, 3)]
     writer = LakeWriter(LocalStorage(tmp_path), FORCE)
     writer.resume("reports", 0)
-    writer.write("reports", 0, 3, _rows(first))
+    writer.write("reports", 0, 3, rows_of_reports(first))
 
     crashing = CrashingStorage(LocalStorage(tmp_path), puts=1)  # its resume signs the state
     dying = LakeWriter(crashing, FORCE)
     assert dying.resume("reports", 0) == 3
     crashing.puts = survived_puts
     with pytest.raises(SystemExit):
-        dying.write("reports", 0, 5, _rows(second))
+        dying.write("reports", 0, 5, rows_of_reports(second))
 
     # The next owner of the partition: replays from what Kafka had committed (offset 0).
     heir = LakeWriter(LocalStorage(tmp_path), FORCE)
     done = heir.resume("reports", 0)
     assert done == 3
     replayed = (first + second)[done + 1 :]
-    heir.write("reports", 0, 5, _rows(replayed))
+    heir.write("reports", 0, 5, rows_of_reports(replayed))
     assert _ids(tmp_path) == sorted(str(r.report_id) for r in first + second)
     assert len(_ids(tmp_path, "sightings")) == 6
     leftovers = [p.name for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
@@ -134,11 +125,11 @@ def test_a_flush_done_but_not_committed_is_skipped_on_replay(tmp_path: Path):
     reports = [make_report(rng, citizens=0) for _ in range(3)]
     writer = LakeWriter(LocalStorage(tmp_path), FORCE)
     writer.resume("reports", 2)
-    writer.write("reports", 2, 2, _rows(reports))
+    writer.write("reports", 2, 2, rows_of_reports(reports))
     heir = LakeWriter(LocalStorage(tmp_path), FORCE)
     assert heir.resume("reports", 2) == 2
     with pytest.raises(ValueError, match="already in"):
-        heir.write("reports", 2, 2, _rows(reports))
+        heir.write("reports", 2, 2, rows_of_reports(reports))
     assert _ids(tmp_path) == sorted(str(r.report_id) for r in reports)
 
 
@@ -195,7 +186,7 @@ class StallingStorage:
 
 
 def _write(writer: LakeWriter, reports: list[Report], last: int) -> None:
-    writer.write("reports", 0, last, _rows(reports))
+    writer.write("reports", 0, last, rows_of_reports(reports))
 
 
 def test_a_writer_taken_for_dead_is_fenced_before_it_flushes(tmp_path: Path):

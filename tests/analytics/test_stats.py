@@ -18,11 +18,10 @@ from peaceland.analytics.lake import (
     ArrowStorage,
     LakeWriter,
     LocalStorage,
-    Row,
-    Table,
     alert_rows,
     open_storage,
     report_rows,
+    rows_of_reports,
     transition_rows,
 )
 from peaceland.analytics.stats import STATISTICS, ForceLake, Options, UnknownStatisticError, Window
@@ -91,10 +90,7 @@ def write_history(root: Path) -> tuple[list[Report], list[Alert], list[Transitio
     """A few hours of a force's reports, alerts and transitions, written by the real writer."""
     reports, alerts, transitions = _history(random.Random(5))
     writer = LakeWriter(LocalStorage(root), FORCE)
-    rows: dict[Table, list[Row]] = {"reports": [], "sightings": []}
-    for report in reports:
-        for table, table_rows in report_rows(report).items():
-            rows[table].extend(table_rows)
+    rows = rows_of_reports(reports)
     writer.resume("reports", 0)
     writer.write("reports", 0, len(reports) - 1, rows)
     # Two drones resent a report (a timeout, then the same report again): counted once.

@@ -11,7 +11,12 @@ from typing import Any
 
 import pytest
 
-from peaceland.analytics.lake import LakeWriter, LocalStorage, Row, Table, alert_rows, report_rows
+from peaceland.analytics.lake import (
+    LakeWriter,
+    LocalStorage,
+    alert_rows,
+    rows_of_reports,
+)
 from tests.api.conftest import Api
 from tests.factories import make_alert, make_report
 
@@ -23,10 +28,7 @@ def _fill(root: Path, force_id: str, reports: int, seed: int) -> list[Any]:
     """Reports (two citizens each) and an alert for each of the first five; the alerts."""
     rng = random.Random(seed)
     made = [make_report(rng, at=AT + timedelta(minutes=i), citizens=2) for i in range(reports)]
-    rows: dict[Table, list[Row]] = {"reports": [], "sightings": []}
-    for report in made:
-        for table, table_rows in report_rows(report).items():
-            rows[table].extend(table_rows)
+    rows = rows_of_reports(made)
     writer = LakeWriter(LocalStorage(root), force_id)
     writer.resume("reports", 0)
     writer.write("reports", 0, reports - 1, rows)

@@ -181,6 +181,15 @@ def report_rows(report: Report) -> dict[Table, list[Row]]:
     }
 
 
+def rows_of_reports(reports: Iterable[Report]) -> dict[Table, list[Row]]:
+    """The rows of many reports, table by table (``report_rows`` of each)."""
+    rows: dict[Table, list[Row]] = {"reports": [], "sightings": []}
+    for report in reports:
+        for table, table_rows in report_rows(report).items():
+            rows[table].extend(table_rows)
+    return rows
+
+
 def alert_rows(alert: Alert) -> dict[Table, list[Row]]:
     row = alert.model_dump(exclude={"version", "force_id"})
     row["alert_id"] = str(alert.alert_id)

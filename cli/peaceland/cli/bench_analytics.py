@@ -32,7 +32,11 @@ import duckdb
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from peaceland.analytics.lake import LakeWriter, LocalStorage, Row, Table, report_rows
+from peaceland.analytics.lake import (
+    LakeWriter,
+    LocalStorage,
+    rows_of_reports,
+)
 from peaceland.analytics.sql import QueryLimits, run_query
 from peaceland.analytics.stats import STATISTICS, ForceLake, Options, Window
 from peaceland.loadgen.fleet import VOCABULARY, Fleet
@@ -75,10 +79,7 @@ def bytes_per_report(sample: int, folder: Path) -> dict[str, Any]:
     fleet = Fleet(drones=500, seed=7)
     reports = list(fleet.reports(START, minutes=max(1, sample // 500)))[:sample]
     raw = sum(len(encode_report(r)) for r in reports)
-    rows: dict[Table, list[Row]] = {"reports": [], "sightings": []}
-    for report in reports:
-        for table, table_rows in report_rows(report).items():
-            rows[table].extend(table_rows)
+    rows = rows_of_reports(reports)
     writer = LakeWriter(LocalStorage(folder), FORCE)
     writer.resume("reports", 0)
     flushed = writer.write("reports", 0, len(reports) - 1, rows)

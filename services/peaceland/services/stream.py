@@ -129,16 +129,21 @@ class StreamConsumer(ABC):
         """Commit the batch's offsets (after ``process`` made its effects durable), for the
         partitions still ours since the batch was fetched (``steady``)."""
         steady = self.steady()
-        offsets = next_offsets([m for m in records if (m.topic(), m.partition()) in steady])
+        self.commit_offsets(
+            next_offsets([m for m in records if (m.topic(), m.partition()) in steady])
+        )
+
+    def commit_offsets(self, offsets: list[TopicPartition]) -> None:
+        """Commit ``offsets`` now; a failure is logged, not raised: typically a rebalance
+        took the partitions away mid-batch, and their new owner replays what is not
+        committed (replays are idempotent)."""
         if not offsets:
             return
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
             self.committed()
         except KafkaException as exc:
-            # Typically a rebalance took the partitions away mid-batch. Nothing is lost: the
-            # new owner replays the batch, and replays are idempotent.
-            log.warning("%s: commit failed, the batch will be replayed: %s", self.name, exc)
+            log.warning("%s: commit failed, what follows it will be replayed: %s", self.name, exc)
 
     def committed(self) -> None:
         """Record that offsets were committed (progress, as the metrics and operator see it)."""

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaException, Message, TopicPartition
+from confluent_kafka import Message, TopicPartition
 
 from peaceland.analytics.lake import (
     STREAM_TABLES,
@@ -143,14 +143,7 @@ class LakeConsumer(StreamConsumer):
             if (topic, partition) in owned
         ]
         self._uncommitted.clear()
-        if not offsets:
-            return
-        try:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
-            self.committed()
-        except KafkaException as exc:
-            # The lake holds them: whoever reads them again skips them by offset.
-            log.warning("lake: commit failed, the records will be skipped on replay: %s", exc)
+        self.commit_offsets(offsets)
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
         """Partitions taken away: their buffers go (the new owner reads them again)."""
