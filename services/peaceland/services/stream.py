@@ -152,8 +152,9 @@ class StreamConsumer(ABC):
     def prepare(self, stop: threading.Event) -> None:  # noqa: B027 - a hook
         """Called once before the consumer joins its group (the alerter claims its slot)."""
 
-    def idle(self) -> None:  # noqa: B027 - a hook
-        """Called when a poll brought nothing: time for deferred work."""
+    def idle(self, stop: threading.Event) -> None:  # noqa: B027 - a hook
+        """Called when a poll brought nothing: time for deferred work (``stop``: the loop's,
+        for work that retries with ``until_done``)."""
 
     def revoked(self, partitions: list[TopicPartition]) -> None:  # noqa: B027 - a hook
         """Called when a rebalance takes ``partitions`` away (before another consumer gets them)."""
@@ -227,7 +228,7 @@ class StreamConsumer(ABC):
             }
             if not records:
                 self.health.tick("idle")
-                self.idle()
+                self.idle(stop)
                 continue
             began = time.perf_counter()
             self._consumed.inc(len(records))

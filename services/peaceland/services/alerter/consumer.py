@@ -183,7 +183,7 @@ class Alerter(StreamConsumer):
     def commit(self, records: list[Message]) -> None:
         """Nothing to do: offsets go with the transactions (see ``_transact``)."""
 
-    def idle(self) -> None:
+    def idle(self, stop: threading.Event) -> None:  # noqa: ARG002 - it never retries
         if not self._pending:
             return
         if time.monotonic() - self._last_transaction < self.settings.commit_interval:

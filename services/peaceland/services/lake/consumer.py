@@ -100,17 +100,12 @@ class LakeConsumer(StreamConsumer):
         self._buffers: dict[Key, _Buffer] = {}
         self._buffered_bytes = 0
         self.flush_bytes = settings.flush_bytes
-        self._stop = threading.Event()
         #: Offsets written to the lake and not yet committed to Kafka.
         self._uncommitted: dict[Key, int] = {}
         force = settings.force_id
         self._written = {s: metrics.LAKE_RECORDS.labels(force, s) for s in STREAM_TABLES}
         self._bytes = metrics.LAKE_BYTES.labels(force)
         self._rejected = metrics.RECORDS_REJECTED.labels(force, self.name, "contract")
-
-    def run(self, stop: threading.Event) -> None:
-        self._stop = stop  # what idle() retries until
-        super().run(stop)
 
     def process(self, records: list[Message], stop: threading.Event) -> bool:
         """Buffer a batch, then write every buffer that is due; False if stopped first."""
@@ -124,9 +119,9 @@ class LakeConsumer(StreamConsumer):
                 self._buffer(key, message)
         return self._flush_due(stop, everything=False)
 
-    def idle(self) -> None:
+    def idle(self, stop: threading.Event) -> None:
         """Nothing came: write what has waited long enough, and commit it."""
-        if self._flush_due(self._stop, everything=False):
+        if self._flush_due(stop, everything=False):
             self.commit([])
 
     def finish(self) -> None:
