@@ -122,12 +122,7 @@ def test_what_forces_may_ask_is_the_operator_s_setting_from_chart_values(
     helm: Path, monkeypatch: pytest.MonkeyPatch, values: list[str], images: list[str],
     partitions: int,
 ):  # fmt: skip
-    rendered = render_chart(helm, *values)
-    deployment = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment")
-    for item in deployment["spec"]["template"]["spec"]["containers"][0]["env"]:
-        if "value" in item:
-            monkeypatch.setenv(item["name"], item["value"])
-    settings = OperatorSettings()
+    settings = _operator_settings(helm, monkeypatch, values)
     assert settings.allowed_images == images
     assert settings.max_partitions == partitions
     assert settings.max_kafka_retention_hours == 720
@@ -145,11 +140,18 @@ def test_what_forces_may_ask_is_the_operator_s_setting_from_chart_values(
 def test_a_lake_in_the_chart_values_gives_every_force_its_lake_consumer(
     helm: Path, monkeypatch: pytest.MonkeyPatch, values: list[str], consumers: tuple[str, ...]
 ):
+    settings = _operator_settings(helm, monkeypatch, values)
+    assert settings.consumers == consumers
+    assert settings.lake_uri == (values[0].split("=", 1)[1] if values else None)
+
+
+def _operator_settings(
+    helm: Path, monkeypatch: pytest.MonkeyPatch, values: list[str]
+) -> OperatorSettings:
+    """The operator's settings as the chart rendered with ``values`` gives them."""
     rendered = render_chart(helm, *values)
     deployment = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment")
     for item in deployment["spec"]["template"]["spec"]["containers"][0]["env"]:
         if "value" in item:
             monkeypatch.setenv(item["name"], item["value"])
-    settings = OperatorSettings()
-    assert settings.consumers == consumers
-    assert settings.lake_uri == (values[0].split("=", 1)[1] if values else None)
+    return OperatorSettings()

@@ -10,8 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -20,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from peaceland.analytics.isolated import to_json
 from peaceland.analytics.lake import open_storage
 from peaceland.analytics.sql import QueryLimits, run_query
 from peaceland.analytics.stats import STATISTICS, Answer, ForceLake, Options, Window
@@ -37,19 +37,10 @@ def _moment(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _json(value: Any) -> Any:
-    """What json cannot write by itself: times (UTC), dates, decimals, anything else as text."""
-    if isinstance(value, datetime | date):
-        return _text(value)
-    if isinstance(value, Decimal):
-        return float(value)
-    return str(value)
-
-
 def _text(value: Any) -> str:
-    if isinstance(value, datetime):  # the lake's times are UTC
-        return value.isoformat() + ("Z" if value.tzinfo is None else "")
-    return "" if value is None else str(value)
+    """A value as a table's or a CSV's cell: as the API writes it (times in UTC, with a Z)."""
+    converted = to_json(value)
+    return "" if converted is None else str(converted)
 
 
 def stats(
@@ -125,7 +116,7 @@ def sql(
 
 def _print(answer: Answer, output: Format, window: Window | None) -> None:
     if output is Format.json:
-        typer.echo(json.dumps(answer.records(), default=_json))
+        typer.echo(json.dumps(to_json(answer.records())))
     elif output is Format.csv:
         writer = csv.writer(sys.stdout)
         writer.writerow(answer.columns)
