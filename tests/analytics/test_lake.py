@@ -14,6 +14,7 @@ import pytest
 from peaceland.analytics.lake import (
     LakeFencedError,
     LakeWriter,
+    Listed,
     LocalStorage,
     open_storage,
     report_rows,
@@ -57,6 +58,9 @@ class CrashingStorage:
 
     def delete(self, path: str) -> None:
         self.inner.delete(path)
+
+    def list(self, prefix: str) -> list[Listed]:
+        return self.inner.list(prefix)
 
 
 def test_reports_and_their_sightings_land_in_their_hour(tmp_path: Path):
@@ -183,6 +187,9 @@ class StallingStorage:
 
     def delete(self, path: str) -> None:
         self.inner.delete(path)
+
+    def list(self, prefix: str) -> list[Listed]:
+        return self.inner.list(prefix)
 
 
 def _write(writer: LakeWriter, reports: list[Report], last: int) -> None:

@@ -135,6 +135,7 @@ def test_the_lake_deployment_writes_where_the_platform_says_and_never_sees_cassa
     settings = LakeSettings()
     assert settings.lake_uri == "s3://peaceland-lake/prod"
     assert settings.flush_seconds == 30
+    assert settings.retention_days == SPEC.retention_days
     assert settings.kafka_access().username == "lyon-metropole.lake.g2"
     assert settings.cassandra_access().username is None
     assert manifest["spec"]["template"]["spec"]["containers"][0]["args"] == [

@@ -209,8 +209,17 @@ def transition_rows(transition: Transition) -> dict[Table, list[Row]]:
     return {"lifecycle": [row]}
 
 
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A file of the lake: its path (relative to the root) and when it was last written
+    (seconds since the epoch)."""
+
+    path: str
+    mtime: float
+
+
 class Storage(Protocol):
-    """Where the lake's files are: atomic whole-file writes, reads, deletes."""
+    """Where the lake's files are: atomic whole-file writes, reads, deletes, listings."""
 
     #: How an engine on this machine names ``path`` (DuckDB and Spark read from it).
     def locate(self, path: str) -> str: ...
@@ -223,6 +232,10 @@ class Storage(Protocol):
 
     def delete(self, path: str) -> None:
         """Remove ``path``; a missing file is fine."""
+
+    def list(self, prefix: str) -> list[Listed]:
+        """Every file under the directory ``prefix`` (none if it does not exist), sorted by
+        path; never a temporary of a write under way."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,11 +259,22 @@ class LocalStorage:
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, final)
-        directory = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        self._sync_directory(final.parent)
+
+    def temporary(self, path: str) -> Path:
+        """A temporary name beside ``path``, for a file written by other means (an engine)
+        and then published by ``put_file``; a writer's leftover is removed with ``path``."""
+        final = self.root / path
+        final.parent.mkdir(parents=True, exist_ok=True)
+        return final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+
+    def put_file(self, path: str, written: Path) -> None:
+        """Publish ``written`` (a ``temporary`` of ``path``) at ``path``, as ``put`` does."""
+        final = self.root / path
+        with written.open("rb+") as out:
+            os.fsync(out.fileno())
+        os.replace(written, final)
+        self._sync_directory(final.parent)
 
     def get(self, path: str) -> bytes | None:
         try:
@@ -262,6 +286,41 @@ class LocalStorage:
         final = self.root / path
         final.unlink(missing_ok=True)
         self._forget_temporaries(final)
+
+    def list(self, prefix: str) -> list[Listed]:
+        top = self.root / prefix
+        found: list[Listed] = []
+        for folder, folders, names in os.walk(top):
+            folders[:] = [f for f in folders if not f.startswith(".")]  # an engine's spill
+            for name in names:
+                if name.startswith("."):
+                    continue
+                try:
+                    mtime = os.stat(os.path.join(folder, name)).st_mtime
+                except FileNotFoundError:  # deleted since the walk saw it
+                    continue
+                relative = os.path.relpath(os.path.join(folder, name), self.root)
+                found.append(Listed(relative.replace(os.sep, "/"), mtime))
+        return sorted(found, key=lambda f: f.path)
+
+    def prune(self, path: str, until: str) -> None:
+        """Remove the empty directories from ``path``'s up to (not including) ``until``."""
+        folder = (self.root / path).parent
+        stop = self.root / until
+        while folder != stop and stop in folder.parents:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or gone): what is above is not empty either
+                return
+            folder = folder.parent
+
+    @staticmethod
+    def _sync_directory(folder: Path) -> None:
+        directory = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
     @staticmethod
     def _forget_temporaries(final: Path) -> None:
@@ -301,6 +360,15 @@ class ArrowStorage:
         except FileNotFoundError:
             return
 
+    def list(self, prefix: str) -> list[Listed]:
+        selector = pafs.FileSelector(f"{self.root}/{prefix}", recursive=True, allow_not_found=True)
+        found = [
+            Listed(info.path[len(self.root) + 1 :], info.mtime.timestamp() if info.mtime else 0.0)
+            for info in self.filesystem.get_file_info(selector)
+            if info.type == pafs.FileType.File and not info.base_name.startswith(".")
+        ]
+        return sorted(found, key=lambda f: f.path)
+
 
 def open_storage(uri: str) -> Storage:
     """The lake at ``uri``: a local path (or ``file://``), or any scheme pyarrow knows."""
@@ -327,6 +395,18 @@ def _state_path(force_id: str, stream: Stream, partition: int) -> str:
 def _hour_dir(moment: datetime) -> str:
     """The partition of a row's time (UTC, without a zone as stored)."""
     return f"date={moment:%Y-%m-%d}/hour={moment:%H}"
+
+
+def hour_of(path: str) -> datetime | None:
+    """The hour (UTC, without a zone) a file's partition holds, None if ``path`` is not in
+    an hour's directory."""
+    parts = path.split("/")
+    try:
+        date = next(p[5:] for p in parts if p.startswith("date="))
+        hour = next(p[5:] for p in parts if p.startswith("hour="))
+        return datetime.strptime(f"{date} {hour}", "%Y-%m-%d %H")
+    except (StopIteration, ValueError):
+        return None
 
 
 def encode_parquet(table: Table, rows: Sequence[Row]) -> bytes:
@@ -357,6 +437,18 @@ class _State:
         return json.dumps(
             {"done": self.done, "writing": self.writing, "owner": self.owner}
         ).encode()
+
+
+def unfinished_flushes(storage: Storage, force_id: str) -> set[str]:
+    """The files of every flush of ``force_id`` under way or interrupted (its writer's state
+    lists them until it is done): not the lake's yet, their writer may delete them."""
+    unfinished: set[str] = set()
+    for stream in STREAMS:
+        for listed in storage.list(f"{validate_force_id(force_id)}/_lake/{stream}"):
+            raw = storage.get(listed.path)
+            if raw is not None and listed.path.endswith(".json"):
+                unfinished.update(_State(**json.loads(raw)).writing)
+    return unfinished
 
 
 class LakeFencedError(Exception):
@@ -463,6 +555,18 @@ class LakeWriter:
             f"{key[0]} partition {key[1]} was taken over by another writer "
             f"(its state says offset {state.done}); this writer stops writing it"
         )
+
+    def holds(self, stream: Stream, partition: int) -> bool:
+        """Whether we took ``(stream, partition)`` over (and have not been fenced since)."""
+        return (stream, partition) in self._taken
+
+    def fence(self, stream: Stream, partition: int) -> None:
+        """LakeFencedError unless the state of ``(stream, partition)`` is still signed by
+        us: what a task that only its holder may run (compaction) checks before each step."""
+        taken = self._taken.get((stream, partition))
+        state = self._read(_state_path(self.force_id, stream, partition))
+        if taken is None or state.owner != taken[1]:
+            raise LakeFencedError(f"{stream} partition {partition} is not this writer's (any more)")
 
     def forget(self, stream: Stream, partition: int) -> None:
         """The partition went to another writer: resume() it again before writing."""

@@ -20,6 +20,7 @@ import sqlglot
 from pyspark.sql import SparkSession
 from sqlglot import exp
 
+from peaceland.analytics.compaction import live_files
 from peaceland.analytics.lake import SCHEMAS, TABLES, Storage, Table, table_dir
 from peaceland.analytics.stats import (
     STATISTICS,
@@ -27,7 +28,6 @@ from peaceland.analytics.stats import (
     Options,
     UnknownStatisticError,
     Window,
-    has_files,
 )
 from peaceland.tenants.forces import validate_force_id
 
@@ -75,9 +75,12 @@ class SparkForceLake:
             self._view(storage, table)
 
     def _view(self, storage: Storage, table: Table) -> None:
-        where = storage.locate(table_dir(self.force_id, table))
-        if has_files(where):
-            frame = self.session.read.option("basePath", where).parquet(f"{where}/*/*/*.parquet")
+        # The files by name, as DuckDB's views take them: those a compaction replaced are
+        # left out while they linger.
+        files = [storage.locate(f) for f in live_files(storage, self.force_id, table)]
+        if files:
+            where = storage.locate(table_dir(self.force_id, table))
+            frame = self.session.read.option("basePath", where).parquet(*files)
         else:
             empty = pa.Table.from_pylist([], schema=SCHEMAS[table])
             empty = empty.append_column("date", pa.array([], pa.date32()))

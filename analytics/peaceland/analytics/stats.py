@@ -22,6 +22,7 @@ from typing import Any, Final
 import duckdb
 import pyarrow as pa
 
+from peaceland.analytics.compaction import live_files
 from peaceland.analytics.isolated import Budget, run_isolated
 from peaceland.analytics.lake import (
     SCHEMAS,
@@ -30,7 +31,6 @@ from peaceland.analytics.lake import (
     LocalStorage,
     Storage,
     Table,
-    table_dir,
     utc,
 )
 from peaceland.tenants.forces import validate_force_id
@@ -119,7 +119,7 @@ class ForceLake:
         self.connection.execute("SET lock_configuration = true")
 
     def _view(self, storage: Storage, table: Table) -> list[str]:
-        files = files_of(storage.locate(table_dir(self.force_id, table)))
+        files = [storage.locate(f) for f in live_files(storage, self.force_id, table)]
         if files:
             listed = ", ".join(f"'{_quoted(f)}'" for f in files)
             self.connection.execute(
@@ -154,19 +154,6 @@ class ForceLake:
         cursor = self.connection.execute(sql, parameters)
         columns = tuple(d[0] for d in cursor.description or ())
         return Answer(name, columns, tuple(tuple(row) for row in cursor.fetchall()))
-
-
-def files_of(where: str) -> list[str]:
-    """A table's files (``where`` is its directory), by name: engines refuse a pattern
-    matching none, and a sandboxed session is allowed these files only."""
-    if not Path(where).is_dir():
-        return []
-    return sorted(str(p) for p in Path(where).glob("date=*/hour=*/*.parquet"))
-
-
-def has_files(where: str) -> bool:
-    """Whether a table's directory holds a file yet."""
-    return bool(files_of(where))
 
 
 class UnknownStatisticError(ValueError):
@@ -215,14 +202,14 @@ class Statistic:
 
 def _alerts_per_hour(_: Options) -> str:
     return f"""
-        SELECT date_trunc('hour', raised_at) AS hour, count(*) AS alerts
+        SELECT date_trunc('hour', raised_at) AS hour, count(DISTINCT alert_id) AS alerts
         FROM alerts WHERE event = 'raised' AND {within("alerts")}
         GROUP BY 1 ORDER BY 1"""
 
 
 def _alerts_per_zone(options: Options) -> str:
     return f"""
-        SELECT {_zone(options)}, count(*) AS alerts
+        SELECT {_zone(options)}, count(DISTINCT alert_id) AS alerts
         FROM alerts WHERE event = 'raised' AND {within("alerts")}
         GROUP BY 1, 2 ORDER BY alerts DESC, 1, 2"""
 
@@ -238,7 +225,7 @@ def _coverage(options: Options) -> str:
 def _top(column: str) -> Callable[[Options], str]:
     def build(options: Options) -> str:
         return f"""
-            SELECT {column}, count(*) AS alerts
+            SELECT {column}, count(DISTINCT alert_id) AS alerts
             FROM alerts WHERE event = 'raised' AND {within("alerts")}
             GROUP BY 1 ORDER BY alerts DESC, 1 LIMIT {int(options.top)}"""
 

@@ -148,6 +148,8 @@ def consumer_deployment(
     )
     if lake_uri is not None:
         values[env_name(consumer, "lake_uri")] = lake_uri
+        # The force's retention covers its lake as it does its archive.
+        values[env_name(consumer, "retention_days")] = str(spec.retention_days)
         if lake_flush_seconds is not None:
             values[env_name(consumer, "flush_seconds")] = str(lake_flush_seconds)
     # The lake reaches Kafka only: it is given no Cassandra credentials.

@@ -16,7 +16,9 @@ from typing import Any
 import duckdb
 import pytest
 
-from peaceland.analytics.lake import LakeWriter, LocalStorage
+from peaceland.analytics.compaction import COMPACTED, journals
+from peaceland.analytics.lake import LakeWriter, Listed, LocalStorage, table_dir
+from peaceland.analytics.stats import ForceLake
 from peaceland.node.launch import ServiceProcess
 from peaceland.services.lake.consumer import LakeConsumer
 from peaceland.services.lake.settings import LakeSettings
@@ -175,6 +177,9 @@ class Outage:
     def delete(self, path: str) -> None:
         self.inner.delete(path)
 
+    def list(self, prefix: str) -> list[Listed]:
+        return self.inner.list(prefix)
+
 
 def test_a_lake_outage_is_retried_and_sigterm_still_stops_the_consumer(
     force: ForceResources, endpoints: Endpoints, tmp_path: Path
@@ -235,6 +240,54 @@ def test_the_memory_budget_writes_buffers_before_their_time(
             60,
             "buffers past the budget written and committed within the hour",
         )
+
+
+def test_the_consumer_compacts_settled_hours_and_deletes_those_past_the_retention(
+    force: ForceResources, endpoints: Endpoints, tmp_path: Path
+):
+    rng = random.Random(14)
+    hours_ago = utc_now() - timedelta(hours=3)
+    kept = [make_report(rng, at=hours_ago, citizens=1) for _ in range(200)]
+    expired = [make_report(rng, at=utc_now() - timedelta(days=2)) for _ in range(20)]
+    produce(
+        endpoints.kafka,
+        force.reports_topic,
+        [(None, encode_report(r)) for r in [*kept, *expired]],
+    )
+    settings = _settings(
+        force,
+        endpoints,
+        tmp_path,
+        flush_records=25,  # many small files
+        compact_every_seconds=0.5,
+        compact_settle_seconds=0,
+        compact_linger_seconds=1,
+        retention_days=1,
+    )
+    consumer = LakeConsumer(settings, LakeWriter(LocalStorage(tmp_path), force.force_id))
+    storage = LocalStorage(tmp_path)
+    hours = {r.timestamp.strftime("%Y-%m-%d %H") for r in kept}
+
+    def compacted() -> bool:
+        on_disk = [f.path for f in storage.list(table_dir(force.force_id, "reports"))]
+        return (
+            len(on_disk) == len(hours)
+            and all(p.rsplit("/", 1)[1].startswith(COMPACTED) for p in on_disk)
+            and not journals(storage, force.force_id)
+        )
+
+    with running(consumer):
+        wait_until(
+            lambda: _committed(endpoints, force, force.reports_topic) == 220,
+            60,
+            "the lake consumer committing every report",
+        )
+        wait_until(compacted, 60, "one file per hour, the replaced ones released")
+    assert consumer.counters.compacted >= len(hours)
+    assert consumer.counters.expired >= 1
+    with ForceLake(storage, force.force_id) as lake:
+        found = lake.connection.execute("SELECT CAST(report_id AS TEXT) FROM reports").fetchall()
+    assert sorted(row[0] for row in found) == sorted(str(r.report_id) for r in kept)
 
 
 def _lake_process(

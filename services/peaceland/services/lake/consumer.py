@@ -9,6 +9,14 @@ too, and counted (the archiver dead-letters bad reports; alerts and transitions 
 by our own services). A write that fails (the lake's disk or object store away) is retried
 with the partitions paused, like every consumer's step; a partition taken away drops its
 buffer, which its new owner reads again from the last commit.
+
+Every ``compact_every_seconds``, the consumer that holds the reports stream's partition 0
+compacts the force's settled hours and deletes those past its retention
+(``peaceland.analytics.compaction``): one consumer per force does it, whatever the replicas,
+in a thread of its own, so that the stream is read on meanwhile (an hour of a large force
+takes minutes to compact; Kafka would take a poll loop stalled that long for dead). A
+compaction that fails is logged and tried again at the next turn; one killed half-way is
+finished by the next (its journal says how far it went).
 """
 
 from __future__ import annotations
@@ -18,13 +26,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
+import duckdb
 from confluent_kafka import Message, TopicPartition
 
+from peaceland.analytics.compaction import Compactor
 from peaceland.analytics.lake import (
     STREAM_TABLES,
     LakeFencedError,
     LakeWriter,
+    LocalStorage,
     Row,
     Stream,
     Table,
@@ -68,6 +80,8 @@ class Counters:
     skipped: int = 0
     replayed: int = 0
     files: int = 0
+    compacted: int = 0
+    expired: int = 0
 
 
 class LakeConsumer(StreamConsumer):
@@ -106,6 +120,33 @@ class LakeConsumer(StreamConsumer):
         self._written = {s: metrics.LAKE_RECORDS.labels(force, s) for s in STREAM_TABLES}
         self._bytes = metrics.LAKE_BYTES.labels(force)
         self._rejected = metrics.RECORDS_REJECTED.labels(force, self.name, "contract")
+        self.compactor = self._compactor(settings)
+        self.compact_every = settings.compact_every_seconds
+        self._next_maintenance = self._clock()
+        self._maintenance: threading.Thread | None = None
+
+    def _compactor(self, settings: LakeSettings) -> Compactor | None:
+        if not settings.compact_every_seconds:
+            return None
+        storage = self.writer.storage
+        if not isinstance(storage, LocalStorage):
+            log.warning(
+                "lake of %s: the lake at %s is not on this machine's disks: its hours are not "
+                "compacted and nothing is deleted past the retention (docs/analytics.md)",
+                self.force_id,
+                storage.locate(""),
+            )
+            return None
+        retention = settings.retention_days
+        return Compactor(
+            storage,
+            self.force_id,
+            fence=lambda: self.writer.fence("reports", 0),
+            settle=timedelta(seconds=settings.compact_settle_seconds),
+            linger=timedelta(seconds=settings.compact_linger_seconds),
+            retention=timedelta(days=retention) if retention else None,
+            memory_limit=f"{settings.compact_memory_mb}MB",
+        )
 
     def process(self, records: list[Message], stop: threading.Event) -> bool:
         """Buffer a batch, then write every buffer that is due; False if stopped first."""
@@ -117,12 +158,54 @@ class LakeConsumer(StreamConsumer):
             key = (message.topic() or "", message.partition() or 0)
             if key in steady and key in self._buffers:
                 self._buffer(key, message)
-        return self._flush_due(stop, everything=False)
+        if not self._flush_due(stop, everything=False):
+            return False
+        self.maintain()
+        return True
 
     def idle(self, stop: threading.Event) -> None:
         """Nothing came: write what has waited long enough, and commit it."""
         if self._flush_due(stop, everything=False):
             self.commit([])
+            self.maintain()
+
+    def maintain(self) -> None:
+        """Start compacting and expiring the force's lake, when it is time and ours to."""
+        now = self._clock()
+        if self.compactor is None or now < self._next_maintenance:
+            return
+        if self._maintenance is not None and self._maintenance.is_alive():
+            return
+        self._next_maintenance = now + self.compact_every
+        if not self.writer.holds("reports", 0):
+            return
+        self._maintenance = threading.Thread(
+            target=self._maintain,
+            args=(self.compactor,),
+            name=f"lake-compaction-{self.force_id}",
+            daemon=True,  # killed with the process: the next holder finishes its work
+        )
+        self._maintenance.start()
+
+    def _maintain(self, compactor: Compactor) -> None:
+        try:
+            done = compactor.run()
+        except LakeFencedError as exc:
+            log.info("lake of %s: not compacting: %s", self.force_id, exc)
+            return
+        except (OSError, ValueError, duckdb.Error) as exc:
+            log.warning(
+                "lake of %s: compaction failed, tried again in %.0f s: %s",
+                self.force_id,
+                self.compact_every,
+                exc,
+            )
+            return
+        except Exception:  # a thread's failure would otherwise go unseen
+            log.exception("lake of %s: compaction failed unexpectedly", self.force_id)
+            return
+        self.counters.compacted += len(done.compacted)
+        self.counters.expired += done.expired
 
     def finish(self) -> None:
         """On the way out (SIGTERM): write every buffer and commit, so nothing is read again."""

@@ -26,4 +26,18 @@ class LakeSettings(ConsumerSettings):
     #: bytes as received (in memory their rows take a few times more): the memory bound,
     #: whatever the partitions and the records' sizes.
     flush_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=4 * 1024**3)
+    #: Every this many seconds, the consumer holding the reports stream's partition 0
+    #: compacts the force's settled hours and deletes those past ``retention_days``
+    #: (``peaceland.analytics.compaction``; a lake on this machine's disks only); 0: never.
+    compact_every_seconds: float = Field(default=300.0, ge=0, le=86_400)
+    #: An hour is compacted once it ended, and its last file was written, this long ago.
+    compact_settle_seconds: float = Field(default=900.0, ge=0, le=86_400)
+    #: Files a compaction replaced stay this long for the queries under way that listed
+    #: them: longer than the longest query (the API's ``sql_seconds_max``).
+    compact_linger_seconds: float = Field(default=900.0, ge=1, le=86_400)
+    #: What the compaction's engine may hold in memory before it spills to the lake's disk.
+    compact_memory_mb: int = Field(default=256, ge=64, le=65_536)
+    #: Days the force keeps its reports, sightings and alerts (its ``retentionDays``): older
+    #: hours are deleted from the lake. None: kept for ever.
+    retention_days: int | None = Field(default=None, ge=1, le=3_650)
     metrics_port: int = Field(default=9103, ge=0, le=65535)

@@ -1,0 +1,368 @@
+"""A force's lake kept lean: one file per settled hour, nothing kept past its retention.
+
+The lake consumer writes a file per Kafka partition and table at every flush (every minute
+or so): a week of a small force is thousands of files of a few hundred rows, each with its
+own footer and dictionaries, bigger and slower to read than one file per hour. Compaction
+rewrites a settled hour's files of a table as one (``c-<token>.parquet``), sorted by drone
+and time, a report the drone sent twice kept once (the first written), every alert event
+and transition kept once.
+
+Readers and crashes never see a row twice or miss one:
+
+1. a journal (``<force>/_lake/compaction/<table>-<hour>-<token>.json``) names the files
+   compacted (the sources) and the file replacing them (the target) before anything else;
+2. the target is written under a temporary name, then renamed into place: from then on,
+   readers (``live_files``, which every engine session's file list comes from) take the
+   target and leave the sources the journal names;
+3. the journal is stamped; the sources stay ``linger`` longer for the queries under way
+   that listed them before (a query reads its files as it goes), then are deleted, and the
+   journal last.
+
+A crash before 2 leaves the sources as they were: the next runs drop the target-less
+journal once ``linger`` has passed. A crash after 2 is finished by the next run from the
+journal. An hour is compacted once it ended ``settle`` ago and none of its files was written
+in the last ``settle`` (a late report's file is merged by a later run), when no file of it
+is in a flush under way (its writer's state lists it) and no journal of it is pending.
+
+One compactor per force: the holder of the reports stream's partition 0 (one lake consumer,
+whatever the replicas), fenced like a writer (``LakeWriter.fence``) before each step.
+Compaction reads its sources with DuckDB, which spills to disk past its memory limit, so
+the lake must be on this machine's disks (as querying it must, today).
+
+Retention: the files of an hour that ended more than ``retention`` ago are deleted, as the
+force's ``retentionDays`` promises for its reports, sightings and alerts. A query under way
+over those hours may then fail: nothing older is meant to be read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Final
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from peaceland.analytics.lake import (
+    SCHEMAS,
+    TABLES,
+    LocalStorage,
+    Storage,
+    Table,
+    hour_of,
+    table_dir,
+    unfinished_flushes,
+)
+from peaceland.tenants.forces import validate_force_id
+
+log = logging.getLogger(__name__)
+
+#: How a compacted file's name starts.
+COMPACTED: Final = "c-"
+_HOUR = timedelta(hours=1)
+
+#: How each table's rows are kept once and ordered, over ``sources`` (its files, read with
+#: their file names and row numbers). Sorted by drone and time, a drone's successive
+#: positions and times sit side by side and compress better.
+_REWRITES: Final[Mapping[Table, str]] = {
+    "reports": """
+        SELECT * EXCLUDE (filename, file_row_number) FROM sources
+        QUALIFY row_number() OVER (
+            PARTITION BY report_id ORDER BY filename, file_row_number) = 1
+        ORDER BY drone_id, "timestamp", report_id""",
+    # A report's citizens are kept from the file its report row is kept from.
+    "sightings": """
+        SELECT s.* EXCLUDE (filename, file_row_number) FROM sources s
+        JOIN (SELECT report_id, min(filename) AS filename FROM sources GROUP BY report_id)
+            USING (report_id, filename)
+        ORDER BY drone_id, "timestamp", report_id, file_row_number""",
+    "alerts": """
+        SELECT DISTINCT * EXCLUDE (filename, file_row_number) FROM sources
+        ORDER BY raised_at, alert_id, event, reported_at, opened_at""",
+    "lifecycle": """
+        SELECT DISTINCT * EXCLUDE (filename, file_row_number) FROM sources
+        ORDER BY "at", alert_id, seq""",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Journal:
+    """A compaction: the files it replaces, the file replacing them, and when that file
+    was published (None: not yet, or never)."""
+
+    target: str
+    sources: tuple[str, ...]
+    compacted_at: float | None = None
+
+    def encode(self) -> bytes:
+        fields = {"target": self.target, "sources": list(self.sources)}
+        return json.dumps(fields | {"compacted_at": self.compacted_at}).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Journal:
+        fields = json.loads(raw)
+        return cls(fields["target"], tuple(fields["sources"]), fields["compacted_at"])
+
+
+def _journal_dir(force_id: str) -> str:
+    return f"{validate_force_id(force_id)}/_lake/compaction"
+
+
+def journals(storage: Storage, force_id: str) -> dict[str, tuple[Journal, float]]:
+    """The pending compactions of a force, by journal path, with when each was written."""
+    found: dict[str, tuple[Journal, float]] = {}
+    for listed in storage.list(_journal_dir(force_id)):
+        raw = storage.get(listed.path)
+        if raw is not None and listed.path.endswith(".json"):
+            found[listed.path] = (Journal.decode(raw), listed.mtime)
+    return found
+
+
+def live_files(storage: Storage, force_id: str, table: Table) -> list[str]:
+    """A table's files as a reader must take them (paths relative to the lake's root):
+    every file of its hours, less those a published compaction replaced. Listed before
+    the journals are read: a journal is deleted only ``linger`` after its sources."""
+    listed = [
+        f.path
+        for f in storage.list(table_dir(force_id, table))
+        if f.path.endswith(".parquet") and hour_of(f.path) is not None
+    ]
+    present = set(listed)
+    replaced: set[str] = set()
+    for journal, _ in journals(storage, force_id).values():
+        if journal.target in present:
+            replaced.update(journal.sources)
+    return [path for path in listed if path not in replaced]
+
+
+@dataclass(frozen=True, slots=True)
+class Compacted:
+    """One hour of one table rewritten as one file."""
+
+    table: Table
+    hour: datetime
+    sources: int
+    rows: int
+    bytes_before: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Maintenance:
+    """What one run did: hours compacted, replaced files released (deleted after their
+    linger), files deleted past the retention."""
+
+    compacted: tuple[Compacted, ...]
+    released: int
+    expired: int
+
+
+class Compactor:
+    """Compacts and expires one force's lake; ``run`` it now and then (one hour's worth of
+    work at most per run, so that its caller goes back to its stream)."""
+
+    def __init__(
+        self,
+        storage: LocalStorage,
+        force_id: str,
+        *,
+        fence: Callable[[], None],
+        settle: timedelta = timedelta(minutes=15),
+        linger: timedelta = timedelta(minutes=15),
+        retention: timedelta | None = None,
+        memory_limit: str = "256MB",
+        seconds: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``fence``: raises (LakeFencedError) when this compactor is no longer the force's
+        one; ``seconds``: no new hour is started once a run has taken this long."""
+        self.storage = storage
+        self.force_id = validate_force_id(force_id)
+        self.fence = fence
+        self.settle = settle
+        self.linger = linger
+        self.retention = retention
+        self.memory_limit = memory_limit
+        self.seconds = seconds
+        self.clock = clock
+
+    def run(self) -> Maintenance:
+        released = self._finish_journals()
+        expired = self._expire()
+        started = self.clock()
+        compacted: list[Compacted] = []
+        for table, hour, files in self._due():
+            compacted.append(self._compact(table, hour, files))
+            if self.clock() - started >= self.seconds:
+                break
+        return Maintenance(tuple(compacted), released, expired)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC).replace(tzinfo=None)
+
+    def _finish_journals(self) -> int:
+        """Move every pending compaction on: stamp a published one, release its sources
+        after ``linger``; drop an unpublished one (interrupted) after ``linger``."""
+        present = {f.path for t in TABLES for f in self.storage.list(table_dir(self.force_id, t))}
+        released = 0
+        now = self.clock()
+        for path, (journal, written) in journals(self.storage, self.force_id).items():
+            linger = self.linger.total_seconds()
+            if journal.target in present:
+                if journal.compacted_at is None:
+                    self.fence()
+                    self.storage.put(path, replace(journal, compacted_at=now).encode())
+                elif now - journal.compacted_at >= linger:
+                    self.fence()
+                    for source in journal.sources:
+                        self.storage.delete(source)
+                        self.storage.prune(source, self.force_id)
+                    self.storage.delete(path)
+                    released += len(journal.sources)
+            elif now - written >= linger:
+                # Interrupted before its target was published: the sources stand as they
+                # were. Waiting out the linger leaves a paused compactor's last step time to
+                # find itself fenced.
+                log.warning(
+                    "lake of %s: an interrupted compaction of %d file(s) left %s; dropping it",
+                    self.force_id,
+                    len(journal.sources),
+                    path,
+                )
+                self.fence()
+                self.storage.delete(journal.target)  # and any temporary of it
+                self.storage.delete(path)
+        return released
+
+    def _expire(self) -> int:
+        """Delete the files of the hours past the retention."""
+        if self.retention is None:
+            return 0
+        cutoff = self._now() - self.retention
+        expired = 0
+        for table in TABLES:
+            for listed in self.storage.list(table_dir(self.force_id, table)):
+                hour = hour_of(listed.path)
+                if hour is not None and hour + _HOUR <= cutoff:
+                    self.fence()
+                    self.storage.delete(listed.path)
+                    self.storage.prune(listed.path, self.force_id)
+                    expired += 1
+        if expired:
+            log.info(
+                "lake of %s: %d file(s) of hours older than %s deleted (the force's retention)",
+                self.force_id,
+                expired,
+                self.retention,
+            )
+        return expired
+
+    def _due(self) -> list[tuple[Table, datetime, list[str]]]:
+        """The settled hours worth compacting, oldest first, each with its files."""
+        now = self._now()
+        settle = self.settle.total_seconds()
+        hours: dict[tuple[Table, datetime], list[str]] = defaultdict(list)
+        unsettled: set[tuple[Table, datetime]] = set()
+        for table in TABLES:
+            for listed in self.storage.list(table_dir(self.force_id, table)):
+                hour = hour_of(listed.path)
+                if hour is None or not listed.path.endswith(".parquet"):
+                    continue
+                hours[(table, hour)].append(listed.path)
+                if hour + _HOUR + self.settle > now or self.clock() - listed.mtime < settle:
+                    unsettled.add((table, hour))
+        # Read after the listing: a file listed above that a flush under way still owns is
+        # named here (a flush names its files before writing them).
+        busy = unfinished_flushes(self.storage, self.force_id)
+        for journal, _ in journals(self.storage, self.force_id).values():
+            busy.update(journal.sources)
+            busy.add(journal.target)
+        due = []
+        for (table, hour), files in sorted(hours.items(), key=lambda item: item[0][1]):
+            if (table, hour) in unsettled or busy.intersection(files):
+                continue
+            if len(files) > 1 or not files[0].rsplit("/", 1)[-1].startswith(COMPACTED):
+                due.append((table, hour, files))
+        return due
+
+    def _compact(self, table: Table, hour: datetime, files: list[str]) -> Compacted:
+        self.fence()
+        token = uuid.uuid4().hex[:12]
+        target = f"{files[0].rsplit('/', 1)[0]}/{COMPACTED}{token}.parquet"
+        journal_path = f"{_journal_dir(self.force_id)}/{table}-{hour:%Y%m%d%H}-{token}.json"
+        journal = Journal(target, tuple(files))
+        self.storage.put(journal_path, journal.encode())
+        temporary = self.storage.temporary(target)
+        try:
+            rows = self._rewrite(table, [self.storage.locate(f) for f in files], temporary)
+            self.fence()
+            self.storage.put_file(target, temporary)
+        finally:
+            temporary.unlink(missing_ok=True)
+        self.storage.put(journal_path, replace(journal, compacted_at=self.clock()).encode())
+        result = Compacted(
+            table,
+            hour,
+            len(files),
+            rows,
+            sum(Path(self.storage.locate(f)).stat().st_size for f in files),
+            Path(self.storage.locate(target)).stat().st_size,
+        )
+        log.info(
+            "lake of %s: %s of %s compacted: %d file(s), %d bytes -> 1 file, %d rows, %d bytes",
+            self.force_id,
+            table,
+            f"{hour:%Y-%m-%d %H}h",
+            result.sources,
+            result.bytes_before,
+            result.rows,
+            result.bytes,
+        )
+        return result
+
+    def _rewrite(self, table: Table, files: list[str], out: Path) -> int:
+        """The rows of ``files`` kept once and sorted (``_REWRITES``), as one Parquet file
+        at ``out``; how many rows. DuckDB spills what exceeds its memory to a directory
+        beside ``out`` (the lake's disk), removed after."""
+        schema = SCHEMAS[table]
+        with tempfile.TemporaryDirectory(prefix=".spill-", dir=out.parent) as spill:
+            connection = duckdb.connect(
+                config={
+                    "threads": 1,
+                    "memory_limit": self.memory_limit,
+                    "temp_directory": spill,
+                    "preserve_insertion_order": False,
+                }
+            )
+            try:
+                listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+                connection.execute(
+                    f"CREATE TEMPORARY VIEW sources AS SELECT * FROM read_parquet([{listed}], "
+                    "filename = true, file_row_number = true, hive_partitioning = false)"
+                )
+                batches: pa.RecordBatchReader = connection.sql(_REWRITES[table]).to_arrow_reader(
+                    262_144
+                )
+                rows = 0
+                with pq.ParquetWriter(
+                    out,
+                    schema,
+                    compression="zstd",
+                    compression_level=6,
+                    dictionary_pagesize_limit=8 * 1024 * 1024,
+                ) as writer:
+                    for batch in batches:
+                        writer.write_table(pa.Table.from_batches([batch]).cast(schema))
+                        rows += batch.num_rows
+                return rows
+            finally:
+                connection.close()

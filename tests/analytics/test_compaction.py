@@ -1,0 +1,330 @@
+"""Compaction and retention of a force's lake, on a real directory with the real engine:
+what readers see at every step, and across interrupted compactions."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from peaceland.analytics.compaction import (
+    COMPACTED,
+    Compactor,
+    Journal,
+    journals,
+    live_files,
+)
+from peaceland.analytics.lake import (
+    LakeFencedError,
+    LakeWriter,
+    LocalStorage,
+    alert_rows,
+    rows_of_reports,
+    transition_rows,
+)
+from peaceland.analytics.stats import STATISTICS, ForceLake, Window
+from peaceland.tenants.lifecycle import Transition
+from peaceland.tenants.reports import Report
+from tests.factories import make_alert, make_report
+
+FORCE = "compacted-force"
+SETTLE = timedelta(minutes=15)
+LINGER = timedelta(minutes=10)
+
+
+@dataclass
+class Clock:
+    """Now, moved on by hand (file times are real: this clock only ever runs ahead); by
+    default far enough for the files just written to have settled."""
+
+    ahead: float = SETTLE.total_seconds()
+
+    def __call__(self) -> float:
+        return time.time() + self.ahead
+
+
+def _hours_ago(hours: int, minutes: int = 30) -> datetime:
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    return now - timedelta(hours=hours) + timedelta(minutes=minutes)
+
+
+def _transition(alert_id: uuid.UUID, seq: int, at: datetime) -> Transition:
+    return Transition.model_validate(
+        {
+            "force_id": FORCE,
+            "alert_id": str(alert_id),
+            "seq": seq,
+            "action": "acknowledge",
+            "state": "acknowledged",
+            "actor": "officer@example.org",
+            "at": at.isoformat(),
+            "raised_at": at.isoformat(),
+        },
+        strict=False,
+    )
+
+
+def _flush(writer: LakeWriter, partition: int, reports: list[Report]) -> None:
+    done = writer.done("reports", partition)
+    writer.write("reports", partition, done + len(reports), rows_of_reports(reports))
+
+
+def _fill(root: Path, rng: random.Random, *, resend: bool = True) -> list[Report]:
+    """Many small flushes of two partitions over two past hours (a resent report among
+    them, when ``resend``), and alert events and transitions (each written twice)."""
+    writer = LakeWriter(LocalStorage(root), FORCE)
+    for partition in (0, 1):
+        writer.resume("reports", partition)
+    reports = [
+        make_report(rng, at=_hours_ago(hours), drone=rng.randint(0, 3))
+        for hours in (3, 5)
+        for _ in range(40)
+    ]
+    for index in range(0, len(reports), 8):  # ten flushes of eight
+        _flush(writer, index // 8 % 2, reports[index : index + 8])
+    if resend:  # a drone's resend, read again in a later flush of the other partition
+        _flush(writer, 1, [reports[3]])
+    alert = make_alert(FORCE, "Alice Martin", _hours_ago(3), report_id=reports[0].report_id)
+    transition = _transition(alert.alert_id, 1, _hours_ago(3, 40))
+    for stream, rows in (("alerts", alert_rows(alert)), ("lifecycle", transition_rows(transition))):
+        writer.resume(stream, 0)  # type: ignore[arg-type]
+        for last in (0, 1):  # the same event, read twice (a producer's retry)
+            writer.write(stream, 0, last, rows)  # type: ignore[arg-type]
+    return reports
+
+
+def _seen(root: Path, sql: str) -> list[tuple[object, ...]]:
+    """What a reader of the force's lake gets (the engine's own views)."""
+    with ForceLake(LocalStorage(root), FORCE) as lake:
+        return sorted(lake.connection.execute(sql).fetchall(), key=repr)
+
+
+def _report_ids(root: Path) -> list[str]:
+    return [str(row[0]) for row in _seen(root, "SELECT report_id FROM reports")]
+
+
+def _sightings(reports: list[Report]) -> list[tuple[object, ...]]:
+    return sorted(
+        ((str(r.report_id), c.name, c.score) for r in reports for c in r.citizens), key=repr
+    )
+
+
+def _compactor(
+    root: Path, clock: Clock, fence: Callable[[], None] = lambda: None, **options: object
+) -> Compactor:
+    return Compactor(
+        LocalStorage(root),
+        FORCE,
+        fence=fence,
+        settle=SETTLE,
+        linger=LINGER,
+        clock=clock,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def _files(root: Path, table: str) -> list[Path]:
+    return sorted((root / FORCE / table).rglob("*.parquet"))
+
+
+def test_an_hours_files_become_one_with_every_row_once(tmp_path: Path):
+    reports = _fill(tmp_path, random.Random(1))
+    before = _report_ids(tmp_path)
+    assert len(before) == len(reports) + 1  # the resend, as written
+    clock = Clock()
+    done = _compactor(tmp_path, clock).run()
+
+    assert sorted((c.table, c.hour.hour) for c in done.compacted) == sorted(
+        [(table, _hours_ago(hours).hour) for table in ("reports", "sightings") for hours in (3, 5)]
+        + [("alerts", _hours_ago(3).hour), ("lifecycle", _hours_ago(3).hour)]
+    )
+    for table in ("reports", "sightings", "alerts", "lifecycle"):
+        live = live_files(LocalStorage(tmp_path), FORCE, table)
+        assert all(path.rsplit("/", 1)[1].startswith(COMPACTED) for path in live), live
+        assert len(live) == len({path.rsplit("/", 1)[0] for path in live})  # one per hour
+    assert _report_ids(tmp_path) == sorted(str(r.report_id) for r in reports)
+    sightings = _seen(tmp_path, "SELECT CAST(report_id AS TEXT), citizen, score FROM sightings")
+    assert sightings == _sightings(reports)
+    assert len(_seen(tmp_path, "SELECT * FROM alerts")) == 1
+    assert len(_seen(tmp_path, "SELECT * FROM lifecycle")) == 1
+    # Rows sorted by drone and time within the file, the hour partitions as they were.
+    hours = _seen(tmp_path, "SELECT DISTINCT date, hour FROM reports")
+    assert [h for _, h in hours] == sorted({_hours_ago(n).hour for n in (3, 5)})
+
+    # The replaced files linger for the queries under way, then go with their journals.
+    assert len(_files(tmp_path, "reports")) > 2
+    assert _compactor(tmp_path, clock).run().released == 0
+    clock.ahead += LINGER.total_seconds()
+    again = _compactor(tmp_path, clock).run()
+    assert again.compacted == ()
+    assert again.released == sum(c.sources for c in done.compacted)
+    assert len(_files(tmp_path, "reports")) == 2
+    assert journals(LocalStorage(tmp_path), FORCE) == {}
+    assert _report_ids(tmp_path) == sorted(str(r.report_id) for r in reports)
+    assert [p for p in tmp_path.rglob("*") if p.name.startswith(".")] == []
+
+
+def test_the_compacted_lake_answers_every_statistic_as_before(tmp_path: Path):
+    _fill(tmp_path, random.Random(2), resend=False)
+    window = Window(datetime.now(UTC) - timedelta(days=1), datetime.now(UTC))
+    with ForceLake(LocalStorage(tmp_path), FORCE) as lake:
+        before = {name: lake.answer(name, window) for name in STATISTICS}
+    assert before["coverage"].rows
+    _compactor(tmp_path, Clock()).run()
+    with ForceLake(LocalStorage(tmp_path), FORCE) as lake:
+        for name in STATISTICS:
+            assert lake.answer(name, window) == before[name], name
+
+
+def test_a_late_report_is_merged_into_its_compacted_hour_later(tmp_path: Path):
+    rng = random.Random(3)
+    reports = _fill(tmp_path, rng, resend=False)
+    clock = Clock()
+    _compactor(tmp_path, clock).run()
+    writer = LakeWriter(LocalStorage(tmp_path), FORCE)
+    writer.resume("reports", 0)
+    late = make_report(rng, at=_hours_ago(3))
+    _flush(writer, 0, [late])
+    # Just written: its hour waits until the file settles (and the first journal is done).
+    assert not [c for c in _compactor(tmp_path, clock).run().compacted if c.table == "reports"]
+    clock.ahead += LINGER.total_seconds()
+    merged = _compactor(tmp_path, clock).run().compacted
+    assert [(c.table, c.sources) for c in merged if c.table == "reports"] == [("reports", 2)]
+    assert _report_ids(tmp_path) == sorted(str(r.report_id) for r in [*reports, late])
+
+
+def test_an_hour_still_open_or_just_written_is_left_alone(tmp_path: Path):
+    rng = random.Random(4)
+    writer = LakeWriter(LocalStorage(tmp_path), FORCE)
+    writer.resume("reports", 0)
+    now = datetime.now(UTC)
+    current = [make_report(rng, at=now) for _ in range(4)]
+    current = [r.model_copy(update={"timestamp": now}) for r in current]
+    for report in current:
+        _flush(writer, 0, [report])
+    assert _compactor(tmp_path, Clock(0)).run().compacted == ()
+    # An hour past, but its files written a moment ago: a flush could still be adding one.
+    past = [make_report(rng, at=_hours_ago(2)) for _ in range(2)]
+    for report in past:
+        _flush(writer, 0, [report])
+    assert not [c for c in _compactor(tmp_path, Clock(0)).run().compacted if c.table == "reports"]
+    settled = _compactor(tmp_path, Clock()).run().compacted
+    assert [c.hour.hour for c in settled if c.table == "reports"] == [_hours_ago(2).hour]
+
+
+def test_a_flush_under_way_keeps_its_hour_out_of_compaction(tmp_path: Path):
+    rng = random.Random(5)
+    reports = [make_report(rng, at=_hours_ago(4)) for _ in range(6)]
+    writer = LakeWriter(LocalStorage(tmp_path), FORCE)
+    writer.resume("reports", 0)
+    _flush(writer, 0, reports[:3])
+    # A writer that dies after its files but before its state says done.
+    dying = LakeWriter(LocalStorage(tmp_path), FORCE)
+    dying.resume("reports", 0)
+
+    state_path = f"{FORCE}/_lake/reports/p0.json"
+    real_put = LocalStorage.put
+
+    def put(self: LocalStorage, path: str, data: bytes) -> None:
+        if path == state_path and b'"writing": []' in data:
+            raise SystemExit("killed before the flush was declared done")
+        real_put(self, path, data)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(LocalStorage, "put", put)
+        with pytest.raises(SystemExit):
+            dying.write("reports", 0, 5, rows_of_reports(reports[3:]))
+    clock = Clock()
+    assert _compactor(tmp_path, clock).run().compacted == ()
+    # Its heir deletes them and writes the records again: still nothing twice.
+    heir = LakeWriter(LocalStorage(tmp_path), FORCE)
+    heir.resume("reports", 0)
+    _flush(heir, 0, reports[3:])
+    clock.ahead += SETTLE.total_seconds()
+    assert _compactor(tmp_path, clock).run().compacted
+    assert _report_ids(tmp_path) == sorted(str(r.report_id) for r in reports)
+
+
+class Crash(BaseException):
+    """The compactor's process dying at one of its steps."""
+
+
+@pytest.mark.parametrize("survived_steps", range(5))
+def test_a_compaction_interrupted_anywhere_loses_and_doubles_nothing(
+    tmp_path: Path, survived_steps: int
+):
+    reports = _fill(tmp_path, random.Random(6), resend=False)
+    expected = sorted(str(r.report_id) for r in reports)
+    steps = iter(range(survived_steps + 1))
+
+    def fence() -> None:  # called before each step that writes: dies at the chosen one
+        if next(steps) == survived_steps:
+            raise Crash
+
+    clock = Clock()
+    with pytest.raises(Crash):
+        _compactor(tmp_path, clock, fence).run()
+    assert _report_ids(tmp_path) == expected
+    assert _seen(tmp_path, "SELECT CAST(report_id AS TEXT), citizen, score FROM sightings") == (
+        _sightings(reports)
+    )
+    # The next runs finish the work: every hour one file, every row once, nothing left over.
+    for _ in range(3):
+        clock.ahead += LINGER.total_seconds()
+        _compactor(tmp_path, clock).run()
+        assert _report_ids(tmp_path) == expected
+    assert len(_files(tmp_path, "reports")) == 2
+    assert len(_files(tmp_path, "sightings")) == 2
+    assert journals(LocalStorage(tmp_path), FORCE) == {}
+    assert [p for p in tmp_path.rglob("*") if p.name.startswith(".")] == []
+
+
+def test_a_compaction_published_but_not_stamped_is_finished_by_the_next_run(tmp_path: Path):
+    reports = _fill(tmp_path, random.Random(7), resend=False)
+    clock = Clock()
+    _compactor(tmp_path, clock).run()
+    storage = LocalStorage(tmp_path)
+    for path, (journal, _) in journals(storage, FORCE).items():  # as if killed right after
+        storage.put(path, Journal(journal.target, journal.sources).encode())
+    assert _report_ids(tmp_path) == sorted(str(r.report_id) for r in reports)
+    _compactor(tmp_path, clock).run()  # stamps them now: the linger starts again
+    assert all(j.compacted_at for j, _ in journals(storage, FORCE).values())
+    clock.ahead += LINGER.total_seconds()
+    assert _compactor(tmp_path, clock).run().released
+    assert _report_ids(tmp_path) == sorted(str(r.report_id) for r in reports)
+
+
+def test_a_fenced_compactor_publishes_nothing(tmp_path: Path):
+    reports = _fill(tmp_path, random.Random(8), resend=False)
+    holder = LakeWriter(LocalStorage(tmp_path), FORCE)
+    holder.resume("reports", 0)
+    holder.fence("reports", 0)  # ours: passes
+    LakeWriter(LocalStorage(tmp_path), FORCE).resume("reports", 0)  # another took it over
+    with pytest.raises(LakeFencedError):
+        holder.fence("reports", 0)
+    with pytest.raises(LakeFencedError):
+        _compactor(tmp_path, Clock(), lambda: holder.fence("reports", 0)).run()
+    assert not [p for p in _files(tmp_path, "reports") if p.name.startswith(COMPACTED)]
+    assert _report_ids(tmp_path) == sorted(str(r.report_id) for r in reports)
+
+
+def test_hours_past_the_forces_retention_are_deleted(tmp_path: Path):
+    rng = random.Random(9)
+    writer = LakeWriter(LocalStorage(tmp_path), FORCE)
+    writer.resume("reports", 0)
+    old = [make_report(rng, at=_hours_ago(24 * 31)) for _ in range(3)]
+    kept = [make_report(rng, at=_hours_ago(24 * 29)) for _ in range(3)]
+    _flush(writer, 0, old + kept)
+    done = _compactor(tmp_path, Clock(), retention=timedelta(days=30)).run()
+    assert done.expired == 2 * len({r.timestamp.strftime("%d%H") for r in old})
+    assert _report_ids(tmp_path) == sorted(str(r.report_id) for r in kept)
+    old_days = {f"date={r.timestamp:%Y-%m-%d}" for r in old} - {
+        f"date={r.timestamp:%Y-%m-%d}" for r in kept
+    }
+    assert not [p for p in (tmp_path / FORCE).rglob("date=*") if p.name in old_days]
