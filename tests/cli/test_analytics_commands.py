@@ -103,6 +103,9 @@ def test_the_analytics_benchmark_prints_a_figure_per_query(tmp_path: Path):
     size = next(f for f in figures if f.get("metric") == "lake_bytes_per_report")
     assert size["reports"] == 300
     assert 0 < size["lake_bytes_per_report"] < size["raw_json_bytes_per_report"]
+    # 300 reports of a 500-drone fleet: one flush, in one hour; compacted as one file.
+    assert size["flushed_files"] == size["compacted_files"] == 2
+    assert 0 < size["compacted_bytes_per_report"] <= size["lake_bytes_per_report"]
     generated = next(f for f in figures if f.get("metric") == "generated")
     assert generated["reports"] == 5000
     assert generated["alerts"] > 0

@@ -144,6 +144,22 @@ def live_files(storage: Storage, force_id: str, table: Table) -> list[str]:
     return [path for path in listed if path not in replaced]
 
 
+def split_compacted(files: list[str]) -> tuple[list[str], list[str]]:
+    """Live ``files`` of a table (``live_files``) as those whose rows are each there once
+    (the hours that are one compacted file) and the others (hours a flush wrote since, or
+    not compacted yet), where a report a drone resent may be twice. A resent report has
+    its first sending's time, so it always lands in the same hour."""
+    by_hour: dict[str, list[str]] = defaultdict(list)
+    for path in files:
+        by_hour[path.rsplit("/", 1)[0]].append(path)
+    once: list[str] = []
+    others: list[str] = []
+    for hour_files in by_hour.values():
+        alone = len(hour_files) == 1 and hour_files[0].rsplit("/", 1)[1].startswith(COMPACTED)
+        (once if alone else others).extend(hour_files)
+    return sorted(once), sorted(others)
+
+
 @dataclass(frozen=True, slots=True)
 class Compacted:
     """One hour of one table rewritten as one file."""

@@ -17,10 +17,10 @@ from typing import Any
 
 import pyarrow as pa
 import sqlglot
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from sqlglot import exp
 
-from peaceland.analytics.compaction import live_files
+from peaceland.analytics.compaction import live_files, split_compacted
 from peaceland.analytics.lake import SCHEMAS, TABLES, Storage, Table, table_dir
 from peaceland.analytics.stats import (
     STATISTICS,
@@ -77,16 +77,24 @@ class SparkForceLake:
     def _view(self, storage: Storage, table: Table) -> None:
         # The files by name, as DuckDB's views take them: those a compaction replaced are
         # left out while they linger.
-        files = [storage.locate(f) for f in live_files(storage, self.force_id, table)]
+        live = live_files(storage, self.force_id, table)
+        where = storage.locate(table_dir(self.force_id, table))
+        self._frame(storage, where, table, live).createOrReplaceTempView(table)
+        if table == "reports":  # each report once, as DuckDB's unique_reports
+            once, others = split_compacted(live)
+            unique = self._frame(storage, where, table, once).unionByName(
+                self._frame(storage, where, table, others).dropDuplicates(["report_id"])
+            )
+            unique.createOrReplaceTempView("unique_reports")
+
+    def _frame(self, storage: Storage, where: str, table: Table, files: list[str]) -> DataFrame:
         if files:
-            where = storage.locate(table_dir(self.force_id, table))
-            frame = self.session.read.option("basePath", where).parquet(*files)
-        else:
-            empty = pa.Table.from_pylist([], schema=SCHEMAS[table])
-            empty = empty.append_column("date", pa.array([], pa.date32()))
-            empty = empty.append_column("hour", pa.array([], pa.int32()))
-            frame = self.session.createDataFrame(empty)
-        frame.createOrReplaceTempView(table)
+            located = [storage.locate(f) for f in files]
+            return self.session.read.option("basePath", where).parquet(*located)
+        empty = pa.Table.from_pylist([], schema=SCHEMAS[table])
+        empty = empty.append_column("date", pa.array([], pa.date32()))
+        empty = empty.append_column("hour", pa.array([], pa.int32()))
+        return self.session.createDataFrame(empty)
 
     def answer(self, name: str, window: Window, options: Options | None = None) -> Answer:
         statistic = STATISTICS.get(name)

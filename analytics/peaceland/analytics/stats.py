@@ -22,7 +22,7 @@ from typing import Any, Final
 import duckdb
 import pyarrow as pa
 
-from peaceland.analytics.compaction import live_files
+from peaceland.analytics.compaction import live_files, split_compacted
 from peaceland.analytics.isolated import Budget, run_isolated
 from peaceland.analytics.lake import (
     SCHEMAS,
@@ -119,22 +119,37 @@ class ForceLake:
         self.connection.execute("SET lock_configuration = true")
 
     def _view(self, storage: Storage, table: Table) -> list[str]:
-        files = [storage.locate(f) for f in live_files(storage, self.force_id, table)]
+        live = live_files(storage, self.force_id, table)
+        self._files_view(table, table, [storage.locate(f) for f in live])
+        if table == "reports":
+            # For the statistics: each report once, deduplicating only the hours that may
+            # hold one twice (compacted hours hold each once).
+            once, others = split_compacted(live)
+            self._files_view("_reports_once", table, [storage.locate(f) for f in once])
+            self._files_view("_reports_others", table, [storage.locate(f) for f in others])
+            self.connection.execute(
+                "CREATE VIEW unique_reports AS SELECT * FROM _reports_once UNION ALL "
+                "SELECT * FROM _reports_others "
+                "QUALIFY row_number() OVER (PARTITION BY report_id) = 1"
+            )
+        return [storage.locate(f) for f in live]
+
+    def _files_view(self, name: str, table: Table, files: list[str]) -> None:
+        """View ``name``: the rows of ``files`` (of ``table``), with their partitions."""
         if files:
             listed = ", ".join(f"'{_quoted(f)}'" for f in files)
             self.connection.execute(
-                f"CREATE VIEW {table} AS SELECT * FROM read_parquet("
+                f"CREATE VIEW {name} AS SELECT * FROM read_parquet("
                 f"[{listed}], hive_partitioning = true, "
                 "hive_types = {'date': DATE, 'hour': INTEGER})"
             )
-            return files
+            return
         # No file yet: the same columns, no row (a statistic over nothing is empty).
         empty = pa.Table.from_pylist([], schema=SCHEMAS[table])
         empty = empty.append_column("date", pa.array([], pa.date32()))
         empty = empty.append_column("hour", pa.array([], pa.int32()))
-        self.connection.register(f"_{table}_empty", empty)
-        self.connection.execute(f"CREATE VIEW {table} AS SELECT * FROM _{table}_empty")
-        return []
+        self.connection.register(f"_{name}_empty", empty)
+        self.connection.execute(f"CREATE VIEW {name} AS SELECT * FROM _{name}_empty")
 
     def close(self) -> None:
         self.connection.close()
@@ -216,9 +231,8 @@ def _alerts_per_zone(options: Options) -> str:
 
 def _coverage(options: Options) -> str:
     return f"""
-        SELECT {_zone(options)}, count(DISTINCT report_id) AS reports,
-               count(DISTINCT drone_id) AS drones
-        FROM reports WHERE {within("reports")}
+        SELECT {_zone(options)}, count(*) AS reports, count(DISTINCT drone_id) AS drones
+        FROM unique_reports WHERE {within("reports")}
         GROUP BY 1, 2 ORDER BY reports DESC, 1, 2"""
 
 
@@ -242,9 +256,7 @@ def _words(options: Options) -> str:
             SELECT DISTINCT report_id FROM alerts WHERE {within("alerts")}
         ),
         reported AS (
-            SELECT report_id, any_value(words) AS words
-            FROM reports WHERE {within("reports")}
-            GROUP BY report_id
+            SELECT report_id, words FROM unique_reports WHERE {within("reports")}
         ),
         tagged AS (
             SELECT r.words, a.report_id IS NOT NULL AS alerting

@@ -32,6 +32,7 @@ import duckdb
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
+from peaceland.analytics.compaction import COMPACTED, Compactor, live_files
 from peaceland.analytics.lake import (
     LakeWriter,
     LocalStorage,
@@ -74,27 +75,49 @@ AD_HOC: Final = {
 Emit = Callable[[dict[str, Any]], None]
 
 
-def bytes_per_report(sample: int, folder: Path) -> dict[str, Any]:
-    """Lake bytes (reports + sightings) per raw JSON byte, through the real writer."""
-    fleet = Fleet(drones=500, seed=7)
-    reports = list(fleet.reports(START, minutes=max(1, sample // 500)))[:sample]
+def bytes_per_report(sample: int, folder: Path, drones: int = 500) -> dict[str, Any]:
+    """Lake bytes (reports + sightings) per raw JSON byte, through the real writer: as the
+    consumer writes them (a file per minute: its default flush, one partition), then once
+    its hours are compacted (``Compactor``, as the consumer runs it)."""
+    fleet = Fleet(drones=drones, seed=7)
+    reports = list(fleet.reports(START, minutes=max(1, -(-sample // drones))))[:sample]
     raw = sum(len(encode_report(r)) for r in reports)
-    rows = rows_of_reports(reports)
-    writer = LakeWriter(LocalStorage(folder), FORCE)
+    storage = LocalStorage(folder)
+    writer = LakeWriter(storage, FORCE)
     writer.resume("reports", 0)
-    flushed = writer.write("reports", 0, len(reports) - 1, rows)
-    by_table = {
-        table: sum((folder / path).stat().st_size for path in flushed.files if f"/{table}/" in path)
-        for table in ("reports", "sightings")
-    }
+    for first in range(0, len(reports), drones):  # a minute of the fleet per flush
+        minute = reports[first : first + drones]
+        writer.write("reports", 0, first + len(minute) - 1, rows_of_reports(minute))
+
+    def sizes() -> dict[str, int]:
+        return {
+            table: sum((folder / path).stat().st_size for path in live_files(storage, FORCE, table))
+            for table in ("reports", "sightings")
+        }
+
+    flushed = sizes()
+    began = time.perf_counter()
+    compactor = Compactor(
+        storage, FORCE, fence=lambda: None, settle=timedelta(0), clock=lambda: time.time() + 1
+    )
+    compacted = compactor.run().compacted
+    seconds = time.perf_counter() - began
+    after = sizes()
+    n = len(reports)
     return {
         "metric": "lake_bytes_per_report",
-        "reports": len(reports),
-        "raw_json_bytes_per_report": round(raw / len(reports), 1),
-        "lake_bytes_per_report": round(flushed.bytes / len(reports), 1),
-        "reports_table_bytes_per_report": round(by_table["reports"] / len(reports), 1),
-        "sightings_table_bytes_per_report": round(by_table["sightings"] / len(reports), 1),
-        "lake_share_of_raw": round(flushed.bytes / raw, 4),
+        "reports": n,
+        "raw_json_bytes_per_report": round(raw / n, 1),
+        "flushed_files": sum(c.sources for c in compacted),
+        "lake_bytes_per_report": round(sum(flushed.values()) / n, 1),
+        "lake_share_of_raw": round(sum(flushed.values()) / raw, 4),
+        "compacted_files": len(compacted),
+        "compacted_bytes_per_report": round(sum(after.values()) / n, 1),
+        "compacted_reports_table_bytes_per_report": round(after["reports"] / n, 1),
+        "compacted_sightings_table_bytes_per_report": round(after["sightings"] / n, 1),
+        "compacted_share_of_raw": round(sum(after.values()) / raw, 4),
+        "compaction_seconds": round(seconds, 2),
+        "compaction_reports_per_second": round(n / seconds),
     }
 
 
@@ -106,6 +129,20 @@ def _literal(texts: Iterable[str]) -> str:
 def _names() -> str:
     fleet = Fleet(drones=1, seed=7)
     return _literal(sorted({c.name for c in fleet.population.ordinary})[:2_000])
+
+
+def seal(force: Path) -> int:
+    """Name each generated hour's one file as compaction names its own (``COMPACTED``):
+    the generated lake is what compaction leaves, one file per hour with each report once
+    (its ids are drawn afresh), so the statistics read it as they read a compacted lake.
+    How many files were renamed (none the second time)."""
+    renamed = 0
+    for hour in sorted(force.glob("*/date=*/hour=*")):
+        files = sorted(hour.glob("*.parquet"))
+        if len(files) == 1 and not files[0].name.startswith(COMPACTED):
+            files[0].rename(hour / f"{COMPACTED}generated.parquet")
+            renamed += 1
+    return renamed
 
 
 def generate(root: Path, reports: int, days: int, drones: int = 1_000) -> dict[str, Any]:
@@ -275,6 +312,7 @@ def run(
         made = generate(lake, reports, days)
         marker.write_text(json.dumps(made))
         emit(made)
+    seal(lake / FORCE)
     for figure in queries(lake, reports, days, engines):
         emit(figure)
 
