@@ -3,11 +3,12 @@ what readers see at every step, and across interrupted compactions."""
 
 from __future__ import annotations
 
+import multiprocessing
 import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,8 +24,10 @@ from peaceland.analytics.compaction import (
 from peaceland.analytics.lake import (
     LakeFencedError,
     LakeWriter,
+    Listed,
     LocalStorage,
     alert_rows,
+    hour_of,
     rows_of_reports,
     transition_rows,
 )
@@ -157,7 +160,8 @@ def test_an_hours_files_become_one_with_every_row_once(tmp_path: Path):
     hours = _seen(tmp_path, "SELECT DISTINCT date, hour FROM reports")
     assert [h for _, h in hours] == sorted({_hours_ago(n).hour for n in (3, 5)})
 
-    # The replaced files linger for the queries under way, then go with their journals.
+    # The replaced files linger for the queries under way, then go; their journals linger
+    # as long again (for a reader that listed those files just before they went).
     assert len(_files(tmp_path, "reports")) > 2
     assert _compactor(tmp_path, clock).run().released == 0
     clock.ahead += LINGER.total_seconds()
@@ -165,6 +169,9 @@ def test_an_hours_files_become_one_with_every_row_once(tmp_path: Path):
     assert again.compacted == ()
     assert again.released == sum(c.sources for c in done.compacted)
     assert len(_files(tmp_path, "reports")) == 2
+    assert len(journals(LocalStorage(tmp_path), FORCE)) == len(done.compacted)
+    clock.ahead += LINGER.total_seconds()
+    _compactor(tmp_path, clock).run()
     assert journals(LocalStorage(tmp_path), FORCE) == {}
     assert _report_ids(tmp_path) == sorted(str(r.report_id) for r in reports)
     assert [p for p in tmp_path.rglob("*") if p.name.startswith(".")] == []
@@ -198,7 +205,9 @@ def test_a_late_report_is_merged_into_its_compacted_hour_later(tmp_path: Path):
     writer.resume("reports", 0)
     late = make_report(rng, at=_hours_ago(3))
     _flush(writer, 0, [late])
-    # Just written: its hour waits until the file settles (and the first journal is done).
+    # Its hour waits until the first compaction's journal is gone.
+    assert not [c for c in _compactor(tmp_path, clock).run().compacted if c.table == "reports"]
+    clock.ahead += LINGER.total_seconds()
     assert not [c for c in _compactor(tmp_path, clock).run().compacted if c.table == "reports"]
     clock.ahead += LINGER.total_seconds()
     merged = _compactor(tmp_path, clock).run().compacted
@@ -335,3 +344,143 @@ def test_hours_past_the_forces_retention_are_deleted(tmp_path: Path):
         f"date={r.timestamp:%Y-%m-%d}" for r in kept
     }
     assert not [p for p in (tmp_path / FORCE).rglob("date=*") if p.name in old_days]
+
+
+def test_a_report_resent_within_one_flush_is_kept_once_with_its_citizens(tmp_path: Path):
+    # The gateway keys reports by drone: a resend goes to the same partition, most often
+    # into the same flush as the first sending.
+    rng = random.Random(10)
+    report = make_report(rng, at=_hours_ago(3), citizens=3)
+    others = [make_report(rng, at=_hours_ago(3), citizens=2) for _ in range(3)]
+    sent = [others[0], report, others[1], report, report, others[2]]
+    writer = LakeWriter(LocalStorage(tmp_path), FORCE)
+    writer.resume("reports", 0)
+    writer.write("reports", 0, len(sent) - 1, rows_of_reports(sent))
+    unique = [report, *others]
+    expected = sorted(str(r.report_id) for r in unique)
+    assert _report_ids(tmp_path) == expected
+    sightings = "SELECT CAST(report_id AS TEXT), citizen, score FROM sightings"
+    assert _seen(tmp_path, sightings) == _sightings(unique)
+    _compactor(tmp_path, Clock()).run()
+    assert _report_ids(tmp_path) == expected
+    assert _seen(tmp_path, sightings) == _sightings(unique)
+
+
+@dataclass(frozen=True)
+class SlowReader(LocalStorage):
+    """The real directory; ``meanwhile`` runs once, right after a table's files are listed
+    (a reader that lists, then is paused before it reads the journals)."""
+
+    meanwhile: list[Callable[[], object]] = field(default_factory=list)
+
+    def list(self, prefix: str, *, times: bool = True) -> list[Listed]:
+        found = super().list(prefix, times=times)
+        if prefix.endswith("/reports") and self.meanwhile:
+            self.meanwhile.pop()()
+        return found
+
+
+def test_a_reader_paused_between_listing_and_journals_is_never_handed_a_deleted_file(
+    tmp_path: Path,
+):
+    reports = _fill(tmp_path, random.Random(11), resend=False)
+    clock = Clock()
+    _compactor(tmp_path, clock).run()
+    clock.ahead += LINGER.total_seconds()
+    # The reader lists the hours (sources and compacted files), then the sources are
+    # released while it is paused, before it reads the journals.
+    reader = SlowReader(tmp_path, [_compactor(tmp_path, clock).run])
+    files = live_files(reader, FORCE, "reports")
+    assert all((tmp_path / path).exists() for path in files)
+    assert len(files) == 2
+    assert _report_ids(tmp_path) == sorted(str(r.report_id) for r in reports)
+
+
+def test_a_corrupt_file_holds_back_its_hour_only_and_is_retried_later(tmp_path: Path):
+    reports = _fill(tmp_path, random.Random(12), resend=False)
+    [broken, *_] = _files(tmp_path, "reports")
+    broken.write_bytes(b"PAR1 this is not a parquet file PAR1")
+    clock = Clock()
+    compactor = _compactor(tmp_path, clock)
+    done = compactor.run()
+    # Every other hour and table compacted; the broken one reported, its files untouched.
+    assert ("reports", hour_of(str(broken.relative_to(tmp_path)))) in done.failed
+    assert len(done.compacted) == 5
+    assert broken.exists()
+    # Not tried again at once (each try reads its whole hour), but later.
+    clock.ahead += 1
+    assert compactor.run().failed == ()
+    clock.ahead += 24 * 3600
+    assert compactor.run().failed
+    del reports
+
+
+def test_a_compaction_killed_mid_rewrite_leaves_nothing_behind_once_finished(tmp_path: Path):
+    reports = _fill(tmp_path, random.Random(13), resend=False)
+    clock = Clock()
+    # Its own process, given no time at all: killed while it writes.
+    killed = _compactor(tmp_path, clock, isolated=True, rewrite_seconds=0.001).run()
+    assert killed.compacted == ()
+    assert killed.failed
+    assert _report_ids(tmp_path) == sorted(str(r.report_id) for r in reports)
+    for _ in range(3):
+        clock.ahead += 2 * LINGER.total_seconds()
+        _compactor(tmp_path, clock, isolated=True).run()
+    assert len(_files(tmp_path, "reports")) == 2
+    assert _report_ids(tmp_path) == sorted(str(r.report_id) for r in reports)
+    hidden = [p for p in tmp_path.rglob("*") if p.name.startswith(".") or "spill" in p.name]
+    assert hidden == []
+
+
+def _compact_then_hang(root: str) -> None:
+    """In a process of its own: compact, and hang once the first hour is rewritten (just
+    before it is published), to be killed there."""
+    calls = iter(range(1_000))
+
+    def fence() -> None:
+        if next(calls) == 1:
+            time.sleep(600)
+
+    _compactor(Path(root), Clock(), fence, memory_mb=64).run()
+
+
+def test_the_compacting_process_killed_mid_hour_leaves_nothing_behind(tmp_path: Path):
+    reports = _fill(tmp_path, random.Random(14), resend=False)
+    process = multiprocessing.get_context("spawn").Process(
+        target=_compact_then_hang, args=(str(tmp_path),)
+    )
+    process.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not [p for p in tmp_path.rglob(".c-*.tmp")] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [p for p in tmp_path.rglob(".c-*.tmp")], "no rewrite under way within 60 s"
+    finally:
+        process.kill()
+        process.join(10)
+    assert _report_ids(tmp_path) == sorted(str(r.report_id) for r in reports)
+    clock = Clock()
+    for _ in range(3):
+        _compactor(tmp_path, clock).run()
+        clock.ahead += LINGER.total_seconds()
+    assert len(_files(tmp_path, "reports")) == 2
+    assert _report_ids(tmp_path) == sorted(str(r.report_id) for r in reports)
+    assert [p for p in tmp_path.rglob("*") if p.name.startswith(".")] == []
+    assert not (tmp_path / FORCE / "_lake" / "spill").exists() or not list(
+        (tmp_path / FORCE / "_lake" / "spill").iterdir()
+    )
+
+
+def test_a_reader_whose_listed_hour_expires_meanwhile_lists_again(tmp_path: Path):
+    rng = random.Random(15)
+    writer = LakeWriter(LocalStorage(tmp_path), FORCE)
+    writer.resume("reports", 0)
+    kept = [make_report(rng, at=_hours_ago(24 * 29)) for _ in range(3)]
+    old = [make_report(rng, at=_hours_ago(24 * 31)) for _ in range(3)]
+    _flush(writer, 0, kept + old)
+    # The reader lists every hour, then retention deletes the oldest before it opens them.
+    retention = _compactor(tmp_path, Clock(), retention=timedelta(days=30)).run
+    reader = SlowReader(tmp_path, [retention])
+    with ForceLake(reader, FORCE) as lake:
+        found = lake.connection.execute("SELECT CAST(report_id AS TEXT) FROM reports").fetchall()
+    assert sorted(row[0] for row in found) == sorted(str(r.report_id) for r in kept)

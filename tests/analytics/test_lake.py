@@ -59,8 +59,8 @@ class CrashingStorage:
     def delete(self, path: str) -> None:
         self.inner.delete(path)
 
-    def list(self, prefix: str) -> list[Listed]:
-        return self.inner.list(prefix)
+    def list(self, prefix: str, *, times: bool = True) -> list[Listed]:
+        return self.inner.list(prefix, times=times)
 
 
 def test_reports_and_their_sightings_land_in_their_hour(tmp_path: Path):
@@ -188,8 +188,8 @@ class StallingStorage:
     def delete(self, path: str) -> None:
         self.inner.delete(path)
 
-    def list(self, prefix: str) -> list[Listed]:
-        return self.inner.list(prefix)
+    def list(self, prefix: str, *, times: bool = True) -> list[Listed]:
+        return self.inner.list(prefix, times=times)
 
 
 def _write(writer: LakeWriter, reports: list[Report], last: int) -> None:
@@ -258,3 +258,23 @@ def test_rows_that_cannot_be_stored_are_refused_when_made():
     with pytest.raises(ValueError, match="64 bits"):
         transition_rows(transition)
     assert transition_rows(transition.model_copy(update={"seq": 2**63 - 1}))
+
+
+def test_a_write_into_a_directory_pruned_meanwhile_makes_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # Retention prunes an hour's empty directory between a writer's mkdir and its open.
+    real_mkdir = Path.mkdir
+    pruned: list[Path] = []
+
+    def mkdir_then_pruned(self: Path, *args: object, **kwargs: object) -> None:
+        real_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+        if not pruned and self.name.startswith("hour="):
+            pruned.append(self)
+            self.rmdir()
+
+    monkeypatch.setattr(Path, "mkdir", mkdir_then_pruned)
+    storage = LocalStorage(tmp_path)
+    storage.put("force/reports/date=2026-01-05/hour=03/p0.parquet", b"rows")
+    assert pruned
+    assert storage.get("force/reports/date=2026-01-05/hour=03/p0.parquet") == b"rows"

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
+import shutil
 import time
 import uuid
 from collections import defaultdict
@@ -52,9 +52,11 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from peaceland.analytics.isolated import Budget, IsolatedFailureError, run_isolated
 from peaceland.analytics.lake import (
     SCHEMAS,
     TABLES,
+    Listed,
     LocalStorage,
     Storage,
     Table,
@@ -96,21 +98,29 @@ _REWRITES: Final[Mapping[Table, str]] = {
 
 @dataclass(frozen=True, slots=True)
 class Journal:
-    """A compaction: the files it replaces, the file replacing them, and when that file
-    was published (None: not yet, or never)."""
+    """A compaction: the files it replaces, the file replacing them, when that file was
+    published (None: not yet, or never) and when the files it replaced were deleted."""
 
     target: str
     sources: tuple[str, ...]
     compacted_at: float | None = None
+    #: When the files it replaced were deleted (the journal goes ``linger`` later).
+    released_at: float | None = None
 
     def encode(self) -> bytes:
         fields = {"target": self.target, "sources": list(self.sources)}
-        return json.dumps(fields | {"compacted_at": self.compacted_at}).encode()
+        times = {"compacted_at": self.compacted_at, "released_at": self.released_at}
+        return json.dumps(fields | times).encode()
 
     @classmethod
     def decode(cls, raw: bytes) -> Journal:
         fields = json.loads(raw)
-        return cls(fields["target"], tuple(fields["sources"]), fields["compacted_at"])
+        return cls(
+            fields["target"],
+            tuple(fields["sources"]),
+            fields["compacted_at"],
+            fields.get("released_at"),
+        )
 
 
 def _journal_dir(force_id: str) -> str:
@@ -133,7 +143,7 @@ def live_files(storage: Storage, force_id: str, table: Table) -> list[str]:
     the journals are read: a journal is deleted only ``linger`` after its sources."""
     listed = [
         f.path
-        for f in storage.list(table_dir(force_id, table))
+        for f in storage.list(table_dir(force_id, table), times=False)
         if f.path.endswith(".parquet") and hour_of(f.path) is not None
     ]
     present = set(listed)
@@ -175,16 +185,63 @@ class Compacted:
 @dataclass(frozen=True, slots=True)
 class Maintenance:
     """What one run did: hours compacted, replaced files released (deleted after their
-    linger), files deleted past the retention."""
+    linger), files deleted past the retention, hours whose compaction failed."""
 
     compacted: tuple[Compacted, ...]
     released: int
     expired: int
+    failed: tuple[tuple[Table, datetime], ...] = ()
+
+
+class CompactionFailedError(Exception):
+    """An hour could not be rewritten (a file that is not Parquet, the engine out of
+    memory or time): its files are left as they were."""
+
+
+def rewrite_hour(
+    table: Table, files: list[str], out: str, spill: str, memory_limit: str
+) -> dict[str, int]:
+    """The rows of ``files`` kept once and sorted (``_REWRITES``), as one Parquet file at
+    ``out``; ``{"rows": how many}``. DuckDB spills what exceeds ``memory_limit`` to
+    ``spill``; batches of 64 Ki rows go to the file as they come."""
+    schema = SCHEMAS[table]
+    connection = duckdb.connect(
+        config={
+            "threads": 1,
+            "memory_limit": memory_limit,
+            "temp_directory": spill,
+            "preserve_insertion_order": False,
+        }
+    )
+    try:
+        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        connection.execute(
+            f"CREATE TEMPORARY VIEW sources AS SELECT * FROM read_parquet([{listed}], "
+            "filename = true, file_row_number = true, hive_partitioning = false)"
+        )
+        batches: pa.RecordBatchReader = connection.sql(_REWRITES[table]).to_arrow_reader(65_536)
+        rows = 0
+        with pq.ParquetWriter(
+            out,
+            schema,
+            compression="zstd",
+            compression_level=6,
+            dictionary_pagesize_limit=8 * 1024 * 1024,
+        ) as writer:
+            for batch in batches:
+                writer.write_table(pa.Table.from_batches([batch]).cast(schema))
+                rows += batch.num_rows
+        return {"rows": rows}
+    finally:
+        connection.close()
+
+
+Listing = dict[Table, list[Listed]]
 
 
 class Compactor:
-    """Compacts and expires one force's lake; ``run`` it now and then (one hour's worth of
-    work at most per run, so that its caller goes back to its stream)."""
+    """Compacts and expires one force's lake; ``run`` it now and then (it starts no new
+    hour once it has worked ``seconds``, so that a run stays short)."""
 
     def __init__(
         self,
@@ -195,45 +252,81 @@ class Compactor:
         settle: timedelta = timedelta(minutes=15),
         linger: timedelta = timedelta(minutes=15),
         retention: timedelta | None = None,
-        memory_limit: str = "256MB",
+        memory_mb: int = 256,
         seconds: float = 60.0,
+        isolated: bool = False,
+        rewrite_seconds: float = 1_800.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``fence``: raises (LakeFencedError) when this compactor is no longer the force's
-        one; ``seconds``: no new hour is started once a run has taken this long."""
+        one. ``isolated``: each hour is rewritten in a process of its own, held to
+        ``memory_mb`` (plus the interpreter's) and ``rewrite_seconds``
+        (``peaceland.analytics.isolated``): an hour too large fails alone, never takes its
+        caller down."""
         self.storage = storage
         self.force_id = validate_force_id(force_id)
         self.fence = fence
         self.settle = settle
         self.linger = linger
         self.retention = retention
-        self.memory_limit = memory_limit
+        self.memory_mb = memory_mb
         self.seconds = seconds
+        self.isolated = isolated
+        self.rewrite_seconds = rewrite_seconds
         self.clock = clock
+        #: Hours whose compaction failed: how many times, and when to try again.
+        self._failures: dict[tuple[Table, datetime], tuple[int, float]] = {}
 
     def run(self) -> Maintenance:
-        released = self._finish_journals()
-        expired = self._expire()
+        self._clear_spill()
+        listing = self._list()
+        released = self._finish_journals(listing)
+        expired = self._expire(listing)
+        if released or expired:
+            listing = self._list()
         started = self.clock()
         compacted: list[Compacted] = []
-        for table, hour, files in self._due():
-            compacted.append(self._compact(table, hour, files))
+        failed: list[tuple[Table, datetime]] = []
+        for table, hour, files in self._due(listing):
+            try:
+                compacted.append(self._compact(table, hour, files))
+                self._failures.pop((table, hour), None)
+            except CompactionFailedError as exc:
+                failed.append((table, hour))
+                self._failed(table, hour, exc)
             if self.clock() - started >= self.seconds:
                 break
-        return Maintenance(tuple(compacted), released, expired)
+        return Maintenance(tuple(compacted), released, expired, tuple(failed))
+
+    def _list(self) -> Listing:
+        return {table: self.storage.list(table_dir(self.force_id, table)) for table in TABLES}
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC).replace(tzinfo=None)
 
-    def _finish_journals(self) -> int:
-        """Move every pending compaction on: stamp a published one, release its sources
-        after ``linger``; drop an unpublished one (interrupted) after ``linger``."""
-        present = {f.path for t in TABLES for f in self.storage.list(table_dir(self.force_id, t))}
+    def _spill_dir(self) -> Path:
+        return Path(self.storage.locate(f"{self.force_id}/_lake/spill"))
+
+    def _clear_spill(self) -> None:
+        """What a rewrite killed half-way (its process, or ours) left to spill: one
+        compactor per force, so none is under way now."""
+        shutil.rmtree(self._spill_dir(), ignore_errors=True)
+
+    def _finish_journals(self, listing: Listing) -> int:
+        """Move every pending compaction on: stamp a published one; ``linger`` later,
+        delete the files it replaced and stamp it released; ``linger`` after that, delete
+        it (a reader that listed those files before they went has long read the journal
+        saying to leave them). Drop an unpublished one (interrupted) after ``linger``."""
+        present = {f.path for files in listing.values() for f in files}
         released = 0
         now = self.clock()
+        linger = self.linger.total_seconds()
         for path, (journal, written) in journals(self.storage, self.force_id).items():
-            linger = self.linger.total_seconds()
-            if journal.target in present:
+            if journal.released_at is not None:
+                if now - journal.released_at >= linger:
+                    self.fence()
+                    self.storage.delete(path)
+            elif journal.target in present:
                 if journal.compacted_at is None:
                     self.fence()
                     self.storage.put(path, replace(journal, compacted_at=now).encode())
@@ -241,8 +334,7 @@ class Compactor:
                     self.fence()
                     for source in journal.sources:
                         self.storage.delete(source)
-                        self.storage.prune(source, self.force_id)
-                    self.storage.delete(path)
+                    self.storage.put(path, replace(journal, released_at=now).encode())
                     released += len(journal.sources)
             elif now - written >= linger:
                 # Interrupted before its target was published: the sources stand as they
@@ -259,37 +351,42 @@ class Compactor:
                 self.storage.delete(path)
         return released
 
-    def _expire(self) -> int:
-        """Delete the files of the hours past the retention."""
+    def _expire(self, listing: Listing) -> int:
+        """Delete the files of the hours past the retention (fenced hour by hour)."""
         if self.retention is None:
             return 0
         cutoff = self._now() - self.retention
-        expired = 0
-        for table in TABLES:
-            for listed in self.storage.list(table_dir(self.force_id, table)):
+        expiring: dict[tuple[Table, datetime], list[str]] = defaultdict(list)
+        for table, files in listing.items():
+            for listed in files:
                 hour = hour_of(listed.path)
                 if hour is not None and hour + _HOUR <= cutoff:
-                    self.fence()
-                    self.storage.delete(listed.path)
-                    self.storage.prune(listed.path, self.force_id)
-                    expired += 1
+                    expiring[(table, hour)].append(listed.path)
+        for paths in expiring.values():
+            self.fence()
+            for path in paths:
+                self.storage.delete(path)
+            self.storage.prune(paths[0], self.force_id)
+        expired = sum(len(paths) for paths in expiring.values())
         if expired:
             log.info(
-                "lake of %s: %d file(s) of hours older than %s deleted (the force's retention)",
+                "lake of %s: %d file(s) of %d hour(s) older than %s deleted (the force's "
+                "retention)",
                 self.force_id,
                 expired,
+                len(expiring),
                 self.retention,
             )
         return expired
 
-    def _due(self) -> list[tuple[Table, datetime, list[str]]]:
+    def _due(self, listing: Listing) -> list[tuple[Table, datetime, list[str]]]:
         """The settled hours worth compacting, oldest first, each with its files."""
         now = self._now()
         settle = self.settle.total_seconds()
         hours: dict[tuple[Table, datetime], list[str]] = defaultdict(list)
         unsettled: set[tuple[Table, datetime]] = set()
-        for table in TABLES:
-            for listed in self.storage.list(table_dir(self.force_id, table)):
+        for table, table_files in listing.items():
+            for listed in table_files:
                 hour = hour_of(listed.path)
                 if hour is None or not listed.path.endswith(".parquet"):
                     continue
@@ -306,9 +403,29 @@ class Compactor:
         for (table, hour), files in sorted(hours.items(), key=lambda item: item[0][1]):
             if (table, hour) in unsettled or busy.intersection(files):
                 continue
+            failures = self._failures.get((table, hour))
+            if failures is not None and self.clock() < failures[1]:
+                continue
             if len(files) > 1 or not files[0].rsplit("/", 1)[-1].startswith(COMPACTED):
                 due.append((table, hour, files))
         return due
+
+    def _failed(self, table: Table, hour: datetime, error: Exception) -> None:
+        """Try a failed hour again later and later (it is read whole each time): after a
+        linger, then twice that, up to a day."""
+        count = self._failures.get((table, hour), (0, 0.0))[0] + 1
+        wait = min(self.linger.total_seconds() * 2 ** (count - 1), 86_400.0)
+        self._failures[(table, hour)] = (count, self.clock() + wait)
+        log.warning(
+            "lake of %s: %s of %s could not be compacted (failure %d; its files stay as they "
+            "are, tried again in %.0f s): %s",
+            self.force_id,
+            table,
+            f"{hour:%Y-%m-%d %H}h",
+            count,
+            wait,
+            error,
+        )
 
     def _compact(self, table: Table, hour: datetime, files: list[str]) -> Compacted:
         self.fence()
@@ -318,12 +435,15 @@ class Compactor:
         journal = Journal(target, tuple(files))
         self.storage.put(journal_path, journal.encode())
         temporary = self.storage.temporary(target)
+        spill = self._spill_dir() / token
+        spill.mkdir(parents=True, exist_ok=True)
         try:
-            rows = self._rewrite(table, [self.storage.locate(f) for f in files], temporary)
+            rows = self._rewrite(table, [self.storage.locate(f) for f in files], temporary, spill)
             self.fence()
             self.storage.put_file(target, temporary)
         finally:
             temporary.unlink(missing_ok=True)
+            shutil.rmtree(spill, ignore_errors=True)
         self.storage.put(journal_path, replace(journal, compacted_at=self.clock()).encode())
         result = Compacted(
             table,
@@ -345,40 +465,13 @@ class Compactor:
         )
         return result
 
-    def _rewrite(self, table: Table, files: list[str], out: Path) -> int:
-        """The rows of ``files`` kept once and sorted (``_REWRITES``), as one Parquet file
-        at ``out``; how many rows. DuckDB spills what exceeds its memory to a directory
-        beside ``out`` (the lake's disk), removed after."""
-        schema = SCHEMAS[table]
-        with tempfile.TemporaryDirectory(prefix=".spill-", dir=out.parent) as spill:
-            connection = duckdb.connect(
-                config={
-                    "threads": 1,
-                    "memory_limit": self.memory_limit,
-                    "temp_directory": spill,
-                    "preserve_insertion_order": False,
-                }
-            )
-            try:
-                listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-                connection.execute(
-                    f"CREATE TEMPORARY VIEW sources AS SELECT * FROM read_parquet([{listed}], "
-                    "filename = true, file_row_number = true, hive_partitioning = false)"
-                )
-                batches: pa.RecordBatchReader = connection.sql(_REWRITES[table]).to_arrow_reader(
-                    262_144
-                )
-                rows = 0
-                with pq.ParquetWriter(
-                    out,
-                    schema,
-                    compression="zstd",
-                    compression_level=6,
-                    dictionary_pagesize_limit=8 * 1024 * 1024,
-                ) as writer:
-                    for batch in batches:
-                        writer.write_table(pa.Table.from_batches([batch]).cast(schema))
-                        rows += batch.num_rows
-                return rows
-            finally:
-                connection.close()
+    def _rewrite(self, table: Table, files: list[str], out: Path, spill: Path) -> int:
+        memory = f"{self.memory_mb}MB"
+        args = (table, files, str(out), str(spill), memory)
+        try:
+            if self.isolated:
+                budget = Budget(self.rewrite_seconds, self.memory_mb * 1024 * 1024)
+                return int(run_isolated(rewrite_hour, args, budget)["rows"])
+            return rewrite_hour(*args)["rows"]
+        except (IsolatedFailureError, duckdb.Error, OSError, pa.ArrowException) as exc:
+            raise CompactionFailedError(str(exc)) from exc

@@ -190,6 +190,28 @@ def rows_of_reports(reports: Iterable[Report]) -> dict[Table, list[Row]]:
     return rows
 
 
+def once_per_report(rows: Mapping[Table, Iterable[Row]]) -> dict[Table, list[Row]]:
+    """The rows of reports (``rows_of_reports``) with a report sent more than once (a
+    drone's resend, read in the same flush: the gateway keys reports by drone) kept once:
+    its first ``reports`` row, and as many of its first ``sightings`` rows as that row
+    counts citizens. Compaction keeps a report once across files; this, within one."""
+    if "reports" not in rows:
+        return {table: list(table_rows) for table, table_rows in rows.items()}
+    citizens_left: dict[str, int] = {}
+    reports: list[Row] = []
+    for row in rows["reports"]:
+        if row["report_id"] not in citizens_left:
+            citizens_left[row["report_id"]] = row["citizen_count"]
+            reports.append(row)
+    sightings: list[Row] = []
+    for row in rows.get("sightings", ()):
+        left = citizens_left.get(row["report_id"], 0)
+        if left:
+            sightings.append(row)
+            citizens_left[row["report_id"]] = left - 1
+    return {"reports": reports, "sightings": sightings}
+
+
 def alert_rows(alert: Alert) -> dict[Table, list[Row]]:
     row = alert.model_dump(exclude={"version", "force_id"})
     row["alert_id"] = str(alert.alert_id)
@@ -233,9 +255,10 @@ class Storage(Protocol):
     def delete(self, path: str) -> None:
         """Remove ``path``; a missing file is fine."""
 
-    def list(self, prefix: str) -> list[Listed]:
+    def list(self, prefix: str, *, times: bool = True) -> list[Listed]:
         """Every file under the directory ``prefix`` (none if it does not exist), sorted by
-        path; never a temporary of a write under way."""
+        path; never a temporary of a write under way. ``times``: with when each was
+        written (else 0: a reader needs none, and a year of files lists faster)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,10 +274,19 @@ class LocalStorage:
 
     def put(self, path: str, data: bytes) -> None:
         final = self.root / path
-        final.parent.mkdir(parents=True, exist_ok=True)
-        self._forget_temporaries(final)
-        temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
-        with temporary.open("wb") as out:
+        for attempt in range(3):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self._forget_temporaries(final)
+            temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+            try:
+                out = temporary.open("wb")
+            except FileNotFoundError:
+                # Its directory, empty, was just pruned (retention): make it again.
+                if attempt == 2:
+                    raise
+                continue
+            break
+        with out:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
@@ -287,16 +319,16 @@ class LocalStorage:
         final.unlink(missing_ok=True)
         self._forget_temporaries(final)
 
-    def list(self, prefix: str) -> list[Listed]:
+    def list(self, prefix: str, *, times: bool = True) -> list[Listed]:
         top = self.root / prefix
         found: list[Listed] = []
         for folder, folders, names in os.walk(top):
-            folders[:] = [f for f in folders if not f.startswith(".")]  # an engine's spill
+            folders[:] = [f for f in folders if not f.startswith(".")]
             for name in names:
                 if name.startswith("."):
                     continue
                 try:
-                    mtime = os.stat(os.path.join(folder, name)).st_mtime
+                    mtime = os.stat(os.path.join(folder, name)).st_mtime if times else 0.0
                 except FileNotFoundError:  # deleted since the walk saw it
                     continue
                 relative = os.path.relpath(os.path.join(folder, name), self.root)
@@ -360,7 +392,7 @@ class ArrowStorage:
         except FileNotFoundError:
             return
 
-    def list(self, prefix: str) -> list[Listed]:
+    def list(self, prefix: str, *, times: bool = True) -> list[Listed]:  # noqa: ARG002
         selector = pafs.FileSelector(f"{self.root}/{prefix}", recursive=True, allow_not_found=True)
         found = [
             Listed(info.path[len(self.root) + 1 :], info.mtime.timestamp() if info.mtime else 0.0)
@@ -514,6 +546,8 @@ class LakeWriter:
         first = done + 1
         if last < first:
             raise ValueError(f"{stream} partition {partition}: offset {last} is already in")
+        if stream == "reports":
+            rows = once_per_report(rows)
         files: dict[str, tuple[Table, list[Row]]] = {}
         for table, table_rows in rows.items():
             if table not in STREAM_TABLES[stream]:

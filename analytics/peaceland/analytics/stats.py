@@ -111,9 +111,17 @@ class ForceLake:
                 "temp_directory": str(spill) if spill is not None else "",
             }
         )
-        readable: list[str] = []
-        for table in TABLES:
-            readable += self._view(storage, table)
+        for attempt in range(3):
+            try:
+                readable: list[str] = []
+                for table in TABLES:
+                    readable += self._view(storage, table)
+                break
+            except duckdb.IOException:
+                # A file listed a moment ago went meanwhile (an hour past the retention, or
+                # files a compaction replaced): list again.
+                if attempt == 2:
+                    raise
         self.connection.execute("SET allowed_paths = ?", [readable])
         self.connection.execute("SET enable_external_access = false")
         self.connection.execute("SET lock_configuration = true")
@@ -128,7 +136,7 @@ class ForceLake:
             self._files_view("_reports_once", table, [storage.locate(f) for f in once])
             self._files_view("_reports_others", table, [storage.locate(f) for f in others])
             self.connection.execute(
-                "CREATE VIEW unique_reports AS SELECT * FROM _reports_once UNION ALL "
+                "CREATE OR REPLACE VIEW unique_reports AS SELECT * FROM _reports_once UNION ALL "
                 "SELECT * FROM _reports_others "
                 "QUALIFY row_number() OVER (PARTITION BY report_id) = 1"
             )
@@ -139,7 +147,7 @@ class ForceLake:
         if files:
             listed = ", ".join(f"'{_quoted(f)}'" for f in files)
             self.connection.execute(
-                f"CREATE VIEW {name} AS SELECT * FROM read_parquet("
+                f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet("
                 f"[{listed}], hive_partitioning = true, "
                 "hive_types = {'date': DATE, 'hour': INTEGER})"
             )
@@ -149,7 +157,7 @@ class ForceLake:
         empty = empty.append_column("date", pa.array([], pa.date32()))
         empty = empty.append_column("hour", pa.array([], pa.int32()))
         self.connection.register(f"_{name}_empty", empty)
-        self.connection.execute(f"CREATE VIEW {name} AS SELECT * FROM _{name}_empty")
+        self.connection.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _{name}_empty")
 
     def close(self) -> None:
         self.connection.close()

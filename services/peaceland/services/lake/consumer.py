@@ -96,6 +96,7 @@ class LakeConsumer(StreamConsumer):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         resources = resources_for(settings.force_id)
+        self._reports_topic = resources.reports_topic
         self.streams: dict[str, Stream] = {
             resources.reports_topic: "reports",
             resources.alerts_topic: "alerts",
@@ -145,7 +146,9 @@ class LakeConsumer(StreamConsumer):
             settle=timedelta(seconds=settings.compact_settle_seconds),
             linger=timedelta(seconds=settings.compact_linger_seconds),
             retention=timedelta(days=retention) if retention else None,
-            memory_limit=f"{settings.compact_memory_mb}MB",
+            memory_mb=settings.compact_memory_mb,
+            # An hour too large for its budget fails alone, never takes the consumer down.
+            isolated=True,
         )
 
     def process(self, records: list[Message], stop: threading.Event) -> bool:
@@ -177,6 +180,16 @@ class LakeConsumer(StreamConsumer):
         if self._maintenance is not None and self._maintenance.is_alive():
             return
         self._next_maintenance = now + self.compact_every
+        # Partition 0 of the reports is ours from its assignment on, records or not (a
+        # force whose few drones all hash elsewhere still has its lake compacted and
+        # expired): take it over in the lake now if no record did.
+        key = (self._reports_topic, 0)
+        if key in self.owned() and key not in self._buffers:
+            try:
+                self._take_over({key})
+            except Retry as exc:
+                log.warning("lake of %s: not compacting: %s", self.force_id, exc)
+                return
         if not self.writer.holds("reports", 0):
             return
         self._maintenance = threading.Thread(

@@ -31,7 +31,7 @@ class LakeSettings(ConsumerSettings):
     #: (``peaceland.analytics.compaction``; a lake on this machine's disks only); 0: never.
     compact_every_seconds: float = Field(default=300.0, ge=0, le=86_400)
     #: An hour is compacted once it ended, and its last file was written, this long ago.
-    compact_settle_seconds: float = Field(default=900.0, ge=0, le=86_400)
+    compact_settle_seconds: float = Field(default=900.0, ge=10, le=86_400)
     #: Files a compaction replaced stay this long for the queries under way that listed
     #: them: longer than the longest query (the API's ``sql_seconds_max``).
     compact_linger_seconds: float = Field(default=900.0, ge=1, le=86_400)
