@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import multiprocessing
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from peaceland.analytics import compaction
 from peaceland.analytics.compaction import (
     COMPACTED,
     Compactor,
@@ -121,6 +124,8 @@ def _sightings(reports: list[Report]) -> list[tuple[object, ...]]:
 def _compactor(
     root: Path, clock: Clock, fence: Callable[[], None] = lambda: None, **options: object
 ) -> Compactor:
+    # A rewrite here takes well under a minute: an interrupted one is dropped a linger on.
+    options.setdefault("rewrite_seconds", 60)
     return Compactor(
         LocalStorage(root),
         FORCE,
@@ -484,3 +489,96 @@ def test_a_reader_whose_listed_hour_expires_meanwhile_lists_again(tmp_path: Path
     with ForceLake(reader, FORCE) as lake:
         found = lake.connection.execute("SELECT CAST(report_id AS TEXT) FROM reports").fetchall()
     assert sorted(row[0] for row in found) == sorted(str(r.report_id) for r in kept)
+
+
+@pytest.mark.parametrize("bound", [True, False], ids=["fence-bound-to-its-hold", "any-hold"])
+def test_a_compactor_whose_hold_went_and_came_back_publishes_nothing_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bound: bool
+):
+    reports = _fill(tmp_path, random.Random(16), resend=False)
+    x, y = LakeWriter(LocalStorage(tmp_path), FORCE), LakeWriter(LocalStorage(tmp_path), FORCE)
+    x.resume("reports", 0)
+    rewriting, go = threading.Event(), threading.Event()
+    real = compaction.rewrite_hour
+    calls: list[str] = []
+
+    def first_one_slow(*args: Any) -> dict[str, int]:
+        calls.append(args[0])
+        if len(calls) == 1:
+            rewriting.set()
+            go.wait(30)
+        return real(*args)
+
+    monkeypatch.setattr(compaction, "rewrite_hour", first_one_slow)
+    x_fence = x.fencer("reports", 0) if bound else (lambda: x.fence("reports", 0))
+    outcome: list[object] = []
+
+    def x_runs() -> None:
+        try:
+            outcome.append(_compactor(tmp_path, Clock()).run(x_fence))
+        except LakeFencedError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=x_runs)
+    thread.start()
+    assert rewriting.wait(30)  # X rewrites its first hour; its list of hours is made
+    x.forget("reports", 0)
+    y.resume("reports", 0)  # the partition goes to Y, which compacts the other hours
+    assert _compactor(tmp_path, Clock()).run(y.fencer("reports", 0)).compacted
+    y.forget("reports", 0)
+    x.resume("reports", 0)  # and comes back to X, whose run goes on
+    go.set()
+    thread.join(60)
+    assert outcome
+    for table in ("reports", "sightings", "alerts", "lifecycle"):
+        live = live_files(LocalStorage(tmp_path), FORCE, table)
+        compacted = [p for p in live if p.rsplit("/", 1)[1].startswith(COMPACTED)]
+        assert len(compacted) == len({p.rsplit("/", 1)[0] for p in compacted}), table
+    assert _report_ids(tmp_path) == sorted(str(r.report_id) for r in reports)
+    sightings = "SELECT CAST(report_id AS TEXT), citizen, score FROM sightings"
+    assert _seen(tmp_path, sightings) == _sightings(reports)
+
+
+def test_a_resend_stamped_in_another_hour_counts_the_same_compacted_or_not(tmp_path: Path):
+    rng = random.Random(17)
+    first = make_report(rng, at=_hours_ago(4)).model_copy(
+        update={"timestamp": _hours_ago(4, 59) + timedelta(seconds=30)}
+    )
+    # A broken drone clock: the same report again, stamped in the next hour.
+    again = first.model_copy(update={"timestamp": _hours_ago(3, 1)})
+    writer = LakeWriter(LocalStorage(tmp_path), FORCE)
+    writer.resume("reports", 0)
+    for report in (first, again, first):
+        _flush(writer, 0, [report])
+    window = Window(datetime.now(UTC) - timedelta(days=1), datetime.now(UTC))
+
+    def covered() -> int:
+        with ForceLake(LocalStorage(tmp_path), FORCE) as lake:
+            return sum(row[2] for row in lake.answer("coverage", window).rows)
+
+    assert covered() == 2  # once in each hour it was stamped in
+    _compactor(tmp_path, Clock()).run()
+    assert covered() == 2
+
+
+def test_a_broken_file_outside_the_window_leaves_the_statistics_of_the_window_alone(
+    tmp_path: Path,
+):
+    rng = random.Random(18)
+    reports = _fill(tmp_path, rng, resend=False)
+    writer = LakeWriter(LocalStorage(tmp_path), FORCE)
+    writer.resume("reports", 2)
+    # (The engine takes the columns from the first file of the list: an older good one.)
+    for hours in (96, 72):
+        _flush(writer, 2, [make_report(rng, at=_hours_ago(hours))])
+    [broken] = [
+        p
+        for p in _files(tmp_path, "reports")
+        if p.parent.name == f"hour={_hours_ago(72):%H}"
+        and p.parent.parent.name == f"date={_hours_ago(72):%Y-%m-%d}"
+    ]
+    broken.write_bytes(b"PAR1 not parquet PAR1")
+    window = Window(datetime.now(UTC) - timedelta(hours=6), datetime.now(UTC))
+    with ForceLake(LocalStorage(tmp_path), FORCE) as lake:
+        assert lake.answer("words", window).rows
+        assert sum(row[2] for row in lake.answer("coverage", window).rows) == len(reports)

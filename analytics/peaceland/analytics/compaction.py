@@ -71,6 +71,7 @@ log = logging.getLogger(__name__)
 #: How a compacted file's name starts.
 COMPACTED: Final = "c-"
 _HOUR = timedelta(hours=1)
+_ROW_GROUP: Final = 262_144
 
 #: How each table's rows are kept once and ordered, over ``sources`` (its files, read with
 #: their file names and row numbers). Sorted by drone and time, a drone's successive
@@ -203,7 +204,7 @@ def rewrite_hour(
 ) -> dict[str, int]:
     """The rows of ``files`` kept once and sorted (``_REWRITES``), as one Parquet file at
     ``out``; ``{"rows": how many}``. DuckDB spills what exceeds ``memory_limit`` to
-    ``spill``; batches of 64 Ki rows go to the file as they come."""
+    ``spill``; rows go to the file a row group at a time, as they come."""
     schema = SCHEMAS[table]
     connection = duckdb.connect(
         config={
@@ -228,9 +229,17 @@ def rewrite_hour(
             compression_level=6,
             dictionary_pagesize_limit=8 * 1024 * 1024,
         ) as writer:
+            # Row groups of 256 Ki rows: each carries its own dictionaries (citizens' names,
+            # words), so that smaller ones make the file larger (64 Ki rows: 15 % larger).
+            pending: list[pa.RecordBatch] = []
             for batch in batches:
-                writer.write_table(pa.Table.from_batches([batch]).cast(schema))
+                pending.append(batch)
                 rows += batch.num_rows
+                if sum(b.num_rows for b in pending) >= _ROW_GROUP:
+                    writer.write_table(pa.Table.from_batches(pending).cast(schema))
+                    pending = []
+            if pending:
+                writer.write_table(pa.Table.from_batches(pending).cast(schema))
         return {"rows": rows}
     finally:
         connection.close()
@@ -276,8 +285,12 @@ class Compactor:
         self.clock = clock
         #: Hours whose compaction failed: how many times, and when to try again.
         self._failures: dict[tuple[Table, datetime], tuple[int, float]] = {}
+        self._fence = fence
 
-    def run(self) -> Maintenance:
+    def run(self, fence: Callable[[], None] | None = None) -> Maintenance:
+        """One turn; ``fence``: this turn's (bound to the hold it started under), else the
+        compactor's own."""
+        self._fence = fence or self.fence
         self._clear_spill()
         listing = self._list()
         released = self._finish_journals(listing)
@@ -308,9 +321,12 @@ class Compactor:
         return Path(self.storage.locate(f"{self.force_id}/_lake/spill"))
 
     def _clear_spill(self) -> None:
-        """What a rewrite killed half-way (its process, or ours) left to spill: one
-        compactor per force, so none is under way now."""
+        """What a rewrite killed half-way (its process, or ours) left to spill, and what a
+        journal's write killed half-way left: one compactor per force, none under way now."""
         shutil.rmtree(self._spill_dir(), ignore_errors=True)
+        journal_dir = Path(self.storage.locate(_journal_dir(self.force_id)))
+        for leftover in journal_dir.glob(".*.tmp") if journal_dir.is_dir() else ():
+            leftover.unlink(missing_ok=True)
 
     def _finish_journals(self, listing: Listing) -> int:
         """Move every pending compaction on: stamp a published one; ``linger`` later,
@@ -324,29 +340,29 @@ class Compactor:
         for path, (journal, written) in journals(self.storage, self.force_id).items():
             if journal.released_at is not None:
                 if now - journal.released_at >= linger:
-                    self.fence()
+                    self._fence()
                     self.storage.delete(path)
             elif journal.target in present:
                 if journal.compacted_at is None:
-                    self.fence()
+                    self._fence()
                     self.storage.put(path, replace(journal, compacted_at=now).encode())
                 elif now - journal.compacted_at >= linger:
-                    self.fence()
+                    self._fence()
                     for source in journal.sources:
                         self.storage.delete(source)
                     self.storage.put(path, replace(journal, released_at=now).encode())
                     released += len(journal.sources)
-            elif now - written >= linger:
+            elif now - written >= max(linger, self.rewrite_seconds + 60):
                 # Interrupted before its target was published: the sources stand as they
-                # were. Waiting out the linger leaves a paused compactor's last step time to
-                # find itself fenced.
+                # were. Waiting out the longest a rewrite may take leaves a compactor still
+                # rewriting (one whose hold was taken since) time to find itself fenced.
                 log.warning(
                     "lake of %s: an interrupted compaction of %d file(s) left %s; dropping it",
                     self.force_id,
                     len(journal.sources),
                     path,
                 )
-                self.fence()
+                self._fence()
                 self.storage.delete(journal.target)  # and any temporary of it
                 self.storage.delete(path)
         return released
@@ -363,7 +379,7 @@ class Compactor:
                 if hour is not None and hour + _HOUR <= cutoff:
                     expiring[(table, hour)].append(listed.path)
         for paths in expiring.values():
-            self.fence()
+            self._fence()
             for path in paths:
                 self.storage.delete(path)
             self.storage.prune(paths[0], self.force_id)
@@ -399,6 +415,8 @@ class Compactor:
         for journal, _ in journals(self.storage, self.force_id).values():
             busy.update(journal.sources)
             busy.add(journal.target)
+        for gone in set(self._failures) - set(hours):  # expired, or compacted since
+            del self._failures[gone]
         due = []
         for (table, hour), files in sorted(hours.items(), key=lambda item: item[0][1]):
             if (table, hour) in unsettled or busy.intersection(files):
@@ -428,7 +446,7 @@ class Compactor:
         )
 
     def _compact(self, table: Table, hour: datetime, files: list[str]) -> Compacted:
-        self.fence()
+        self._fence()
         token = uuid.uuid4().hex[:12]
         target = f"{files[0].rsplit('/', 1)[0]}/{COMPACTED}{token}.parquet"
         journal_path = f"{_journal_dir(self.force_id)}/{table}-{hour:%Y%m%d%H}-{token}.json"
@@ -439,7 +457,8 @@ class Compactor:
         spill.mkdir(parents=True, exist_ok=True)
         try:
             rows = self._rewrite(table, [self.storage.locate(f) for f in files], temporary, spill)
-            self.fence()
+            self._fence()
+            self._still_due(journal_path, files)
             self.storage.put_file(target, temporary)
         finally:
             temporary.unlink(missing_ok=True)
@@ -464,6 +483,23 @@ class Compactor:
             result.bytes,
         )
         return result
+
+    def _still_due(self, ours: str, files: list[str]) -> None:
+        """CompactionFailedError unless every file we rewrote is still there and no other
+        compaction names one (another compactor, from an earlier hold, went on with it)."""
+        missing = [f for f in files if not Path(self.storage.locate(f)).exists()]
+        hour = files[0].rsplit("/", 1)[0]
+        others = [
+            path
+            for path, (journal, _) in journals(self.storage, self.force_id).items()
+            if path != ours
+            and (set(journal.sources) & set(files) or journal.target.startswith(f"{hour}/"))
+        ]
+        if missing or others:
+            raise CompactionFailedError(
+                f"the hour changed while it was rewritten ({len(missing)} file(s) gone, "
+                f"{len(others)} other compaction(s) of it): not published"
+            )
 
     def _rewrite(self, table: Table, files: list[str], out: Path, spill: Path) -> int:
         memory = f"{self.memory_mb}MB"

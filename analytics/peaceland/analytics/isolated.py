@@ -12,20 +12,24 @@ segfault) is a failed question, never a dead control plane.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import multiprocessing
 import resource
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any, Final
 
 #: What a child needs besides its query's memory: the interpreter, DuckDB's and pyarrow's
 #: code, thread stacks and arenas (about 1 GB of address space after a first query).
 BASELINE_BYTES: Final = 1_536 * 1024 * 1024
+_PR_SET_PDEATHSIG: Final = 1
 
 
 class IsolatedFailureError(Exception):
@@ -77,6 +81,7 @@ def _child(
     cap = budget.memory_bytes + BASELINE_BYTES
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    _die_with_parent()
     try:
         answer = job(*args)
         text = json.dumps(to_json(answer), allow_nan=False, separators=(",", ":"))
@@ -90,6 +95,18 @@ def _child(
         reply.send(("size", f"its answer is over {budget.result_bytes // (1024 * 1024)} MiB"))
         return
     reply.send(("ok", text))
+
+
+def _die_with_parent() -> None:
+    """Linux: the child is killed when its parent dies (even by SIGKILL), so that no job
+    outlives the process that waits for it; and when memory runs out in a container, the
+    kernel kills the child before its parent."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        Path("/proc/self/oom_score_adj").write_text("1000")
+    except (OSError, AttributeError):  # not Linux: the deadline still holds
+        return
 
 
 def run_isolated(

@@ -51,7 +51,7 @@ import logging
 import os
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -601,6 +601,25 @@ class LakeWriter:
         state = self._read(_state_path(self.force_id, stream, partition))
         if taken is None or state.owner != taken[1]:
             raise LakeFencedError(f"{stream} partition {partition} is not this writer's (any more)")
+
+    def fencer(self, stream: Stream, partition: int) -> Callable[[], None]:
+        """``fence`` bound to our hold of ``(stream, partition)`` as it is now: raises
+        LakeFencedError once another writer took it over, even if we took it back since
+        (a task started under one hold must not go on under the next)."""
+        taken = self._taken.get((stream, partition))
+        if taken is None:
+            raise LakeFencedError(f"{stream} partition {partition} is not this writer's")
+        token = taken[1]
+        path = _state_path(self.force_id, stream, partition)
+
+        def fence() -> None:
+            held = self._taken.get((stream, partition))
+            if held is None or held[1] != token or self._read(path).owner != token:
+                raise LakeFencedError(
+                    f"{stream} partition {partition} was taken over since this task began"
+                )
+
+        return fence
 
     def forget(self, stream: Stream, partition: int) -> None:
         """The partition went to another writer: resume() it again before writing."""

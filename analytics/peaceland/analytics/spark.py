@@ -80,12 +80,10 @@ class SparkForceLake:
         live = live_files(storage, self.force_id, table)
         where = storage.locate(table_dir(self.force_id, table))
         self._frame(storage, where, table, live).createOrReplaceTempView(table)
-        if table == "reports":  # each report once, as DuckDB's unique_reports
+        if table == "reports":  # as DuckDB's: the compacted hours, and the others
             once, others = split_compacted(live)
-            unique = self._frame(storage, where, table, once).unionByName(
-                self._frame(storage, where, table, others).dropDuplicates(["report_id"])
-            )
-            unique.createOrReplaceTempView("unique_reports")
+            self._frame(storage, where, table, once).createOrReplaceTempView("_reports_once")
+            self._frame(storage, where, table, others).createOrReplaceTempView("_reports_others")
 
     def _frame(self, storage: Storage, where: str, table: Table, files: list[str]) -> DataFrame:
         if files:

@@ -121,7 +121,11 @@ class ForceLake:
                 # A file listed a moment ago went meanwhile (an hour past the retention, or
                 # files a compaction replaced): list again.
                 if attempt == 2:
+                    self.connection.close()
                     raise
+            except duckdb.Error:
+                self.connection.close()
+                raise
         self.connection.execute("SET allowed_paths = ?", [readable])
         self.connection.execute("SET enable_external_access = false")
         self.connection.execute("SET lock_configuration = true")
@@ -130,16 +134,11 @@ class ForceLake:
         live = live_files(storage, self.force_id, table)
         self._files_view(table, table, [storage.locate(f) for f in live])
         if table == "reports":
-            # For the statistics: each report once, deduplicating only the hours that may
-            # hold one twice (compacted hours hold each once).
+            # For the statistics (``_unique_reports``): the hours that hold each report
+            # once (compacted), and the others.
             once, others = split_compacted(live)
             self._files_view("_reports_once", table, [storage.locate(f) for f in once])
             self._files_view("_reports_others", table, [storage.locate(f) for f in others])
-            self.connection.execute(
-                "CREATE OR REPLACE VIEW unique_reports AS SELECT * FROM _reports_once UNION ALL "
-                "SELECT * FROM _reports_others "
-                "QUALIFY row_number() OVER (PARTITION BY report_id) = 1"
-            )
         return [storage.locate(f) for f in live]
 
     def _files_view(self, name: str, table: Table, files: list[str]) -> None:
@@ -237,10 +236,33 @@ def _alerts_per_zone(options: Options) -> str:
         GROUP BY 1, 2 ORDER BY alerts DESC, 1, 2"""
 
 
+def _unique_reports() -> str:
+    """A CTE: the reports of the window, each once. A report a drone sent again has its
+    first sending's time, so both are in one hour: the compacted hours hold each report
+    once as they are; only the others' rows of the window are deduplicated, within their
+    hour (a resend stamped in another hour, a broken drone clock, counts in each, whatever
+    was compacted)."""
+    return f"""
+        unique_reports AS (
+            SELECT {_REPORT_COLUMNS} FROM _reports_once WHERE {within("reports")}
+            UNION ALL
+            SELECT {_REPORT_COLUMNS} FROM (
+                SELECT *, row_number() OVER (
+                    PARTITION BY report_id, "date", "hour" ORDER BY "timestamp") AS copy
+                FROM _reports_others WHERE {within("reports")}
+            ) WHERE copy = 1
+        )"""
+
+
+#: The columns of the reports table's view, named (so that both engines' unions agree).
+_REPORT_COLUMNS: Final = ", ".join(f'"{c}"' for c in [*SCHEMAS["reports"].names, "date", "hour"])
+
+
 def _coverage(options: Options) -> str:
     return f"""
+        WITH {_unique_reports()}
         SELECT {_zone(options)}, count(*) AS reports, count(DISTINCT drone_id) AS drones
-        FROM unique_reports WHERE {within("reports")}
+        FROM unique_reports
         GROUP BY 1, 2 ORDER BY reports DESC, 1, 2"""
 
 
@@ -260,11 +282,12 @@ def _words(options: Options) -> str:
     # word is counted every time it was heard; the rates are per report of each kind, so a
     # word common everywhere does not look alarming: compare the two rates.
     return f"""
-        WITH alerting AS (
+        WITH {_unique_reports()},
+        alerting AS (
             SELECT DISTINCT report_id FROM alerts WHERE {within("alerts")}
         ),
         reported AS (
-            SELECT report_id, words FROM unique_reports WHERE {within("reports")}
+            SELECT report_id, words FROM unique_reports
         ),
         tagged AS (
             SELECT r.words, a.report_id IS NOT NULL AS alerting

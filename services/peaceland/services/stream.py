@@ -191,6 +191,10 @@ class StreamConsumer(ABC):
             key = (tp.topic, tp.partition)
             self._epochs[key] = self._epochs.get(key, 0) + 1
 
+    def epoch(self, key: tuple[str, int]) -> int:
+        """How many times ``key`` was assigned or taken away so far: an assignment's id."""
+        return self._epochs.get(key, 0)
+
     def steady(self) -> frozenset[tuple[str, int]]:
         """The partitions of the current batch that have stayed ours since it was fetched.
 

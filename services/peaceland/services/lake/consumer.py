@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import duckdb
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
 
 from peaceland.analytics.compaction import Compactor
 from peaceland.analytics.lake import (
@@ -66,6 +66,8 @@ class _Buffer:
     stream: Stream
     since: float
     last: int = -1
+    #: The last offset in the lake when this buffer began: where to read again from.
+    written: int = -1
     records: int = 0
     #: The records' size as received (their rows take a few times more in memory).
     bytes: int = 0
@@ -125,6 +127,8 @@ class LakeConsumer(StreamConsumer):
         self.compact_every = settings.compact_every_seconds
         self._next_maintenance = self._clock()
         self._maintenance: threading.Thread | None = None
+        #: Partitions another writer took over in the lake, with the assignment it was in.
+        self._fenced: dict[Key, int] = {}
 
     def _compactor(self, settings: LakeSettings) -> Compactor | None:
         if not settings.compact_every_seconds:
@@ -184,7 +188,8 @@ class LakeConsumer(StreamConsumer):
         # force whose few drones all hash elsewhere still has its lake compacted and
         # expired): take it over in the lake now if no record did.
         key = (self._reports_topic, 0)
-        if key in self.owned() and key not in self._buffers:
+        fenced = self._fenced.get(key) == self.epoch(key)  # its group is moving it away
+        if key in self.owned() and key not in self._buffers and not fenced:
             try:
                 self._take_over({key})
             except Retry as exc:
@@ -192,17 +197,20 @@ class LakeConsumer(StreamConsumer):
                 return
         if not self.writer.holds("reports", 0):
             return
+        # Bound to our hold as it is now: should the partition go and come back while the
+        # thread works, it stops rather than go on from what it saw under the first hold.
+        fence = self.writer.fencer("reports", 0)
         self._maintenance = threading.Thread(
             target=self._maintain,
-            args=(self.compactor,),
+            args=(self.compactor, fence),
             name=f"lake-compaction-{self.force_id}",
             daemon=True,  # killed with the process: the next holder finishes its work
         )
         self._maintenance.start()
 
-    def _maintain(self, compactor: Compactor) -> None:
+    def _maintain(self, compactor: Compactor, fence: Callable[[], None]) -> None:
         try:
-            done = compactor.run()
+            done = compactor.run(fence)
         except LakeFencedError as exc:
             log.info("lake of %s: not compacting: %s", self.force_id, exc)
             return
@@ -260,6 +268,14 @@ class LakeConsumer(StreamConsumer):
             c.replayed,
         )
 
+    def _read_again(self, key: Key, offset: int) -> None:
+        """Move our position on partition ``key`` back to ``offset``."""
+        where = TopicPartition(key[0], key[1], offset if offset > 0 else OFFSET_BEGINNING)
+        try:
+            self.consumer.seek(where)
+        except KafkaException as exc:  # not fetching it (any more): nothing to move back
+            log.info("lake of %s: %s partition %d not moved back: %s", self.force_id, *key, exc)
+
     def _take_over(self, keys: set[Key]) -> None:
         """Resume in the lake each partition of ``keys`` new to us: whoever had it before
         may have written past what it committed, or left a flush unfinished."""
@@ -272,7 +288,7 @@ class LakeConsumer(StreamConsumer):
                 done = self.writer.resume(stream, partition)
             except OSError as exc:
                 raise Retry(f"the lake could not be read: {exc}") from exc
-            self._buffers[key] = _Buffer(stream, self._clock(), last=done)
+            self._buffers[key] = _Buffer(stream, self._clock(), last=done, written=done)
 
     def _buffer(self, key: Key, message: Message) -> None:
         buffer = self._buffers[key]
@@ -350,9 +366,14 @@ class LakeConsumer(StreamConsumer):
                 try:
                     flushed = self.writer.write(buffer.stream, key[1], buffer.last, buffer.rows)
                 except LakeFencedError as exc:
-                    # Our group gave the partition to another consumer: its to write.
+                    # Our group gave the partition to another consumer: its to write. Our
+                    # position goes back to where our buffer began: should we take the
+                    # partition over again before the group tells us it is gone, what we
+                    # dropped is read again, never skipped.
                     log.warning("lake of %s: %s", self.force_id, exc)
                     due.pop(0)
+                    self._fenced[key] = self.epoch(key)
+                    self._read_again(key, buffer.written + 1)
                     self._drop(key)
                     continue
                 except OSError as exc:
@@ -362,7 +383,9 @@ class LakeConsumer(StreamConsumer):
                     raise Retry(f"the lake refused a write: {exc}") from exc
                 due.pop(0)
                 self._buffered_bytes -= buffer.bytes
-                self._buffers[key] = _Buffer(buffer.stream, self._clock(), last=buffer.last)
+                self._buffers[key] = _Buffer(
+                    buffer.stream, self._clock(), last=buffer.last, written=buffer.last
+                )
                 self._uncommitted[key] = buffer.last
                 self.counters.written += buffer.records
                 self.counters.files += len(flushed.files)

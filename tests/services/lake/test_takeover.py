@@ -1,0 +1,138 @@
+"""Two lake consumers of one force passing a partition between them, driven record by
+record (the lake is a real directory; the records come from a stand-in for Kafka that
+honours seeks, so that what each consumer reads next is what Kafka would give it)."""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_CREATE_TIME, TopicPartition
+
+from peaceland.analytics.lake import LakeWriter, LocalStorage
+from peaceland.services.lake.consumer import LakeConsumer
+from peaceland.services.lake.settings import LakeSettings
+from peaceland.tenants.reports import Report, encode_report
+from tests.factories import make_report
+
+FORCE = "takeover-force"
+
+
+@dataclass
+class Record:
+    """A record of the reports topic's partition 0, as the consumer reads it."""
+
+    topic_name: str
+    at: int
+    report: Report
+
+    def topic(self) -> str:
+        return self.topic_name
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self.at
+
+    def value(self) -> bytes:
+        return encode_report(self.report)
+
+    def error(self) -> None:
+        return None
+
+    def timestamp(self) -> tuple[int, int]:
+        return TIMESTAMP_CREATE_TIME, int(datetime.now(UTC).timestamp() * 1000)
+
+
+@dataclass
+class Position:
+    """Where a consumer reads partition 0 next; ``seek`` as Kafka's consumer does."""
+
+    next: int = 0
+    seeks: list[int] = field(default_factory=list)
+
+    def seek(self, where: TopicPartition) -> None:
+        self.next = 0 if where.offset == OFFSET_BEGINNING else where.offset
+        self.seeks.append(self.next)
+
+
+class Clock:
+    now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _consumer(root: Path, clock: Clock, flush_records: int) -> tuple[LakeConsumer, Position]:
+    settings = LakeSettings(
+        force_id=FORCE,
+        lake_uri=str(root),
+        kafka_bootstrap_servers="127.0.0.1:1",  # never reached: records are handed over
+        cassandra_contact_points="127.0.0.1",
+        flush_records=flush_records,
+        flush_seconds=60,
+        compact_every_seconds=0,
+    )
+    consumer = LakeConsumer(settings, LakeWriter(LocalStorage(root), FORCE), clock)
+    position = Position()
+    consumer.consumer.close()
+    consumer.consumer = position  # type: ignore[assignment]
+    return consumer, position
+
+
+def _assign(consumer: LakeConsumer) -> None:
+    consumer._assigned([TopicPartition(consumer._reports_topic, 0)])
+
+
+def _read(consumer: LakeConsumer, position: Position, reports: list[Report], count: int) -> None:
+    """The consumer's next batch: ``count`` records from its position."""
+    key = (consumer._reports_topic, 0)
+    first = position.next
+    batch = [
+        Record(consumer._reports_topic, at, reports[at])
+        for at in range(first, min(first + count, len(reports)))
+    ]
+    position.next = first + len(batch)
+    consumer._fetched = {key: consumer.epoch(key)}
+    assert consumer.process(batch, threading.Event())  # type: ignore[arg-type]
+
+
+def _offsets_in_lake(root: Path, reports: list[Report]) -> list[int]:
+    files = f"{root}/{FORCE}/reports/**/*.parquet"
+    found = duckdb.connect().execute(f"SELECT report_id FROM read_parquet('{files}')").fetchall()
+    ids = [str(row[0]) for row in found]
+    return sorted(at for at, r in enumerate(reports) for i in ids if i == str(r.report_id))
+
+
+def test_a_consumer_fenced_on_a_partition_reads_it_again_from_what_the_lake_holds(
+    tmp_path: Path,
+):
+    rng = random.Random(6)
+    reports = [make_report(rng, drone=1) for _ in range(30)]
+    x_clock, y_clock = Clock(), Clock()
+    x, x_at = _consumer(tmp_path, x_clock, flush_records=1_000)
+    y, y_at = _consumer(tmp_path, y_clock, flush_records=10)
+    _assign(x)
+    _read(x, x_at, reports, 5)  # X buffers 0..4, then stalls
+    # Its group gives the partition to Y, which reads from the last commit (none).
+    _assign(y)
+    _read(y, y_at, reports, 5)  # Y takes it over in the lake, buffers 0..4
+    # X wakes: its buffer is due, its flush is fenced: it reads again from where it began.
+    x_clock.now += 400
+    _read(x, x_at, reports, 3)
+    assert x_at.seeks == [0]
+    assert not x.writer.holds("reports", 0)
+    # Before its group tells it the partition is gone, X reads it again and takes it back.
+    _read(x, x_at, reports, 8)
+    # Y's flush (10 buffered) is fenced in turn: Y reads again from where its buffer began.
+    _read(y, y_at, reports, 5)
+    assert y_at.seeks == [0]
+    x._revoked([TopicPartition(x._reports_topic, 0)])  # the group's word reaches X at last
+    _read(y, y_at, reports, 20)
+    assert _offsets_in_lake(tmp_path, reports) == list(range(20))
+    assert y._uncommitted[(y._reports_topic, 0)] == 19
