@@ -335,13 +335,19 @@ def test_a_fenced_compactor_publishes_nothing(tmp_path: Path):
     assert _report_ids(tmp_path) == sorted(str(r.report_id) for r in reports)
 
 
-def test_hours_past_the_forces_retention_are_deleted(tmp_path: Path):
-    rng = random.Random(9)
-    writer = LakeWriter(LocalStorage(tmp_path), FORCE)
+def _around_the_retention(root: Path, seed: int) -> tuple[list[Report], list[Report]]:
+    """Reports of 29 days ago (kept by a 30-day retention) and of 31 (not), in the lake."""
+    rng = random.Random(seed)
+    writer = LakeWriter(LocalStorage(root), FORCE)
     writer.resume("reports", 0)
-    old = [make_report(rng, at=_hours_ago(24 * 31)) for _ in range(3)]
     kept = [make_report(rng, at=_hours_ago(24 * 29)) for _ in range(3)]
-    _flush(writer, 0, old + kept)
+    old = [make_report(rng, at=_hours_ago(24 * 31)) for _ in range(3)]
+    _flush(writer, 0, kept + old)
+    return kept, old
+
+
+def test_hours_past_the_forces_retention_are_deleted(tmp_path: Path):
+    kept, old = _around_the_retention(tmp_path, 9)
     done = _compactor(tmp_path, Clock(), retention=timedelta(days=30)).run()
     assert done.expired == 2 * len({r.timestamp.strftime("%d%H") for r in old})
     assert _report_ids(tmp_path) == sorted(str(r.report_id) for r in kept)
@@ -477,12 +483,7 @@ def test_the_compacting_process_killed_mid_hour_leaves_nothing_behind(tmp_path: 
 
 
 def test_a_reader_whose_listed_hour_expires_meanwhile_lists_again(tmp_path: Path):
-    rng = random.Random(15)
-    writer = LakeWriter(LocalStorage(tmp_path), FORCE)
-    writer.resume("reports", 0)
-    kept = [make_report(rng, at=_hours_ago(24 * 29)) for _ in range(3)]
-    old = [make_report(rng, at=_hours_ago(24 * 31)) for _ in range(3)]
-    _flush(writer, 0, kept + old)
+    kept, _ = _around_the_retention(tmp_path, 15)
     # The reader lists every hour, then retention deletes the oldest before it opens them.
     retention = _compactor(tmp_path, Clock(), retention=timedelta(days=30)).run
     reader = SlowReader(tmp_path, [retention])
