@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -61,6 +63,9 @@ class CrashingStorage:
 
     def list(self, prefix: str, *, times: bool = True) -> list[Listed]:
         return self.inner.list(prefix, times=times)
+
+    def lock(self, path: str) -> AbstractContextManager[None]:
+        return self.inner.lock(path)
 
 
 def test_reports_and_their_sightings_land_in_their_hour(tmp_path: Path):
@@ -191,6 +196,9 @@ class StallingStorage:
     def list(self, prefix: str, *, times: bool = True) -> list[Listed]:
         return self.inner.list(prefix, times=times)
 
+    def lock(self, path: str) -> AbstractContextManager[None]:
+        return self.inner.lock(path)
+
 
 def _write(writer: LakeWriter, reports: list[Report], last: int) -> None:
     writer.write("reports", 0, last, rows_of_reports(reports))
@@ -278,3 +286,61 @@ def test_a_write_into_a_directory_pruned_meanwhile_makes_it_again(
     storage.put("force/reports/date=2026-01-05/hour=03/p0.parquet", b"rows")
     assert pruned
     assert storage.get("force/reports/date=2026-01-05/hour=03/p0.parquet") == b"rows"
+
+
+@dataclass
+class PausingStorage:
+    """The real directory; a write of the state that declares a flush done waits for
+    ``go`` (after saying so on ``paused``): the moment between a writer's last check that
+    the partition is still its and that write."""
+
+    inner: LocalStorage
+    paused: threading.Event = field(default_factory=threading.Event)
+    go: threading.Event = field(default_factory=threading.Event)
+
+    def locate(self, path: str) -> str:
+        return self.inner.locate(path)
+
+    def put(self, path: str, data: bytes) -> None:
+        if path.endswith(".json") and b'"writing": []' in data and b'"done": 9' in data:
+            self.paused.set()
+            self.go.wait(30)
+        self.inner.put(path, data)
+
+    def get(self, path: str) -> bytes | None:
+        return self.inner.get(path)
+
+    def delete(self, path: str) -> None:
+        self.inner.delete(path)
+
+    def list(self, prefix: str, *, times: bool = True) -> list[Listed]:
+        return self.inner.list(prefix, times=times)
+
+    def lock(self, path: str) -> AbstractContextManager[None]:
+        return self.inner.lock(path)
+
+
+def test_a_take_over_waits_for_the_flush_under_way_instead_of_deleting_its_files(
+    tmp_path: Path,
+):
+    rng = random.Random(21)
+    reports = [make_report(rng, citizens=1) for _ in range(10)]
+    storage = PausingStorage(LocalStorage(tmp_path))
+    owner = LakeWriter(storage, FORCE)  # its group's choice
+    owner.resume("reports", 0)
+    flushing = threading.Thread(target=_write, args=(owner, reports, 9))
+    flushing.start()
+    assert storage.paused.wait(30)  # checked the partition is its own; about to say done
+    # A consumer its group took for dead takes the partition back in the lake meanwhile.
+    zombie = LakeWriter(LocalStorage(tmp_path), FORCE)
+    taking = threading.Thread(target=zombie.resume, args=("reports", 0))
+    taking.start()
+    taking.join(1)
+    storage.go.set()
+    flushing.join(30)
+    taking.join(30)
+    assert not flushing.is_alive()
+    assert not taking.is_alive()
+    # The flush finished first: nothing of it was deleted, and the heir goes on after it.
+    assert zombie.done("reports", 0) == 9
+    assert _ids(tmp_path) == sorted(str(r.report_id) for r in reports)

@@ -45,13 +45,15 @@ record instead of failing every flush of its partition.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import logging
 import os
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -260,6 +262,11 @@ class Storage(Protocol):
         path; never a temporary of a write under way. ``times``: with when each was
         written (else 0: a reader needs none, and a year of files lists faster)."""
 
+    def lock(self, path: str) -> AbstractContextManager[None]:
+        """Held by one writer at a time, in any process sharing the storage, for the reads
+        and writes of ``path`` that must not interleave with another's; a storage that
+        offers none says so in its docs (an object store)."""
+
 
 @dataclass(frozen=True, slots=True)
 class LocalStorage:
@@ -335,6 +342,20 @@ class LocalStorage:
                 found.append(Listed(relative.replace(os.sep, "/"), mtime))
         return sorted(found, key=lambda f: f.path)
 
+    @contextmanager
+    def lock(self, path: str) -> Iterator[None]:
+        """An exclusive ``flock`` of a hidden file beside ``path``: it excludes every other
+        holder, thread or process, on this machine (and on NFS, which maps it to a lock
+        of the server's)."""
+        final = self.root / path
+        final.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(final.with_name(f".{final.name}.lock"), os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)  # and the lock with it
+
     def prune(self, path: str, until: str) -> None:
         """Remove the empty directories from ``path``'s up to (not including) ``until``."""
         folder = (self.root / path).parent
@@ -391,6 +412,10 @@ class ArrowStorage:
             self.filesystem.delete_file(f"{self.root}/{path}")
         except FileNotFoundError:
             return
+
+    def lock(self, path: str) -> AbstractContextManager[None]:  # noqa: ARG002
+        """None: an object store offers no lock (its conditional writes are not used yet)."""
+        return nullcontext()
 
     def list(self, prefix: str, *, times: bool = True) -> list[Listed]:  # noqa: ARG002
         selector = pafs.FileSelector(f"{self.root}/{prefix}", recursive=True, allow_not_found=True)
@@ -502,6 +527,10 @@ class LakeWriter:
         return the last offset in the lake, -1 if none. Call it whenever the partition is
         (re)assigned: another writer may have moved it on since."""
         path = _state_path(self.force_id, stream, partition)
+        with self.storage.lock(path):  # never between a writer's check and its write
+            return self._resume(stream, partition, path)
+
+    def _resume(self, stream: Stream, partition: int, path: str) -> int:
         state = self._read(path)
         if state.writing:
             log.warning(
@@ -562,13 +591,19 @@ class LakeWriter:
             path: encode_parquet(table, table_rows) for path, (table, table_rows) in files.items()
         }
         state_path = _state_path(self.force_id, stream, partition)
-        self._still_ours(key, state_path, token, done, [])
+        # Each check that the partition is still ours and the state's write after it are
+        # one step under the state's lock: a take-over (resume) comes before or after it.
+        with self.storage.lock(state_path):
+            self._still_ours(key, state_path, token, done, [])
+            if encoded:
+                self.storage.put(state_path, _State(done, sorted(encoded), token).encode())
         if encoded:
-            self.storage.put(state_path, _State(done, sorted(encoded), token).encode())
             for path, data in encoded.items():
                 self.storage.put(path, data)
-            self._still_ours(key, state_path, token, done, sorted(encoded))
-        self.storage.put(state_path, _State(last, [], token).encode())
+        with self.storage.lock(state_path):
+            if encoded:
+                self._still_ours(key, state_path, token, done, sorted(encoded))
+            self.storage.put(state_path, _State(last, [], token).encode())
         self._taken[key] = (last, token)
         return Flushed(
             tuple(sorted(encoded)),

@@ -7,7 +7,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -181,6 +181,9 @@ class Outage:
 
     def list(self, prefix: str, *, times: bool = True) -> list[Listed]:
         return self.inner.list(prefix, times=times)
+
+    def lock(self, path: str) -> AbstractContextManager[None]:
+        return self.inner.lock(path)
 
 
 def test_a_lake_outage_is_retried_and_sigterm_still_stops_the_consumer(
