@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import random
 import threading
 from collections.abc import Callable
@@ -344,3 +345,25 @@ def test_a_take_over_waits_for_the_flush_under_way_instead_of_deleting_its_files
     # The flush finished first: nothing of it was deleted, and the heir goes on after it.
     assert zombie.done("reports", 0) == 9
     assert _ids(tmp_path) == sorted(str(r.report_id) for r in reports)
+
+
+def test_a_fenced_writer_that_cannot_remove_its_files_still_stops(tmp_path: Path):
+    rng = random.Random(22)
+    reports = [make_report(rng, citizens=1) for _ in range(4)]
+    storage = StallingStorage(LocalStorage(tmp_path))
+    zombie = LakeWriter(storage, FORCE)
+    zombie.resume("reports", 0)
+
+    # Taken over while its files were being written; then its disk refuses deletes.
+    def taken_over() -> None:
+        LakeWriter(LocalStorage(tmp_path), FORCE).resume("reports", 0)
+
+    storage.stall = taken_over
+
+    def refuse(path: str) -> None:
+        raise OSError(errno.EIO, "Input/output error", path)
+
+    storage.delete = refuse  # type: ignore[method-assign]
+    with pytest.raises(LakeFencedError):
+        _write(zombie, reports, 3)
+    assert not zombie.holds("reports", 0)

@@ -617,9 +617,23 @@ class LakeWriter:
         state = self._read(path)
         if state.owner == token and state.done == done:
             return
+        left = []
         for file in ours:  # named with our token: nobody else's
-            self.storage.delete(file)
+            try:
+                self.storage.delete(file)
+            except OSError:
+                left.append(file)
         self._taken.pop(key, None)
+        if left:  # fenced all the same: a retry would not clean them either
+            log.error(
+                "lake of %s: %s partition %d: fenced, and %d file(s) of ours could not be "
+                "removed (their records are in the lake twice until compaction): %s",
+                self.force_id,
+                key[0],
+                key[1],
+                len(left),
+                ", ".join(left),
+            )
         raise LakeFencedError(
             f"{key[0]} partition {key[1]} was taken over by another writer "
             f"(its state says offset {state.done}); this writer stops writing it"

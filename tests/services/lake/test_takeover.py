@@ -127,12 +127,78 @@ def test_a_consumer_fenced_on_a_partition_reads_it_again_from_what_the_lake_hold
     _read(x, x_at, reports, 3)
     assert x_at.seeks == [0]
     assert not x.writer.holds("reports", 0)
-    # Before its group tells it the partition is gone, X reads it again and takes it back.
+    # Before its group tells it the partition is gone, X reads it again: it leaves it.
     _read(x, x_at, reports, 8)
-    # Y's flush (10 buffered) is fenced in turn: Y reads again from where its buffer began.
-    _read(y, y_at, reports, 5)
-    assert y_at.seeks == [0]
+    assert not x.writer.holds("reports", 0)
+    _read(y, y_at, reports, 5)  # so Y's flush (10 buffered) goes through
+    assert y_at.seeks == []
     x._revoked([TopicPartition(x._reports_topic, 0)])  # the group's word reaches X at last
     _read(y, y_at, reports, 20)
-    assert _offsets_in_lake(tmp_path, reports) == list(range(20))
-    assert y._uncommitted[(y._reports_topic, 0)] == 19
+    assert _offsets_in_lake(tmp_path, reports) == list(range(30))
+    assert y._uncommitted[(y._reports_topic, 0)] == 29
+
+
+def test_a_fenced_consumer_leaves_the_partition_alone_until_its_group_has_spoken(
+    tmp_path: Path,
+):
+    # A zombie and the owner would otherwise take the partition from each other after
+    # every fenced flush, and neither would ever write.
+    rng = random.Random(7)
+    reports = [make_report(rng, drone=1) for _ in range(40)]
+    x_clock, y_clock = Clock(), Clock()
+    x, x_at = _consumer(tmp_path, x_clock, flush_records=10)
+    y, y_at = _consumer(tmp_path, y_clock, flush_records=10)
+    _assign(x)
+    _read(x, x_at, reports, 5)
+    _assign(y)
+    _read(y, y_at, reports, 5)
+    _read(x, x_at, reports, 5)  # X's flush (10) is fenced: Y took the partition over
+    assert not x.writer.holds("reports", 0)
+    for _ in range(3):  # X still reads it, in the same assignment: it takes nothing back
+        _read(x, x_at, reports, 5)
+        assert not x.writer.holds("reports", 0)
+    _read(y, y_at, reports, 25)  # Y writes on, undisturbed
+    assert _offsets_in_lake(tmp_path, reports) == list(range(30))
+
+
+def test_a_take_over_reads_on_from_what_the_lake_holds_whatever_the_position(tmp_path: Path):
+    rng = random.Random(8)
+    reports = [make_report(rng, drone=1) for _ in range(30)]
+    clock = Clock()
+    x, x_at = _consumer(tmp_path, clock, flush_records=10)
+    _assign(x)
+    _read(x, x_at, reports, 10)  # 0..9 in the lake
+    x._revoked([TopicPartition(x._reports_topic, 0)])
+    # Given back, its position is past what the lake holds (say a seek back that failed,
+    # or an offset committed beyond it): it goes back to the lake's next record first.
+    _assign(x)
+    x_at.next = 15
+    _read(x, x_at, reports, 5)
+    assert x_at.seeks == [10]
+    _read(x, x_at, reports, 20)
+    assert _offsets_in_lake(tmp_path, reports) == list(range(30))
+
+
+def test_a_partition_taken_back_after_the_hold_loses_and_doubles_nothing(tmp_path: Path):
+    rng = random.Random(9)
+    reports = [make_report(rng, drone=1) for _ in range(60)]
+    x_clock, y_clock = Clock(), Clock()
+    x, x_at = _consumer(tmp_path, x_clock, flush_records=10)
+    y, y_at = _consumer(tmp_path, y_clock, flush_records=10)
+    _assign(x)
+    _read(x, x_at, reports, 5)
+    _assign(y)
+    _read(y, y_at, reports, 5)
+    _read(x, x_at, reports, 5)  # X fenced, its position back to 0
+    _read(x, x_at, reports, 16)  # held off: dropped, its position now 16
+    _read(y, y_at, reports, 5)  # Y writes 0..9
+    # The group never told X (or Y was the zombie): past the hold, X takes it back, and
+    # reads from the lake's next record, not from its position.
+    x_clock.now += 61
+    _read(x, x_at, reports, 4)
+    assert x_at.seeks == [0, 10]
+    _read(x, x_at, reports, 10)  # 10..19
+    _read(y, y_at, reports, 10)  # Y fenced: back to 10, holds off
+    y._revoked([TopicPartition(y._reports_topic, 0)])
+    _read(x, x_at, reports, 40)
+    assert _offsets_in_lake(tmp_path, reports) == list(range(60))

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Final
 
 import duckdb
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
@@ -58,6 +59,11 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, int]
 
+#: How long a consumer fenced on a partition leaves it alone (within the same assignment):
+#: longer than its group's session timeout (45 s), after which its group has told it the
+#: partition is gone, or it is the owner after all (the other writer was the zombie).
+FENCE_HOLD_SECONDS: Final = 60.0
+
 
 @dataclass(slots=True)
 class _Buffer:
@@ -68,6 +74,11 @@ class _Buffer:
     last: int = -1
     #: The last offset in the lake when this buffer began: where to read again from.
     written: int = -1
+    #: Whether its records follow what the lake holds (after a take-over: once the first
+    #: record read is the lake's next, or the first Kafka gave after a seek to it).
+    aligned: bool = True
+    #: The batch in which its position was sought back to the lake's next record.
+    sought: int = -1
     records: int = 0
     #: The records' size as received (their rows take a few times more in memory).
     bytes: int = 0
@@ -127,8 +138,9 @@ class LakeConsumer(StreamConsumer):
         self.compact_every = settings.compact_every_seconds
         self._next_maintenance = self._clock()
         self._maintenance: threading.Thread | None = None
-        #: Partitions another writer took over in the lake, with the assignment it was in.
-        self._fenced: dict[Key, int] = {}
+        #: Partitions another writer took over in the lake: the assignment, and when.
+        self._fenced: dict[Key, tuple[int, float]] = {}
+        self._batches = 0
 
     def _compactor(self, settings: LakeSettings) -> Compactor | None:
         if not settings.compact_every_seconds:
@@ -157,6 +169,7 @@ class LakeConsumer(StreamConsumer):
 
     def process(self, records: list[Message], stop: threading.Event) -> bool:
         """Buffer a batch, then write every buffer that is due; False if stopped first."""
+        self._batches += 1
         keys = {(m.topic() or "", m.partition() or 0) for m in records}
         if not self.until_done("take partitions over", lambda: self._take_over(keys), stop):
             return False
@@ -188,8 +201,7 @@ class LakeConsumer(StreamConsumer):
         # force whose few drones all hash elsewhere still has its lake compacted and
         # expired): take it over in the lake now if no record did.
         key = (self._reports_topic, 0)
-        fenced = self._fenced.get(key) == self.epoch(key)  # its group is moving it away
-        if key in self.owned() and key not in self._buffers and not fenced:
+        if key in self.owned() and key not in self._buffers and not self._holding_off(key):
             try:
                 self._take_over({key})
             except Retry as exc:
@@ -268,19 +280,38 @@ class LakeConsumer(StreamConsumer):
             c.replayed,
         )
 
-    def _read_again(self, key: Key, offset: int) -> None:
-        """Move our position on partition ``key`` back to ``offset``."""
+    def _holding_off(self, key: Key) -> bool:
+        """Whether another writer fenced us on ``key`` in this assignment, lately."""
+        fenced = self._fenced.get(key)
+        return (
+            fenced is not None
+            and fenced[0] == self.epoch(key)
+            and self._clock() - fenced[1] < FENCE_HOLD_SECONDS
+        )
+
+    def _read_again(self, key: Key, offset: int) -> bool:
+        """Move our position on partition ``key`` back to ``offset``; False if it could
+        not be (not fetching it: not ours any more, or not yet)."""
         where = TopicPartition(key[0], key[1], offset if offset > 0 else OFFSET_BEGINNING)
         try:
             self.consumer.seek(where)
-        except KafkaException as exc:  # not fetching it (any more): nothing to move back
-            log.info("lake of %s: %s partition %d not moved back: %s", self.force_id, *key, exc)
+        except KafkaException as exc:
+            log.warning(
+                "lake of %s: %s partition %d not moved back to %d: %s",
+                self.force_id,
+                key[0],
+                key[1],
+                offset,
+                exc,
+            )
+            return False
+        return True
 
     def _take_over(self, keys: set[Key]) -> None:
         """Resume in the lake each partition of ``keys`` new to us: whoever had it before
         may have written past what it committed, or left a flush unfinished."""
         for key in sorted(keys - set(self._buffers)):
-            if key not in self.owned():
+            if key not in self.owned() or self._holding_off(key):
                 continue
             topic, partition = key
             stream = self.streams[topic]
@@ -288,7 +319,9 @@ class LakeConsumer(StreamConsumer):
                 done = self.writer.resume(stream, partition)
             except OSError as exc:
                 raise Retry(f"the lake could not be read: {exc}") from exc
-            self._buffers[key] = _Buffer(stream, self._clock(), last=done, written=done)
+            self._buffers[key] = _Buffer(
+                stream, self._clock(), last=done, written=done, aligned=False
+            )
 
     def _buffer(self, key: Key, message: Message) -> None:
         buffer = self._buffers[key]
@@ -297,6 +330,18 @@ class LakeConsumer(StreamConsumer):
         if offset <= buffer.last:
             self.counters.replayed += 1
             return
+        if not buffer.aligned:
+            if offset == buffer.last + 1 or 0 <= buffer.sought < self._batches:
+                # The lake's next record, or the first Kafka has from it on (an offset may
+                # hold a transaction's marker, not a record).
+                buffer.aligned = True
+            else:
+                # Our position is past what the lake holds (records dropped when another
+                # writer fenced us, an offset committed beyond the lake): read from the
+                # lake's next record; this batch's records of the partition come again.
+                if buffer.sought != self._batches and self._read_again(key, buffer.last + 1):
+                    buffer.sought = self._batches
+                return
         if not buffer.records:
             buffer.since = self._clock()
         buffer.last = offset
@@ -372,7 +417,7 @@ class LakeConsumer(StreamConsumer):
                     # dropped is read again, never skipped.
                     log.warning("lake of %s: %s", self.force_id, exc)
                     due.pop(0)
-                    self._fenced[key] = self.epoch(key)
+                    self._fenced[key] = (self.epoch(key), self._clock())
                     self._read_again(key, buffer.written + 1)
                     self._drop(key)
                     continue
