@@ -6,7 +6,6 @@ import errno
 import random
 import threading
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -17,7 +16,6 @@ import pytest
 from peaceland.analytics.lake import (
     LakeFencedError,
     LakeWriter,
-    Listed,
     LocalStorage,
     open_storage,
     report_rows,
@@ -28,6 +26,7 @@ from peaceland.analytics.lake import (
 from peaceland.tenants.lifecycle import Transition
 from peaceland.tenants.reports import Report
 from tests.factories import make_alert, make_report
+from tests.lake_storage import DelegatingStorage
 
 FORCE = "lake-force"
 
@@ -41,32 +40,16 @@ def _ids(root: Path, table: str = "reports", column: str = "report_id") -> list[
 
 
 @dataclass
-class CrashingStorage:
+class CrashingStorage(DelegatingStorage):
     """The real directory, but the process "dies" (raises) after ``puts`` writes."""
 
-    inner: LocalStorage
     puts: int
-
-    def locate(self, path: str) -> str:
-        return self.inner.locate(path)
 
     def put(self, path: str, data: bytes) -> None:
         if self.puts == 0:
             raise SystemExit("killed mid-flush")
         self.puts -= 1
         self.inner.put(path, data)
-
-    def get(self, path: str) -> bytes | None:
-        return self.inner.get(path)
-
-    def delete(self, path: str) -> None:
-        self.inner.delete(path)
-
-    def list(self, prefix: str, *, times: bool = True) -> list[Listed]:
-        return self.inner.list(prefix, times=times)
-
-    def lock(self, path: str) -> AbstractContextManager[None]:
-        return self.inner.lock(path)
 
 
 def test_reports_and_their_sightings_land_in_their_hour(tmp_path: Path):
@@ -172,33 +155,17 @@ def test_a_force_writes_under_its_own_directory_only(tmp_path: Path):
 
 
 @dataclass
-class StallingStorage:
+class StallingStorage(DelegatingStorage):
     """The real directory; ``stall`` runs once, after the first data file a flush writes
     (a writer frozen mid-flush while its group hands its partition to another)."""
 
-    inner: LocalStorage
     stall: Callable[[], None] | None = None
-
-    def locate(self, path: str) -> str:
-        return self.inner.locate(path)
 
     def put(self, path: str, data: bytes) -> None:
         self.inner.put(path, data)
         if path.endswith(".parquet") and self.stall is not None:
             stall, self.stall = self.stall, None
             stall()
-
-    def get(self, path: str) -> bytes | None:
-        return self.inner.get(path)
-
-    def delete(self, path: str) -> None:
-        self.inner.delete(path)
-
-    def list(self, prefix: str, *, times: bool = True) -> list[Listed]:
-        return self.inner.list(prefix, times=times)
-
-    def lock(self, path: str) -> AbstractContextManager[None]:
-        return self.inner.lock(path)
 
 
 def _write(writer: LakeWriter, reports: list[Report], last: int) -> None:
@@ -290,35 +257,19 @@ def test_a_write_into_a_directory_pruned_meanwhile_makes_it_again(
 
 
 @dataclass
-class PausingStorage:
+class PausingStorage(DelegatingStorage):
     """The real directory; a write of the state that declares a flush done waits for
     ``go`` (after saying so on ``paused``): the moment between a writer's last check that
     the partition is still its and that write."""
 
-    inner: LocalStorage
     paused: threading.Event = field(default_factory=threading.Event)
     go: threading.Event = field(default_factory=threading.Event)
-
-    def locate(self, path: str) -> str:
-        return self.inner.locate(path)
 
     def put(self, path: str, data: bytes) -> None:
         if path.endswith(".json") and b'"writing": []' in data and b'"done": 9' in data:
             self.paused.set()
             self.go.wait(30)
         self.inner.put(path, data)
-
-    def get(self, path: str) -> bytes | None:
-        return self.inner.get(path)
-
-    def delete(self, path: str) -> None:
-        self.inner.delete(path)
-
-    def list(self, prefix: str, *, times: bool = True) -> list[Listed]:
-        return self.inner.list(prefix, times=times)
-
-    def lock(self, path: str) -> AbstractContextManager[None]:
-        return self.inner.lock(path)
 
 
 def test_a_take_over_waits_for_the_flush_under_way_instead_of_deleting_its_files(

@@ -7,7 +7,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -18,7 +18,7 @@ import pytest
 from confluent_kafka import Producer
 
 from peaceland.analytics.compaction import COMPACTED, journals
-from peaceland.analytics.lake import LakeWriter, Listed, LocalStorage, table_dir
+from peaceland.analytics.lake import LakeWriter, LocalStorage, table_dir
 from peaceland.analytics.stats import ForceLake
 from peaceland.node.launch import ServiceProcess
 from peaceland.services.lake.consumer import LakeConsumer
@@ -32,6 +32,7 @@ from peaceland.tenants.lifecycle import Transition, encode_transition
 from peaceland.tenants.reports import encode_report, utc_now
 from tests.factories import make_alert, make_report
 from tests.kafka_helpers import committed_total, produce, wait_until
+from tests.lake_storage import DelegatingStorage
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -154,15 +155,11 @@ def test_reports_alerts_and_transitions_reach_the_lake_once_and_are_committed(
 
 
 @dataclass
-class Outage:
+class Outage(DelegatingStorage):
     """The real directory, unless ``down``: then every write fails as a lost disk does."""
 
-    inner: LocalStorage
     down: bool = False
     refused: int = 0
-
-    def locate(self, path: str) -> str:
-        return self.inner.locate(path)
 
     def put(self, path: str, data: bytes) -> None:
         if self.down:
@@ -175,15 +172,6 @@ class Outage:
             self.refused += 1
             raise OSError(errno.EIO, "Input/output error", path)
         return self.inner.get(path)
-
-    def delete(self, path: str) -> None:
-        self.inner.delete(path)
-
-    def list(self, prefix: str, *, times: bool = True) -> list[Listed]:
-        return self.inner.list(prefix, times=times)
-
-    def lock(self, path: str) -> AbstractContextManager[None]:
-        return self.inner.lock(path)
 
 
 def test_a_lake_outage_is_retried_and_sigterm_still_stops_the_consumer(

@@ -102,6 +102,30 @@ def _read(consumer: LakeConsumer, position: Position, reports: list[Report], cou
     assert consumer.process(batch, threading.Event())  # type: ignore[arg-type]
 
 
+@dataclass
+class Side:
+    """One of the two consumers: itself, its position, its clock."""
+
+    consumer: LakeConsumer
+    at: Position
+    clock: Clock
+
+
+def _handed_over(root: Path, reports: list[Report], x_flush: int) -> tuple[Side, Side]:
+    """X reads the partition's first 5 records; its group then gives the partition to Y
+    (X stalled), which reads the same 5 from the last commit (none) and takes it over."""
+    sides = []
+    for flush_records in (x_flush, 10):
+        clock = Clock()
+        consumer, at = _consumer(root, clock, flush_records=flush_records)
+        sides.append(Side(consumer, at, clock))
+    x, y = sides
+    for side in (x, y):
+        _assign(side.consumer)
+        _read(side.consumer, side.at, reports, 5)
+    return x, y
+
+
 def _offsets_in_lake(root: Path, reports: list[Report]) -> list[int]:
     files = f"{root}/{FORCE}/reports/**/*.parquet"
     found = duckdb.connect().execute(f"SELECT report_id FROM read_parquet('{files}')").fetchall()
@@ -114,14 +138,8 @@ def test_a_consumer_fenced_on_a_partition_reads_it_again_from_what_the_lake_hold
 ):
     rng = random.Random(6)
     reports = [make_report(rng, drone=1) for _ in range(30)]
-    x_clock, y_clock = Clock(), Clock()
-    x, x_at = _consumer(tmp_path, x_clock, flush_records=1_000)
-    y, y_at = _consumer(tmp_path, y_clock, flush_records=10)
-    _assign(x)
-    _read(x, x_at, reports, 5)  # X buffers 0..4, then stalls
-    # Its group gives the partition to Y, which reads from the last commit (none).
-    _assign(y)
-    _read(y, y_at, reports, 5)  # Y takes it over in the lake, buffers 0..4
+    sx, sy = _handed_over(tmp_path, reports, x_flush=1_000)  # X's 0..4 are not due yet
+    x, x_at, x_clock, y, y_at = sx.consumer, sx.at, sx.clock, sy.consumer, sy.at
     # X wakes: its buffer is due, its flush is fenced: it reads again from where it began.
     x_clock.now += 400
     _read(x, x_at, reports, 3)
@@ -145,13 +163,8 @@ def test_a_fenced_consumer_leaves_the_partition_alone_until_its_group_has_spoken
     # every fenced flush, and neither would ever write.
     rng = random.Random(7)
     reports = [make_report(rng, drone=1) for _ in range(40)]
-    x_clock, y_clock = Clock(), Clock()
-    x, x_at = _consumer(tmp_path, x_clock, flush_records=10)
-    y, y_at = _consumer(tmp_path, y_clock, flush_records=10)
-    _assign(x)
-    _read(x, x_at, reports, 5)
-    _assign(y)
-    _read(y, y_at, reports, 5)
+    sx, sy = _handed_over(tmp_path, reports, x_flush=10)
+    x, x_at, y, y_at = sx.consumer, sx.at, sy.consumer, sy.at
     _read(x, x_at, reports, 5)  # X's flush (10) is fenced: Y took the partition over
     assert not x.writer.holds("reports", 0)
     for _ in range(3):  # X still reads it, in the same assignment: it takes nothing back
@@ -182,13 +195,8 @@ def test_a_take_over_reads_on_from_what_the_lake_holds_whatever_the_position(tmp
 def test_a_partition_taken_back_after_the_hold_loses_and_doubles_nothing(tmp_path: Path):
     rng = random.Random(9)
     reports = [make_report(rng, drone=1) for _ in range(60)]
-    x_clock, y_clock = Clock(), Clock()
-    x, x_at = _consumer(tmp_path, x_clock, flush_records=10)
-    y, y_at = _consumer(tmp_path, y_clock, flush_records=10)
-    _assign(x)
-    _read(x, x_at, reports, 5)
-    _assign(y)
-    _read(y, y_at, reports, 5)
+    sx, sy = _handed_over(tmp_path, reports, x_flush=10)
+    x, x_at, x_clock, y, y_at = sx.consumer, sx.at, sx.clock, sy.consumer, sy.at
     _read(x, x_at, reports, 5)  # X fenced, its position back to 0
     _read(x, x_at, reports, 16)  # held off: dropped, its position now 16
     _read(y, y_at, reports, 5)  # Y writes 0..9
