@@ -15,19 +15,19 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-import pyarrow as pa
 import sqlglot
 from pyspark.sql import DataFrame, SparkSession
 from sqlglot import exp
 
 from peaceland.analytics.compaction import live_files, split_compacted
-from peaceland.analytics.lake import SCHEMAS, TABLES, Storage, Table, table_dir
+from peaceland.analytics.lake import TABLES, Storage, Table, table_dir
 from peaceland.analytics.stats import (
     STATISTICS,
     Answer,
     Options,
     UnknownStatisticError,
     Window,
+    no_rows,
 )
 from peaceland.tenants.forces import validate_force_id
 
@@ -89,10 +89,7 @@ class SparkForceLake:
         if files:
             located = [storage.locate(f) for f in files]
             return self.session.read.option("basePath", where).parquet(*located)
-        empty = pa.Table.from_pylist([], schema=SCHEMAS[table])
-        empty = empty.append_column("date", pa.array([], pa.date32()))
-        empty = empty.append_column("hour", pa.array([], pa.int32()))
-        return self.session.createDataFrame(empty)
+        return self.session.createDataFrame(no_rows(table))
 
     def answer(self, name: str, window: Window, options: Options | None = None) -> Answer:
         statistic = STATISTICS.get(name)

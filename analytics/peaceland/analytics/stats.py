@@ -152,10 +152,7 @@ class ForceLake:
             )
             return
         # No file yet: the same columns, no row (a statistic over nothing is empty).
-        empty = pa.Table.from_pylist([], schema=SCHEMAS[table])
-        empty = empty.append_column("date", pa.array([], pa.date32()))
-        empty = empty.append_column("hour", pa.array([], pa.int32()))
-        self.connection.register(f"_{name}_empty", empty)
+        self.connection.register(f"_{name}_empty", no_rows(table))
         self.connection.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _{name}_empty")
 
     def close(self) -> None:
@@ -181,6 +178,14 @@ class ForceLake:
 class UnknownStatisticError(ValueError):
     def __init__(self, name: str) -> None:
         super().__init__(f"no statistic called {name!r}; there are: {', '.join(STATISTICS)}")
+
+
+def no_rows(table: Table) -> pa.Table:
+    """``table``'s columns, with its partitions' (``date``, ``hour``), and no row: what an
+    engine's view of a table without a file yet reads."""
+    empty = pa.Table.from_pylist([], schema=SCHEMAS[table])
+    empty = empty.append_column("date", pa.array([], pa.date32()))
+    return empty.append_column("hour", pa.array([], pa.int32()))
 
 
 def _quoted(text: str) -> str:
