@@ -27,7 +27,7 @@ from confluent_kafka.cimpl import NewTopic
 from peaceland.loadgen.pipeline import BENCH_ALERTING, Target, drive
 from peaceland.loadgen.watcher import AlertWatcher
 from peaceland.node.launch import ForceServices, ServiceProcess, start_force_services
-from peaceland.stack import CassandraRing, Endpoints, KafkaCluster, Stack
+from peaceland.stack import CassandraRing, Endpoints, KafkaCluster, Stack, StackError
 from peaceland.stack.servers import Cassandra
 from peaceland.tenants.cassandra import connect, is_transient, shutdown_session
 from peaceland.tenants.forces import ForceResources, consumer_group, resources_for
@@ -323,7 +323,7 @@ def ring(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cas
 
 
 def _until_done(
-    call: Callable[[], object], timeout: float = 120, heal: Callable[[], None] | None = None
+    call: Callable[[], object], timeout: float = 120, heal: Callable[[], object] | None = None
 ) -> None:
     """Send a schema change again while the ring times out: just after a node's restart it
     may not yet agree on its schema, and the operator would retry too. ``heal``, if given,
@@ -343,18 +343,33 @@ def _until_done(
             time.sleep(2)
 
 
-def _schemas_agree(ring: CassandraRing, restarted: list[Cassandra], wait: float = 60) -> None:
-    """Until every node of the ring holds one schema version. A node restarted after a kill
-    -9 was seen (twice in CI) to miss a keyspace made after its restart for minutes: such a
-    node drops its local schema and pulls it again from the others."""
+def _schemas_agree(ring: CassandraRing, restarted: list[Cassandra], wait: float = 60) -> bool:
+    """Until every node of the ring holds one schema version; whether it came to that.
+
+    A node restarted after a kill -9 was seen (twice in CI) to miss a keyspace made after its
+    restart for minutes: past half the wait, such a node drops its local schema and pulls it
+    again from the others. Just after its restart the node may not yet see any other node
+    alive and then refuses to reset (seen once in CI, a JMX error failing a teardown): that
+    is retried, like a ``describecluster`` asked of a node still starting."""
     deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        described = ring.nodes[0].nodetool("describecluster")
-        if len(re.findall(r"^\s+[0-9a-f-]{36}: \[", described, re.MULTILINE)) == 1:
-            return
+    reset_from = time.monotonic() + wait / 2
+    while True:
+        try:
+            described = ring.nodes[0].nodetool("describecluster")
+        except StackError as exc:
+            log.info("describecluster not answered yet: %s", exc)
+        else:
+            if len(re.findall(r"^\s+[0-9a-f-]{36}: \[", described, re.MULTILINE)) == 1:
+                return True
+        if time.monotonic() > deadline:
+            return False
+        if time.monotonic() > reset_from:
+            for node in restarted:
+                try:
+                    node.nodetool("resetlocalschema")
+                except StackError as exc:
+                    log.info("resetlocalschema refused, retried: %s", exc)
         time.sleep(2)
-    for node in restarted:
-        node.nodetool("resetlocalschema")
 
 
 @pytest.fixture
@@ -368,15 +383,19 @@ def ring_force(
     try:
         _until_done(
             lambda: ensure_keyspace(session, force.keyspace, Replication(factor=3)),
-            heal=lambda: _schemas_agree(ring, ring.nodes, wait=5),
+            heal=lambda: _schemas_agree(ring, ring.nodes, wait=10),
         )
         on_ring = Endpoints(endpoints.kafka, ring.access, endpoints.database_url)
         yield force, on_ring, session
         restarted = [node for node in ring.nodes if node.pid() is None]
         for node in restarted:
             ring.restart(ring.nodes.index(node))
-        _schemas_agree(ring, restarted)
-        _until_done(lambda: drop_keyspace(session, force.keyspace))
+        # The next test needs the whole ring, so a node that cannot restart fails here. The
+        # keyspace, though, goes with the ring's temporary directory: dropping it is tidiness.
+        if _schemas_agree(ring, restarted, wait=120):
+            _until_done(lambda: drop_keyspace(session, force.keyspace))
+        else:
+            log.warning("the ring's schema still disagrees; %s left to the ring", force.keyspace)
     finally:
         delete_topics(kafka_admin, force)
         # A session left open keeps reconnecting to the ring's nodes after they are gone,
