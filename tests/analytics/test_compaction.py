@@ -18,7 +18,6 @@ import pytest
 
 from peaceland.analytics import compaction
 from peaceland.analytics.compaction import (
-    COMPACTED,
     Compactor,
     Journal,
     journals,
@@ -34,6 +33,7 @@ from peaceland.analytics.lake import (
     rows_of_reports,
     transition_rows,
 )
+from peaceland.analytics.rollups import COMPACTED
 from peaceland.analytics.stats import STATISTICS, Answer, ForceLake, Window
 from peaceland.tenants.lifecycle import Transition
 from peaceland.tenants.reports import Report

@@ -3,6 +3,7 @@ files (Spark in local mode: a real JVM, started once for the module)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -10,9 +11,11 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
+from peaceland.analytics.compaction import Compactor
 from peaceland.analytics.lake import LocalStorage
 from peaceland.analytics.spark import SparkForceLake, local_spark, to_spark_sql
 from peaceland.analytics.stats import STATISTICS, ForceLake, Options, Window
+from tests.analytics.test_rollups import WINDOWS
 from tests.analytics.test_stats import FORCE, WINDOW, write_history
 
 pytestmark = pytest.mark.spark
@@ -50,6 +53,32 @@ def test_both_engines_agree(
     assert answer.columns == expected.columns
     assert answer.rows == expected.rows
     assert expected.rows, "a statistic over an empty answer proves nothing"
+
+
+@pytest.fixture(scope="module")
+def rolled_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same history, compacted and rolled up (``rollups``)."""
+    root = tmp_path_factory.mktemp("rolled")
+    write_history(root)
+    compactor = Compactor(
+        LocalStorage(root), FORCE, fence=lambda: None, clock=lambda: time.time() + 7200
+    )
+    assert compactor.run().rolled_up
+    return root
+
+
+@pytest.mark.parametrize("name", ["coverage", "words"])
+@pytest.mark.parametrize("window", WINDOWS[:3])
+def test_both_engines_agree_over_rollups(
+    spark: SparkSession, rolled_root: Path, name: str, window: Window
+):
+    storage = LocalStorage(rolled_root)
+    with ForceLake(storage, FORCE) as duck:
+        expected = duck.answer(name, window)
+    answer = SparkForceLake(spark, storage, FORCE).answer(name, window)
+    assert answer.columns == expected.columns
+    assert answer.rows == expected.rows
+    assert expected.rows
 
 
 def test_a_force_with_nothing_in_the_lake_is_empty_on_spark_too(

@@ -42,7 +42,7 @@ import shutil
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,14 +64,26 @@ from peaceland.analytics.lake import (
     table_dir,
     unfinished_flushes,
 )
+from peaceland.analytics.rollups import (
+    COMPACTED,
+    KINDS,
+    Reading,
+    alert_hours,
+    expected_keys,
+    holding_rollups,
+    reading,
+    roll_up_hour,
+    rollup_dir,
+    split_compacted,
+)
 from peaceland.tenants.forces import validate_force_id
 
 log = logging.getLogger(__name__)
 
-#: How a compacted file's name starts.
-COMPACTED: Final = "c-"
 _HOUR = timedelta(hours=1)
 _ROW_GROUP: Final = 262_144
+#: The key of the rollups' failures, beside the tables'.
+_ROLLUPS: Final = "rollups"
 
 #: How each table's rows are kept once and ordered, over ``sources`` (its files, read with
 #: their file names and row numbers). Sorted by drone and time, a drone's successive
@@ -140,35 +152,34 @@ def journals(storage: Storage, force_id: str) -> dict[str, tuple[Journal, float]
 
 def live_files(storage: Storage, force_id: str, table: Table) -> list[str]:
     """A table's files as a reader must take them (paths relative to the lake's root):
-    every file of its hours, less those a published compaction replaced. Listed before
-    the journals are read: a journal is deleted only ``linger`` after its sources."""
-    listed = [
-        f.path
-        for f in storage.list(table_dir(force_id, table), times=False)
-        if f.path.endswith(".parquet") and hour_of(f.path) is not None
-    ]
-    present = set(listed)
+    every file of its hours, less those a published compaction replaced."""
+    return live_tables(storage, force_id, (table,))[table]
+
+
+def live_tables(
+    storage: Storage, force_id: str, tables: Sequence[Table] = TABLES
+) -> dict[Table, list[str]]:
+    """``live_files`` of each of ``tables``, the journals read once. Listed before the
+    journals are read: a journal is deleted only ``linger`` after its sources."""
+    listed = {
+        table: [
+            f.path
+            for f in storage.list(table_dir(force_id, table), times=False)
+            if f.path.endswith(".parquet") and hour_of(f.path) is not None
+        ]
+        for table in tables
+    }
+    present = {path for paths in listed.values() for path in paths}
     replaced: set[str] = set()
     for journal, _ in journals(storage, force_id).values():
         if journal.target in present:
             replaced.update(journal.sources)
-    return [path for path in listed if path not in replaced]
+    return {table: [p for p in paths if p not in replaced] for table, paths in listed.items()}
 
 
-def split_compacted(files: list[str]) -> tuple[list[str], list[str]]:
-    """Live ``files`` of a table (``live_files``) as those whose rows are each there once
-    (the hours that are one compacted file) and the others (hours a flush wrote since, or
-    not compacted yet), where a report a drone resent may be twice. A resent report has
-    its first sending's time, so it always lands in the same hour."""
-    by_hour: dict[str, list[str]] = defaultdict(list)
-    for path in files:
-        by_hour[path.rsplit("/", 1)[0]].append(path)
-    once: list[str] = []
-    others: list[str] = []
-    for hour_files in by_hour.values():
-        alone = len(hour_files) == 1 and hour_files[0].rsplit("/", 1)[1].startswith(COMPACTED)
-        (once if alone else others).extend(hour_files)
-    return sorted(once), sorted(others)
+def reading_of(storage: Storage, force_id: str) -> Reading:
+    """What a session of the force's lake reads now (``rollups.reading``)."""
+    return reading(storage, force_id, live_tables(storage, force_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,12 +197,16 @@ class Compacted:
 @dataclass(frozen=True, slots=True)
 class Maintenance:
     """What one run did: hours compacted, replaced files released (deleted after their
-    linger), files deleted past the retention, hours whose compaction failed."""
+    linger), files deleted past the retention, hours whose compaction (or rollups) failed,
+    hours rolled up."""
 
     compacted: tuple[Compacted, ...]
     released: int
     expired: int
     failed: tuple[tuple[Table, datetime], ...] = ()
+    #: Hours of reports whose rollups (``rollups``) were made, and could not be.
+    rolled_up: tuple[datetime, ...] = ()
+    rollups_failed: tuple[datetime, ...] = ()
 
 
 class CompactionFailedError(Exception):
@@ -283,8 +298,11 @@ class Compactor:
         self.isolated = isolated
         self.rewrite_seconds = rewrite_seconds
         self.clock = clock
-        #: Hours whose compaction failed: how many times, and when to try again.
-        self._failures: dict[tuple[Table, datetime], tuple[int, float]] = {}
+        #: Hours whose compaction (or rollups: "rollups") failed: how many times, and when
+        #: to try again.
+        self._failures: dict[tuple[str, datetime], tuple[int, float]] = {}
+        #: Rollups found stale (``rollups``), and since when: deleted a linger later.
+        self._stale: dict[str, float] = {}
         self._fence = fence
 
     def run(self, fence: Callable[[], None] | None = None) -> Maintenance:
@@ -309,7 +327,18 @@ class Compactor:
                 self._failed(table, hour, exc)
             if self.clock() - started >= self.seconds:
                 break
-        return Maintenance(tuple(compacted), released, expired, tuple(failed))
+        rolled_up: list[datetime] = []
+        rollups_failed: list[datetime] = []
+        if self.clock() - started < self.seconds:
+            rolled_up = self._roll_up(started, rollups_failed)
+        return Maintenance(
+            tuple(compacted),
+            released,
+            expired,
+            tuple(failed),
+            tuple(rolled_up),
+            tuple(rollups_failed),
+        )
 
     def _list(self) -> Listing:
         return {table: self.storage.list(table_dir(self.force_id, table)) for table in TABLES}
@@ -372,8 +401,9 @@ class Compactor:
         if self.retention is None:
             return 0
         cutoff = self._now() - self.retention
-        expiring: dict[tuple[Table, datetime], list[str]] = defaultdict(list)
-        for table, files in listing.items():
+        expiring: dict[tuple[str, datetime], list[str]] = defaultdict(list)
+        rollups = {kind: self.storage.list(rollup_dir(self.force_id, kind)) for kind in KINDS}
+        for table, files in [*listing.items(), *rollups.items()]:
             for listed in files:
                 hour = hour_of(listed.path)
                 if hour is not None and hour + _HOUR <= cutoff:
@@ -415,7 +445,8 @@ class Compactor:
         for journal, _ in journals(self.storage, self.force_id).values():
             busy.update(journal.sources)
             busy.add(journal.target)
-        for gone in set(self._failures) - set(hours):  # expired, or compacted since
+        compactions = {key for key in self._failures if key[0] != _ROLLUPS}
+        for gone in compactions - set(hours):  # expired, or compacted since
             del self._failures[gone]
         due = []
         for (table, hour), files in sorted(hours.items(), key=lambda item: item[0][1]):
@@ -428,18 +459,118 @@ class Compactor:
                 due.append((table, hour, files))
         return due
 
-    def _failed(self, table: Table, hour: datetime, error: Exception) -> None:
+    def _roll_up(self, started: float, failed: list[datetime]) -> list[datetime]:
+        """Make the rollups of the compacted hours of reports that have none that holds,
+        once the alert events of their ``alert_hours`` are settled and compacted (their
+        files' names, part of a rollup's key, will not change); then delete the rollups
+        found stale a linger ago."""
+        live = live_tables(self.storage, self.force_id, ("reports", "alerts"))
+        compacted, _ = split_compacted(live["reports"])
+        keys = expected_keys(compacted, live["alerts"])
+        holding = holding_rollups(self.storage, self.force_id, keys)
+        alerts: dict[datetime, list[str]] = defaultdict(list)
+        for path in live["alerts"]:
+            hour = hour_of(path)
+            if hour is not None:
+                alerts[hour].append(path)
+        now = self._now()
+        made: list[datetime] = []
+        for hour, (reports_file, key) in sorted(keys.items()):
+            hours = alert_hours(hour)
+            if hour in holding or hours[-1] + _HOUR + self.settle > now:
+                continue
+            if any(
+                len(alerts[h]) > 1 or not alerts[h][0].rsplit("/", 1)[1].startswith(COMPACTED)
+                for h in hours
+                if alerts[h]
+            ):
+                continue  # its alert events will be compacted: their names will change
+            failures = self._failures.get((_ROLLUPS, hour))
+            if failures is not None and self.clock() < failures[1]:
+                continue
+            seen = [path for h in hours for path in alerts[h]]
+            try:
+                self._roll_up_hour(hour, reports_file, seen, key)
+                self._failures.pop((_ROLLUPS, hour), None)
+                made.append(hour)
+            except CompactionFailedError as exc:
+                failed.append(hour)
+                self._failed(_ROLLUPS, hour, exc)
+            if self.clock() - started >= self.seconds:
+                break
+        self._drop_stale_rollups(keys)
+        return made
+
+    def _roll_up_hour(self, hour: datetime, reports_file: str, alerts: list[str], key: str) -> None:
+        self._fence()
+        targets = {
+            kind: f"{rollup_dir(self.force_id, kind)}/{hour:date=%Y-%m-%d/hour=%H}/{key}.parquet"
+            for kind in KINDS
+        }
+        temporaries = {kind: self.storage.temporary(target) for kind, target in targets.items()}
+        memory = f"{self.memory_mb}MB"
+        args = (
+            self.storage.locate(reports_file),
+            [self.storage.locate(f) for f in alerts],
+            hour,
+            {kind: str(path) for kind, path in temporaries.items()},
+            memory,
+        )
+        try:
+            try:
+                if self.isolated:
+                    budget = Budget(self.rewrite_seconds, self.memory_mb * 1024 * 1024)
+                    rows = run_isolated(roll_up_hour, args, budget)
+                else:
+                    rows = roll_up_hour(*args)
+            except (IsolatedFailureError, duckdb.Error, OSError, pa.ArrowException) as exc:
+                raise CompactionFailedError(str(exc)) from exc
+            self._fence()
+            for kind, target in targets.items():
+                self.storage.put_file(target, temporaries[kind])
+        finally:
+            for temporary in temporaries.values():
+                temporary.unlink(missing_ok=True)
+        log.info(
+            "lake of %s: reports of %s rolled up: %s",
+            self.force_id,
+            f"{hour:%Y-%m-%d %H}h",
+            ", ".join(f"{rows[kind]} {kind} rows" for kind in KINDS),
+        )
+
+    def _drop_stale_rollups(self, keys: Mapping[datetime, tuple[str, str]]) -> None:
+        """A rollup whose name is no longer its hour's key (a late alert file, the hour
+        compacted again, its reports gone) is deleted a linger after it was first found
+        so: a query that took it while it held may still be reading it."""
+        now = self.clock()
+        stale: set[str] = set()
+        for kind in KINDS:
+            for listed in self.storage.list(rollup_dir(self.force_id, kind), times=False):
+                hour = hour_of(listed.path)
+                name = listed.path.rsplit("/", 1)[1]
+                if hour is None or hour not in keys or name != f"{keys[hour][1]}.parquet":
+                    stale.add(listed.path)
+        self._stale = {path: self._stale.get(path, now) for path in stale}
+        for path, since in list(self._stale.items()):
+            if now - since >= self.linger.total_seconds():
+                self._fence()
+                self.storage.delete(path)
+                self.storage.prune(path, self.force_id)
+                del self._stale[path]
+
+    def _failed(self, table: str, hour: datetime, error: Exception) -> None:
         """Try a failed hour again later and later (it is read whole each time): after a
         linger, then twice that, up to a day."""
         count = self._failures.get((table, hour), (0, 0.0))[0] + 1
         wait = min(self.linger.total_seconds() * 2 ** (count - 1), 86_400.0)
         self._failures[(table, hour)] = (count, self.clock() + wait)
         log.warning(
-            "lake of %s: %s of %s could not be compacted (failure %d; its files stay as they "
+            "lake of %s: %s of %s could not be %s (failure %d; its files stay as they "
             "are, tried again in %.0f s): %s",
             self.force_id,
-            table,
+            "reports" if table == _ROLLUPS else table,
             f"{hour:%Y-%m-%d %H}h",
+            "rolled up" if table == _ROLLUPS else "compacted",
             count,
             wait,
             error,

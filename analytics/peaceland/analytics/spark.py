@@ -19,8 +19,9 @@ import sqlglot
 from pyspark.sql import DataFrame, SparkSession
 from sqlglot import exp
 
-from peaceland.analytics.compaction import live_files, split_compacted
-from peaceland.analytics.lake import TABLES, Storage, Table, table_dir
+from peaceland.analytics.compaction import reading_of
+from peaceland.analytics.lake import Storage
+from peaceland.analytics.rollups import base_of
 from peaceland.analytics.stats import (
     STATISTICS,
     Answer,
@@ -71,25 +72,18 @@ class SparkForceLake:
     def __init__(self, spark: SparkSession, storage: Storage, force_id: str) -> None:
         self.force_id = validate_force_id(force_id)
         self.session = spark.newSession()
-        for table in TABLES:
-            self._view(storage, table)
+        # The files by name, as DuckDB's views take them (``rollups.Reading``): those a
+        # compaction replaced are left out while they linger.
+        plan = reading_of(storage, self.force_id)
+        for view, files in plan.files.items():
+            where = storage.locate(base_of(self.force_id, view))
+            self._frame(storage, where, view, files).createOrReplaceTempView(view)
 
-    def _view(self, storage: Storage, table: Table) -> None:
-        # The files by name, as DuckDB's views take them: those a compaction replaced are
-        # left out while they linger.
-        live = live_files(storage, self.force_id, table)
-        where = storage.locate(table_dir(self.force_id, table))
-        self._frame(storage, where, table, live).createOrReplaceTempView(table)
-        if table == "reports":  # as DuckDB's: the compacted hours, and the others
-            once, others = split_compacted(live)
-            self._frame(storage, where, table, once).createOrReplaceTempView("_reports_once")
-            self._frame(storage, where, table, others).createOrReplaceTempView("_reports_others")
-
-    def _frame(self, storage: Storage, where: str, table: Table, files: list[str]) -> DataFrame:
+    def _frame(self, storage: Storage, where: str, view: str, files: list[str]) -> DataFrame:
         if files:
             located = [storage.locate(f) for f in files]
             return self.session.read.option("basePath", where).parquet(*located)
-        return self.session.createDataFrame(no_rows(table))
+        return self.session.createDataFrame(no_rows(view))
 
     def answer(self, name: str, window: Window, options: Options | None = None) -> Answer:
         statistic = STATISTICS.get(name)

@@ -22,16 +22,22 @@ from typing import Any, Final
 import duckdb
 import pyarrow as pa
 
-from peaceland.analytics.compaction import live_files, split_compacted
+from peaceland.analytics.compaction import reading_of
 from peaceland.analytics.isolated import Budget, run_isolated
 from peaceland.analytics.lake import (
     SCHEMAS,
-    TABLES,
     TIME_COLUMN,
     LocalStorage,
     Storage,
     Table,
     utc,
+)
+from peaceland.analytics.rollups import (
+    ALERTED_FROM,
+    ALERTED_UNTIL,
+    ROLLUP_GRID,
+    schema_of,
+    zone_sql,
 )
 from peaceland.tenants.forces import validate_force_id
 
@@ -113,9 +119,7 @@ class ForceLake:
         )
         for attempt in range(3):
             try:
-                readable: list[str] = []
-                for table in TABLES:
-                    readable += self._view(storage, table)
+                readable = self._views(storage)
                 break
             except duckdb.IOException:
                 # A file listed a moment ago went meanwhile (an hour past the retention, or
@@ -130,19 +134,16 @@ class ForceLake:
         self.connection.execute("SET enable_external_access = false")
         self.connection.execute("SET lock_configuration = true")
 
-    def _view(self, storage: Storage, table: Table) -> list[str]:
-        live = live_files(storage, self.force_id, table)
-        self._files_view(table, table, [storage.locate(f) for f in live])
-        if table == "reports":
-            # For the statistics (``_unique_reports``): the hours that hold each report
-            # once (compacted), and the others.
-            once, others = split_compacted(live)
-            self._files_view("_reports_once", table, [storage.locate(f) for f in once])
-            self._files_view("_reports_others", table, [storage.locate(f) for f in others])
-        return [storage.locate(f) for f in live]
+    def _views(self, storage: Storage) -> list[str]:
+        """A view of each table over its live files, and the statistics' own views
+        (``rollups.Reading``); the files it may read."""
+        plan = reading_of(storage, self.force_id)
+        for view, files in plan.files.items():
+            self._files_view(view, [storage.locate(f) for f in files])
+        return sorted({storage.locate(f) for files in plan.files.values() for f in files})
 
-    def _files_view(self, name: str, table: Table, files: list[str]) -> None:
-        """View ``name``: the rows of ``files`` (of ``table``), with their partitions."""
+    def _files_view(self, name: str, files: list[str]) -> None:
+        """View ``name``: the rows of ``files``, with their partitions."""
         if files:
             listed = ", ".join(f"'{_quoted(f)}'" for f in files)
             self.connection.execute(
@@ -152,7 +153,7 @@ class ForceLake:
             )
             return
         # No file yet: the same columns, no row (a statistic over nothing is empty).
-        self.connection.register(f"_{name}_empty", no_rows(table))
+        self.connection.register(f"_{name}_empty", no_rows(name))
         self.connection.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _{name}_empty")
 
     def close(self) -> None:
@@ -180,10 +181,10 @@ class UnknownStatisticError(ValueError):
         super().__init__(f"no statistic called {name!r}; there are: {', '.join(STATISTICS)}")
 
 
-def no_rows(table: Table) -> pa.Table:
-    """``table``'s columns, with its partitions' (``date``, ``hour``), and no row: what an
-    engine's view of a table without a file yet reads."""
-    empty = pa.Table.from_pylist([], schema=SCHEMAS[table])
+def no_rows(view: str) -> pa.Table:
+    """A view's columns (``rollups.schema_of``), with its partitions' (``date``, ``hour``),
+    and no row: what an engine's view without a file yet reads."""
+    empty = pa.Table.from_pylist([], schema=schema_of(view))
     empty = empty.append_column("date", pa.array([], pa.date32()))
     return empty.append_column("hour", pa.array([], pa.int32()))
 
@@ -204,12 +205,7 @@ def within(table: Table, alias: str = "") -> str:
 
 
 def _zone(options: Options, alias: str = "") -> str:
-    prefix = f"{alias}." if alias else ""
-    g = repr(float(options.zone_degrees))
-    return (
-        f"round(floor({prefix}latitude / {g}) * {g}, 6) AS zone_latitude, "
-        f"round(floor({prefix}longitude / {g}) * {g}, 6) AS zone_longitude"
-    )
+    return zone_sql(options.zone_degrees, alias)
 
 
 Sql = tuple[str, dict[str, Any]]
@@ -241,14 +237,40 @@ def _alerts_per_zone(options: Options) -> str:
         GROUP BY 1, 2 ORDER BY alerts DESC, 1, 2"""
 
 
-def _unique_reports() -> str:
+def _whole_hour(hour_start: str) -> str:
+    """The SQL condition: the hour starting at ``hour_start`` lies wholly in the window."""
+    return f"({hour_start} >= $start AND {hour_start} + INTERVAL 1 HOUR <= $end)"
+
+
+#: The rows of a rollup (``rollups``) for the hours wholly in the window.
+_ROLLED: Final = (
+    'WHERE "date" BETWEEN CAST($start AS DATE) AND CAST($end AS DATE) AND '
+    + _whole_hour("hour_start")
+)
+
+
+def _unique_reports(rolled_up: bool) -> str:
     """A CTE: the reports of the window, each once. A report a drone sent again has its
     first sending's time, so both are in one hour: the compacted hours hold each report
     once as they are; only the others' rows of the window are deduplicated, within their
     hour (a resend stamped in another hour, a broken drone clock, counts in each, whatever
-    was compacted)."""
+    was compacted).
+
+    ``rolled_up``: leave out the hours wholly in the window that have their rollups (the
+    statistic reads those instead); of them, only the window's first and last hours may
+    be partly in it."""
+    rolled = f"SELECT {_REPORT_COLUMNS} FROM _reports_rolled WHERE {within('reports')}"
+    if rolled_up:
+        edges = (
+            '(("date" = CAST($start AS DATE) AND "hour" = hour($start)) '
+            'OR ("date" = CAST($end AS DATE) AND "hour" = hour($end)))'
+        )
+        hour_start = "date_trunc('hour', \"timestamp\")"
+        rolled += f" AND {edges} AND NOT {_whole_hour(hour_start)}"
     return f"""
         unique_reports AS (
+            {rolled}
+            UNION ALL
             SELECT {_REPORT_COLUMNS} FROM _reports_once WHERE {within("reports")}
             UNION ALL
             SELECT {_REPORT_COLUMNS} FROM (
@@ -264,10 +286,23 @@ _REPORT_COLUMNS: Final = ", ".join(f'"{c}"' for c in [*SCHEMAS["reports"].names,
 
 
 def _coverage(options: Options) -> str:
+    if options.zone_degrees != ROLLUP_GRID:  # no rollup of this grid: every report read
+        return f"""
+            WITH {_unique_reports(rolled_up=False)}
+            SELECT {_zone(options)}, count(*) AS reports, count(DISTINCT drone_id) AS drones
+            FROM unique_reports
+            GROUP BY 1, 2 ORDER BY reports DESC, 1, 2"""
     return f"""
-        WITH {_unique_reports()}
-        SELECT {_zone(options)}, count(*) AS reports, count(DISTINCT drone_id) AS drones
-        FROM unique_reports
+        WITH {_unique_reports(rolled_up=True)},
+        cells AS (
+            SELECT {_zone(options)}, drone_id, count(*) AS reports
+            FROM unique_reports GROUP BY 1, 2, 3
+            UNION ALL
+            SELECT zone_latitude, zone_longitude, drone_id, reports FROM zone_counts {_ROLLED}
+        )
+        SELECT zone_latitude, zone_longitude, CAST(sum(reports) AS BIGINT) AS reports,
+               count(DISTINCT drone_id) AS drones
+        FROM cells
         GROUP BY 1, 2 ORDER BY reports DESC, 1, 2"""
 
 
@@ -282,39 +317,59 @@ def _top(column: str) -> Callable[[Options], str]:
 
 
 def _words(options: Options) -> str:
-    # A report "with an alert" is one whose sighting an alert event names (raising or
-    # updating). A report a drone sent twice (a resend after a timeout) counts once. Each
-    # word is counted every time it was heard; the rates are per report of each kind, so a
-    # word common everywhere does not look alarming: compare the two rates.
+    # A report "with an alert" is one an alert event names (raising or updating), raised
+    # from an hour before the report's hour to an hour after it (``rollups``). A report a
+    # drone sent twice (a resend after a timeout) counts once. Each word is counted every
+    # time it was heard; the rates are per report of each kind, so a word common
+    # everywhere does not look alarming: compare the two rates. The hours wholly in the
+    # window that have their rollups are read from them.
+    before = f"INTERVAL {int(ALERTED_FROM.total_seconds() // 3600)} HOUR"
+    after = f"INTERVAL {int(ALERTED_UNTIL.total_seconds() // 3600)} HOUR"
     return f"""
-        WITH {_unique_reports()},
-        alerting AS (
-            SELECT DISTINCT report_id FROM alerts WHERE {within("alerts")}
-        ),
-        reported AS (
-            SELECT report_id, words FROM unique_reports
+        WITH {_unique_reports(rolled_up=True)},
+        alerted AS (
+            SELECT DISTINCT r.report_id, r."date", r."hour"
+            FROM unique_reports r JOIN alerts a ON a.report_id = r.report_id
+            WHERE a."date" BETWEEN CAST($start - {before} AS DATE)
+                               AND CAST($end + {after} AS DATE)
+              AND a.raised_at >= date_trunc('hour', r."timestamp") - {before}
+              AND a.raised_at < date_trunc('hour', r."timestamp") + {after}
         ),
         tagged AS (
             SELECT r.words, a.report_id IS NOT NULL AS alerting
-            FROM reported r LEFT JOIN alerting a ON a.report_id = r.report_id
+            FROM unique_reports r LEFT JOIN alerted a
+                ON a.report_id = r.report_id AND a."date" = r."date" AND a."hour" = r."hour"
+        ),
+        kinds AS (
+            SELECT alerting, count(*) AS reports FROM tagged GROUP BY 1
+            UNION ALL
+            SELECT alerting, reports FROM zone_counts {_ROLLED}
         ),
         totals AS (
-            SELECT count(*) FILTER (WHERE alerting) AS with_alerts,
-                   count(*) FILTER (WHERE NOT alerting) AS without_alerts
-            FROM tagged
+            SELECT coalesce(sum(reports) FILTER (WHERE alerting), 0) AS with_alerts,
+                   coalesce(sum(reports) FILTER (WHERE NOT alerting), 0) AS without_alerts
+            FROM kinds
         ),
         heard AS (
-            SELECT alerting, unnest(words) AS word FROM tagged
+            SELECT word, alerting, count(*) AS heard
+            FROM (SELECT alerting, unnest(words) AS word FROM tagged) GROUP BY 1, 2
+            UNION ALL
+            SELECT word, alerting, heard FROM word_counts {_ROLLED}
+        ),
+        counted AS (
+            SELECT word,
+                   CAST(coalesce(sum(heard) FILTER (WHERE alerting), 0) AS BIGINT)
+                       AS heard_with_alerts,
+                   CAST(coalesce(sum(heard) FILTER (WHERE NOT alerting), 0) AS BIGINT)
+                       AS heard_without_alerts
+            FROM heard GROUP BY word
         )
-        SELECT word,
-               count(*) FILTER (WHERE alerting) AS heard_with_alerts,
-               count(*) FILTER (WHERE NOT alerting) AS heard_without_alerts,
-               round(count(*) FILTER (WHERE alerting) / greatest(any_value(t.with_alerts), 1), 4)
+        SELECT word, heard_with_alerts, heard_without_alerts,
+               round(heard_with_alerts / greatest(t.with_alerts, 1), 4)
                    AS per_report_with_alerts,
-               round(count(*) FILTER (WHERE NOT alerting)
-                     / greatest(any_value(t.without_alerts), 1), 4) AS per_report_without_alerts
-        FROM heard, totals t
-        GROUP BY word
+               round(heard_without_alerts / greatest(t.without_alerts, 1), 4)
+                   AS per_report_without_alerts
+        FROM counted, totals t
         ORDER BY heard_with_alerts DESC, heard_without_alerts DESC, word
         LIMIT {int(options.top)}"""
 

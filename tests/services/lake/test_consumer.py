@@ -17,8 +17,9 @@ import duckdb
 import pytest
 from confluent_kafka import Producer
 
-from peaceland.analytics.compaction import COMPACTED, journals
+from peaceland.analytics.compaction import journals
 from peaceland.analytics.lake import LakeWriter, LocalStorage, table_dir
+from peaceland.analytics.rollups import COMPACTED
 from peaceland.analytics.stats import ForceLake
 from peaceland.node.launch import ServiceProcess
 from peaceland.services.lake.consumer import LakeConsumer
