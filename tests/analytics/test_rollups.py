@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from peaceland.analytics import rollups
 from peaceland.analytics.compaction import Compactor, Maintenance, reading_of
 from peaceland.analytics.lake import LakeWriter, LocalStorage, alert_rows
 from peaceland.analytics.rollups import KINDS, rollup_dir
@@ -99,7 +100,8 @@ def _expected_coverage(
             )
             cells[cell].append(report)
     return {
-        cell: (len(inside), len({r.drone_id for r in inside})) for cell, inside in cells.items()
+        cell: (len(inside), len({(r.drone_id, _hour(r.timestamp)) for r in inside}))
+        for cell, inside in cells.items()
     }
 
 
@@ -147,8 +149,8 @@ def _answers(root: Path, window: Window, options: Options) -> tuple[Words, Cover
             for r in lake.answer("words", window, Options(top=10_000)).records()
         }
         coverage = {
-            (lat, lon): (n, drones)
-            for lat, lon, n, drones in lake.answer("coverage", window, options).rows
+            (lat, lon): (n, drone_hours)
+            for lat, lon, n, drone_hours in lake.answer("coverage", window, options).rows
         }
     return words, coverage
 
@@ -277,3 +279,21 @@ def test_a_run_reports_what_it_rolled_up(tmp_path: Path):
     assert sorted(done.rolled_up) == _hours(reports)
     # Made once: the next run finds them holding.
     assert _compactor(tmp_path, Clock()).run().rolled_up == ()
+
+
+def test_rollups_of_another_format_are_never_read_and_are_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    reports, alerts, _ = write_history(tmp_path)
+    clock = Clock()
+    _compactor(tmp_path, clock).run()
+    monkeypatch.setattr(rollups, "ROLLUP_FORMAT", rollups.ROLLUP_FORMAT + 1)  # an upgrade
+    plan = reading_of(LocalStorage(tmp_path), FORCE)
+    assert plan.files["_reports_rolled"] == []
+    assert all(plan.files[kind] == [] for kind in KINDS)
+    window = WINDOWS[0]
+    words, coverage = _answers(tmp_path, window, Options())
+    assert words == _expected_words(reports, alerts, window)
+    assert coverage == _expected_coverage(reports, window, 0.01)
+    assert sorted(_compactor(tmp_path, clock).run().rolled_up) == _hours(reports)
+    assert _answers(tmp_path, window, Options()) == (words, coverage)

@@ -199,12 +199,13 @@ def test_reaction_time_runs_from_raising_to_the_first_officers_act(history):
     assert sum(row["alerts"] for row in by_zone) == len(raised)
 
 
-def test_coverage_counts_reports_and_drones_per_zone(history):
+def test_coverage_counts_reports_and_drone_hours_per_zone(history):
     lake, reports, _, _ = history
     inside = [r for r in reports if _in_window(r.timestamp)]
     answer = lake.answer("coverage", WINDOW, Options(zone_degrees=1)).records()
     assert sum(row["reports"] for row in answer) == len(inside)
-    assert sum(row["drones"] for row in answer) == len({r.drone_id for r in inside})
+    drone_hours = {(r.drone_id, _hour(r.timestamp)) for r in inside}
+    assert sum(row["drone_hours"] for row in answer) == len(drone_hours)
 
 
 def test_a_force_with_nothing_in_the_lake_gets_empty_answers(tmp_path: Path):

@@ -5,7 +5,8 @@ A report is counted by those two statistics through a handful of figures: its zo
 drone, its words, and whether an alert named it. A compacted hour of reports (one file,
 each report once) is summed up, once, into two small files:
 
-- ``zone_counts``: reports per zone of the ``ROLLUP_GRID``, drone and alerting;
+- ``zone_counts``: per zone of the ``ROLLUP_GRID``, its reports, those with an alert, and
+  its drones (distinct: summed over hours, the zone's drone-hours);
 - ``word_counts``: times each word was heard, in reports with an alert and without.
 
 A report is *with an alert* when an alert event names it (its ``report_id``) raised from
@@ -45,6 +46,9 @@ ROLLUP_GRID: Final = 0.01
 #: [its hour's start - ALERTED_FROM, its hour's start + ALERTED_UNTIL).
 ALERTED_FROM: Final = timedelta(hours=1)
 ALERTED_UNTIL: Final = timedelta(hours=2)
+#: The rollups' format, part of their key: rollups of an older format are stale, made
+#: again by the next compaction runs, never read.
+ROLLUP_FORMAT: Final = 1
 #: How a compacted file's name starts.
 COMPACTED: Final = "c-"
 
@@ -55,9 +59,9 @@ ROLLUP_SCHEMAS: Final[Mapping[Kind, pa.Schema]] = {
             ("hour_start", _TIME),
             ("zone_latitude", pa.float64()),
             ("zone_longitude", pa.float64()),
-            ("drone_id", pa.string()),
-            ("alerting", pa.bool_()),
             ("reports", pa.int64()),
+            ("alerting_reports", pa.int64()),
+            ("drones", pa.int64()),
         ]
     ),
     "word_counts": pa.schema(
@@ -97,11 +101,12 @@ def alert_hours(hour: datetime) -> tuple[datetime, ...]:
 
 
 def rollup_key(reports_file: str, alert_files: Iterable[str]) -> str:
-    """What a rollup was made from, as its file's name: the compacted reports file's token
-    and a digest of the alert files' names (their paths relative to the lake's root)."""
+    """What a rollup was made from, as its file's name: the rollups' format, the compacted
+    reports file's token and a digest of the alert files' names (their paths relative to
+    the lake's root)."""
     token = reports_file.rsplit("/", 1)[-1].removeprefix(COMPACTED).removesuffix(".parquet")
     digest = hashlib.sha256("\n".join(sorted(alert_files)).encode()).hexdigest()[:16]
-    return f"{token}-{digest}"
+    return f"f{ROLLUP_FORMAT}-{token}-{digest}"
 
 
 def _hour_dir(path: str) -> str:
@@ -244,8 +249,9 @@ def roll_up_hour(
         )
         queries: dict[Kind, str] = {
             "zone_counts": """
-                SELECT $hour AS hour_start, zone_latitude, zone_longitude, drone_id, alerting,
-                       count(*) AS reports
+                SELECT $hour AS hour_start, zone_latitude, zone_longitude, count(*) AS reports,
+                       count(*) FILTER (WHERE alerting) AS alerting_reports,
+                       count(DISTINCT drone_id) AS drones
                 FROM tagged GROUP BY ALL ORDER BY ALL""",
             "word_counts": """
                 SELECT $hour AS hour_start, word, alerting, count(*) AS heard

@@ -286,23 +286,28 @@ _REPORT_COLUMNS: Final = ", ".join(f'"{c}"' for c in [*SCHEMAS["reports"].names,
 
 
 def _coverage(options: Options) -> str:
-    if options.zone_degrees != ROLLUP_GRID:  # no rollup of this grid: every report read
-        return f"""
-            WITH {_unique_reports(rolled_up=False)}
-            SELECT {_zone(options)}, count(*) AS reports, count(DISTINCT drone_id) AS drones
-            FROM unique_reports
-            GROUP BY 1, 2 ORDER BY reports DESC, 1, 2"""
-    return f"""
-        WITH {_unique_reports(rolled_up=True)},
-        cells AS (
-            SELECT {_zone(options)}, drone_id, count(*) AS reports
-            FROM unique_reports GROUP BY 1, 2, 3
+    # A zone's drone-hours: its distinct drones in each hour, summed over the hours (a
+    # drone patrolling a zone all day counts more than one passing by once; an hour's
+    # rollup can say it, where distinct drones over a week would need every drone's id).
+    rolled_up = options.zone_degrees == ROLLUP_GRID  # else no rollup of this grid
+    rollups = f"""
             UNION ALL
-            SELECT zone_latitude, zone_longitude, drone_id, reports FROM zone_counts {_ROLLED}
+            SELECT zone_latitude, zone_longitude, reports, drones AS drone_hours
+            FROM zone_counts {_ROLLED}"""
+    return f"""
+        WITH {_unique_reports(rolled_up=rolled_up)},
+        per_drone_hour AS (
+            SELECT {_zone(options)}, drone_id, "date", "hour", count(*) AS reports
+            FROM unique_reports GROUP BY 1, 2, 3, 4, 5
+        ),
+        zones AS (
+            SELECT zone_latitude, zone_longitude, sum(reports) AS reports,
+                   count(*) AS drone_hours
+            FROM per_drone_hour GROUP BY 1, 2{rollups if rolled_up else ""}
         )
         SELECT zone_latitude, zone_longitude, CAST(sum(reports) AS BIGINT) AS reports,
-               count(DISTINCT drone_id) AS drones
-        FROM cells
+               CAST(sum(drone_hours) AS BIGINT) AS drone_hours
+        FROM zones
         GROUP BY 1, 2 ORDER BY reports DESC, 1, 2"""
 
 
@@ -341,13 +346,14 @@ def _words(options: Options) -> str:
                 ON a.report_id = r.report_id AND a."date" = r."date" AND a."hour" = r."hour"
         ),
         kinds AS (
-            SELECT alerting, count(*) AS reports FROM tagged GROUP BY 1
+            SELECT count(*) FILTER (WHERE alerting) AS alerting, count(*) AS reports
+            FROM tagged
             UNION ALL
-            SELECT alerting, reports FROM zone_counts {_ROLLED}
+            SELECT sum(alerting_reports), sum(reports) FROM zone_counts {_ROLLED}
         ),
         totals AS (
-            SELECT coalesce(sum(reports) FILTER (WHERE alerting), 0) AS with_alerts,
-                   coalesce(sum(reports) FILTER (WHERE NOT alerting), 0) AS without_alerts
+            SELECT coalesce(sum(alerting), 0) AS with_alerts,
+                   coalesce(sum(reports - alerting), 0) AS without_alerts
             FROM kinds
         ),
         heard AS (
@@ -441,7 +447,10 @@ STATISTICS: Final[Mapping[str, Statistic]] = {
     "reaction-by-zone": Statistic(
         "Officers' reaction time (raised to first acted on), by zone.", _reaction_by_zone
     ),
-    "coverage": Statistic("Reports and drones in each zone of the grid.", _coverage),
+    "coverage": Statistic(
+        "Reports and drone-hours (each hour's distinct drones, summed) in each zone of the grid.",
+        _coverage,
+    ),
 }
 
 
