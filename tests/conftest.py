@@ -29,7 +29,7 @@ from peaceland.stack.kube import OPERATOR_NAMESPACE, KubeApiServer
 from peaceland.tenants.cassandra import connect, shutdown_session
 from peaceland.tenants.forces import ForceResources, resources_for
 from peaceland.tenants.kafka import client_config
-from peaceland.tenants.provisioning.claims import release
+from peaceland.tenants.provisioning.claims import ensure_claims_table, release
 from peaceland.tenants.provisioning.keyspace import Replication, drop_keyspace, ensure_keyspace
 from peaceland.tenants.provisioning.topics import TopicSettings, delete_topics, ensure_topics
 from tests.operator.kube_helpers import ROOT, Kubectl
@@ -145,6 +145,9 @@ def namespace(
     kubectl: Kubectl, chart: None, kafka_admin: AdminClient, cassandra: Session
 ) -> Iterator[str]:
     """A namespace of this test's own; afterwards its forces and their data are gone."""
+    # The claims' table, as any operator makes it at start: a test that starts none (its
+    # forces made with kubectl) still releases their names afterwards.
+    ensure_claims_table(cassandra, replication_factor=1)
     name = f"t-{uuid.uuid4().hex[:10]}"
     kubectl("create", "namespace", name)
     yield name
