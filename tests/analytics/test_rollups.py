@@ -297,3 +297,50 @@ def test_rollups_of_another_format_are_never_read_and_are_made_again(
     assert coverage == _expected_coverage(reports, window, 0.01)
     assert sorted(_compactor(tmp_path, clock).run().rolled_up) == _hours(reports)
     assert _answers(tmp_path, window, Options()) == (words, coverage)
+
+
+def test_rollups_made_another_way_are_never_read_even_without_a_new_format_number(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """What a rollup is made of (its SQL, grid, columns, what "with an alert" means) is part
+    of its key: a change forgotten in ``ROLLUP_FORMAT`` still makes old rollups stale."""
+    write_history(tmp_path)
+    _compactor(tmp_path, Clock()).run()
+    assert reading_of(LocalStorage(tmp_path), FORCE).files["_reports_rolled"]
+    changed = dict(rollups._ROLLUPS) | {"word_counts": "SELECT 1"}
+    monkeypatch.setattr(rollups, "_ROLLUPS", changed)
+    assert reading_of(LocalStorage(tmp_path), FORCE).files["_reports_rolled"] == []
+
+
+def test_an_alert_event_without_a_report_id_changes_no_answer(tmp_path: Path):
+    """(The writer never writes one, the schema allows it.) In SQL, ``x IN (… NULL …)`` is
+    NULL, not false: such a report would be neither with an alert nor without."""
+    root = tmp_path / "rolled"
+    reports, alerts, _ = write_history(root)
+    row = alert_rows(alerts[0])["alerts"][0] | {"report_id": None}
+    writer = LakeWriter(LocalStorage(root), FORCE)
+    writer.resume("alerts", 2)
+    writer.write("alerts", 2, 0, {"alerts": [row]})
+    assert _compactor(root, Clock()).run().rolled_up
+    plain = tmp_path / "plain"
+    shutil.copytree(root, plain)
+    shutil.rmtree(plain / FORCE / "_rollups")
+    for window in WINDOWS:
+        assert _answers(root, window, Options()) == _answers(plain, window, Options())
+    assert _answers(root, WINDOWS[-1], Options())[0] == _expected_words(
+        reports, alerts, WINDOWS[-1]
+    )
+
+
+def test_what_a_killed_run_left_of_a_rollup_is_removed_by_the_next(tmp_path: Path):
+    """A temporary is hidden from every listing: neither the retention nor a stale rollup's
+    deletion would ever see it."""
+    write_history(tmp_path)
+    clock = Clock()
+    _compactor(tmp_path, clock).run()
+    [one, *_] = _rollup_files(tmp_path)
+    leftover = one.with_name(f".{one.name}.0123456789abcdef.tmp")
+    leftover.write_bytes(b"half a rollup")
+    _compactor(tmp_path, clock).run()
+    assert not leftover.exists()
+    assert one.exists()

@@ -72,7 +72,7 @@ def test_officers_and_analysts_read_their_forces_statistics(api: Api, lake_force
         )
         assert answer.status_code == 200, answer.text
         body = answer.json()
-        assert body["columns"] == ["zone_latitude", "zone_longitude", "reports", "drones"]
+        assert body["columns"] == ["zone_latitude", "zone_longitude", "reports", "drone_hours"]
         assert sum(row["reports"] for row in body["rows"]) == 40  # theirs has 70
     hours = api.client.get(
         f"/v1/forces/{mine}/statistics/alerts-per-hour",

@@ -82,7 +82,7 @@ log = logging.getLogger(__name__)
 
 _HOUR = timedelta(hours=1)
 _ROW_GROUP: Final = 262_144
-#: The key of the rollups' failures, beside the tables'.
+#: How the key of a rollup's failures starts, beside the tables' names.
 _ROLLUPS: Final = "rollups"
 
 #: How each table's rows are kept once and ordered, over ``sources`` (its files, read with
@@ -356,6 +356,13 @@ class Compactor:
         journal_dir = Path(self.storage.locate(_journal_dir(self.force_id)))
         for leftover in journal_dir.glob(".*.tmp") if journal_dir.is_dir() else ():
             leftover.unlink(missing_ok=True)
+        # A rollup's temporaries left by a run killed while it made them: no listing sees
+        # them (hidden), so neither the retention nor a stale rollup's deletion would.
+        for kind in KINDS:
+            for leftover in Path(self.storage.locate(rollup_dir(self.force_id, kind))).glob(
+                "date=*/hour=*/.*.tmp"
+            ):
+                leftover.unlink(missing_ok=True)
 
     def _finish_journals(self, listing: Listing) -> int:
         """Move every pending compaction on: stamp a published one; ``linger`` later,
@@ -445,7 +452,7 @@ class Compactor:
         for journal, _ in journals(self.storage, self.force_id).values():
             busy.update(journal.sources)
             busy.add(journal.target)
-        compactions = {key for key in self._failures if key[0] != _ROLLUPS}
+        compactions = {key for key in self._failures if not key[0].startswith(_ROLLUPS)}
         for gone in compactions - set(hours):  # expired, or compacted since
             del self._failures[gone]
         due = []
@@ -468,6 +475,9 @@ class Compactor:
         compacted, _ = split_compacted(live["reports"])
         keys = expected_keys(compacted, live["alerts"])
         holding = holding_rollups(self.storage, self.force_id, keys)
+        current = {(f"{_ROLLUPS}:{key}", hour) for hour, (_, key) in keys.items()}
+        for gone in [f for f in self._failures if f[0].startswith(_ROLLUPS) and f not in current]:
+            del self._failures[gone]  # its hour expired, or its files changed
         alerts: dict[datetime, list[str]] = defaultdict(list)
         for path in live["alerts"]:
             hour = hour_of(path)
@@ -485,17 +495,19 @@ class Compactor:
                 if alerts[h]
             ):
                 continue  # its alert events will be compacted: their names will change
-            failures = self._failures.get((_ROLLUPS, hour))
+            # Keyed by what the rollup is made from: new files (a cause mended) try at once.
+            failure = (f"{_ROLLUPS}:{key}", hour)
+            failures = self._failures.get(failure)
             if failures is not None and self.clock() < failures[1]:
                 continue
             seen = [path for h in hours for path in alerts[h]]
             try:
                 self._roll_up_hour(hour, reports_file, seen, key)
-                self._failures.pop((_ROLLUPS, hour), None)
+                self._failures.pop(failure, None)
                 made.append(hour)
             except CompactionFailedError as exc:
                 failed.append(hour)
-                self._failed(_ROLLUPS, hour, exc)
+                self._failed(failure[0], hour, exc)
             if self.clock() - started >= self.seconds:
                 break
         self._drop_stale_rollups(keys)
@@ -508,13 +520,15 @@ class Compactor:
             for kind in KINDS
         }
         temporaries = {kind: self.storage.temporary(target) for kind, target in targets.items()}
-        memory = f"{self.memory_mb}MB"
+        spill = self._spill_dir() / key
+        spill.mkdir(parents=True, exist_ok=True)
         args = (
             self.storage.locate(reports_file),
             [self.storage.locate(f) for f in alerts],
             hour,
             {kind: str(path) for kind, path in temporaries.items()},
-            memory,
+            f"{self.memory_mb}MB",
+            str(spill),
         )
         try:
             try:
@@ -531,6 +545,7 @@ class Compactor:
         finally:
             for temporary in temporaries.values():
                 temporary.unlink(missing_ok=True)
+            shutil.rmtree(spill, ignore_errors=True)
         log.info(
             "lake of %s: reports of %s rolled up: %s",
             self.force_id,
@@ -568,9 +583,9 @@ class Compactor:
             "lake of %s: %s of %s could not be %s (failure %d; its files stay as they "
             "are, tried again in %.0f s): %s",
             self.force_id,
-            "reports" if table == _ROLLUPS else table,
+            "reports" if table.startswith(_ROLLUPS) else table,
             f"{hour:%Y-%m-%d %H}h",
-            "rolled up" if table == _ROLLUPS else "compacted",
+            "rolled up" if table.startswith(_ROLLUPS) else "compacted",
             count,
             wait,
             error,

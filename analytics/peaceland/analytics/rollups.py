@@ -106,7 +106,24 @@ def rollup_key(reports_file: str, alert_files: Iterable[str]) -> str:
     the lake's root)."""
     token = reports_file.rsplit("/", 1)[-1].removeprefix(COMPACTED).removesuffix(".parquet")
     digest = hashlib.sha256("\n".join(sorted(alert_files)).encode()).hexdigest()[:16]
-    return f"f{ROLLUP_FORMAT}-{token}-{digest}"
+    return f"f{_format()}-{token}-{digest}"
+
+
+def _format() -> str:
+    """``ROLLUP_FORMAT`` and a digest of what makes a rollup what it is (its grid, what
+    "with an alert" means, its columns and its SQL): a change to any makes every rollup
+    stale, even if the format number was not bumped."""
+    made_of = repr(
+        (
+            ROLLUP_GRID,
+            ALERTED_FROM,
+            ALERTED_UNTIL,
+            {kind: str(schema) for kind, schema in ROLLUP_SCHEMAS.items()},
+            _TAGGED,
+            _ROLLUPS,
+        )
+    )
+    return f"{ROLLUP_FORMAT}.{hashlib.sha256(made_of.encode()).hexdigest()[:8]}"
 
 
 def _hour_dir(path: str) -> str:
@@ -209,6 +226,30 @@ def reading(storage: Storage, force_id: str, live: Mapping[Table, list[str]]) ->
     return Reading(files)
 
 
+#: Each report of the hour, with what the rollups count it by.
+_TAGGED: Final = f"""
+    CREATE TEMPORARY TABLE tagged AS
+    SELECT drone_id, {zone_sql(ROLLUP_GRID)}, words,
+           report_id IN (
+               SELECT report_id FROM alerts
+               WHERE report_id IS NOT NULL
+                 AND raised_at >= $from AND raised_at < $until) AS alerting
+    FROM reports"""
+
+#: Each rollup, from ``tagged``.
+_ROLLUPS: Final[Mapping[Kind, str]] = {
+    "zone_counts": """
+        SELECT $hour AS hour_start, zone_latitude, zone_longitude, count(*) AS reports,
+               count(*) FILTER (WHERE alerting) AS alerting_reports,
+               count(DISTINCT drone_id) AS drones
+        FROM tagged GROUP BY ALL ORDER BY ALL""",
+    "word_counts": """
+        SELECT $hour AS hour_start, word, alerting, count(*) AS heard
+        FROM (SELECT alerting, unnest(words) AS word FROM tagged)
+        GROUP BY ALL ORDER BY ALL""",
+}
+
+
 def _listed(files: Sequence[str]) -> str:
     return ", ".join("'" + f.replace("'", "''") + "'" for f in files)
 
@@ -219,10 +260,14 @@ def roll_up_hour(
     hour: datetime,
     outs: Mapping[Kind, str],
     memory: str,
+    spill: str,
 ) -> dict[str, int]:
     """Both rollups of one compacted hour of reports (``reports_file``, local), given the
-    alert files of its ``alert_hours``, written at ``outs[kind]``; rows of each."""
-    connection = duckdb.connect(config={"threads": 1, "memory_limit": memory})
+    alert files of its ``alert_hours``, written at ``outs[kind]``; rows of each. DuckDB
+    spills what exceeds ``memory`` to ``spill``."""
+    connection = duckdb.connect(
+        config={"threads": 1, "memory_limit": memory, "temp_directory": spill}
+    )
     try:
         connection.execute(
             "CREATE TEMPORARY VIEW reports AS SELECT * FROM read_parquet("
@@ -238,28 +283,9 @@ def roll_up_hour(
                 "CREATE TEMPORARY VIEW alerts AS SELECT NULL::VARCHAR AS report_id, "
                 "NULL::TIMESTAMP AS raised_at WHERE false"
             )
-        connection.execute(
-            f"""CREATE TEMPORARY TABLE tagged AS
-                SELECT drone_id, {zone_sql(ROLLUP_GRID)}, words,
-                       report_id IN (
-                           SELECT report_id FROM alerts
-                           WHERE raised_at >= $from AND raised_at < $until) AS alerting
-                FROM reports""",
-            {"from": hour - ALERTED_FROM, "until": hour + ALERTED_UNTIL},
-        )
-        queries: dict[Kind, str] = {
-            "zone_counts": """
-                SELECT $hour AS hour_start, zone_latitude, zone_longitude, count(*) AS reports,
-                       count(*) FILTER (WHERE alerting) AS alerting_reports,
-                       count(DISTINCT drone_id) AS drones
-                FROM tagged GROUP BY ALL ORDER BY ALL""",
-            "word_counts": """
-                SELECT $hour AS hour_start, word, alerting, count(*) AS heard
-                FROM (SELECT alerting, unnest(words) AS word FROM tagged)
-                GROUP BY ALL ORDER BY ALL""",
-        }
+        connection.execute(_TAGGED, {"from": hour - ALERTED_FROM, "until": hour + ALERTED_UNTIL})
         rows: dict[str, int] = {}
-        for kind, sql in queries.items():
+        for kind, sql in _ROLLUPS.items():
             table = connection.sql(sql, params={"hour": hour}).to_arrow_table()
             table = table.cast(ROLLUP_SCHEMAS[kind])
             pq.write_table(table, outs[kind], compression="zstd")
