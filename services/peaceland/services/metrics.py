@@ -62,6 +62,12 @@ LAKE_RECORDS = Counter(
 LAKE_BYTES = Counter(
     "peaceland_lake_bytes_total", "Parquet bytes written to the analytics lake.", ["force"]
 )
+LAKE_MAINTENANCE = Counter(
+    "peaceland_lake_maintenance_total",
+    "What the lake's maintenance did, by step and outcome: hours compacted or not (failed, "
+    "retried later), hours rolled up or not, files expired, whole runs that failed.",
+    ["force", "step", "outcome"],
+)
 ALERT_EVENTS = Counter(
     "peaceland_alert_events_total",
     "Alert events emitted, by kind (raised, updated).",

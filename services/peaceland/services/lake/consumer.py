@@ -135,6 +135,17 @@ class LakeConsumer(StreamConsumer):
         self._bytes = metrics.LAKE_BYTES.labels(force)
         self._rejected = metrics.RECORDS_REJECTED.labels(force, self.name, "contract")
         self.compactor = self._compactor(settings)
+        self._maintenance_counts = {
+            (step, outcome): metrics.LAKE_MAINTENANCE.labels(force, step, outcome)
+            for step, outcome in (
+                ("compaction", "done"),
+                ("compaction", "failed"),
+                ("rollups", "done"),
+                ("rollups", "failed"),
+                ("retention", "expired"),
+                ("run", "failed"),
+            )
+        }
         self.compact_every = settings.compact_every_seconds
         self._next_maintenance = self._clock()
         self._maintenance: threading.Thread | None = None
@@ -227,6 +238,7 @@ class LakeConsumer(StreamConsumer):
             log.info("lake of %s: not compacting: %s", self.force_id, exc)
             return
         except (OSError, ValueError, duckdb.Error) as exc:
+            self._maintenance_counts[("run", "failed")].inc()
             log.warning(
                 "lake of %s: compaction failed, tried again in %.0f s: %s",
                 self.force_id,
@@ -235,10 +247,19 @@ class LakeConsumer(StreamConsumer):
             )
             return
         except Exception:  # a thread's failure would otherwise go unseen
+            self._maintenance_counts[("run", "failed")].inc()
             log.exception("lake of %s: compaction failed unexpectedly", self.force_id)
             return
         self.counters.compacted += len(done.compacted)
         self.counters.expired += done.expired
+        for key, count in (
+            (("compaction", "done"), len(done.compacted)),
+            (("compaction", "failed"), len(done.failed)),
+            (("rollups", "done"), len(done.rolled_up)),
+            (("rollups", "failed"), len(done.rollups_failed)),
+            (("retention", "expired"), done.expired),
+        ):
+            self._maintenance_counts[key].inc(count)
 
     def finish(self) -> None:
         """On the way out (SIGTERM): write every buffer and commit, so nothing is read again."""
