@@ -32,13 +32,13 @@ import duckdb
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from peaceland.analytics.compaction import Compactor, live_files
+from peaceland.analytics.compaction import Compactor, live_files, reading_of
 from peaceland.analytics.lake import (
     LakeWriter,
     LocalStorage,
     rows_of_reports,
 )
-from peaceland.analytics.rollups import COMPACTED
+from peaceland.analytics.rollups import COMPACTED, KINDS
 from peaceland.analytics.sql import QueryLimits, run_query
 from peaceland.analytics.stats import STATISTICS, ForceLake, Options, Window
 from peaceland.loadgen.fleet import VOCABULARY, Fleet
@@ -151,8 +151,9 @@ def roll_up(root: Path, reports: int) -> dict[str, Any]:
     consumer's compactor does (each hour in a child process held to the consumer's
     memory budget), timed: what ``coverage`` and ``words`` read. None made when those of
     a previous run hold."""
+    storage = LocalStorage(root)
     compactor = Compactor(
-        LocalStorage(root),
+        storage,
         FORCE,
         fence=lambda: None,
         memory_mb=LakeSettings.model_fields["compact_memory_mb"].default,
@@ -170,8 +171,11 @@ def roll_up(root: Path, reports: int) -> dict[str, Any]:
         "reports": reports,
         "seconds": round(seconds, 1),
         "reports_per_second": round(reports / seconds) if done.rolled_up else None,
+        # Those a reader takes (stale ones of an earlier run linger a while).
         "rollup_bytes": sum(
-            p.stat().st_size for p in (root / FORCE / "_rollups").rglob("*.parquet")
+            Path(storage.locate(path)).stat().st_size
+            for kind in KINDS
+            for path in reading_of(storage, FORCE).files[kind]
         ),
     }
 
