@@ -46,7 +46,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -69,11 +69,12 @@ from peaceland.analytics.rollups import (
     KINDS,
     Reading,
     alert_hours,
+    by_hour,
     expected_keys,
-    holding_rollups,
     reading,
     roll_up_hour,
     rollup_dir,
+    sort_rollups,
     split_compacted,
 )
 from peaceland.tenants.forces import validate_force_id
@@ -81,9 +82,9 @@ from peaceland.tenants.forces import validate_force_id
 log = logging.getLogger(__name__)
 
 _HOUR = timedelta(hours=1)
+#: What a failure is kept by: a table's name and its hour, or a rollup's key and its hour.
+_Failed = TypeVar("_Failed", tuple[Table, datetime], tuple[str, datetime])
 _ROW_GROUP: Final = 262_144
-#: How the key of a rollup's failures starts, beside the tables' names.
-_ROLLUPS: Final = "rollups"
 
 #: How each table's rows are kept once and ordered, over ``sources`` (its files, read with
 #: their file names and row numbers). Sorted by drone and time, a drone's successive
@@ -298,9 +299,11 @@ class Compactor:
         self.isolated = isolated
         self.rewrite_seconds = rewrite_seconds
         self.clock = clock
-        #: Hours whose compaction (or rollups: "rollups") failed: how many times, and when
-        #: to try again.
-        self._failures: dict[tuple[str, datetime], tuple[int, float]] = {}
+        #: Hours whose compaction failed: how many times, and when to try again.
+        self._failures: dict[tuple[Table, datetime], tuple[int, float]] = {}
+        #: Rollups that could not be made, by their key (what they are made from) and
+        #: hour: how many times, and when to try again.
+        self._rollup_failures: dict[tuple[str, datetime], tuple[int, float]] = {}
         #: Rollups found stale (``rollups``), and since when: deleted a linger later.
         self._stale: dict[str, float] = {}
         self._fence = fence
@@ -324,7 +327,7 @@ class Compactor:
                 self._failures.pop((table, hour), None)
             except CompactionFailedError as exc:
                 failed.append((table, hour))
-                self._failed(table, hour, exc)
+                self._failed(self._failures, (table, hour), f"{table} of", "compacted", exc)
             if self.clock() - started >= self.seconds:
                 break
         rolled_up: list[datetime] = []
@@ -452,8 +455,7 @@ class Compactor:
         for journal, _ in journals(self.storage, self.force_id).values():
             busy.update(journal.sources)
             busy.add(journal.target)
-        compactions = {key for key in self._failures if not key[0].startswith(_ROLLUPS)}
-        for gone in compactions - set(hours):  # expired, or compacted since
+        for gone in set(self._failures) - set(hours):  # expired, or compacted since
             del self._failures[gone]
         due = []
         for (table, hour), files in sorted(hours.items(), key=lambda item: item[0][1]):
@@ -473,44 +475,39 @@ class Compactor:
         found stale a linger ago."""
         live = live_tables(self.storage, self.force_id, ("reports", "alerts"))
         compacted, _ = split_compacted(live["reports"])
-        keys = expected_keys(compacted, live["alerts"])
-        holding = holding_rollups(self.storage, self.force_id, keys)
-        current = {(f"{_ROLLUPS}:{key}", hour) for hour, (_, key) in keys.items()}
-        for gone in [f for f in self._failures if f[0].startswith(_ROLLUPS) and f not in current]:
-            del self._failures[gone]  # its hour expired, or its files changed
-        alerts: dict[datetime, list[str]] = defaultdict(list)
-        for path in live["alerts"]:
-            hour = hour_of(path)
-            if hour is not None:
-                alerts[hour].append(path)
+        alerts = by_hour(live["alerts"])
+        keys = expected_keys(compacted, alerts)
+        holding, stale = sort_rollups(self.storage, self.force_id, keys)
+        current = {(key, hour) for hour, (_, key) in keys.items()}
+        for gone in set(self._rollup_failures) - current:
+            del self._rollup_failures[gone]  # its hour expired, or its files changed
         now = self._now()
         made: list[datetime] = []
         for hour, (reports_file, key) in sorted(keys.items()):
             hours = alert_hours(hour)
             if hour in holding or hours[-1] + _HOUR + self.settle > now:
                 continue
+            seen = [path for h in hours for path in alerts.get(h, [])]
             if any(
                 len(alerts[h]) > 1 or not alerts[h][0].rsplit("/", 1)[1].startswith(COMPACTED)
                 for h in hours
-                if alerts[h]
+                if h in alerts
             ):
                 continue  # its alert events will be compacted: their names will change
             # Keyed by what the rollup is made from: new files (a cause mended) try at once.
-            failure = (f"{_ROLLUPS}:{key}", hour)
-            failures = self._failures.get(failure)
+            failures = self._rollup_failures.get((key, hour))
             if failures is not None and self.clock() < failures[1]:
                 continue
-            seen = [path for h in hours for path in alerts[h]]
             try:
                 self._roll_up_hour(hour, reports_file, seen, key)
-                self._failures.pop(failure, None)
+                self._rollup_failures.pop((key, hour), None)
                 made.append(hour)
             except CompactionFailedError as exc:
                 failed.append(hour)
-                self._failed(failure[0], hour, exc)
+                self._failed(self._rollup_failures, (key, hour), "reports of", "rolled up", exc)
             if self.clock() - started >= self.seconds:
                 break
-        self._drop_stale_rollups(keys)
+        self._drop_stale_rollups(stale)
         return made
 
     def _roll_up_hour(self, hour: datetime, reports_file: str, alerts: list[str], key: str) -> None:
@@ -531,14 +528,7 @@ class Compactor:
             str(spill),
         )
         try:
-            try:
-                if self.isolated:
-                    budget = Budget(self.rewrite_seconds, self.memory_mb * 1024 * 1024)
-                    rows = run_isolated(roll_up_hour, args, budget)
-                else:
-                    rows = roll_up_hour(*args)
-            except (IsolatedFailureError, duckdb.Error, OSError, pa.ArrowException) as exc:
-                raise CompactionFailedError(str(exc)) from exc
+            rows = self._run(roll_up_hour, args)
             self._fence()
             for kind, target in targets.items():
                 self.storage.put_file(target, temporaries[kind])
@@ -553,18 +543,11 @@ class Compactor:
             ", ".join(f"{rows[kind]} {kind} rows" for kind in KINDS),
         )
 
-    def _drop_stale_rollups(self, keys: Mapping[datetime, tuple[str, str]]) -> None:
+    def _drop_stale_rollups(self, stale: list[str]) -> None:
         """A rollup whose name is no longer its hour's key (a late alert file, the hour
-        compacted again, its reports gone) is deleted a linger after it was first found
-        so: a query that took it while it held may still be reading it."""
+        compacted again, its reports gone: ``sort_rollups``) is deleted a linger after it
+        was first found so: a query that took it while it held may still be reading it."""
         now = self.clock()
-        stale: set[str] = set()
-        for kind in KINDS:
-            for listed in self.storage.list(rollup_dir(self.force_id, kind), times=False):
-                hour = hour_of(listed.path)
-                name = listed.path.rsplit("/", 1)[1]
-                if hour is None or hour not in keys or name != f"{keys[hour][1]}.parquet":
-                    stale.add(listed.path)
         self._stale = {path: self._stale.get(path, now) for path in stale}
         for path, since in list(self._stale.items()):
             if now - since >= self.linger.total_seconds():
@@ -573,19 +556,26 @@ class Compactor:
                 self.storage.prune(path, self.force_id)
                 del self._stale[path]
 
-    def _failed(self, table: str, hour: datetime, error: Exception) -> None:
-        """Try a failed hour again later and later (it is read whole each time): after a
-        linger, then twice that, up to a day."""
-        count = self._failures.get((table, hour), (0, 0.0))[0] + 1
+    def _failed(
+        self,
+        failures: dict[_Failed, tuple[int, float]],
+        key: _Failed,
+        what: str,
+        doing: str,
+        error: Exception,
+    ) -> None:
+        """Try a failed hour (``key``'s, in ``failures``) again later and later (it is read
+        whole each time): after a linger, then twice that, up to a day."""
+        count = failures.get(key, (0, 0.0))[0] + 1
         wait = min(self.linger.total_seconds() * 2 ** (count - 1), 86_400.0)
-        self._failures[(table, hour)] = (count, self.clock() + wait)
+        failures[key] = (count, self.clock() + wait)
         log.warning(
-            "lake of %s: %s of %s could not be %s (failure %d; its files stay as they "
+            "lake of %s: %s %s could not be %s (failure %d; its files stay as they "
             "are, tried again in %.0f s): %s",
             self.force_id,
-            "reports" if table.startswith(_ROLLUPS) else table,
-            f"{hour:%Y-%m-%d %H}h",
-            "rolled up" if table.startswith(_ROLLUPS) else "compacted",
+            what,
+            f"{key[1]:%Y-%m-%d %H}h",
+            doing,
             count,
             wait,
             error,
@@ -648,12 +638,16 @@ class Compactor:
             )
 
     def _rewrite(self, table: Table, files: list[str], out: Path, spill: Path) -> int:
-        memory = f"{self.memory_mb}MB"
-        args = (table, files, str(out), str(spill), memory)
+        args = (table, files, str(out), str(spill), f"{self.memory_mb}MB")
+        return int(self._run(rewrite_hour, args)["rows"])
+
+    def _run(self, job: Callable[..., dict[str, Any]], args: tuple[Any, ...]) -> dict[str, Any]:
+        """``job(*args)``: in a process of its own held to the budget when ``isolated``;
+        its failure (the engine's, the disk's, the budget's) as CompactionFailedError."""
         try:
             if self.isolated:
                 budget = Budget(self.rewrite_seconds, self.memory_mb * 1024 * 1024)
-                return int(run_isolated(rewrite_hour, args, budget)["rows"])
-            return rewrite_hour(*args)["rows"]
+                return run_isolated(job, args, budget)
+            return job(*args)
         except (IsolatedFailureError, duckdb.Error, OSError, pa.ArrowException) as exc:
             raise CompactionFailedError(str(exc)) from exc

@@ -46,6 +46,7 @@ record instead of failing every flush of its partition.
 from __future__ import annotations
 
 import fcntl
+import functools
 import io
 import json
 import logging
@@ -461,8 +462,18 @@ def hour_of(path: str) -> datetime | None:
     try:
         date = next(p[5:] for p in parts if p.startswith("date="))
         hour = next(p[5:] for p in parts if p.startswith("hour="))
+    except StopIteration:
+        return None
+    return _parsed_hour(date, hour)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _parsed_hour(date: str, hour: str) -> datetime | None:
+    """``hour_of``'s parse, remembered: a session's listing names each hour once per table
+    and rollup, and strptime was most of the time a reader took to plan its views."""
+    try:
         return datetime.strptime(f"{date} {hour}", "%Y-%m-%d %H")
-    except (StopIteration, ValueError):
+    except ValueError:
         return None
 
 

@@ -100,13 +100,14 @@ def alert_hours(hour: datetime) -> tuple[datetime, ...]:
     return tuple(first + timedelta(hours=n) for n in range(count))
 
 
-def rollup_key(reports_file: str, alert_files: Iterable[str]) -> str:
-    """What a rollup was made from, as its file's name: the rollups' format, the compacted
-    reports file's token and a digest of the alert files' names (their paths relative to
-    the lake's root)."""
+def rollup_key(reports_file: str, alert_files: Iterable[str], made_as: str = "") -> str:
+    """What a rollup was made from, as its file's name: the rollups' format (``made_as``:
+    ``_format()``, computed once by a caller keying many hours), the compacted reports
+    file's token and a digest of the alert files' names (their paths relative to the
+    lake's root)."""
     token = reports_file.rsplit("/", 1)[-1].removeprefix(COMPACTED).removesuffix(".parquet")
     digest = hashlib.sha256("\n".join(sorted(alert_files)).encode()).hexdigest()[:16]
-    return f"f{_format()}-{token}-{digest}"
+    return f"f{made_as or _format()}-{token}-{digest}"
 
 
 def _format() -> str:
@@ -126,11 +127,6 @@ def _format() -> str:
     return f"{ROLLUP_FORMAT}.{hashlib.sha256(made_of.encode()).hexdigest()[:8]}"
 
 
-def _hour_dir(path: str) -> str:
-    """``date=…/hour=…`` of a file's path."""
-    return "/".join(path.split("/")[-3:-1])
-
-
 @dataclass(frozen=True, slots=True)
 class Reading:
     """What a session of a force's lake reads, view by view: each table's live files, its
@@ -140,26 +136,28 @@ class Reading:
     files: Mapping[str, list[str]]
 
 
-def schema_of(view: str) -> pa.Schema:
-    """The columns of a session's view (``Reading.files``' keys), partitions aside."""
+def _source(view: str) -> tuple[Kind, None] | tuple[None, Table]:
+    """The rollup or the table whose files a session's view (``Reading.files``' keys)
+    reads."""
     for kind in KINDS:
         if view == kind:
-            return ROLLUP_SCHEMAS[kind]
+            return kind, None
     for table in TABLES:
         if view == table or (table == "reports" and view.startswith("_reports_")):
-            return SCHEMAS[table]
+            return None, table
     raise ValueError(f"no view called {view!r}")
+
+
+def schema_of(view: str) -> pa.Schema:
+    """The columns of a session's view, partitions aside."""
+    kind, table = _source(view)
+    return ROLLUP_SCHEMAS[kind] if kind is not None else SCHEMAS[table]  # type: ignore[index]
 
 
 def base_of(force_id: str, view: str) -> str:
     """The directory a view's files are under (their Hive partitions start there)."""
-    for kind in KINDS:
-        if view == kind:
-            return rollup_dir(force_id, kind)
-    for table in TABLES:
-        if view == table or (table == "reports" and view.startswith("_reports_")):
-            return table_dir(force_id, table)
-    raise ValueError(f"no view called {view!r}")
+    kind, table = _source(view)
+    return rollup_dir(force_id, kind) if kind is not None else table_dir(force_id, table)  # type: ignore[arg-type]
 
 
 def split_compacted(files: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -178,48 +176,59 @@ def split_compacted(files: Sequence[str]) -> tuple[list[str], list[str]]:
     return sorted(once), sorted(others)
 
 
+def by_hour(paths: Iterable[str]) -> dict[datetime, list[str]]:
+    """``paths`` by the hour their partition holds (those in no hour's directory left out)."""
+    found: dict[datetime, list[str]] = defaultdict(list)
+    for path in paths:
+        hour = hour_of(path)
+        if hour is not None:
+            found[hour].append(path)
+    return found
+
+
 def expected_keys(
-    compacted_reports: Sequence[str], alerts: Sequence[str]
+    compacted_reports: Sequence[str], alerts: Mapping[datetime, list[str]]
 ) -> dict[datetime, tuple[str, str]]:
-    """For each compacted reports hour: (its file, the key a rollup of it must have now)."""
-    alerts_by_hour: dict[datetime, list[str]] = defaultdict(list)
-    for path in alerts:
-        hour = hour_of(path)
-        if hour is not None:
-            alerts_by_hour[hour].append(path)
+    """For each compacted reports hour: (its file, the key a rollup of it must have now),
+    given the live alert files ``by_hour``."""
+    made_as = _format()
     keys: dict[datetime, tuple[str, str]] = {}
-    for path in compacted_reports:
-        hour = hour_of(path)
-        if hour is not None:
-            seen = [f for h in alert_hours(hour) for f in alerts_by_hour.get(h, [])]
-            keys[hour] = (path, rollup_key(path, seen))
+    for hour, [path] in by_hour(compacted_reports).items():  # one file an hour, compacted
+        seen = [f for h in alert_hours(hour) for f in alerts.get(h, [])]
+        keys[hour] = (path, rollup_key(path, seen, made_as))
     return keys
 
 
-def holding_rollups(
+def sort_rollups(
     storage: Storage, force_id: str, keys: Mapping[datetime, tuple[str, str]]
-) -> dict[datetime, dict[Kind, str]]:
-    """The hours whose every rollup holds (its name is the key of the files now), with
-    those rollups' paths."""
+) -> tuple[dict[datetime, dict[Kind, str]], list[str]]:
+    """The rollups listed, sorted: the hours whose every rollup holds (its name is the key
+    of the files now), with those rollups' paths; and the stale rollups (another name, or
+    an hour without a compacted file of reports). A rollup holding alone (the other not
+    yet published) is neither."""
     found: dict[datetime, dict[Kind, str]] = defaultdict(dict)
+    stale: list[str] = []
     for kind in KINDS:
         for listed in storage.list(rollup_dir(force_id, kind), times=False):
             hour = hour_of(listed.path)
-            if hour is None or hour not in keys or not listed.path.endswith(".parquet"):
-                continue
-            if listed.path.rsplit("/", 1)[1] == f"{keys[hour][1]}.parquet":
+            name = listed.path.rsplit("/", 1)[1]
+            if hour is not None and hour in keys and name == f"{keys[hour][1]}.parquet":
                 found[hour][kind] = listed.path
-    return {hour: paths for hour, paths in found.items() if len(paths) == len(KINDS)}
+            else:
+                stale.append(listed.path)
+    holding = {hour: paths for hour, paths in found.items() if len(paths) == len(KINDS)}
+    return holding, stale
 
 
 def reading(storage: Storage, force_id: str, live: Mapping[Table, list[str]]) -> Reading:
     """How a session reads a force's lake, from each table's live files
     (``compaction.live_files``)."""
     compacted, others = split_compacted(live["reports"])
-    rolled = holding_rollups(storage, force_id, expected_keys(compacted, live["alerts"]))
+    keys = expected_keys(compacted, by_hour(live["alerts"]))
+    rolled, _ = sort_rollups(storage, force_id, keys)
     files: dict[str, list[str]] = {table: list(live[table]) for table in TABLES}
-    files["_reports_rolled"] = sorted(f for f in compacted if hour_of(f) in rolled)
-    files["_reports_once"] = sorted(f for f in compacted if hour_of(f) not in rolled)
+    files["_reports_rolled"] = sorted(keys[hour][0] for hour in rolled)
+    files["_reports_once"] = sorted(path for hour, (path, _) in keys.items() if hour not in rolled)
     files["_reports_others"] = others
     for kind in KINDS:
         files[kind] = sorted(paths[kind] for paths in rolled.values())

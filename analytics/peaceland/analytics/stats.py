@@ -137,10 +137,13 @@ class ForceLake:
     def _views(self, storage: Storage) -> list[str]:
         """A view of each table over its live files, and the statistics' own views
         (``rollups.Reading``); the files it may read."""
-        plan = reading_of(storage, self.force_id)
-        for view, files in plan.files.items():
-            self._files_view(view, [storage.locate(f) for f in files])
-        return sorted({storage.locate(f) for files in plan.files.values() for f in files})
+        located = {
+            view: [storage.locate(f) for f in files]
+            for view, files in reading_of(storage, self.force_id).files.items()
+        }
+        for view, files in located.items():
+            self._files_view(view, files)
+        return sorted({f for files in located.values() for f in files})
 
     def _files_view(self, name: str, files: list[str]) -> None:
         """View ``name``: the rows of ``files``, with their partitions."""

@@ -165,6 +165,7 @@ def roll_up(root: Path, reports: int) -> dict[str, Any]:
     seconds = time.perf_counter() - began
     if done.rollups_failed:
         raise RuntimeError(f"{len(done.rollups_failed)} hour(s) could not be rolled up")
+    taken = reading_of(storage, FORCE).files
     return {
         "metric": "rollups",
         "hours": len(done.rolled_up),
@@ -173,9 +174,7 @@ def roll_up(root: Path, reports: int) -> dict[str, Any]:
         "reports_per_second": round(reports / seconds) if done.rolled_up else None,
         # Those a reader takes (stale ones of an earlier run linger a while).
         "rollup_bytes": sum(
-            Path(storage.locate(path)).stat().st_size
-            for kind in KINDS
-            for path in reading_of(storage, FORCE).files[kind]
+            Path(storage.locate(path)).stat().st_size for kind in KINDS for path in taken[kind]
         ),
     }
 
