@@ -47,14 +47,14 @@ def test_every_server_of_the_session_stack_is_healthy(stack: Stack):
     statuses = stack.status()
     names = [s.name for s in statuses]
     # etcd and kube-apiserver are listed when they run (they start only when asked for).
-    assert names[:3] == ["kafka", "cassandra", "postgres"]
-    assert names[3:] in ([], ["etcd", "kube-apiserver"])
+    assert names[:4] == ["kafka", "cassandra", "postgres", "s3"]
+    assert names[4:] in ([], ["etcd", "kube-apiserver"])
     assert all(s.healthy for s in statuses), statuses
 
 
 def test_the_kubernetes_servers_start_only_when_asked_for(tmp_path: Path):
     own = Stack(isolated(tmp_path))
-    assert [s.name for s in own.status()] == ["kafka", "cassandra", "postgres"]
+    assert [s.name for s in own.status()] == ["kafka", "cassandra", "postgres", "s3"]
     assert own.endpoints().kubeconfig is None
 
 

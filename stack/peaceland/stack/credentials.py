@@ -1,4 +1,4 @@
-"""The platform's administrator credentials on the stack's own Kafka and Cassandra.
+"""The platform's administrator credentials on the stack's own Kafka, Cassandra and S3.
 
 Made once per state directory, at random, in ``<state>/credentials/`` (mode 0700, each file
 0600): never in the repository, never in an environment printed by a command. The operator,
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-#: The administrator's name on both servers: Kafka's one super user, Cassandra's superuser.
+#: The administrator's name on every server: Kafka's one super user, Cassandra's superuser,
+#: the S3 store's access key id.
 ADMIN_USER: Final = "peaceland-admin"
 
 
@@ -34,12 +35,21 @@ class AdminCredentials:
         return self.folder / "cassandra-admin-password"
 
     @property
+    def s3_secret_file(self) -> Path:
+        """The secret key of the administrator's S3 access key (whose id is ``username``)."""
+        return self.folder / "s3-admin-secret"
+
+    @property
     def kafka_password(self) -> str:
         return self.kafka_password_file.read_text(encoding="utf-8").strip()
 
     @property
     def cassandra_password(self) -> str:
         return self.cassandra_password_file.read_text(encoding="utf-8").strip()
+
+    @property
+    def s3_secret(self) -> str:
+        return self.s3_secret_file.read_text(encoding="utf-8").strip()
 
 
 def admin_credentials(state_dir: Path) -> AdminCredentials:
@@ -49,7 +59,11 @@ def admin_credentials(state_dir: Path) -> AdminCredentials:
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     folder.chmod(0o700)
     credentials = AdminCredentials(folder)
-    for path in (credentials.kafka_password_file, credentials.cassandra_password_file):
+    for path in (
+        credentials.kafka_password_file,
+        credentials.cassandra_password_file,
+        credentials.s3_secret_file,
+    ):
         _create_once(path, secrets.token_urlsafe(32))
     return credentials
 

