@@ -5,14 +5,14 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from peaceland.analytics.lake import Listed, LocalStorage
+from peaceland.analytics.lake import Listed, Storage
 
 
 @dataclass
 class DelegatingStorage:
     """Every call goes to ``inner``, the real directory; a test overrides what it breaks."""
 
-    inner: LocalStorage
+    inner: Storage
 
     def locate(self, path: str) -> str:
         return self.inner.locate(path)

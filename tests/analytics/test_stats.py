@@ -18,6 +18,7 @@ from peaceland.analytics.lake import (
     ArrowStorage,
     LakeWriter,
     LocalStorage,
+    Storage,
     alert_rows,
     open_storage,
     report_rows,
@@ -86,10 +87,13 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("lake")
 
 
-def write_history(root: Path) -> tuple[list[Report], list[Alert], list[Transition]]:
-    """A few hours of a force's reports, alerts and transitions, written by the real writer."""
+def write_history(
+    root: Path | Storage, force_id: str = FORCE
+) -> tuple[list[Report], list[Alert], list[Transition]]:
+    """A few hours of a force's reports, alerts and transitions, written by the real writer
+    (into a local lake at ``root``, or any storage)."""
     reports, alerts, transitions = _history(random.Random(5))
-    writer = LakeWriter(LocalStorage(root), FORCE)
+    writer = LakeWriter(LocalStorage(root) if isinstance(root, Path) else root, force_id)
     rows = rows_of_reports(reports)
     writer.resume("reports", 0)
     writer.write("reports", 0, len(reports) - 1, rows)
@@ -221,11 +225,11 @@ def test_a_force_sees_only_its_own_files(history, root: Path):
             assert lake.answer(name, WINDOW).rows == ()
 
 
-def test_a_lake_that_cannot_be_queried_yet_says_so(tmp_path: Path):
+def test_a_lake_elsewhere_is_read_through_a_snapshot_and_says_so(tmp_path: Path):
     with pytest.raises(ValueError, match="may not hold '='"):
         open_storage(str(tmp_path / "date=2026-01-01" / "lake"))
     remote = ArrowStorage(LocalFileSystem(), str(tmp_path), "s3://bucket/lake")
-    with pytest.raises(ValueError, match="cannot be queried yet"):
+    with pytest.raises(ValueError, match="read through a snapshot"):
         ForceLake(remote, FORCE)
 
 

@@ -3,8 +3,12 @@ person from taking every analyst's turn."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+from pyarrow.fs import LocalFileSystem
+
+from peaceland.analytics.lake import ArrowStorage
 from peaceland.api.problems import Problem
 from peaceland.api.routes.analytics import Analytics
 from peaceland.api.settings import ApiSettings
@@ -41,10 +45,15 @@ def test_a_person_asks_at_most_so_many_questions_a_minute():
     analytics.pace("someone-else@force.test")
 
 
-def test_without_a_lake_on_this_machine_the_routes_say_so():
+def test_without_a_lake_or_with_a_store_that_fails_the_routes_say_so(tmp_path: Path):
     with pytest.raises(Problem, match="no analytics lake"):
-        _analytics().lake()
-    remote = Analytics(None, ApiSettings(database_url="postgresql://x@127.0.0.1/x"))
-    remote.remote = True
-    with pytest.raises(Problem, match="cannot be queried yet"):
-        remote.lake()
+        _analytics().lake("avon")
+    # A store whose listing fails (the force's folder is a file): 503, with the reason.
+    (tmp_path / "avon").write_text("")
+    failing = ArrowStorage(LocalFileSystem(), str(tmp_path), "s3://b/lake")
+    settings = ApiSettings(
+        database_url="postgresql://x@127.0.0.1/x", lake_mirror_dir=tmp_path / "mirror"
+    )
+    with pytest.raises(Problem, match="cannot be read now") as refused:
+        Analytics(failing, settings).lake("avon")
+    assert refused.value.status == 503

@@ -51,6 +51,8 @@ import io
 import json
 import logging
 import os
+import shutil
+import tempfile
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -59,7 +61,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -241,6 +243,8 @@ class Listed:
 
     path: str
     mtime: float
+    #: Its size in bytes, where the listing says (an object store's); else -1.
+    size: int = -1
 
 
 class Storage(Protocol):
@@ -388,18 +392,52 @@ class LocalStorage:
 @dataclass(frozen=True, slots=True)
 class ArrowStorage:
     """Any filesystem pyarrow opens (``s3://bucket/prefix`` …): an object store's PUT is
-    atomic by nature, so a file is written whole in one stream."""
+    atomic by nature, so a file is written whole in one stream, and a reader never sees
+    half of one. There are no directories to make or prune.
+
+    No lock: an object store offers none through pyarrow (its conditional writes are not
+    exposed), so ``lock`` holds nothing, and a zombie writer's fencing has the window its
+    module's docs name between its last check and its state's write.
+    """
 
     filesystem: pafs.FileSystem
     root: str
     uri: str
+    #: Where files written by other means (an engine) wait before they are uploaded.
+    staging: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
 
     def locate(self, path: str) -> str:
-        return f"{self.uri.rstrip('/')}/{path}"
+        parts = urlsplit(self.uri)
+        return f"{parts.scheme}://{self.root}/{path}".rstrip("/")
 
     def put(self, path: str, data: bytes) -> None:
-        with self.filesystem.open_output_stream(f"{self.root}/{path}") as out:
+        with self._output(path) as out:
             out.write(data)
+
+    def _output(self, path: str) -> Any:
+        """A stream writing ``path`` whole; a filesystem with directories (not an object
+        store) gets the missing ones made first."""
+        try:
+            return self.filesystem.open_output_stream(f"{self.root}/{path}")
+        except FileNotFoundError:
+            self.filesystem.create_dir(f"{self.root}/{path}".rsplit("/", 1)[0], recursive=True)
+            return self.filesystem.open_output_stream(f"{self.root}/{path}")
+
+    def temporary(self, path: str) -> Path:
+        """A local file to write ``path``'s content into, then ``put_file`` it."""
+        self.staging.mkdir(parents=True, exist_ok=True)
+        return self.staging / f".{Path(path).name}.{uuid.uuid4().hex}.tmp"
+
+    def put_file(self, path: str, written: Path) -> None:
+        """Upload ``written`` (a ``temporary``) whole at ``path``, then remove it."""
+        try:
+            with (
+                written.open("rb") as source,
+                self._output(path) as out,
+            ):
+                shutil.copyfileobj(source, out, 8 * 1024 * 1024)
+        finally:
+            written.unlink(missing_ok=True)
 
     def get(self, path: str) -> bytes | None:
         try:
@@ -407,6 +445,20 @@ class ArrowStorage:
                 return bytes(source.read())
         except FileNotFoundError:
             return None
+
+    def download(self, path: str, to: Path) -> None:
+        """Copy ``path`` into the local file ``to``, whole or not at all."""
+        to.parent.mkdir(parents=True, exist_ok=True)
+        partial = to.with_name(f".{to.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with (
+                self.filesystem.open_input_stream(f"{self.root}/{path}") as source,
+                partial.open("wb") as out,
+            ):
+                shutil.copyfileobj(source, out, 8 * 1024 * 1024)
+            partial.replace(to)
+        finally:
+            partial.unlink(missing_ok=True)
 
     def delete(self, path: str) -> None:
         try:
@@ -418,27 +470,59 @@ class ArrowStorage:
         """None: an object store offers no lock (its conditional writes are not used yet)."""
         return nullcontext()
 
+    def prune(self, path: str, until: str) -> None:
+        """Nothing: an object store has no directories, only names."""
+
     def list(self, prefix: str, *, times: bool = True) -> list[Listed]:  # noqa: ARG002
         selector = pafs.FileSelector(f"{self.root}/{prefix}", recursive=True, allow_not_found=True)
         found = [
-            Listed(info.path[len(self.root) + 1 :], info.mtime.timestamp() if info.mtime else 0.0)
+            Listed(
+                info.path[len(self.root) + 1 :],
+                info.mtime.timestamp() if info.mtime else 0.0,
+                info.size if info.size is not None else -1,
+            )
             for info in self.filesystem.get_file_info(selector)
             if info.type == pafs.FileType.File and not info.base_name.startswith(".")
         ]
         return sorted(found, key=lambda f: f.path)
 
 
-def open_storage(uri: str) -> Storage:
-    """The lake at ``uri``: a local path (or ``file://``), or any scheme pyarrow knows."""
+#: What an ``s3://`` lake's URI may say besides its bucket and prefix when the keys are
+#: given apart (``open_storage``'s ``s3_keys``).
+_S3_OPTIONS: Final = ("endpoint_override", "scheme", "region")
+
+
+def open_storage(uri: str, *, s3_keys: tuple[str, str] | None = None) -> Storage:
+    """The lake at ``uri``: a local path (or ``file://``), or any scheme pyarrow knows.
+
+    ``s3://bucket/prefix?endpoint_override=host:port&scheme=http`` signs in with the AWS
+    SDK's usual sources (``AWS_ACCESS_KEY_ID`` …, a shared credentials file, a role), or
+    with ``s3_keys`` (access key id, secret) when given.
+    """
     parts = urlsplit(uri)
     if "=" in parts.path:
         # Engines read every key=value folder of a path as a partition column.
         raise ValueError(f"the lake's path may not hold '=' ({uri})")
     if parts.scheme in ("", "file"):
-        root = Path(parts.path if parts.scheme else uri).expanduser().resolve()
-        return LocalStorage(root)
-    filesystem, root = pafs.FileSystem.from_uri(uri)
-    return ArrowStorage(filesystem, root.rstrip("/"), uri)
+        return LocalStorage(Path(parts.path if parts.scheme else uri).expanduser().resolve())
+    if s3_keys is not None:
+        if parts.scheme != "s3":
+            raise ValueError(f"keys are for an s3:// lake, not {parts.scheme}://")
+        options = dict(parse_qsl(parts.query))
+        unknown = sorted(set(options) - set(_S3_OPTIONS))
+        if unknown:
+            raise ValueError(f"the lake's URI may not say {', '.join(unknown)} ({uri})")
+        filesystem: pafs.FileSystem = pafs.S3FileSystem(
+            access_key=s3_keys[0],
+            secret_key=s3_keys[1],
+            endpoint_override=options.get("endpoint_override"),
+            scheme=options.get("scheme", "https"),
+            region=options.get("region", "us-east-1"),
+        )
+        prefix = f"{parts.netloc}{parts.path}"
+    else:
+        filesystem, prefix = pafs.FileSystem.from_uri(uri)
+    return ArrowStorage(filesystem, str(prefix).rstrip("/"), uri)
 
 
 def table_dir(force_id: str, table: Table) -> str:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 import duckdb
@@ -37,7 +36,8 @@ from sqlglot.errors import ParseError, SqlglotError
 from sqlglot.optimizer.scope import traverse_scope
 
 from peaceland.analytics.isolated import Budget, IsolatedFailureError, run_isolated
-from peaceland.analytics.lake import TABLES, LocalStorage
+from peaceland.analytics.lake import TABLES
+from peaceland.analytics.mirror import Handed, LocalLake, hand, received
 from peaceland.analytics.stats import ForceLake
 from peaceland.tenants.forces import validate_force_id
 
@@ -286,10 +286,10 @@ def run_query(lake: ForceLake, text: str, limits: QueryLimits | None = None) -> 
 
 
 def _query_job(
-    root: str, force_id: str, sql: str, rows: int, seconds: float, memory: str
+    handed: Handed, force_id: str, sql: str, rows: int, seconds: float, memory: str
 ) -> dict[str, Any]:
     """In the child: the checked ``sql`` on the force's tables (``ask``)."""
-    with ForceLake(LocalStorage(Path(root)), force_id, memory_limit=memory) as lake:
+    with ForceLake(received(handed), force_id, memory_limit=memory) as lake:
         result = run_query(lake, sql, QueryLimits(seconds=seconds, rows=rows))
     return {
         "sql": result.sql,
@@ -306,7 +306,7 @@ STARTUP_SECONDS: Final = 10.0
 
 
 def ask(
-    storage: LocalStorage,
+    storage: LocalLake,
     force_id: str,
     text: str,
     limits: QueryLimits,
@@ -321,7 +321,7 @@ def ask(
     memory = f"{max(memory_bytes // (1024 * 1024), 64)}MB"
     budget = Budget(limits.seconds + STARTUP_SECONDS, memory_bytes, result_bytes)
     args = (
-        str(storage.root),
+        hand(storage),
         validate_force_id(force_id),
         sql,
         limits.rows,

@@ -32,6 +32,7 @@ from peaceland.analytics.lake import (
     Table,
     utc,
 )
+from peaceland.analytics.mirror import Handed, LocalLake, Snapshot, hand, received
 from peaceland.analytics.rollups import (
     ALERTED_FROM,
     ALERTED_UNTIL,
@@ -105,10 +106,10 @@ class ForceLake:
         spills, the memory limit is a limit (analysts' SQL)."""
         self.force_id = validate_force_id(force_id)
         self.memory_limit = memory_limit
-        if not isinstance(storage, LocalStorage):
+        if not isinstance(storage, LocalStorage | Snapshot):
             raise ValueError(
-                f"the lake at {storage.locate('')} cannot be queried yet: only a lake on this "
-                "machine's disks can (docs/analytics.md)"
+                f"the lake at {storage.locate('')} is read through a snapshot on this "
+                "machine's disk (peaceland.analytics.mirror)"
             )
         self.connection = duckdb.connect(
             config={
@@ -462,7 +463,14 @@ def statistic_names() -> Sequence[str]:
 
 
 def _statistic_job(
-    root: str, force_id: str, name: str, start: str, end: str, zone: float, top: int, memory: str
+    handed: Handed,
+    force_id: str,
+    name: str,
+    start: str,
+    end: str,
+    zone: float,
+    top: int,
+    memory: str,
 ) -> dict[str, Any]:
     """In the child: one statistic (``answer_isolated``)."""
     window = Window(datetime.fromisoformat(start), datetime.fromisoformat(end))
@@ -470,16 +478,14 @@ def _statistic_job(
     # of this child's, gone with it.
     with (
         tempfile.TemporaryDirectory(prefix="peaceland-statistic-") as spill,
-        ForceLake(
-            LocalStorage(Path(root)), force_id, memory_limit=memory, spill=Path(spill)
-        ) as lake,
+        ForceLake(received(handed), force_id, memory_limit=memory, spill=Path(spill)) as lake,
     ):
         answer = lake.answer(name, window, Options(zone_degrees=zone, top=top))
     return {"columns": list(answer.columns), "rows": [list(row) for row in answer.rows]}
 
 
 def answer_isolated(
-    storage: LocalStorage,
+    storage: LocalLake,
     force_id: str,
     name: str,
     window: Window,
@@ -495,7 +501,7 @@ def answer_isolated(
         raise UnknownStatisticError(name)
     memory = f"{max(memory_bytes // (1024 * 1024), 64)}MB"
     args = (
-        str(storage.root), validate_force_id(force_id), name, window.start.isoformat(),
+        hand(storage), validate_force_id(force_id), name, window.start.isoformat(),
         window.end.isoformat(), options.zone_degrees, options.top, memory,
     )  # fmt: skip
     answer = run_isolated(_statistic_job, args, Budget(seconds, memory_bytes))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -81,6 +82,11 @@ class ApiSettings(BaseSettings):
     #: The analytics lake the forces' lake consumers write (docs/analytics.md): the
     #: statistics and SQL routes read it. None: they answer 503.
     lake_uri: str | None = None
+    #: Where a lake on an object store (``s3://``) is copied for its engines, a folder per
+    #: force (``peaceland.analytics.mirror``): a disk that holds the forces' lakes.
+    lake_mirror_dir: Path = Field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / "peaceland-lake-mirror"
+    )
     #: Analytics questions running at once in this process, and per force (each a process
     #: of its own, held to ``analytics_memory_mb``); more are told to come back (429).
     analytics_concurrency: int = Field(default=2, ge=1, le=64)

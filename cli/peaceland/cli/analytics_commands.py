@@ -21,6 +21,7 @@ from rich.table import Table
 
 from peaceland.analytics.isolated import to_json
 from peaceland.analytics.lake import open_storage
+from peaceland.analytics.mirror import LocalLake, readable
 from peaceland.analytics.sql import QueryLimits, run_query
 from peaceland.analytics.stats import STATISTICS, Answer, ForceLake, Options, Window
 from peaceland.stack import StackSettings
@@ -76,12 +77,18 @@ def stats(
         window = Window(_moment(since) if since else end - timedelta(days=1), end)
         options = Options(zone_degrees=zone_degrees, top=top)
         uri = lake or str(StackSettings().state_dir / "lake")
-        with ForceLake(open_storage(uri), force) as force_lake:
+        with ForceLake(_readable(uri, force), force) as force_lake:
             answer = force_lake.answer(statistic, window, options)
-    except (ValueError, duckdb.Error) as exc:
+    except (ValueError, OSError, duckdb.Error) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     _print(answer, output, window)
+
+
+def _readable(uri: str, force: str) -> LocalLake:
+    """The force's lake at ``uri`` as the engines read it (an object store's copied under
+    the stack's state directory first)."""
+    return readable(open_storage(uri), force, StackSettings().state_dir / "lake-mirror")
 
 
 def sql(
@@ -103,9 +110,9 @@ def sql(
     try:
         limits = QueryLimits(seconds=timeout, rows=max_rows)
         uri = lake or str(StackSettings().state_dir / "lake")
-        with ForceLake(open_storage(uri), force, memory_limit=memory) as force_lake:
+        with ForceLake(_readable(uri, force), force, memory_limit=memory) as force_lake:
             result = run_query(force_lake, query, limits)
-    except (ValueError, duckdb.Error) as exc:
+    except (ValueError, OSError, duckdb.Error) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     answer = Answer("sql", result.columns, result.rows)

@@ -11,6 +11,7 @@ a process and ``analytics_per_force`` per force, and a person asks at most
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -23,7 +24,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlalchemy.orm import Session
 
 from peaceland.analytics.isolated import IsolatedFailureError
-from peaceland.analytics.lake import LocalStorage, Storage, utc
+from peaceland.analytics.lake import Storage, utc
+from peaceland.analytics.mirror import LocalLake, readable
 from peaceland.analytics.sql import (
     QueryFailedError,
     QueryLimits,
@@ -42,6 +44,8 @@ from peaceland.api.schemas import QueryIn, QueryOut, StatisticAnswer, StatisticO
 from peaceland.api.settings import ApiSettings
 
 router = APIRouter(prefix="/v1/forces/{force_id}", tags=["analytics"])
+log = logging.getLogger(__name__)
+
 Db = Annotated[Session, Depends(session)]
 # Ad-hoc SQL reads everything the force kept: its analysts only.
 Analyst = Annotated[ForceCaller, Depends(force_role(Role.analyst, platform_admin=False))]
@@ -53,8 +57,8 @@ class Analytics:
     """What the routes share: the lake, the limits, the seats, each person's pace."""
 
     def __init__(self, storage: Storage | None, settings: ApiSettings) -> None:
-        self.storage = storage if isinstance(storage, LocalStorage) else None
-        self.remote = storage is not None and self.storage is None
+        self.storage = storage
+        self.mirror_dir = settings.lake_mirror_dir
         self.memory_bytes = settings.analytics_memory_mb * 1024 * 1024
         self.seconds_max = settings.sql_seconds_max
         self.statistic_seconds = settings.statistic_seconds
@@ -65,14 +69,22 @@ class Analytics:
         self._running: dict[str, int] = {}
         self._asked: dict[str, deque[float]] = {}
 
-    def lake(self) -> LocalStorage:
-        if self.remote:
-            raise Problem(
-                503, "the analytics lake is not on this machine: it cannot be queried yet"
-            )
+    def lake_configured(self) -> Storage:
+        """The lake; 503 when this platform has none."""
         if self.storage is None:
             raise Problem(503, "this platform has no analytics lake (PEACELAND_API_LAKE_URI)")
         return self.storage
+
+    def lake(self, force_id: str) -> LocalLake:
+        """The force's lake as its engines read it (an object store's: a snapshot copied
+        on this machine's disk first, under the force's seat); 503 when there is none, or
+        the store fails."""
+        storage = self.lake_configured()
+        try:
+            return readable(storage, force_id, self.mirror_dir)
+        except OSError as exc:
+            log.warning("the lake of %s could not be read: %s", force_id, exc)
+            raise Problem(503, f"the analytics lake cannot be read now: {exc}") from None
 
     def pace(self, who: str) -> None:
         """429 past ``analytics_per_minute`` questions of one person in the last minute."""
@@ -148,9 +160,10 @@ def statistic(
     window = _window(since, until)
     start, end = window.start, window.end
     analytics = _analytics(request)
-    storage = analytics.lake()
+    analytics.lake_configured()
     analytics.pace(caller.principal.name)
     with analytics.seat(caller.force_id):
+        storage = analytics.lake(caller.force_id)
         try:
             answer = answer_isolated(
                 storage, caller.force_id, name, window, Options(zone_degrees, top),
@@ -181,7 +194,7 @@ def sql(request: Request, caller: Analyst, db: Db, body: QueryIn) -> QueryOut:
     read that force's files and nothing else, within limits of time, memory and rows.
     Audit-logged, refusals included, with its text and the rows it returned."""
     analytics = _analytics(request)
-    storage = analytics.lake()
+    analytics.lake_configured()
     if body.timeout_seconds > analytics.seconds_max:
         raise Problem(400, f"timeout_seconds is at most {analytics.seconds_max:g} here")
     analytics.pace(caller.principal.name)
@@ -193,7 +206,7 @@ def sql(request: Request, caller: Analyst, db: Db, body: QueryIn) -> QueryOut:
         check_query(body.query)  # refused before it costs a seat
         with analytics.seat(caller.force_id):
             result = ask(
-                storage, caller.force_id, body.query, limits,
+                analytics.lake(caller.force_id), caller.force_id, body.query, limits,
                 memory_bytes=analytics.memory_bytes,
             )  # fmt: skip
     except (QueryRefusedError, QueryFailedError) as exc:
