@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -18,6 +20,8 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from peaceland.tenants.kafka import KafkaAccess, client_config, producer_config
+from peaceland.tenants.reports import Report, encode_report
+from tests.factories import make_report
 
 
 def kafka_fields(access: KafkaAccess) -> dict[str, Any]:
@@ -161,3 +165,44 @@ def signs_in(kafka: KafkaAccess, username: str, password: str) -> bool:
     except KafkaException:
         return False
     return True
+
+
+class Sender:
+    """Sends the reports ``batch`` makes to ``topic`` from a thread of its own until
+    stopped (what a test kills a consumer under); ``sent`` holds their ids, in order."""
+
+    def __init__(self, access: KafkaAccess, topic: str, batch: Callable[[], list[Report]]) -> None:
+        self.sent: list[str] = []
+        self._access = access
+        self._topic = topic
+        self._batch = batch
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._send, daemon=True)
+
+    @classmethod
+    def of_reports(cls, access: KafkaAccess, topic: str, seed: int) -> Sender:
+        """Batches of 200 random reports with a citizen each, from ``seed``."""
+        rng = random.Random(seed)
+        return cls(access, topic, lambda: [make_report(rng, citizens=1) for _ in range(200)])
+
+    def _send(self) -> None:
+        while not self._stop.is_set():
+            batch = self._batch()
+            produce(self._access, self._topic, [(None, encode_report(r)) for r in batch])
+            self.sent.extend(str(r.report_id) for r in batch)
+            time.sleep(0.05)
+
+    def __enter__(self) -> Sender:
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[str]:
+        """Stop sending; every report sent, each acknowledged by Kafka."""
+        self._stop.set()
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "the sender did not stop within 30 s"
+        return self.sent
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(30)

@@ -6,7 +6,7 @@ import errno
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -32,7 +32,7 @@ from peaceland.tenants.kafka import producer_config
 from peaceland.tenants.lifecycle import Transition, encode_transition
 from peaceland.tenants.reports import encode_report, utc_now
 from tests.factories import make_alert, make_report
-from tests.kafka_helpers import committed_total, produce, wait_until
+from tests.kafka_helpers import Sender, committed_total, produce, wait_until
 from tests.lake_storage import DelegatingStorage
 
 pytestmark = pytest.mark.timeout(600)
@@ -297,51 +297,65 @@ def _lake_process(
     return ServiceProcess("lake", force.force_id, env, state_dir)
 
 
-def test_killing_the_lake_consumer_mid_run_loses_and_doubles_nothing(
-    force: ForceResources, endpoints: Endpoints, stack: Stack, tmp_path: Path
-):
-    lake = tmp_path / "lake"
-    process = _lake_process(force, endpoints, lake, tmp_path)
-    rng = random.Random(11)
-    sent: list[str] = []
-    stop_sending = threading.Event()
-
-    def send() -> None:
-        while not stop_sending.is_set():
-            batch = [make_report(rng, citizens=1) for _ in range(200)]
-            produce(endpoints.kafka, force.reports_topic, [(None, encode_report(r)) for r in batch])
-            sent.extend(str(r.report_id) for r in batch)
-            time.sleep(0.05)
-
-    sender = threading.Thread(target=send, daemon=True)
+def killed_while_writing(
+    process: ServiceProcess,
+    endpoints: Endpoints,
+    force: ForceResources,
+    sender: Sender,
+    written: Callable[[], int],
+    kills: int,
+) -> list[str]:
+    """Start the lake consumer under ``sender``'s reports, SIGKILL and restart it ``kills``
+    times, each once it has written more since it started (mid-run, mid-flush as often as
+    not); the reports sent, once it has committed every one."""
     process.start()
-    sender.start()
     try:
-        # Twice: each restart waits for the group to expire the killed member (45 s).
-        for _ in range(2):
-            # Kill it once it has written something since it started: mid-run, mid-flush
-            # as often as not (flushes of 400 records, every 0.3 s at most).
-            written = len(_column(lake, force, "reports", "report_id"))
+        with sender:
+            for _ in range(kills):
+                before = written()
 
-            def more_written(before: int = written) -> bool:
-                return len(_column(lake, force, "reports", "report_id")) > before
+                def more(before: int = before) -> bool:
+                    return written() > before
 
-            wait_until(more_written, 60, "the lake consumer writing")
-            time.sleep(random.uniform(0, 0.5))
-            assert process.kill()
-            process.start()
-        stop_sending.set()
-        sender.join(30)
+                wait_until(more, 60, "the lake consumer writing")
+                time.sleep(random.uniform(0, 0.5))
+                assert process.kill()
+                process.start()  # waits out the group's expiry of the killed member (45 s)
+            sent = sender.stop()
         wait_until(
             lambda: _committed(endpoints, force, force.reports_topic) == len(sent),
             120,
             "the lake consumer committing every report",
         )
     finally:
-        stop_sending.set()
         process.stop()
-    ids = _column(lake, force, "reports", "report_id")
-    assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} reports doubled"
-    assert sorted(ids) == sorted(sent)
-    assert len(_column(lake, force, "sightings", "report_id")) == len(sent)
+    return sent
+
+
+def assert_each_once(reports: list[str], sightings: list[str], sent: list[str]) -> None:
+    assert len(reports) == len(set(reports)), f"{len(reports) - len(set(reports))} reports doubled"
+    assert sorted(reports) == sorted(sent)
+    assert len(sightings) == len(sent)
+
+
+def test_killing_the_lake_consumer_mid_run_loses_and_doubles_nothing(
+    force: ForceResources, endpoints: Endpoints, stack: Stack, tmp_path: Path
+):
+    lake = tmp_path / "lake"
+    process = _lake_process(force, endpoints, lake, tmp_path)
+    sender = Sender.of_reports(endpoints.kafka, force.reports_topic, seed=11)
+    # Twice: each restart waits for the group to expire the killed member (45 s).
+    sent = killed_while_writing(
+        process,
+        endpoints,
+        force,
+        sender,
+        lambda: len(_column(lake, force, "reports", "report_id")),
+        kills=2,
+    )
+    assert_each_once(
+        _column(lake, force, "reports", "report_id"),
+        _column(lake, force, "sightings", "report_id"),
+        sent,
+    )
     assert not list(lake.rglob("*.tmp")), "a killed write left a temporary file"

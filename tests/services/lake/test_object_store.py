@@ -3,9 +3,6 @@ every report in the lake once."""
 
 from __future__ import annotations
 
-import random
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +16,8 @@ from peaceland.node.launch import ServiceProcess
 from peaceland.stack import Endpoints
 from peaceland.tenants.environment import env_name
 from peaceland.tenants.forces import ForceResources
-from peaceland.tenants.reports import encode_report
-from tests.factories import make_report
-from tests.kafka_helpers import produce, wait_until
-from tests.services.lake.test_consumer import _committed
+from tests.kafka_helpers import Sender
+from tests.services.lake.test_consumer import assert_each_once, killed_while_writing
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -65,40 +60,17 @@ def test_killing_the_lake_consumer_writing_to_s3_loses_and_doubles_nothing(
         "AWS_SECRET_ACCESS_KEY": access.secret_key,
     }
     process = ServiceProcess("lake", force.force_id, env, tmp_path)
-    rng = random.Random(13)
-    sent: list[str] = []
-    stop_sending = threading.Event()
-
-    def send() -> None:
-        while not stop_sending.is_set():
-            batch = [make_report(rng, citizens=1) for _ in range(200)]
-            produce(endpoints.kafka, force.reports_topic, [(None, encode_report(r)) for r in batch])
-            sent.extend(str(r.report_id) for r in batch)
-            time.sleep(0.05)
-
-    sender = threading.Thread(target=send, daemon=True)
-    process.start()
-    sender.start()
-    try:
-        wait_until(
-            lambda: len(_ids(storage, force, tmp_path / "seen", "reports")) > 0,
-            60,
-            "the lake consumer writing to S3",
-        )
-        time.sleep(random.uniform(0, 0.5))
-        assert process.kill()
-        process.start()  # waits out the group's expiry of the killed member (45 s)
-        stop_sending.set()
-        sender.join(30)
-        wait_until(
-            lambda: _committed(endpoints, force, force.reports_topic) == len(sent),
-            120,
-            "the lake consumer committing every report",
-        )
-    finally:
-        stop_sending.set()
-        process.stop()
-    ids = _ids(storage, force, tmp_path / "mirror", "reports")
-    assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} reports doubled"
-    assert sorted(ids) == sorted(sent)
-    assert len(_ids(storage, force, tmp_path / "mirror", "sightings")) == len(sent)
+    sender = Sender.of_reports(endpoints.kafka, force.reports_topic, seed=13)
+    sent = killed_while_writing(
+        process,
+        endpoints,
+        force,
+        sender,
+        lambda: len(_ids(storage, force, tmp_path / "seen", "reports")),
+        kills=1,
+    )
+    assert_each_once(
+        _ids(storage, force, tmp_path / "mirror", "reports"),
+        _ids(storage, force, tmp_path / "mirror", "sightings"),
+        sent,
+    )
