@@ -7,9 +7,12 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow.fs as pafs
 import pytest
 from pydantic import ValidationError
 
@@ -177,3 +180,31 @@ def test_down_also_stops_the_processes_of_forces(tmp_path: Path):
     assert processes.tracked(pid_file) is not None
     assert own.down() == ["demo-archiver"]
     assert processes.tracked(pid_file) is None
+
+
+def test_the_object_store_lets_in_only_through_its_s3_identities(stack: Stack):
+    """Its filer's own HTTP API (beside the S3 gateway) refuses unsigned reads and writes:
+    the lake's files are reached with an S3 key, or not at all."""
+    filer = f"http://{stack.settings.host}:{stack.settings.s3_port + 3}"
+    for request in (
+        urllib.request.Request(f"{filer}/buckets/peaceland-lake/"),
+        urllib.request.Request(
+            f"{filer}/buckets/peaceland-lake/planted.txt", data=b"planted", method="PUT"
+        ),
+    ):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        refused.value.close()
+        assert refused.value.code == 401
+    access = stack.endpoints().s3
+    assert access is not None
+    wrong = pafs.S3FileSystem(
+        access_key=access.access_key,
+        secret_key="not-the-secret",
+        endpoint_override=f"{stack.settings.host}:{stack.settings.s3_port}",
+        scheme="http",
+        region=access.region,
+    )
+    with pytest.raises(OSError, match=r"(?i)signature|denied|forbidden"):
+        wrong.get_file_info(pafs.FileSelector(access.bucket, recursive=False))
+    assert (stack.settings.state_dir / "s3" / "data").stat().st_mode & 0o077 == 0

