@@ -4,16 +4,18 @@ turn is ``test_object_store``."""
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from pyarrow.fs import LocalFileSystem
+from pyarrow.fs import LocalFileSystem, PyFileSystem
 
-from peaceland.analytics.lake import ArrowStorage, LocalStorage
-from peaceland.analytics.mirror import Mirror, Snapshot, hand, readable, received
+from peaceland.analytics.lake import ArrowStorage, LocalStorage, open_storage
+from peaceland.analytics.mirror import Mirror, Snapshot, hand, lake_file, readable, received
 from peaceland.analytics.stats import STATISTICS, ForceLake
 from tests.analytics.test_stats import FORCE, WINDOW, write_history
+from tests.lake_storage import FlatStore
 
 
 def _store(tmp_path: Path) -> ArrowStorage:
@@ -92,3 +94,74 @@ def test_a_snapshot_holds_its_own_force_only_and_writes_nothing(tmp_path: Path):
         snapshot.put("other-force/x.parquet", b"")
     with pytest.raises(ValueError, match="invalid police force id"):
         Mirror(store, tmp_path / "mirror").snapshot("../other-force")
+
+
+def _flat(tmp_path: Path) -> tuple[ArrowStorage, FlatStore]:
+    held = FlatStore()
+    return ArrowStorage(PyFileSystem(held), "bucket/lake", "s3://bucket/lake"), held
+
+
+def test_names_a_store_lists_outside_a_forces_lake_are_never_copied_nor_read(tmp_path: Path):
+    store, held = _flat(tmp_path)
+    write_history(store, "victim")
+    mirror = Mirror(store, tmp_path / "mirror")
+    victim = mirror.snapshot("victim")
+    theirs = next(f for f in victim.files if "/reports/date=" in f.path)
+    hour = "/".join(theirs.path.split("/")[2:4])
+    before = (tmp_path / "mirror" / theirs.path).read_bytes()
+    # What a force's writer could put under its own prefix, to climb out of it.
+    held.objects["bucket/lake/stats-force/_lake/../../../escaped.txt"] = b"outside"
+    held.objects[f"bucket/lake/stats-force/reports/{hour}/../../../../{theirs.path}"] = (
+        b"\0" * theirs.size
+    )
+    held.objects["bucket/lake/stats-force/reports/" + "x" * 230 + ".parquet"] = b"long"
+    held.objects["bucket/lake/stats-force/backup.tar"] = b"not the lake's"
+    held.objects["bucket/lake/stats-force/reports/.hidden.parquet"] = b"hidden"
+    write_history(store)
+    ours = mirror.snapshot(FORCE)
+    assert not (tmp_path / "escaped.txt").exists()
+    assert not list(tmp_path.rglob("escaped.txt"))
+    assert (tmp_path / "mirror" / theirs.path).read_bytes() == before
+    assert all(".." not in f.path and "x" * 200 not in f.path for f in ours.files)
+    assert not any(f.path.endswith(("backup.tar", ".hidden.parquet")) for f in ours.files)
+    with ForceLake(ours, FORCE) as lake:
+        assert lake.answer("top-drones", WINDOW).rows  # the force's own lake still answers
+    assert lake_file(FORCE, f"{FORCE}/reports/date=2026-11-30/hour=09/p0-1-2-abc.parquet")
+    assert not lake_file(FORCE, f"{FORCE}/reports/date=2026-11-30/../../victim/x.parquet")
+
+
+def test_a_copy_shorter_than_the_store_listed_fails_the_snapshot(tmp_path: Path):
+    store, held = _flat(tmp_path)
+    write_history(store)
+    cut = next(k for k in held.objects if k.endswith(".parquet"))
+    held.short.add(cut)
+    with pytest.raises(OSError, match="bytes copied, the store listed"):
+        Mirror(store, tmp_path / "mirror").snapshot(FORCE)
+    assert not (tmp_path / "mirror" / cut.removeprefix("bucket/lake/")).exists()
+    held.short.clear()
+    assert Mirror(store, tmp_path / "mirror").snapshot(FORCE).files
+
+
+def test_what_a_killed_copy_left_is_removed_and_the_folder_is_its_users_alone(tmp_path: Path):
+    store, _ = _flat(tmp_path)
+    write_history(store)
+    mirror = Mirror(store, tmp_path / "mirror")
+    mirror.snapshot(FORCE)
+    partial = tmp_path / "mirror" / FORCE / "reports" / ".c-x.parquet.0123.tmp"
+    partial.write_bytes(b"half")
+    (tmp_path / "mirror").chmod(0o755)
+    mirror.snapshot(FORCE)
+    assert not partial.exists()
+    assert (tmp_path / "mirror").stat().st_mode & 0o777 == 0o700
+    os.chown(tmp_path / "mirror", 65534, 65534)  # another user's folder
+    with pytest.raises(PermissionError, match="belongs to someone else"):
+        mirror.snapshot(FORCE)
+
+
+def test_keys_never_travel_in_a_lake_uri():
+    with pytest.raises(ValueError, match="may not hold keys") as refused:
+        open_storage("s3://AKID:the-secret@bucket/lake")
+    assert "the-secret" not in str(refused.value)
+    with pytest.raises(ValueError, match="not secret_key") as refused:
+        open_storage("s3://bucket/lake?secret_key=the-secret", s3_keys=("a", "b"))
+    assert "the-secret" not in str(refused.value)

@@ -48,8 +48,10 @@ def test_a_person_asks_at_most_so_many_questions_a_minute():
 def test_without_a_lake_or_with_a_store_that_fails_the_routes_say_so(tmp_path: Path):
     with pytest.raises(Problem, match="no analytics lake"):
         _analytics().lake("avon")
-    # A store whose listing fails (the force's folder is a file): 503, with the reason.
-    (tmp_path / "avon").write_text("")
+    # A store whose listing fails (the force's reports folder is a file): 503, with the
+    # reason in the logs only (the store's words name its buckets and paths).
+    (tmp_path / "avon").mkdir()
+    (tmp_path / "avon" / "reports").write_text("")
     failing = ArrowStorage(LocalFileSystem(), str(tmp_path), "s3://b/lake")
     settings = ApiSettings(
         database_url="postgresql://x@127.0.0.1/x", lake_mirror_dir=tmp_path / "mirror"
@@ -57,3 +59,4 @@ def test_without_a_lake_or_with_a_store_that_fails_the_routes_say_so(tmp_path: P
     with pytest.raises(Problem, match="cannot be read now") as refused:
         Analytics(failing, settings).lake("avon")
     assert refused.value.status == 503
+    assert str(tmp_path) not in str(refused.value)

@@ -500,9 +500,12 @@ def open_storage(uri: str, *, s3_keys: tuple[str, str] | None = None) -> Storage
     with ``s3_keys`` (access key id, secret) when given.
     """
     parts = urlsplit(uri)
+    if parts.username or parts.password:
+        # A URI is logged and shown; keys are not (the AWS SDK's sources, or s3_keys).
+        raise ValueError("the lake's URI may not hold keys: give them apart (docs/analytics.md)")
     if "=" in parts.path:
         # Engines read every key=value folder of a path as a partition column.
-        raise ValueError(f"the lake's path may not hold '=' ({uri})")
+        raise ValueError(f"the lake's path may not hold '=' ({parts.path})")
     if parts.scheme in ("", "file"):
         return LocalStorage(Path(parts.path if parts.scheme else uri).expanduser().resolve())
     if s3_keys is not None:
@@ -511,13 +514,18 @@ def open_storage(uri: str, *, s3_keys: tuple[str, str] | None = None) -> Storage
         options = dict(parse_qsl(parts.query))
         unknown = sorted(set(options) - set(_S3_OPTIONS))
         if unknown:
-            raise ValueError(f"the lake's URI may not say {', '.join(unknown)} ({uri})")
+            raise ValueError(
+                f"the lake's URI may say {', '.join(_S3_OPTIONS)}, not {', '.join(unknown)}"
+            )
         filesystem: pafs.FileSystem = pafs.S3FileSystem(
             access_key=s3_keys[0],
             secret_key=s3_keys[1],
             endpoint_override=options.get("endpoint_override"),
             scheme=options.get("scheme", "https"),
             region=options.get("region", "us-east-1"),
+            # A store that does not answer fails a question, never holds it for ever.
+            connect_timeout=5,
+            request_timeout=60,
         )
         prefix = f"{parts.netloc}{parts.path}"
     else:

@@ -19,35 +19,44 @@ wants an engine that reads the store itself (docs/analytics.md).
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Final
 
-from peaceland.analytics.lake import ArrowStorage, Listed, LocalStorage, Storage
+from peaceland.analytics.lake import TABLES, ArrowStorage, Listed, LocalStorage, Storage
 from peaceland.tenants.forces import validate_force_id
+
+log = logging.getLogger(__name__)
 
 #: Files copied at once: an object store answers many small reads better side by side.
 _COPIERS = 8
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Snapshot:
     """A force's files as the object store listed them, read from their local copies.
     Read-only: nothing writes a snapshot."""
 
     root: Path
     files: tuple[Listed, ...]
+    _paths: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_paths", frozenset(f.path for f in self.files))
 
     def locate(self, path: str) -> str:
         return str(self.root / path)
 
     def get(self, path: str) -> bytes | None:
-        if not any(f.path == path for f in self.files):
+        if path not in self._paths:
             return None
         try:
             return (self.root / path).read_bytes()
@@ -77,8 +86,36 @@ def _mutable(path: str) -> bool:
     return not path.endswith(".parquet")
 
 
+#: What a name in a force's lake is made of, folder by folder: what the lake's writers
+#: name (``date=2026-11-30``, ``p0-000000000000-000000000119-7040d9909711.parquet``), never
+#: ``.`` or ``..``, a hidden name, a separator or a name longer than a disk's.
+_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]{0,199}")
+#: The folders of a force's lake a reader needs, listed in this order: the tables and
+#: rollups before the writers' states and compactions' journals (``_lake``), as
+#: ``compaction.live_tables`` lists them (a journal goes only after its sources).
+_READ: Final = (*TABLES, "_rollups", "_lake")
+
+
+def lake_file(force: str, path: str) -> bool:
+    """Whether ``path`` may be one of ``force``'s lake files: within its folder, each name
+    as the lake's writers make them, a Parquet or JSON file. Anything else a store lists
+    (a stray object, a name made to climb out of the folder) is not copied."""
+    parts = path.split("/")
+    return (
+        len(parts) >= 3
+        and parts[0] == force
+        and parts[1] in _READ
+        and all(_NAME.fullmatch(part) for part in parts[2:])
+        and path.endswith((".parquet", ".json"))
+    )
+
+
 class Mirror:
-    """Local copies of an object store's lake, one folder per force, for its readers."""
+    """Local copies of an object store's lake, one folder per force, for its readers.
+
+    ``folder`` is this process's user's alone (mode 0700: it holds every force's
+    sightings); a folder someone else owns is refused.
+    """
 
     def __init__(
         self,
@@ -95,16 +132,34 @@ class Mirror:
 
     def snapshot(self, force_id: str) -> Snapshot:
         """The force's files as the store lists them now, each copied here (only those
-        not copied yet, and the small mutable ones again)."""
+        not copied yet, and the small mutable ones again). OSError when the store fails:
+        no snapshot is ever short of a file the store listed and still has."""
         force = validate_force_id(force_id)
         with self._locked(force):
-            listed = self.remote.list(force)
+            self._clear_partials(force)
+            listed: list[Listed] = []
+            for top in _READ:
+                for found in self.remote.list(f"{force}/{top}"):
+                    if lake_file(force, found.path):
+                        listed.append(found)
+                    else:
+                        log.warning("lake of %s: not a lake file, not read: %r", force, found.path)
             now = self._clock()
-            with ThreadPoolExecutor(_COPIERS) as copiers:
-                copied = list(copiers.map(lambda f: self._copy(f, now), listed))
+            copied = self._copy_all(listed, now)
             present = tuple(f for f, ok in zip(listed, copied, strict=True) if ok)
             self._forget(force, {f.path for f in present}, now)
         return Snapshot(self.folder, present)
+
+    def _copy_all(self, listed: list[Listed], now: float) -> list[bool]:
+        """``_copy`` of each, side by side; the first failure stops those not begun."""
+        with ThreadPoolExecutor(_COPIERS) as copiers:
+            futures = [copiers.submit(self._copy, f, now) for f in listed]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
 
     def _copy(self, listed: Listed, now: float) -> bool:
         """Whether ``listed`` is here now (False: the store deleted it since it listed it).
@@ -119,6 +174,10 @@ class Mirror:
                 self.remote.download(listed.path, target)
             except FileNotFoundError:
                 return False
+            size = target.stat().st_size
+            if listed.size >= 0 and size != listed.size and not _mutable(listed.path):
+                target.unlink(missing_ok=True)
+                raise OSError(f"{listed.path}: {size} bytes copied, the store listed {listed.size}")
         os.utime(target, (now, now))
         return True
 
@@ -128,10 +187,23 @@ class Mirror:
             if copy.path not in present and now - copy.mtime > self.linger.total_seconds():
                 (self.folder / copy.path).unlink(missing_ok=True)
 
+    def _clear_partials(self, force: str) -> None:
+        """Remove what a copy cut short left (a reader killed mid-copy): under the force's
+        lock, no copy is under way."""
+        for partial in (self.folder / force).rglob(".*.tmp"):
+            partial.unlink(missing_ok=True)
+
     @contextmanager
     def _locked(self, force: str) -> Iterator[None]:
         """One snapshot of a force at a time, in any process sharing the folder."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        owner = self.folder.stat()
+        if owner.st_uid != os.geteuid():
+            raise PermissionError(
+                f"the lake's mirror folder {self.folder} belongs to someone else: refused"
+            )
+        if owner.st_mode & 0o077:
+            self.folder.chmod(0o700)
         descriptor = os.open(self.folder / f".{force}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX)

@@ -83,8 +83,11 @@ class Analytics:
         try:
             return readable(storage, force_id, self.mirror_dir)
         except OSError as exc:
+            # The store's own words name buckets, endpoints and paths: for the logs only.
             log.warning("the lake of %s could not be read: %s", force_id, exc)
-            raise Problem(503, f"the analytics lake cannot be read now: {exc}") from None
+            raise Problem(
+                503, "the analytics lake cannot be read now: try again later (logged)"
+            ) from None
 
     def pace(self, who: str) -> None:
         """429 past ``analytics_per_minute`` questions of one person in the last minute."""
