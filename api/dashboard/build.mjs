@@ -21,6 +21,10 @@ await build({
 const maplibre = new URL("node_modules/maplibre-gl/dist/", import.meta.url).pathname;
 copyFileSync(`${maplibre}maplibre-gl-worker.mjs`, `${out}maplibre-gl-worker.mjs`);
 copyFileSync(`${maplibre}maplibre-gl.css`, `${out}maplibre-gl.css`);
+copyFileSync(
+  new URL("node_modules/uplot/dist/uPlot.min.css", import.meta.url).pathname,
+  `${out}uPlot.min.css`,
+);
 copyFileSync("src/dashboard.css", `${out}dashboard.css`);
 // The basemap needs no network: the world's land, from Natural Earth (world-atlas, 1:50m).
 const topology = JSON.parse(

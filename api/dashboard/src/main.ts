@@ -3,6 +3,8 @@
 import { fetchEventSource } from "@microsoft/fetch-event-source";
 import { type GeoJSONSource, Map as MapLibre, type StyleSpecification } from "maplibre-gl";
 import type { Feature, FeatureCollection, Point } from "geojson";
+import { $, api, problem, signedOut, TOKEN_KEY } from "./page";
+import { Statistics } from "./statistics";
 
 type State = "open" | "acknowledged" | "resolved";
 
@@ -115,29 +117,10 @@ const recorder: Recorder = {
 };
 window.peaceland = recorder;
 
-const TOKEN_KEY = "peaceland.token";
 const HOUR = 3_600_000;
 /** Rows the list shows (the newest): a long history never slows the page. */
 const LIST_ROWS = 300;
 
-const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
-
-async function api(path: string, init: RequestInit = {}): Promise<Response> {
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  const headers = new Headers(init.headers);
-  if (token) headers.set("Authorization", `Bearer ${token}`);
-  if (init.body) headers.set("Content-Type", "application/json");
-  return fetch(path, { ...init, headers });
-}
-
-async function problem(answer: Response): Promise<string> {
-  try {
-    const body = await answer.json();
-    return body.detail ?? `${answer.status}`;
-  } catch {
-    return `${answer.status} ${answer.statusText}`;
-  }
-}
 
 // --------------------------------------------------------------------------- sign in
 
@@ -167,12 +150,6 @@ async function signIn(event: SubmitEvent): Promise<void> {
   }
 }
 
-/** Back to the sign-in form, saying why (a logout elsewhere, an expired token). */
-function signedOut(reason: string): never {
-  sessionStorage.removeItem(TOKEN_KEY);
-  location.replace(`/dashboard/?signed-out=${encodeURIComponent(reason)}`);
-  throw new Error(reason);
-}
 
 let started = false;
 
@@ -206,6 +183,7 @@ async function start(): Promise<void> {
   $("who").textContent = `${person.email} · ${roles[forceId]} of ${forceId}`;
   const config: Config = await (await fetch("/dashboard/config.json")).json();
   new Board(forceId, roles[forceId] === "officer", config).open();
+  new Statistics(forceId).attach();
 }
 
 // --------------------------------------------------------------------------- the board
