@@ -127,7 +127,16 @@ def test_names_a_store_lists_outside_a_forces_lake_are_never_copied_nor_read(tmp
     with ForceLake(ours, FORCE) as lake:
         assert lake.answer("top-drones", WINDOW).rows  # the force's own lake still answers
     assert lake_file(FORCE, f"{FORCE}/reports/date=2026-11-30/hour=09/p0-1-2-abc.parquet")
-    assert not lake_file(FORCE, f"{FORCE}/reports/date=2026-11-30/../../victim/x.parquet")
+    assert lake_file(FORCE, f"{FORCE}/_lake/reports/p0.json")
+    for planted in (
+        f"{FORCE}/reports/date=2026-11-30/../../victim/x.parquet",
+        # A folder the engines would read as a partition: every question would fail.
+        f"{FORCE}/alerts/date=2026-11-30/hour=20/extra=1/x.parquet",
+        f"{FORCE}/reports/date=2026-11-30/hour=09/" + "/".join(["a" * 200] * 21) + ".parquet",
+        f"{FORCE}/_lake/reports/notes.json",
+        "victim/reports/date=2026-11-30/hour=09/x.parquet",
+    ):
+        assert not lake_file(FORCE, planted), planted
 
 
 def test_a_copy_shorter_than_the_store_listed_fails_the_snapshot(tmp_path: Path):
@@ -154,8 +163,19 @@ def test_what_a_killed_copy_left_is_removed_and_the_folder_is_its_users_alone(tm
     assert not partial.exists()
     assert (tmp_path / "mirror").stat().st_mode & 0o777 == 0o700
     os.chown(tmp_path / "mirror", 65534, 65534)  # another user's folder
-    with pytest.raises(PermissionError, match="belongs to someone else"):
+    with pytest.raises(PermissionError, match="someone else"):
         mirror.snapshot(FORCE)
+    # A link, where the folder or a force's folder should be: refused, nothing written.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "linked").symlink_to(elsewhere)
+    with pytest.raises(PermissionError, match="link"):
+        Mirror(store, tmp_path / "linked").snapshot(FORCE)
+    (tmp_path / "own").mkdir(mode=0o700)
+    (tmp_path / "own" / FORCE).symlink_to(elsewhere)
+    with pytest.raises(PermissionError, match="link"):
+        Mirror(store, tmp_path / "own").snapshot(FORCE)
+    assert not any(elsewhere.iterdir())
 
 
 def test_keys_never_travel_in_a_lake_uri():

@@ -22,6 +22,7 @@ import fcntl
 import logging
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Final
 
-from peaceland.analytics.lake import TABLES, ArrowStorage, Listed, LocalStorage, Storage
+from peaceland.analytics.lake import (
+    STREAMS,
+    TABLES,
+    ArrowStorage,
+    Listed,
+    LocalStorage,
+    Storage,
+)
+from peaceland.analytics.rollups import KINDS
 from peaceland.tenants.forces import validate_force_id
 
 log = logging.getLogger(__name__)
@@ -86,28 +95,33 @@ def _mutable(path: str) -> bool:
     return not path.endswith(".parquet")
 
 
-#: What a name in a force's lake is made of, folder by folder: what the lake's writers
-#: name (``date=2026-11-30``, ``p0-000000000000-000000000119-7040d9909711.parquet``), never
-#: ``.`` or ``..``, a hidden name, a separator or a name longer than a disk's.
-_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]{0,199}")
+#: A file's own name, as the lake's writers make them (``p0-000000000000-000000000119-
+#: 7040d9909711.parquet``, ``c-8adbb1666b2c.parquet``, ``reports-2026113002-ba63….json``).
+_FILE: Final = r"[A-Za-z0-9][A-Za-z0-9._-]{0,150}"
+_HOUR: Final = r"date=\d{4}-\d{2}-\d{2}/hour=\d{2}"
 #: The folders of a force's lake a reader needs, listed in this order: the tables and
 #: rollups before the writers' states and compactions' journals (``_lake``), as
 #: ``compaction.live_tables`` lists them (a journal goes only after its sources).
 _READ: Final = (*TABLES, "_rollups", "_lake")
+#: Every file a reader needs, under a force's folder: the lake's layout exactly.
+_LAYOUT: Final = re.compile(
+    "|".join(
+        [
+            rf"({'|'.join(TABLES)})/{_HOUR}/{_FILE}\.parquet",
+            rf"_rollups/({'|'.join(KINDS)})/{_HOUR}/{_FILE}\.parquet",
+            rf"_lake/({'|'.join(STREAMS)})/p\d{{1,6}}\.json",
+            rf"_lake/compaction/{_FILE}\.json",
+        ]
+    )
+)
 
 
 def lake_file(force: str, path: str) -> bool:
-    """Whether ``path`` may be one of ``force``'s lake files: within its folder, each name
-    as the lake's writers make them, a Parquet or JSON file. Anything else a store lists
-    (a stray object, a name made to climb out of the folder) is not copied."""
-    parts = path.split("/")
-    return (
-        len(parts) >= 3
-        and parts[0] == force
-        and parts[1] in _READ
-        and all(_NAME.fullmatch(part) for part in parts[2:])
-        and path.endswith((".parquet", ".json"))
-    )
+    """Whether ``path`` is laid out as one of ``force``'s lake files (``_LAYOUT``).
+    Anything else a store lists (a stray object, a name made to climb out of the folder, a
+    folder the engines would read as a partition) is not copied."""
+    folder, _, rest = path.partition("/")
+    return folder == force and _LAYOUT.fullmatch(rest) is not None
 
 
 class Mirror:
@@ -197,13 +211,17 @@ class Mirror:
     def _locked(self, force: str) -> Iterator[None]:
         """One snapshot of a force at a time, in any process sharing the folder."""
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        owner = self.folder.stat()
-        if owner.st_uid != os.geteuid():
+        # Not a link, ours, and ours alone: nobody else can then plant anything in it (a
+        # link where a copy goes), nor swap it (that takes its parent: keep it in a home).
+        owner = self.folder.lstat()
+        if stat.S_ISLNK(owner.st_mode) or owner.st_uid != os.geteuid():
             raise PermissionError(
-                f"the lake's mirror folder {self.folder} belongs to someone else: refused"
+                f"the lake's mirror folder {self.folder} is a link or someone else's: refused"
             )
         if owner.st_mode & 0o077:
             self.folder.chmod(0o700)
+        if (self.folder / force).is_symlink():
+            raise PermissionError(f"the lake's mirror folder of {force} is a link: refused")
         descriptor = os.open(self.folder / f".{force}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX)
