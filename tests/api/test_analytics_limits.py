@@ -60,3 +60,20 @@ def test_without_a_lake_or_with_a_store_that_fails_the_routes_say_so(tmp_path: P
         Analytics(failing, settings).lake("avon")
     assert refused.value.status == 503
     assert str(tmp_path) not in str(refused.value)
+
+
+def test_a_forces_questions_share_a_snapshot_for_a_while_and_errors_hide_our_folders(
+    tmp_path: Path,
+):
+    (tmp_path / "store").mkdir()
+    store = ArrowStorage(LocalFileSystem(), str(tmp_path / "store"), "s3://b/lake")
+    settings = ApiSettings(
+        database_url="postgresql://x@127.0.0.1/x", lake_mirror_dir=tmp_path / "mirror"
+    )
+    analytics = Analytics(store, settings)
+    first = analytics.lake("avon")
+    assert analytics.lake("avon") is first
+    assert analytics.lake("bath") is not first
+    said = f"IO Error: No files found that match {tmp_path / 'mirror'}/avon/reports/x.parquet"
+    assert str(tmp_path) not in analytics.hidden(said)
+    assert "<lake>/avon/reports/x.parquet" in analytics.hidden(said)

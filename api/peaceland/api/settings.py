@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import tempfile
+import os
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -83,9 +83,15 @@ class ApiSettings(BaseSettings):
     #: statistics and SQL routes read it. None: they answer 503.
     lake_uri: str | None = None
     #: Where a lake on an object store (``s3://``) is copied for its engines, a folder per
-    #: force (``peaceland.analytics.mirror``): a disk that holds the forces' lakes.
+    #: force (``peaceland.analytics.mirror``): a disk that holds the forces' lakes, in a
+    #: folder of this user's (not a shared one such as /tmp, where another user could
+    #: make it first).
     lake_mirror_dir: Path = Field(
-        default_factory=lambda: Path(tempfile.gettempdir()) / "peaceland-lake-mirror"
+        default_factory=lambda: (
+            Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+            / "peaceland"
+            / "lake-mirror"
+        )
     )
     #: Analytics questions running at once in this process, and per force (each a process
     #: of its own, held to ``analytics_memory_mb``); more are told to come back (429).

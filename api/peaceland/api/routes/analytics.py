@@ -51,6 +51,9 @@ Db = Annotated[Session, Depends(session)]
 Analyst = Annotated[ForceCaller, Depends(force_role(Role.analyst, platform_admin=False))]
 #: The longest window a statistic covers.
 MAX_WINDOW = timedelta(days=366)
+#: How long a snapshot of an object store's lake answers a force's questions (well within
+#: the 15 minutes a copy stays after the store stops listing it).
+SNAPSHOT_REUSE_SECONDS = 30.0
 
 
 class Analytics:
@@ -68,6 +71,9 @@ class Analytics:
         self._lock = threading.Lock()
         self._running: dict[str, int] = {}
         self._asked: dict[str, deque[float]] = {}
+        #: Each force's last snapshot of an object store's lake, and when it was taken:
+        #: the panel's questions, asked one after another, share one.
+        self._snapshots: dict[str, tuple[float, LocalLake]] = {}
 
     def lake_configured(self) -> Storage:
         """The lake; 503 when this platform has none."""
@@ -80,14 +86,30 @@ class Analytics:
         on this machine's disk first, under the force's seat); 503 when there is none, or
         the store fails."""
         storage = self.lake_configured()
+        now = time.monotonic()
+        with self._lock:
+            taken = self._snapshots.get(force_id)
+        if taken is not None and now - taken[0] < SNAPSHOT_REUSE_SECONDS:
+            return taken[1]
         try:
-            return readable(storage, force_id, self.mirror_dir)
+            lake = readable(storage, force_id, self.mirror_dir)
         except OSError as exc:
             # The store's own words name buckets, endpoints and paths: for the logs only.
             log.warning("the lake of %s could not be read: %s", force_id, exc)
             raise Problem(
                 503, "the analytics lake cannot be read now: try again later (logged)"
             ) from None
+        if lake is not storage:
+            with self._lock:
+                self._snapshots[force_id] = (now, lake)
+        return lake
+
+    def hidden(self, message: str) -> str:
+        """``message`` without this machine's folders (an engine's error names its files)."""
+        for folder in {str(self.mirror_dir), getattr(self.storage, "root", None)}:
+            if folder:
+                message = message.replace(str(folder), "<lake>")
+        return message
 
     def pace(self, who: str) -> None:
         """429 past ``analytics_per_minute`` questions of one person in the last minute."""
@@ -174,7 +196,9 @@ def statistic(
             )  # fmt: skip
         except IsolatedFailureError as exc:
             status = 503 if exc.kind == "crash" else 400
-            raise Problem(status, f"the statistic could not be answered: {exc}") from None
+            raise Problem(
+                status, f"the statistic could not be answered: {analytics.hidden(str(exc))}"
+            ) from None
     audit.record(
         db, request, caller.principal, "statistics.read",
         f"force/{caller.force_id}/statistics/{name}", force_id=caller.force_id,
@@ -219,7 +243,7 @@ def sql(request: Request, caller: Analyst, db: Db, body: QueryIn) -> QueryOut:
             force_id=caller.force_id, details={"query": text, "reason": str(exc)},
         )  # fmt: skip
         db.commit()
-        raise Problem(400, str(exc)) from None
+        raise Problem(400, analytics.hidden(str(exc))) from None
     audit.record(
         db, request, caller.principal, "sql.query", target, force_id=caller.force_id,
         details={"query": text, "rows": len(result.rows), "truncated": result.truncated,
