@@ -7,23 +7,31 @@ import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Page, expect
 
-from peaceland.analytics.lake import LakeWriter, LocalStorage, alert_rows, rows_of_reports
+from peaceland.analytics.lake import (
+    LakeWriter,
+    LocalStorage,
+    alert_rows,
+    rows_of_reports,
+    transition_rows,
+)
+from peaceland.tenants.alerts import Alert
+from tests.analytics.test_stats import _transition
 from tests.api.conftest import Api, serving
 from tests.api.test_dashboard import _person, browser  # noqa: F401 - the module's browser
 from tests.factories import make_alert, make_report
 
 
-def _fill(root: Path, force_id: str, seed: int, drone_prefix: str) -> list[Any]:
-    """Reports of the last three hours, an alert for one in three (its drone's): the
-    alerts, as the lake consumer would write them."""
+def _fill(root: Path, force_id: str, seed: int, drone_prefix: str) -> list[Alert]:
+    """Reports of the last three hours, an alert for one in three (its drone's), officers
+    acknowledging every other alert ten minutes after it was raised: the alerts, written
+    as the lake consumer would write them."""
     rng = random.Random(seed)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     made = [
-        make_report(rng, at=now - timedelta(minutes=2 * i + 5), citizens=2).model_copy(
+        make_report(rng, at=now - timedelta(minutes=2 * i + 15), citizens=2).model_copy(
             update={"drone_id": f"{drone_prefix}-{i % 4}"}
         )
         for i in range(90)
@@ -37,14 +45,33 @@ def _fill(root: Path, force_id: str, seed: int, drone_prefix: str) -> list[Any]:
         )
         for r in made[::3]
     ]
+    rows = [x for a in alerts for x in alert_rows(a)["alerts"]]
     writer.resume("alerts", 0)
+    writer.write("alerts", 0, len(alerts) - 1, {"alerts": rows})
+    acted = [
+        _transition(a, 1, "acknowledge", a.raised_at + timedelta(minutes=10)) for a in alerts[::2]
+    ]
+    writer.resume("lifecycle", 0)
     writer.write(
-        "alerts",
+        "lifecycle",
         0,
-        len(alerts) - 1,
-        {"alerts": [x for a in alerts for x in alert_rows(a)["alerts"]]},
+        len(acted) - 1,
+        {"lifecycle": [x for t in acted for x in transition_rows(t)["lifecycle"]]},
     )
     return alerts
+
+
+def _hour(alert: Alert) -> str:
+    """The hour an alert was raised in, as the API says an hour."""
+    return alert.raised_at.astimezone(UTC).strftime("%Y-%m-%dT%H:00:00Z")
+
+
+def _keyed(page: Page, table: str, column: int = 1) -> dict[str, str]:
+    """A table of the panel: each row's key (``data-key``) and the text of one column."""
+    return {
+        str(row.get_attribute("data-key")): row.locator("td").nth(column).inner_text()
+        for row in page.locator(f"#{table} tr[data-key]").all()
+    }
 
 
 def test_an_officer_reads_the_forces_statistics_on_the_dashboard_and_no_other_forces(
@@ -67,32 +94,33 @@ def test_an_officer_reads_the_forces_statistics_on_the_dashboard_and_no_other_fo
         page.click("button[type=submit]")
         expect(page.locator("#board")).to_be_visible(timeout=20_000)
         page.click("#statistics summary")
-        expect(page.locator("#stats-state")).to_have_attribute(
-            "data-state", "loaded", timeout=60_000
-        )
+        state = page.locator("#stats-state")
+        expect(state).to_have_attribute("data-state", "loaded", timeout=60_000)
 
-        # Alerts per hour: the chart drawn, its figures those raised.
+        # Alerts per hour: each hour its count, the chart given them all.
+        per_hour = Counter(_hour(a) for a in alerts)
+        assert {k: int(v) for k, v in _keyed(page, "data-alerts").items()} == per_hour
+        expect(page.locator("#chart-alerts")).to_have_attribute("data-sum", str(len(alerts)))
         expect(page.locator("#chart-alerts canvas")).to_have_count(1)
-        shown = {
-            int(row.locator("td").nth(1).inner_text())
-            for row in page.locator("#data-alerts tr").all()[1:]
+        # Reaction by hour: every acknowledgement came ten minutes after its raising.
+        acted = {_hour(a) for a in alerts[::2]}
+        assert _keyed(page, "data-reaction", column=3) == {
+            hour: "600" if hour in acted else "\u2013" for hour in per_hour
         }
-        per_hour = Counter(a.raised_at.replace(minute=0, second=0) for a in alerts)
-        assert sum(int(r.locator("td").nth(1).inner_text())
-                   for r in page.locator("#data-alerts tr").all()[1:]) == len(alerts)  # fmt: skip
-        assert shown == set(per_hour.values())
-        expect(page.locator("#chart-reaction canvas")).to_have_count(1)
+        expect(page.locator("#chart-reaction")).to_have_attribute("data-sum", str(10 * len(acted)))
 
-        # The drones with most alerts: this force's, as many as it raised each.
-        drones = Counter(a.drone_id for a in alerts)
-        rows = page.locator("#table-drones tr").all()[1:]
-        assert {r.locator("td").nth(0).inner_text(): int(r.locator("td").nth(1).inner_text())
-                for r in rows} == dict(drones)  # fmt: skip
+        # The drones and the citizens with most alerts: this force's, counted as raised.
+        drones = {k: int(v) for k, v in _keyed(page, "table-drones").items()}
+        assert drones == Counter(a.drone_id for a in alerts)
+        citizens = {k: int(v) for k, v in _keyed(page, "table-citizens").items()}
+        expected = Counter(a.citizen for a in alerts)
+        assert citizens == dict(expected.most_common(10)) or (
+            len(citizens) == 10 and all(expected[c] == n for c, n in citizens.items())
+        )
+        assert _keyed(page, "table-words"), "no word heard with an alert"
         assert "theirs-" not in page.locator("#statistics").inner_text()
-        expect(page.locator("#table-citizens tr")).not_to_have_count(0)
-        expect(page.locator("#table-words td").first).to_be_visible()
 
         # Another window is asked for afresh.
         page.select_option("#stats-window", "168")
-        expect(page.locator("#stats-state")).to_have_attribute("data-hours", "168", timeout=60_000)
-        expect(page.locator("#stats-state")).to_have_attribute("data-state", "loaded")
+        expect(state).to_have_attribute("data-hours", "168", timeout=60_000)
+        expect(state).to_have_attribute("data-state", "loaded")

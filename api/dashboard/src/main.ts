@@ -182,8 +182,9 @@ async function start(): Promise<void> {
   $("board").hidden = false;
   $("who").textContent = `${person.email} · ${roles[forceId]} of ${forceId}`;
   const config: Config = await (await fetch("/dashboard/config.json")).json();
-  new Board(forceId, roles[forceId] === "officer", config).open();
+  // The statistics first: a board that cannot start (no WebGL) leaves them working.
   new Statistics(forceId).attach();
+  new Board(forceId, roles[forceId] === "officer", config).open();
 }
 
 // --------------------------------------------------------------------------- the board

@@ -33,8 +33,7 @@ class Refused extends Error {}
 
 export class Statistics {
   private readonly charts: uPlot[] = [];
-  private loading = false;
-  private again = false;
+  private generation = 0;
   private loadedFor: string | null = null;
 
   constructor(private readonly forceId: string) {}
@@ -42,6 +41,7 @@ export class Statistics {
   attach(): void {
     const panel = $<HTMLDetailsElement>("statistics");
     panel.addEventListener("toggle", () => {
+      if (panel.open) this.resize(); // drawn, or resized, while it was closed
       if (panel.open && this.loadedFor !== this.windowKey()) void this.load();
     });
     $<HTMLSelectElement>("stats-window").onchange = () => {
@@ -58,59 +58,67 @@ export class Statistics {
   }
 
   private async load(): Promise<void> {
-    if (this.loading) {
-      this.again = true; // asked while answering: once this load ends, with the new window
-      return;
-    }
-    this.loading = true;
+    const generation = ++this.generation; // a newer load makes this one stop asking
+    const current = () => generation === this.generation;
     const state = $("stats-state");
     const refresh = $<HTMLButtonElement>("stats-refresh");
     refresh.disabled = true;
+    state.dataset.state = "loading";
     const hours = Number(this.windowKey());
     const until = new Date();
     const since = new Date(until.getTime() - hours * HOUR);
     const answers = new Map<string, Answer>();
     try {
       for (const [index, asked] of ASKED.entries()) {
-        state.textContent = `Asking the lake (${index + 1} of ${ASKED.length}): ${asked.title}…`;
-        answers.set(asked.name, await this.ask(asked.name, since, until));
+        if (!current()) return;
+        const what = `Asking the lake (${index + 1} of ${ASKED.length}): ${asked.title}…`;
+        answers.set(asked.name, await this.ask(asked.name, since, until, what, current));
       }
+      if (!current()) return;
       this.draw(answers, since, until);
       this.loadedFor = this.windowKey();
       const span = `${since.toLocaleString()} to ${until.toLocaleString()}`;
       state.textContent = `From the analytics lake, ${span}.`;
-      state.dataset.state = "loaded";
       state.dataset.hours = `${hours}`;
+      state.dataset.state = "loaded";
     } catch (error) {
+      if (!current()) return;
       state.textContent =
         error instanceof Refused ? error.message : `Statistics not loaded (${error}).`;
       state.dataset.state = "failed";
     } finally {
-      this.loading = false;
-      refresh.disabled = false;
-      if (this.again) {
-        this.again = false;
-        void this.load();
-      }
+      if (current()) refresh.disabled = false;
     }
   }
 
-  private async ask(name: string, since: Date, until: Date): Promise<Answer> {
+  /** One statistic; a busy lake (429) is asked again after the wait it says, twice. */
+  private async ask(
+    name: string,
+    since: Date,
+    until: Date,
+    what: string,
+    current: () => boolean,
+  ): Promise<Answer> {
     const query = new URLSearchParams({
       since: since.toISOString(),
       until: until.toISOString(),
       top: `${TOP}`,
     });
-    const answer = await api(`/v1/forces/${this.forceId}/statistics/${name}?${query}`);
-    if (answer.status === 401) signedOut(await problem(answer));
-    if (answer.status === 429) {
-      const after = answer.headers.get("Retry-After");
-      throw new Refused(
-        `The lake is busy with other questions: try again${after ? ` in ${after} s` : " soon"}.`,
-      );
+    const state = $("stats-state");
+    for (let attempt = 0; ; attempt++) {
+      state.textContent = what;
+      const answer = await api(`/v1/forces/${this.forceId}/statistics/${name}?${query}`);
+      // Signed out, or no longer an officer or analyst of the force: as the feed does.
+      if (answer.status === 401 || answer.status === 403) signedOut(await problem(answer));
+      if (answer.status === 429 && attempt < 2 && current()) {
+        const wait = Math.min(Number(answer.headers.get("Retry-After")) || 2, 10);
+        state.textContent = `The lake is busy with other questions: asking again in ${wait} s…`;
+        await new Promise((done) => setTimeout(done, wait * 1000));
+        continue;
+      }
+      if (!answer.ok) throw new Refused(`Statistics not loaded: ${await problem(answer)}`);
+      return (await answer.json()) as Answer;
     }
-    if (!answer.ok) throw new Refused(`Statistics not loaded: ${await problem(answer)}`);
-    return (await answer.json()) as Answer;
   }
 
   private draw(answers: Map<string, Answer>, since: Date, until: Date): void {
@@ -132,7 +140,12 @@ export class Statistics {
     this.chart("chart-alerts", [hours, perHour], [
       { label: "alerts", stroke: "#d7301f", fill: "#d7301f99", paths: bars },
     ]);
-    this.table("data-alerts", ["hour", "alerts"], alerts.map((r) => [hourOf(r.hour), r.alerts]));
+    this.table(
+      "data-alerts",
+      ["hour", "alerts"],
+      alerts.map((r) => [hourOf(r.hour), r.alerts]),
+      alerts.map((r) => String(r.hour)),
+    );
     const reaction = answers.get("reaction-by-hour")?.rows ?? [];
     const median = byHour(reaction, "median_seconds", 60);
     const p90 = byHour(reaction, "p90_seconds", 60);
@@ -144,22 +157,37 @@ export class Statistics {
       "data-reaction",
       ["hour", "alerts", "acted on", "median (s)", "p90 (s)"],
       reaction.map((r) => [hourOf(r.hour), r.alerts, r.acted_on, r.median_seconds, r.p90_seconds]),
+      reaction.map((r) => String(r.hour)),
     );
     const drones = answers.get("top-drones")?.rows ?? [];
-    this.table("table-drones", ["drone", "alerts"], drones.map((r) => [r.drone_id, r.alerts]));
+    this.table(
+      "table-drones",
+      ["drone", "alerts"],
+      drones.map((r) => [r.drone_id, r.alerts]),
+      drones.map((r) => String(r.drone_id)),
+    );
     const citizens = answers.get("top-citizens")?.rows ?? [];
-    this.table("table-citizens", ["citizen", "alerts"], citizens.map((r) => [r.citizen, r.alerts]));
+    this.table(
+      "table-citizens",
+      ["citizen", "alerts"],
+      citizens.map((r) => [r.citizen, r.alerts]),
+      citizens.map((r) => String(r.citizen)),
+    );
     const words = answers.get("words")?.rows ?? [];
     this.table(
       "table-words",
       ["word", "per report with an alert", "per report without"],
       words.map((r) => [r.word, r.per_report_with_alerts, r.per_report_without_alerts]),
+      words.map((r) => String(r.word)),
     );
   }
 
   private chart(id: string, data: uPlot.AlignedData, series: uPlot.Series[]): void {
     const box = $(id);
     box.replaceChildren();
+    // What the chart was given, for the tests: the sum of its first series.
+    const first = (data[1] ?? []) as (number | null | undefined)[];
+    box.dataset.sum = `${first.reduce<number>((sum, v) => sum + (v ?? 0), 0)}`;
     const chart = new uPlot(
       {
         width: Math.max(box.clientWidth, 240),
@@ -182,7 +210,9 @@ export class Statistics {
     }
   }
 
-  private table(id: string, header: string[], rows: Cell[][]): void {
+  /** A table of ``rows``, each row's ``data-key`` its key (an hour as the API says it, a
+   * drone, a citizen, a word): what the tests compare with the API's answers. */
+  private table(id: string, header: string[], rows: Cell[][], keys: string[]): void {
     const table = $<HTMLTableElement>(id);
     const head = document.createElement("tr");
     for (const text of header) {
@@ -190,8 +220,9 @@ export class Statistics {
       cell.textContent = text;
       head.append(cell);
     }
-    const body = rows.map((row) => {
+    const body = rows.map((row, index) => {
       const line = document.createElement("tr");
+      line.dataset.key = keys[index];
       for (const value of row) {
         const cell = document.createElement("td");
         cell.textContent = value === null || value === undefined ? "–" : `${value}`;
