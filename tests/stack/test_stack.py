@@ -182,9 +182,10 @@ def test_down_also_stops_the_processes_of_forces(tmp_path: Path):
     assert processes.tracked(pid_file) is None
 
 
-def test_the_object_store_lets_in_only_through_its_s3_identities(stack: Stack):
-    """Its filer's own HTTP API (beside the S3 gateway) refuses unsigned reads and writes:
-    the lake's files are reached with an S3 key, or not at all."""
+def test_the_object_stores_filer_refuses_unsigned_requests_and_s3_a_wrong_key(stack: Stack):
+    """Its filer's own HTTP API (beside the S3 gateway) refuses unsigned reads and writes,
+    and its S3 API a wrong secret. (Its master's HTTP API and the gRPC ports still take any
+    local caller: docs/analytics.md, "The stack's store".)"""
     filer = f"http://{stack.settings.host}:{stack.settings.s3_port + 3}"
     for request in (
         urllib.request.Request(f"{filer}/buckets/peaceland-lake/"),

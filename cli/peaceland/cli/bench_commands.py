@@ -231,6 +231,10 @@ def analytics(
             "(starts the stack); 0: none.",
         ),
     ] = 0,
+    encodings: Annotated[
+        bool,
+        typer.Option(help="Also write the size sample again in other lossless encodings."),
+    ] = False,
 ) -> None:
     """The lake's bytes per report (through the real writer) and every statistic's and a
     few ad-hoc queries' time over generated days of one force, on DuckDB and Spark; prints
@@ -244,8 +248,9 @@ def analytics(
         raise typer.Exit(2)
     where = lake or StackSettings().cache_dir / "bench-analytics"
     bench_analytics.run(
-        reports, days, sample, chosen, where, bench_analytics.emit_json, reuse=reuse
-    )
+        reports, days, sample, chosen, where, bench_analytics.emit_json, reuse=reuse,
+        with_encodings=encodings,
+    )  # fmt: skip
     if consumer_reports:
         console = Console(stderr=True)
         stack = Stack(StackSettings(), progress=lambda m: console.print(f"[dim]·[/dim] {m}"))
