@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from cassandra.cluster import Session
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 
 from peaceland.tenants.cassandra import CassandraAccess, connect, shutdown_session
 from peaceland.tenants.forces import ForceResources, resources_for
@@ -160,11 +160,21 @@ def _close(connections: _Connections) -> None:
     """Flush and let go of the producer (librdkafka's client goes with its last reference),
     close the session."""
     producer, connections.producer = connections.producer, None
-    if producer is not None:
-        producer.flush(5)
-    session, connections.session = connections.session, None
-    if session is not None:
-        shutdown_session(session)
+    try:
+        if producer is not None:
+            producer.flush(5)
+    except KafkaException as exc:
+        # A producer Kafka refused for good (the force's identity gone under us): what it
+        # held was not published, and the transitions' outbox publishes it again.
+        log.warning(
+            "force %s: its producer could not flush before closing: %s",
+            connections.credentials.force_id,
+            describe(exc),
+        )
+    finally:
+        session, connections.session = connections.session, None
+        if session is not None:
+            shutdown_session(session)
 
 
 def describe(exc: BaseException) -> str:
