@@ -52,7 +52,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -393,7 +392,7 @@ class LocalStorage:
 class ArrowStorage:
     """Any filesystem pyarrow opens (``s3://bucket/prefix`` …): an object store's PUT is
     atomic by nature, so a file is written whole in one stream, and a reader never sees
-    half of one. There are no directories to make or prune.
+    half of one.
 
     No lock: an object store offers none through pyarrow (its conditional writes are not
     exposed), so ``lock`` holds nothing, and a zombie writer's fencing has the window its
@@ -403,8 +402,6 @@ class ArrowStorage:
     filesystem: pafs.FileSystem
     root: str
     uri: str
-    #: Where files written by other means (an engine) wait before they are uploaded.
-    staging: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
 
     def locate(self, path: str) -> str:
         parts = urlsplit(self.uri)
@@ -422,22 +419,6 @@ class ArrowStorage:
         except FileNotFoundError:
             self.filesystem.create_dir(f"{self.root}/{path}".rsplit("/", 1)[0], recursive=True)
             return self.filesystem.open_output_stream(f"{self.root}/{path}")
-
-    def temporary(self, path: str) -> Path:
-        """A local file to write ``path``'s content into, then ``put_file`` it."""
-        self.staging.mkdir(parents=True, exist_ok=True)
-        return self.staging / f".{Path(path).name}.{uuid.uuid4().hex}.tmp"
-
-    def put_file(self, path: str, written: Path) -> None:
-        """Upload ``written`` (a ``temporary``) whole at ``path``, then remove it."""
-        try:
-            with (
-                written.open("rb") as source,
-                self._output(path) as out,
-            ):
-                shutil.copyfileobj(source, out, 8 * 1024 * 1024)
-        finally:
-            written.unlink(missing_ok=True)
 
     def get(self, path: str) -> bytes | None:
         try:
@@ -469,9 +450,6 @@ class ArrowStorage:
     def lock(self, path: str) -> AbstractContextManager[None]:  # noqa: ARG002
         """None: an object store offers no lock (its conditional writes are not used yet)."""
         return nullcontext()
-
-    def prune(self, path: str, until: str) -> None:
-        """Nothing: an object store has no directories, only names."""
 
     def list(self, prefix: str, *, times: bool = True) -> list[Listed]:  # noqa: ARG002
         selector = pafs.FileSelector(f"{self.root}/{prefix}", recursive=True, allow_not_found=True)
