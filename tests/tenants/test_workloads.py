@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from peaceland.services.lake.settings import LakeSettings
 from peaceland.tenants.forces import ForceSettings
 from peaceland.tenants.policeforce import spec_from
 from peaceland.tenants.provisioning.identities import ForceCredentials
+from peaceland.tenants.provisioning.lake_identities import S3Key
 from peaceland.tenants.workloads import (
     CREDENTIALS_DIR,
     GENERATION_ANNOTATION,
@@ -185,3 +187,52 @@ def test_status_names_the_force_resources():
         "keyspace": "pf_lyon_metropole",
     }
     json.dumps(deployment("archiver"))  # plain JSON, ready for the API server
+
+
+def test_on_an_object_store_the_lake_signs_in_with_its_forces_own_keys_and_no_other(
+    monkeypatch, tmp_path
+):
+    manifest = consumer_deployment(
+        "lyon-metropole",
+        UID,
+        SPEC,
+        LAKE,
+        kafka_bootstrap_servers="kafka:9092",
+        cassandra_contact_points="cassandra:9042",
+        lake_uri="s3://peaceland-lake/prod",
+        lake_s3_keys=True,
+    )
+    credentials = dataclasses.replace(
+        ForceCredentials.generate("lyon-metropole", 2),
+        s3={"lake": S3Key("AKLAKE", "lake-secret"), "dashboard": S3Key("AKDASH", "dash-secret")},
+    )
+    secret = decode_secret_data(credentials_secret("lyon-metropole", UID, credentials)["data"])
+    pod = manifest["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if "secret" in v]
+    for item in volume["secret"]["items"]:
+        (tmp_path / item["path"]).write_text(secret[item["key"]])
+    files = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    assert files["s3-access-key-id"] == "AKLAKE"
+    assert files["s3-secret-access-key"] == "lake-secret"
+    assert "dash-secret" not in files.values()  # the control plane's key is not the pod's
+    for name, value in env_of(manifest).items():
+        monkeypatch.setenv(name, value.replace(CREDENTIALS_DIR, str(tmp_path)))
+    assert LakeSettings().s3_keys() == ("AKLAKE", "lake-secret")
+    # The Secret read back holds the store's keys, which a rotation's digest covers.
+    again = ForceCredentials.from_secret_data("lyon-metropole", secret)
+    assert again == credentials
+    assert credentials.version != ForceCredentials.generate("lyon-metropole", 2).version
+
+
+def test_the_lake_consumer_refuses_half_a_key_at_start(monkeypatch, tmp_path):
+    (tmp_path / "id").write_text("AKLAKE")
+    monkeypatch.setenv("PEACELAND_LAKE_FORCE_ID", "lyon-metropole")
+    monkeypatch.setenv("PEACELAND_LAKE_LAKE_URI", "s3://peaceland-lake/prod")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
+    monkeypatch.setenv("CASSANDRA_CONTACT_POINTS", "cassandra:9042")
+    monkeypatch.setenv("PEACELAND_LAKE_S3_ACCESS_KEY_ID_FILE", str(tmp_path / "id"))
+    with pytest.raises(ValueError, match="give both"):
+        LakeSettings()
+    monkeypatch.setenv("PEACELAND_LAKE_S3_SECRET_ACCESS_KEY_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="cannot be read"):
+        LakeSettings()

@@ -166,9 +166,7 @@ def create_app(
         LocalTokens(),
         GatewayToken(settings.current_gateway_token),
     ]
-    app.state.analytics = Analytics(
-        open_storage(settings.lake_uri) if settings.lake_uri else None, settings
-    )
+    app.state.analytics = _analytics(settings, app.state.force_data)
     problems.install(app)
     for router in ROUTERS:
         app.include_router(router)
@@ -186,6 +184,17 @@ def create_app(
     dashboard.mount(app, settings.dashboard_style_url)
     app.mount("/metrics", make_asgi_app())
     return app
+
+
+def _analytics(settings: ApiSettings, force_data: ForceData | None) -> Analytics:
+    """The lake the analytics routes read: on an object store, each force's questions
+    read it under the force's own key."""
+    on_store = (settings.lake_uri or "").startswith("s3://")
+    return Analytics(
+        open_storage(settings.lake_uri) if settings.lake_uri else None,
+        settings,
+        force_keys=force_data.lake_key if force_data is not None and on_store else None,
+    )
 
 
 async def _feeds_closed(app: FastAPI) -> None:

@@ -24,6 +24,7 @@ from peaceland.tenants.cassandra import CassandraAccess, connect, shutdown_sessi
 from peaceland.tenants.forces import ForceResources, resources_for
 from peaceland.tenants.kafka import Config, KafkaAccess, client_config, producer_config
 from peaceland.tenants.provisioning.identities import ForceCredentials, secret_name
+from peaceland.tenants.provisioning.lake_identities import S3Key
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,11 @@ class ForceData:
                 except Exception as exc:
                     raise ForceDataUnavailableError(f"Cassandra did not answer: {exc}") from exc
             return connections.session
+
+    def lake_key(self, force_id: str) -> S3Key | None:
+        """The force's dashboard key of the lake's object store (its folder, read only);
+        None when its Secret holds none (a lake on no object store)."""
+        return self._connections(force_id).credentials.s3.get(ROLE)
 
     def kafka_access(self, force_id: str) -> KafkaAccess:
         identity = self._connections(force_id).credentials.kafka[ROLE]

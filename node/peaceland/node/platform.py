@@ -20,6 +20,7 @@ from peaceland.node.errors import NodeError
 from peaceland.node.kubelet import node_process
 from peaceland.node.launch import ServiceProcess, local_api, local_operator, wait_answering
 from peaceland.stack import Stack
+from peaceland.stack.credentials import admin_credentials
 from peaceland.stack.kube import LOCAL_NAMESPACE
 from peaceland.stack.processes import free_port
 from peaceland.tenants.forces import ForceSettings
@@ -39,16 +40,38 @@ class LocalPlatform:
     """The CRDs, the operator and the node on the stack's API server (which must run)."""
 
     def __init__(
-        self, stack: Stack, definitions: str, namespace: str = NAMESPACE, *, lake: bool = False
+        self,
+        stack: Stack,
+        definitions: str,
+        namespace: str = NAMESPACE,
+        *,
+        lake: bool = False,
+        lake_on_store: bool = False,
     ) -> None:
         """``definitions``: the CustomResourceDefinitions to install (YAML documents);
         ``lake``: every force also runs its lake consumer, writing under the state
-        directory's ``lake`` (what ``peaceland stats`` and ``peaceland sql`` read)."""
+        directory's ``lake`` (what ``peaceland stats`` and ``peaceland sql`` read);
+        ``lake_on_store``: … writing to the stack's S3 store instead, under the namespace's
+        folder of its bucket, each force with users of its own on the store (the production
+        path)."""
         self.stack = stack
         self.definitions = definitions
         self.namespace = namespace
         self.api = stack.kube_apiserver
         state = stack.settings.state_dir
+        self.lake_uri: str | None = str(state / "lake") if lake else None
+        lake_settings = {"lake_flush_seconds": "5"} if lake or lake_on_store else {}
+        if lake_on_store:
+            store = stack.endpoints().s3
+            if store is None:
+                raise NodeError("the stack runs no S3 store for the lake")
+            self.lake_uri = store.lake_uri(namespace)
+            lake_settings |= {
+                "lake_admin_access_key_id": store.access_key,
+                "lake_admin_secret_access_key_file": str(admin_credentials(state).s3_secret_file),
+            }
+        if self.lake_uri is not None:
+            lake_settings["lake_uri"] = self.lake_uri
         # The platform's own processes are "operator" and "node"; others carry their namespace.
         suffix = "" if namespace == NAMESPACE else f"-{namespace}"
         self.operator: ServiceProcess = local_operator(
@@ -61,7 +84,7 @@ class LocalPlatform:
             # Locally, a force's alerts and storage reach its invoice within seconds.
             usage_interval="5",
             # And its reports reach the lake within seconds.
-            **({"lake_uri": str(state / "lake"), "lake_flush_seconds": "5"} if lake else {}),
+            **lake_settings,
         )
         self.node: ServiceProcess = node_process(
             self.api.kubeconfig, state, [namespace], name=f"node{suffix}"
@@ -76,7 +99,7 @@ class LocalPlatform:
             namespace=namespace,
             port=port,
             name=f"api{suffix}",
-            lake_uri=str(state / "lake") if lake else None,
+            lake_uri=self.lake_uri,
         )
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:

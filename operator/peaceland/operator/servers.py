@@ -12,6 +12,11 @@ from confluent_kafka.admin import AdminClient
 from peaceland.operator.settings import OperatorSettings
 from peaceland.tenants.cassandra import connect, shutdown_session
 from peaceland.tenants.provisioning.claims import ensure_claims_table
+from peaceland.tenants.provisioning.lake_identities import (
+    LakeIdentities,
+    LakeLocation,
+    iam_endpoint_of,
+)
 from peaceland.tenants.provisioning.quotas import quota_admin
 
 #: Seconds a failed connection to Cassandra is not retried.
@@ -30,6 +35,7 @@ class Servers:
         self._admin: AdminClient | None = None
         self._quotas: Any = None
         self._session: Session | None = None
+        self._lake: LakeIdentities | None = None
         self._lock = threading.Lock()
         self._claims_ready = False
         self._failed_at = -_RECONNECT_PAUSE
@@ -48,6 +54,21 @@ class Servers:
                     self.settings.kafka_access(), timeout=self.settings.request_timeout
                 )
             return self._quotas
+
+    def lake(self) -> LakeIdentities | None:
+        """The forces' users on the lake's object store; None when the lake is on none."""
+        settings = self.settings
+        if not settings.lake_on_object_store or settings.lake_uri is None:
+            return None
+        with self._lock:
+            if self._lake is None:
+                self._lake = LakeIdentities(
+                    settings.lake_iam_endpoint or iam_endpoint_of(settings.lake_uri),
+                    settings.lake_admin_key(),
+                    LakeLocation.from_uri(settings.lake_uri),
+                    timeout=settings.request_timeout,
+                )
+            return self._lake
 
     def cassandra(self) -> Session:
         """The session; connecting happens outside the lock (it can take a timeout per

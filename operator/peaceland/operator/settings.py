@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from peaceland.tenants.access import ServerAccessSettings
+from peaceland.tenants.access import ServerAccessSettings, secret_value
 from peaceland.tenants.cassandra import parse_contact_points
 from peaceland.tenants.environment import env_prefix
 from peaceland.tenants.kafka import Config, client_config
+from peaceland.tenants.provisioning.lake_identities import LakeLocation, S3Key, iam_endpoint_of
 from peaceland.tenants.workloads import CONSUMERS, LAKE
 
 
@@ -38,6 +40,16 @@ class OperatorSettings(ServerAccessSettings):
     #: How long the lake consumers buffer a partition at most, in seconds (None: their
     #: default, a minute); the local platform makes it a few seconds.
     lake_flush_seconds: float | None = Field(default=None, gt=0, le=3600)
+    #: On an ``s3://`` lake: the store's administrator, who gives each force users of its
+    #: own on the store, refused outside the force's folder
+    #: (``peaceland.tenants.provisioning.lake_identities``). Required with an s3:// lake.
+    lake_admin_access_key_id: str | None = None
+    lake_admin_secret_access_key: SecretStr | None = None
+    #: … or its secret as a file (a mounted Secret's item).
+    lake_admin_secret_access_key_file: Path | None = None
+    #: The store's IAM API; by default the lake URI's endpoint (where SeaweedFS serves it;
+    #: on AWS, IAM's own endpoint).
+    lake_iam_endpoint: str | None = None
 
     #: Image repositories a PoliceForce may run as its consumers (any tag or digest of
     #: one); any other image is refused with the condition NotAllowed.
@@ -104,6 +116,34 @@ class OperatorSettings(ServerAccessSettings):
         if value is not None:
             parse_contact_points(value)
         return value
+
+    @model_validator(mode="after")
+    def _lake_admin(self) -> OperatorSettings:
+        if self.lake_uri is not None and self.lake_uri.startswith("s3://"):
+            if not self.lake_admin_access_key_id or not self.lake_admin_key().secret_access_key:
+                raise ValueError(
+                    "an s3:// lake needs its store's administrator, who gives each force its "
+                    "own users: set PEACELAND_OPERATOR_LAKE_ADMIN_ACCESS_KEY_ID and "
+                    "PEACELAND_OPERATOR_LAKE_ADMIN_SECRET_ACCESS_KEY (or its _FILE)"
+                )
+            LakeLocation.from_uri(self.lake_uri)
+            if self.lake_iam_endpoint is None:
+                iam_endpoint_of(self.lake_uri)  # one to be found, or say so now
+        return self
+
+    def lake_admin_key(self) -> S3Key:
+        """The lake store's administrator key (its file read now)."""
+        secret = secret_value(
+            self.lake_admin_secret_access_key,
+            self.lake_admin_secret_access_key_file,
+            "the lake store's administrator secret",
+        )
+        return S3Key(self.lake_admin_access_key_id or "", secret or "")
+
+    @property
+    def lake_on_object_store(self) -> bool:
+        """Whether the forces' lake is on an object store (their own users on it)."""
+        return self.lake_uri is not None and self.lake_uri.startswith("s3://")
 
     @property
     def consumers_kafka(self) -> str:

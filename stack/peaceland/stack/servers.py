@@ -882,6 +882,9 @@ class S3Store(Server):
             # Its Iceberg catalog and Lance namespace would take fixed ports: not ours yet.
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
+            # Its IAM API (on the S3 port, signed by the administrator) makes each force's
+            # users of the lake: writable, always said (mini re-applies its flags once).
+            "-s3.iam.readOnly=false",
         ]
         return Launch(argv)
 

@@ -36,6 +36,8 @@ GENERATION_ANNOTATION: Final = "peaceland.io/credentials-generation"
 _APP: Final = "peaceland"
 #: The unprivileged user and group a consumer runs as (the image needs no other).
 RUN_AS: Final = 10001
+#: The lake consumer's keys of the lake's object store, as files of its credentials.
+_S3_KEY_FILES: Final = ("s3-access-key-id", "s3-secret-access-key")
 #: Where a consumer pod serves its probes and metrics.
 METRICS_PORT: Final = 9100
 
@@ -127,10 +129,13 @@ def consumer_deployment(
     kafka_security: dict[str, str] | None = None,
     lake_uri: str | None = None,
     lake_flush_seconds: float | None = None,
+    lake_s3_keys: bool = False,
 ) -> dict[str, Any]:
     """The Deployment of one of the force's consumers (``archiver``, ``alerter`` or
     ``lake``, which writes to ``lake_uri``), signed in as the force's principal for that
-    role (the Secret's items, mounted read-only)."""
+    role (the Secret's items, mounted read-only). ``lake_s3_keys``: the lake is on an object
+    store, where the lake consumer signs in with the force's own keys (the Secret's
+    ``lake.s3-*``)."""
     if consumer not in (*CONSUMERS, LAKE):
         raise ValueError(f"no consumer called {consumer!r}; there are {(*CONSUMERS, LAKE)}")
     if (consumer == LAKE) != (lake_uri is not None):
@@ -152,6 +157,11 @@ def consumer_deployment(
         values[env_name(consumer, "retention_days")] = str(spec.retention_days)
         if lake_flush_seconds is not None:
             values[env_name(consumer, "flush_seconds")] = str(lake_flush_seconds)
+        if lake_s3_keys:
+            for file in _S3_KEY_FILES:
+                values[env_name(consumer, f"{file.replace('-', '_')}_file")] = (
+                    f"{CREDENTIALS_DIR}/{file}"
+                )
     # The lake reaches Kafka only: it is given no Cassandra credentials.
     values |= credentials_environment(CREDENTIALS_DIR, cassandra=not lake) | (kafka_security or {})
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items()]
@@ -247,7 +257,11 @@ def consumer_deployment(
                             "name": "credentials",
                             "secret": {
                                 "secretName": secret_name(force_id),
-                                "items": _credential_items(consumer, cassandra=not lake),
+                                "items": _credential_items(consumer, cassandra=not lake)
+                                + [
+                                    {"key": f"{LAKE}.{file}", "path": file}
+                                    for file in (_S3_KEY_FILES if lake and lake_s3_keys else ())
+                                ],
                                 "defaultMode": 0o440,
                             },
                         },

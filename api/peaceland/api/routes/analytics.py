@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -24,7 +24,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlalchemy.orm import Session
 
 from peaceland.analytics.isolated import IsolatedFailureError
-from peaceland.analytics.lake import Storage, utc
+from peaceland.analytics.lake import Storage, open_storage, utc
 from peaceland.analytics.mirror import LocalLake, readable
 from peaceland.analytics.sql import (
     QueryFailedError,
@@ -37,11 +37,13 @@ from peaceland.analytics.stats import STATISTICS, Options, Window, answer_isolat
 from peaceland.api import audit
 from peaceland.api.auth import ForceCaller, force_role
 from peaceland.api.db import session
+from peaceland.api.force_data import ForceDataUnavailableError
 from peaceland.api.models import Role
 from peaceland.api.problems import Problem, responses
 from peaceland.api.routes.police_data import Reader
 from peaceland.api.schemas import QueryIn, QueryOut, StatisticAnswer, StatisticOut
 from peaceland.api.settings import ApiSettings
+from peaceland.tenants.provisioning.lake_identities import S3Key
 
 router = APIRouter(prefix="/v1/forces/{force_id}", tags=["analytics"])
 log = logging.getLogger(__name__)
@@ -56,11 +58,24 @@ MAX_WINDOW = timedelta(days=366)
 SNAPSHOT_REUSE_SECONDS = 30.0
 
 
-class Analytics:
-    """What the routes share: the lake, the limits, the seats, each person's pace."""
+#: A force's own key of the lake's object store (None: it has none yet).
+ForceKeys = Callable[[str], S3Key | None]
 
-    def __init__(self, storage: Storage | None, settings: ApiSettings) -> None:
+
+class Analytics:
+    """What the routes share: the lake, the limits, the seats, each person's pace.
+
+    ``force_keys``: the lake is on an object store, where each force's questions read it
+    under the force's own key (its dashboard user, refused by the store outside the force's
+    folder): a bug of ours asking for another force's files gets the store's refusal."""
+
+    def __init__(
+        self, storage: Storage | None, settings: ApiSettings, force_keys: ForceKeys | None = None
+    ) -> None:
         self.storage = storage
+        self._force_keys = force_keys
+        #: Each force's lake under its own key, and that key's id (a new key: opened anew).
+        self._stores: dict[str, tuple[str, Storage]] = {}
         self.mirror_dir = settings.lake_mirror_dir
         self.memory_bytes = settings.analytics_memory_mb * 1024 * 1024
         self.seconds_max = settings.sql_seconds_max
@@ -91,6 +106,8 @@ class Analytics:
             taken = self._snapshots.get(force_id)
         if taken is not None and now - taken[0] < SNAPSHOT_REUSE_SECONDS:
             return taken[1]
+        if self._force_keys is not None:
+            storage = self._force_storage(storage, force_id, self._force_keys)
         try:
             lake = readable(storage, force_id, self.mirror_dir)
         except OSError as exc:
@@ -103,6 +120,29 @@ class Analytics:
             with self._lock:
                 self._snapshots[force_id] = (now, lake)
         return lake
+
+    def _force_storage(self, storage: Storage, force_id: str, force_keys: ForceKeys) -> Storage:
+        """The lake under the force's own key of the store; 503 when it has none (yet)."""
+        try:
+            key = force_keys(force_id)
+        except ForceDataUnavailableError as exc:
+            log.warning("the lake key of %s could not be read: %s", force_id, exc)
+            raise Problem(503, "the force's key of the analytics lake cannot be read now") from None
+        if key is None:
+            raise Problem(
+                503, "the force has no key of the analytics lake yet: its operator issues one"
+            )
+        with self._lock:
+            held = self._stores.get(force_id)
+        if held is not None and held[0] == key.access_key_id:
+            return held[1]
+        uri = getattr(storage, "uri", None)
+        if not isinstance(uri, str):
+            raise TypeError("a lake read under each force's key is an object store's")
+        own = open_storage(uri, s3_keys=(key.access_key_id, key.secret_access_key))
+        with self._lock:
+            self._stores[force_id] = (key.access_key_id, own)
+        return own
 
     def hidden(self, message: str) -> str:
         """``message`` without this machine's folders (an engine's error names its files)."""

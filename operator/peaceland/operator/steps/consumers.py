@@ -39,6 +39,7 @@ def manifests(
                 },
                 lake_uri=settings.lake_uri if consumer == LAKE else None,
                 lake_flush_seconds=settings.lake_flush_seconds,
+                lake_s3_keys=settings.lake_on_object_store,
             )
             for consumer in settings.consumers
         ),

@@ -9,6 +9,7 @@ the old generation stays valid until no consumer uses it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import httpx2
@@ -25,6 +26,7 @@ from peaceland.tenants.provisioning.identities import (
     retire_generations,
     secret_name,
 )
+from peaceland.tenants.provisioning.lake_identities import s3_user
 from peaceland.tenants.provisioning.quotas import produce_quota, set_produce_quota
 from peaceland.tenants.workloads import credentials_secret
 
@@ -49,6 +51,7 @@ def credentials_step(
         credentials = current
     else:
         credentials = ForceCredentials.generate(force.name, generation)
+    fresh = credentials is not current
     try:
         ensure_identities(
             servers.kafka(),
@@ -57,8 +60,13 @@ def credentials_step(
             servers.settings.request_timeout,
             # New credentials, or a role the Secret did not hold yet (the others' passwords
             # are set again, to what they are).
-            set_passwords=credentials is not current or credentials.secret_data() != data,
+            set_passwords=fresh or credentials.secret_data() != data,
         )
+        lake = servers.lake()
+        if lake is not None:
+            # The store makes the keys: those the Secret records are kept while it has them.
+            keys = lake.ensure(force.name, generation, credentials.s3)
+            credentials = dataclasses.replace(credentials, s3=keys)
     except Exception as exc:  # any server's error (three client libraries): said, retried
         message = f"issuing generation {generation}: {_describe(exc)}"
         return Step("CredentialsReady", False, "ServersUnavailable", message, True), current
@@ -68,7 +76,7 @@ def credentials_step(
         return Step("CredentialsReady", False, "NotOwner", str(exc)), current
     except (ApiError, httpx2.HTTPError) as exc:
         return Step("CredentialsReady", False, "ApiError", f"Kubernetes API: {exc}", True), current
-    if credentials is not current:
+    if fresh:
         kind = "CredentialsRotated" if current is not None else "CredentialsIssued"
         events.append(Event("Normal", kind, f"{_names(credentials)}; Secret {name}"))
     issued = Step("CredentialsReady", True, "Issued", f"{_names(credentials)}; Secret {name}")
@@ -110,7 +118,7 @@ def retire_step(
                 "Normal",
                 "CredentialsRetired",
                 f"every consumer runs on generation {credentials.generation}: removed "
-                f"generation(s) {', '.join(map(str, retired))} from Kafka and Cassandra",
+                f"generation(s) {', '.join(map(str, retired))} from the servers",
             )
         )
     return None
@@ -125,7 +133,7 @@ def retire(servers: Servers, force_id: str, keep: int | None) -> list[int]:
         gateway = kafka_principal(force_id, "gateway", generation)
         set_produce_quota(servers.quotas(), gateway, None)
 
-    return retire_generations(
+    removed = retire_generations(
         servers.kafka(),
         servers.cassandra(),
         force_id,
@@ -133,13 +141,19 @@ def retire(servers: Servers, force_id: str, keep: int | None) -> list[int]:
         timeout=servers.settings.request_timeout,
         before_kafka=remove_quota,
     )
+    lake = servers.lake()
+    if lake is not None:
+        removed = sorted({*removed, *lake.retire(force_id, keep)})
+    return removed
 
 
 def _names(credentials: ForceCredentials) -> str:
     principals = ", ".join(i.username for i in credentials.kafka.values())
+    users = [s3_user(credentials.force_id, r, credentials.generation) for r in credentials.s3]
+    lake = f"; the lake's store users {', '.join(users)}" if users else ""
     return (
         f"generation {credentials.generation}: Kafka principals {principals}; Cassandra role "
-        f"{credentials.cassandra.username}"
+        f"{credentials.cassandra.username}{lake}"
     )
 
 

@@ -12,6 +12,9 @@ if __name__ == "__main__":
     serve(
         settings,
         lambda: LakeConsumer(
-            settings, LakeWriter(open_storage(settings.lake_uri), settings.force_id)
+            settings,
+            LakeWriter(
+                open_storage(settings.lake_uri, s3_keys=settings.s3_keys()), settings.force_id
+            ),
         ),
     )

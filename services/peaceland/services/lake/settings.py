@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from peaceland.services.settings import ConsumerSettings
+from peaceland.tenants.access import secret_value
 from peaceland.tenants.environment import env_prefix
 
 
@@ -41,3 +43,21 @@ class LakeSettings(ConsumerSettings):
     #: hours are deleted from the lake. None: kept for ever.
     retention_days: int | None = Field(default=None, ge=1, le=3_650)
     metrics_port: int = Field(default=9103, ge=0, le=65535)
+    #: On an ``s3://`` lake: the force's own keys of the store, as files (the operator mounts
+    #: them from the force's Secret); without them, the AWS SDK's usual sources.
+    s3_access_key_id_file: Path | None = None
+    s3_secret_access_key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _keys_readable(self) -> LakeSettings:
+        self.s3_keys()  # both or neither, and readable: or say so at start
+        return self
+
+    def s3_keys(self) -> tuple[str, str] | None:
+        """The store's access key id and secret the files hold (read now: a rotation rolls
+        the pod, but a read at each start costs nothing); None when none are given."""
+        if (self.s3_access_key_id_file is None) != (self.s3_secret_access_key_file is None):
+            raise ValueError("give both s3_access_key_id_file and s3_secret_access_key_file")
+        key_id = secret_value(None, self.s3_access_key_id_file, "the lake's S3 access key id")
+        secret = secret_value(None, self.s3_secret_access_key_file, "the lake's S3 secret")
+        return (key_id, secret) if key_id is not None and secret is not None else None

@@ -11,7 +11,10 @@ Each process of a force signs in as the force's own principal for its role:
 - ``<force>.dashboard.g<N>`` (the control plane, serving the force's officers) reads the
   reports topic (drones' positions), the alerts and lifecycle topics, and writes the
   lifecycle topic; its group names start with the dashboard's (it commits nothing);
-- the Cassandra role ``pf_<force>_g<N>`` reads and writes the force's keyspace only.
+- the Cassandra role ``pf_<force>_g<N>`` reads and writes the force's keyspace only;
+- on a lake in an object store, the store's users ``<force>.lake.g<N>`` (the lake consumer)
+  and ``<force>.dashboard.g<N>`` (the control plane, reading) reach the force's folder of
+  the lake only (``peaceland.tenants.provisioning.lake_identities``).
 
 The brokers deny whatever no ACL allows (StandardAuthorizer, no ACL means no access), and
 Cassandra whatever no grant allows: a process of one force cannot read, write or describe
@@ -51,6 +54,7 @@ from confluent_kafka.admin._scram import (
 )
 
 from peaceland.tenants.forces import ForceResources, consumer_group, resources_for
+from peaceland.tenants.provisioning.lake_identities import LAKE_ROLES, S3Key
 
 #: The roles a force's processes play, each its own Kafka principal.
 ROLES: Final = ("gateway", "archiver", "alerter", "lake", "dashboard")
@@ -76,6 +80,9 @@ class ForceCredentials:
     generation: int
     kafka: Mapping[str, Identity]
     cassandra: Identity
+    #: The keys of the lake's object store, by role (``LAKE_ROLES``); empty when the lake is
+    #: on no object store, or before the store's users are made.
+    s3: Mapping[str, S3Key] = field(default_factory=dict)
 
     @classmethod
     def generate(cls, force_id: str, generation: int) -> ForceCredentials:
@@ -114,13 +121,17 @@ class ForceCredentials:
 
     def secret_data(self) -> dict[str, str]:
         """The force's Secret: ``<role>.kafka-username``, ``<role>.kafka-password`` for each
-        role, ``cassandra-username``, ``cassandra-password`` and ``generation``."""
+        role, ``cassandra-username``, ``cassandra-password`` and ``generation``; and, for a lake in
+        an object store, ``<role>.s3-access-key-id`` and ``<role>.s3-secret-access-key``."""
         data = {"generation": str(self.generation)}
         for role, identity in self.kafka.items():
             data[f"{role}.kafka-username"] = identity.username
             data[f"{role}.kafka-password"] = identity.password
         data["cassandra-username"] = self.cassandra.username
         data["cassandra-password"] = self.cassandra.password
+        for role, key in self.s3.items():
+            data[f"{role}.s3-access-key-id"] = key.access_key_id
+            data[f"{role}.s3-secret-access-key"] = key.secret_access_key
         return data
 
     @classmethod
@@ -146,6 +157,11 @@ class ForceCredentials:
                 for role in ROLES
             }
             cassandra = Identity(data["cassandra-username"], data["cassandra-password"])
+            s3 = {
+                role: S3Key(data[f"{role}.s3-access-key-id"], data[f"{role}.s3-secret-access-key"])
+                for role in LAKE_ROLES
+                if f"{role}.s3-access-key-id" in data or f"{role}.s3-secret-access-key" in data
+            }
         except (KeyError, ValueError):
             return None
         names_match = all(
@@ -154,7 +170,9 @@ class ForceCredentials:
         passwords = [i.password for i in kafka.values()] + [cassandra.password]
         if not names_match or not all(len(p) >= 32 for p in passwords):
             return None
-        return cls(force_id, generation, kafka, cassandra)
+        if not all(k.access_key_id and k.secret_access_key for k in s3.values()):
+            return None
+        return cls(force_id, generation, kafka, cassandra, s3)
 
 
 def _password() -> str:
