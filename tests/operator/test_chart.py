@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from peaceland.operator.settings import OperatorSettings
+from peaceland.tenants.provisioning.lake_identities import S3Key
 from peaceland.stack.kube import KubeApiServer
 from tests.conftest import CHART, render_chart
 from tests.operator.kube_helpers import Kubectl
@@ -133,7 +134,14 @@ def test_what_forces_may_ask_is_the_operator_s_setting_from_chart_values(
     ("values", "consumers"),
     [
         ([], ("archiver", "alerter")),
-        (["lake.uri=s3://lake/prod"], ("archiver", "alerter", "lake")),
+        (
+            [
+                "lake.uri=s3://lake/prod",
+                "lake.existingSecret=lake-admin",
+                "lake.iamEndpoint=https://iam.amazonaws.com",
+            ],
+            ("archiver", "alerter", "lake"),
+        ),
     ],
     ids=["no-lake", "lake"],
 )
@@ -143,6 +151,14 @@ def test_a_lake_in_the_chart_values_gives_every_force_its_lake_consumer(
     settings = _operator_settings(helm, monkeypatch, values)
     assert settings.consumers == consumers
     assert settings.lake_uri == (values[0].split("=", 1)[1] if values else None)
+    if values:  # the store's administrator, from the Secret named
+        assert settings.lake_admin_key() == S3Key("from lake-admin", "from lake-admin")
+        assert settings.lake_iam_endpoint == "https://iam.amazonaws.com"
+
+
+def test_an_s3_lake_without_its_stores_administrator_is_refused_when_rendered(helm: Path):
+    with pytest.raises(AssertionError, match=r"lake\.existingSecret is required"):
+        render_chart(helm, "lake.uri=s3://lake/prod")
 
 
 def _operator_settings(
@@ -154,4 +170,6 @@ def _operator_settings(
     for item in deployment["spec"]["template"]["spec"]["containers"][0]["env"]:
         if "value" in item:
             monkeypatch.setenv(item["name"], item["value"])
+        elif "secretKeyRef" in item.get("valueFrom", {}):
+            monkeypatch.setenv(item["name"], f"from {item['valueFrom']['secretKeyRef']['name']}")
     return OperatorSettings()
