@@ -17,6 +17,7 @@ from peaceland.analytics.lake import (
     LakeFencedError,
     LakeWriter,
     LocalStorage,
+    delete_force_lake,
     open_storage,
     report_rows,
     rows_of_reports,
@@ -318,3 +319,27 @@ def test_a_fenced_writer_that_cannot_remove_its_files_still_stops(tmp_path: Path
     with pytest.raises(LakeFencedError):
         _write(zombie, reports, 3)
     assert not zombie.holds("reports", 0)
+
+
+def test_a_deleted_forces_lake_goes_whole_and_a_link_in_its_place_is_not_followed(
+    tmp_path: Path,
+):
+    storage = LocalStorage(tmp_path / "lake")
+    for force in ("gone", "neighbour"):
+        writer = LakeWriter(storage, force)
+        writer.resume("reports", 0)
+        writer.write("reports", 0, 9, rows_of_reports([make_report(random.Random(1))]))
+    (tmp_path / "lake" / "gone" / "reports" / ".left-by-a-crash.tmp").write_text("")
+    listed = len(storage.list("gone", times=False))
+    assert delete_force_lake(storage, "gone") == listed > 0
+    assert not (tmp_path / "lake" / "gone").exists()
+    assert storage.list("neighbour")
+    # A force's folder that is a link: the link goes, never what it points at.
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "keep.parquet").write_text("not the lake's")
+    (tmp_path / "lake" / "linked").symlink_to(tmp_path / "elsewhere")
+    delete_force_lake(storage, "linked")
+    assert not (tmp_path / "lake" / "linked").exists()
+    assert (tmp_path / "elsewhere" / "keep.parquet").exists()
+    with pytest.raises(ValueError, match="invalid police force id"):
+        delete_force_lake(storage, "../lake")

@@ -10,12 +10,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import pyarrow.fs as pafs
 import pytest
 
 from peaceland.analytics.lake import (
     ArrowStorage,
     LakeWriter,
     LocalStorage,
+    delete_force_lake,
     open_storage,
     rows_of_reports,
 )
@@ -98,3 +100,18 @@ def test_the_object_store_answers_as_a_local_disk_does(s3_lake: ArrowStorage, tm
                     memory_bytes=512 * 1024 * 1024)  # fmt: skip
     assert over_s3.rows == over_disk.rows
     assert over_s3.rows[0][0] > 0
+
+
+def test_a_deleted_forces_lake_goes_whole_from_the_store_and_no_other(s3_lake: ArrowStorage):
+    write_history(s3_lake)
+    write_history(s3_lake, "neighbour")
+    s3_lake.filesystem.create_dir(f"{s3_lake.root}/{FORCE}/reports/empty")  # a folder marker
+    listed = len(s3_lake.list(FORCE))
+    assert delete_force_lake(s3_lake, FORCE) == listed > 0
+    assert s3_lake.list(FORCE) == []
+    # Nor a folder marker (SeaweedFS still answers a HEAD of the force's folder, an empty
+    # directory of its filer: no object is in it).
+    left = pafs.FileSelector(f"{s3_lake.root}/{FORCE}", recursive=True, allow_not_found=True)
+    assert s3_lake.filesystem.get_file_info(left) == []
+    assert s3_lake.list("neighbour")
+    assert delete_force_lake(s3_lake, FORCE) == 0  # again: nothing left, nothing failed

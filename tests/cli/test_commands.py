@@ -43,7 +43,7 @@ def peaceland(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[s
 @pytest.fixture
 def local_platform(stack: Stack, kubernetes: KubeApiServer) -> Iterator[LocalPlatform]:
     """The demo's operator and node, stopped afterwards with the consumers they ran."""
-    # The lake outlives a force (its deletion does not reach the lake yet): start afresh.
+    # The demo's force is Retain: its lake outlives it (a Delete force's goes with it).
     shutil.rmtree(stack.settings.state_dir / "lake" / "demo-test", ignore_errors=True)
     platform = LocalPlatform(stack, manifests.definitions(), lake=True)
     yield platform

@@ -1,7 +1,8 @@
 """The lake on the stack's S3 store, the production path, through the operator and the local
 node: each force gets users of its own on the store; its lake consumer writes under its key
 and the control plane's analytics read under the force's; the store refuses either key
-outside the force's folder; a rotation retires the old users and a deletion all of them."""
+outside the force's folder; a rotation retires the old users; a deletion removes all of them,
+and the force's lake."""
 
 from __future__ import annotations
 
@@ -164,7 +165,11 @@ def test_a_rotation_retires_the_old_users_of_the_store_and_a_deletion_all_of_the
     with pytest.raises(OSError, match=r"(?i)denied|invalid|signature|not exist"):
         _under(uri, old.s3["dashboard"]).get(f"{name}/_lake/reports/p0.json")
 
+    admin = _admin_storage(endpoints, uri)
+    assert admin.list(f"{name}/reports")
     platform.kubectl("delete", "policeforce", name, "-n", platform.namespace, "--timeout=90s")
     assert identities.generations(name) == set()
+    # Its deletion policy Delete reaches its lake: not a file of it is left.
+    assert admin.list(name) == []
     with pytest.raises(OSError, match=r"(?i)denied|invalid|signature|not exist"):
         _under(uri, new.s3["dashboard"]).get(f"{name}/_lake/reports/p0.json")

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from peaceland.operator.settings import OperatorSettings
-from peaceland.tenants.provisioning.lake_identities import S3Key
 from peaceland.stack.kube import KubeApiServer
+from peaceland.tenants.provisioning.lake_identities import S3Key
 from tests.conftest import CHART, render_chart
 from tests.operator.kube_helpers import Kubectl
 

@@ -45,6 +45,7 @@ record instead of failing every flush of its partition.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import io
@@ -463,6 +464,27 @@ class ArrowStorage:
             if info.type == pafs.FileType.File and not info.base_name.startswith(".")
         ]
         return sorted(found, key=lambda f: f.path)
+
+
+def delete_force_lake(storage: Storage, force_id: str) -> int:
+    """Every file of the force's lake gone, its folder with them (its PoliceForce deleted
+    under the ``Delete`` policy); returns how many files the lake listed. A store that fails
+    raises (OSError): the deletion is tried again, and finishes what it began."""
+    folder = validate_force_id(force_id)
+    listed = len(storage.list(folder, times=False))
+    if isinstance(storage, LocalStorage):
+        path = storage.root / folder
+        if path.is_symlink():  # never followed: the link goes, not what it points at
+            path.unlink()
+        elif path.exists():
+            shutil.rmtree(path)  # temporaries and empty folders too
+    elif isinstance(storage, ArrowStorage):
+        with contextlib.suppress(FileNotFoundError):
+            storage.filesystem.delete_dir(f"{storage.root}/{folder}")
+    else:
+        for file in storage.list(folder, times=False):
+            storage.delete(file.path)
+    return listed
 
 
 #: What an ``s3://`` lake's URI may say besides its bucket and prefix when the keys are

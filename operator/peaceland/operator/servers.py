@@ -9,6 +9,7 @@ from typing import Any
 from cassandra.cluster import NoHostAvailable, Session
 from confluent_kafka.admin import AdminClient
 
+from peaceland.analytics.lake import Storage, open_storage
 from peaceland.operator.settings import OperatorSettings
 from peaceland.tenants.cassandra import connect, shutdown_session
 from peaceland.tenants.provisioning.claims import ensure_claims_table
@@ -69,6 +70,19 @@ class Servers:
                     timeout=settings.request_timeout,
                 )
             return self._lake
+
+    def lake_storage(self) -> Storage | None:
+        """Every force's lake as its administrator reaches it (a force deleted under the
+        ``Delete`` policy loses its lake too); None when there is no lake."""
+        settings = self.settings
+        if settings.lake_uri is None:
+            return None
+        if settings.lake_on_object_store:
+            key = settings.lake_admin_key()
+            return open_storage(
+                settings.lake_uri, s3_keys=(key.access_key_id, key.secret_access_key)
+            )
+        return open_storage(settings.lake_uri)
 
     def cassandra(self) -> Session:
         """The session; connecting happens outside the lock (it can take a timeout per

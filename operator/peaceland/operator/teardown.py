@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from peaceland.analytics.lake import delete_force_lake
 from peaceland.operator.results import Event
 from peaceland.operator.servers import Servers
 from peaceland.operator.steps.credentials import retire
@@ -16,11 +17,11 @@ log = logging.getLogger(__name__)
 
 
 def teardown(force_name: str, namespace: str, policy: str, servers: Servers) -> list[Event]:
-    """What the deletion policy asks for the force's data: ``Delete`` removes its topics and
-    keyspace, ``Retain`` keeps both; its credentials are removed from both servers and the
-    id's claim released either way (a PoliceForce of that name created later adopts retained
-    data). Only the owner's data is touched. Raises
-    while a server is unreachable (retry)."""
+    """What the deletion policy asks for the force's data: ``Delete`` removes its topics,
+    keyspace and analytics lake, ``Retain`` keeps them all; its credentials are removed from
+    the servers and the id's claim released either way (a PoliceForce of that name created
+    later adopts retained data). Only the owner's data is touched. Raises while a server is
+    unreachable (retry)."""
     resources = resources_for(force_name)
     owner = f"{namespace}/{force_name}"
     session = servers.claims()
@@ -47,12 +48,17 @@ def teardown(force_name: str, namespace: str, policy: str, servers: Servers) -> 
         ]
     delete_topics(servers.kafka(), resources, timeout=servers.settings.request_timeout)
     drop_keyspace(session, resources.keyspace)
+    # Its lake last: on an object store, its users are gone already (retired above), so a
+    # lake consumer still running cannot write anything back.
+    lake = servers.lake_storage()
+    files = delete_force_lake(lake, force_name) if lake is not None else None
     release(session, force_name, owner)
+    said = f" and its analytics lake ({files} files)" if files is not None else ""
     return [
         Event(
             "Normal",
             "DataDeleted",
-            f"deletionPolicy Delete: deleted topics {', '.join(resources.topics)} and keyspace "
-            f"{resources.keyspace}",
+            f"deletionPolicy Delete: deleted topics {', '.join(resources.topics)}, keyspace "
+            f"{resources.keyspace}{said}",
         )
     ]
