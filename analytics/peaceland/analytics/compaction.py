@@ -264,6 +264,69 @@ def rewrite_hour(
 Listing = dict[Table, list[Listed]]
 
 
+def expire(
+    storage: Storage,
+    force_id: str,
+    cutoff: datetime,
+    fence: Callable[[], None],
+    listing: Listing | None = None,
+) -> int:
+    """Delete the force's files of the hours that ended by ``cutoff`` (UTC, no zone): its
+    tables' (``listing``, else listed now) and its rollups'. ``fence`` runs before each hour
+    (raises once another holds the force's lake). Returns how many files went."""
+    if listing is None:
+        listing = {table: storage.list(table_dir(force_id, table)) for table in TABLES}
+    expiring: dict[tuple[str, datetime], list[str]] = defaultdict(list)
+    rollups = {kind: storage.list(rollup_dir(force_id, kind)) for kind in KINDS}
+    for table, files in [*listing.items(), *rollups.items()]:
+        for listed in files:
+            hour = hour_of(listed.path)
+            if hour is not None and hour + _HOUR <= cutoff:
+                expiring[(table, hour)].append(listed.path)
+    for paths in expiring.values():
+        fence()
+        for path in paths:
+            storage.delete(path)
+        if isinstance(storage, LocalStorage):
+            storage.prune(paths[0], force_id)
+    expired = sum(len(paths) for paths in expiring.values())
+    if expired:
+        log.info(
+            "lake of %s: %d file(s) of %d hour(s) that ended by %s deleted (the force's retention)",
+            force_id,
+            expired,
+            len(expiring),
+            cutoff,
+        )
+    return expired
+
+
+class Expirer:
+    """Expires one force's lake on a store the compactor cannot work on (an object store:
+    compaction rewrites with DuckDB on this machine's disks): ``run`` deletes the hours past
+    the retention, as ``Compactor.run`` does."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        force_id: str,
+        *,
+        fence: Callable[[], None],
+        retention: timedelta,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.storage = storage
+        self.force_id = validate_force_id(force_id)
+        self.fence = fence
+        self.retention = retention
+        self.clock = clock
+
+    def run(self, fence: Callable[[], None] | None = None) -> Maintenance:
+        now = datetime.fromtimestamp(self.clock(), UTC).replace(tzinfo=None)
+        expired = expire(self.storage, self.force_id, now - self.retention, fence or self.fence)
+        return Maintenance((), 0, expired)
+
+
 class Compactor:
     """Compacts and expires one force's lake; ``run`` it now and then (it starts no new
     hour once it has worked ``seconds``, so that a run stays short)."""
@@ -410,30 +473,9 @@ class Compactor:
         """Delete the files of the hours past the retention (fenced hour by hour)."""
         if self.retention is None:
             return 0
-        cutoff = self._now() - self.retention
-        expiring: dict[tuple[str, datetime], list[str]] = defaultdict(list)
-        rollups = {kind: self.storage.list(rollup_dir(self.force_id, kind)) for kind in KINDS}
-        for table, files in [*listing.items(), *rollups.items()]:
-            for listed in files:
-                hour = hour_of(listed.path)
-                if hour is not None and hour + _HOUR <= cutoff:
-                    expiring[(table, hour)].append(listed.path)
-        for paths in expiring.values():
-            self._fence()
-            for path in paths:
-                self.storage.delete(path)
-            self.storage.prune(paths[0], self.force_id)
-        expired = sum(len(paths) for paths in expiring.values())
-        if expired:
-            log.info(
-                "lake of %s: %d file(s) of %d hour(s) older than %s deleted (the force's "
-                "retention)",
-                self.force_id,
-                expired,
-                len(expiring),
-                self.retention,
-            )
-        return expired
+        return expire(
+            self.storage, self.force_id, self._now() - self.retention, self._fence, listing
+        )
 
     def _due(self, listing: Listing) -> list[tuple[Table, datetime, list[str]]]:
         """The settled hours worth compacting, oldest first, each with its files."""
