@@ -28,6 +28,7 @@ from peaceland.analytics.lake import (
     LakeWriter,
     Listed,
     LocalStorage,
+    Storage,
     alert_rows,
     hour_of,
     rows_of_reports,
@@ -81,10 +82,11 @@ def _flush(writer: LakeWriter, partition: int, reports: list[Report]) -> None:
     writer.write("reports", partition, done + len(reports), rows_of_reports(reports))
 
 
-def _fill(root: Path, rng: random.Random, *, resend: bool = True) -> list[Report]:
+def _fill(root: Path | Storage, rng: random.Random, *, resend: bool = True) -> list[Report]:
     """Many small flushes of two partitions over two past hours (a resent report among
-    them, when ``resend``), and alert events and transitions (each written twice)."""
-    writer = LakeWriter(LocalStorage(root), FORCE)
+    them, when ``resend``), and alert events and transitions (each written twice), into a
+    local lake at ``root`` or any storage."""
+    writer = LakeWriter(LocalStorage(root) if isinstance(root, Path) else root, FORCE)
     for partition in (0, 1):
         writer.resume("reports", partition)
     reports = [

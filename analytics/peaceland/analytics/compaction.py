@@ -56,6 +56,7 @@ from peaceland.analytics.isolated import Budget, IsolatedFailureError, run_isola
 from peaceland.analytics.lake import (
     SCHEMAS,
     TABLES,
+    ArrowStorage,
     Listed,
     LocalStorage,
     Storage,
@@ -301,30 +302,99 @@ def expire(
     return expired
 
 
-class Expirer:
-    """Expires one force's lake on a store the compactor cannot work on (an object store:
-    compaction rewrites with DuckDB on this machine's disks): ``run`` deletes the hours past
-    the retention, as ``Compactor.run`` does."""
+class _OnDisk:
+    """A lake on this machine's disks: a rewrite reads its sources where they are, and
+    writes beside its target, renamed into place."""
 
-    def __init__(
-        self,
-        storage: Storage,
-        force_id: str,
-        *,
-        fence: Callable[[], None],
-        retention: timedelta,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, storage: LocalStorage, force_id: str) -> None:
         self.storage = storage
-        self.force_id = validate_force_id(force_id)
-        self.fence = fence
-        self.retention = retention
-        self.clock = clock
+        self.force_id = force_id
+        self.spill = Path(storage.locate(f"{force_id}/_lake/spill"))
 
-    def run(self, fence: Callable[[], None] | None = None) -> Maintenance:
-        now = datetime.fromtimestamp(self.clock(), UTC).replace(tzinfo=None)
-        expired = expire(self.storage, self.force_id, now - self.retention, fence or self.fence)
-        return Maintenance((), 0, expired)
+    def clear(self) -> None:
+        """What a rewrite killed half-way (its process, or ours) left to spill, and what a
+        journal's write killed half-way left: one compactor per force, none under way."""
+        shutil.rmtree(self.spill, ignore_errors=True)
+        journal_dir = Path(self.storage.locate(_journal_dir(self.force_id)))
+        for leftover in journal_dir.glob(".*.tmp") if journal_dir.is_dir() else ():
+            leftover.unlink(missing_ok=True)
+        # A rollup's temporaries left by a run killed while it made them: no listing sees
+        # them (hidden), so neither the retention nor a stale rollup's deletion would.
+        for kind in KINDS:
+            for leftover in Path(self.storage.locate(rollup_dir(self.force_id, kind))).glob(
+                "date=*/hour=*/.*.tmp"
+            ):
+                leftover.unlink(missing_ok=True)
+
+    def source(self, path: str) -> str:
+        return self.storage.locate(path)
+
+    def size(self, path: str) -> int:
+        return Path(self.storage.locate(path)).stat().st_size
+
+    def missing(self, files: list[str]) -> list[str]:
+        return [f for f in files if not Path(self.storage.locate(f)).exists()]
+
+    def temporary(self, target: str) -> Path:
+        return self.storage.temporary(target)
+
+    def publish(self, target: str, written: Path) -> None:
+        self.storage.put_file(target, written)
+
+    def release(self) -> None:
+        """Nothing was copied."""
+
+    def prune(self, path: str) -> None:
+        self.storage.prune(path, self.force_id)
+
+
+class _Staged:
+    """A lake on an object store: a rewrite's sources are copied into a local folder first
+    (``work_dir``/<force>, made 0700), its output written there and then uploaded whole (one
+    PUT: no reader sees half of it). An hour's copies go once it is done."""
+
+    def __init__(self, storage: ArrowStorage, force_id: str, work_dir: Path) -> None:
+        self.storage = storage
+        self.root = work_dir / force_id
+        self.spill = self.root / "spill"
+        self._sources = self.root / "sources"
+        self._out = self.root / "out"
+
+    def clear(self) -> None:
+        """What a run killed half-way left here; the store has no temporaries (a PUT is
+        whole or absent)."""
+        if self.root.is_symlink():
+            raise OSError(f"the compaction's work folder {self.root} is a link: refused")
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root.mkdir(parents=True, mode=0o700)
+
+    def source(self, path: str) -> str:
+        local = (self._sources / path).resolve()
+        if not local.is_relative_to(self._sources.resolve()):
+            raise CompactionFailedError(f"a lake file's name leaves its folder: {path!r}")
+        self.storage.download(path, local)
+        return str(local)
+
+    def size(self, path: str) -> int:
+        return (self._sources / path).stat().st_size
+
+    def missing(self, files: list[str]) -> list[str]:
+        folders = {f.rsplit("/", 1)[0] for f in files}
+        listed = {f.path for folder in folders for f in self.storage.list(folder, times=False)}
+        return [f for f in files if f not in listed]
+
+    def temporary(self, target: str) -> Path:
+        self._out.mkdir(parents=True, exist_ok=True)
+        return self._out / f"{uuid.uuid4().hex}-{target.rsplit('/', 1)[-1]}"
+
+    def publish(self, target: str, written: Path) -> None:
+        self.storage.upload(target, written)
+
+    def release(self) -> None:
+        shutil.rmtree(self._sources, ignore_errors=True)
+
+    def prune(self, path: str) -> None:
+        """An object store has no empty folders to remove."""
 
 
 class Compactor:
@@ -333,10 +403,11 @@ class Compactor:
 
     def __init__(
         self,
-        storage: LocalStorage,
+        storage: LocalStorage | ArrowStorage,
         force_id: str,
         *,
         fence: Callable[[], None],
+        work_dir: Path | None = None,
         settle: timedelta = timedelta(minutes=15),
         linger: timedelta = timedelta(minutes=15),
         retention: timedelta | None = None,
@@ -350,9 +421,17 @@ class Compactor:
         one. ``isolated``: each hour is rewritten in a process of its own, held to
         ``memory_mb`` (plus the interpreter's) and ``rewrite_seconds``
         (``peaceland.analytics.isolated``): an hour too large fails alone, never takes its
-        caller down."""
+        caller down. ``work_dir``: for a lake on an object store, the local folder where an
+        hour's files are copied to be rewritten (one hour's at a time)."""
         self.storage = storage
         self.force_id = validate_force_id(force_id)
+        self.workspace: _OnDisk | _Staged
+        if isinstance(storage, LocalStorage):
+            self.workspace = _OnDisk(storage, self.force_id)
+        elif work_dir is None:
+            raise ValueError("a lake on an object store is compacted in a work_dir: give one")
+        else:
+            self.workspace = _Staged(storage, self.force_id, work_dir)
         self.fence = fence
         self.settle = settle
         self.linger = linger
@@ -375,7 +454,7 @@ class Compactor:
         """One turn; ``fence``: this turn's (bound to the hold it started under), else the
         compactor's own."""
         self._fence = fence or self.fence
-        self._clear_spill()
+        self.workspace.clear()
         listing = self._list()
         released = self._finish_journals(listing)
         expired = self._expire(listing)
@@ -411,24 +490,6 @@ class Compactor:
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC).replace(tzinfo=None)
-
-    def _spill_dir(self) -> Path:
-        return Path(self.storage.locate(f"{self.force_id}/_lake/spill"))
-
-    def _clear_spill(self) -> None:
-        """What a rewrite killed half-way (its process, or ours) left to spill, and what a
-        journal's write killed half-way left: one compactor per force, none under way now."""
-        shutil.rmtree(self._spill_dir(), ignore_errors=True)
-        journal_dir = Path(self.storage.locate(_journal_dir(self.force_id)))
-        for leftover in journal_dir.glob(".*.tmp") if journal_dir.is_dir() else ():
-            leftover.unlink(missing_ok=True)
-        # A rollup's temporaries left by a run killed while it made them: no listing sees
-        # them (hidden), so neither the retention nor a stale rollup's deletion would.
-        for kind in KINDS:
-            for leftover in Path(self.storage.locate(rollup_dir(self.force_id, kind))).glob(
-                "date=*/hour=*/.*.tmp"
-            ):
-                leftover.unlink(missing_ok=True)
 
     def _finish_journals(self, listing: Listing) -> int:
         """Move every pending compaction on: stamp a published one; ``linger`` later,
@@ -558,26 +619,27 @@ class Compactor:
             kind: f"{rollup_dir(self.force_id, kind)}/{hour:date=%Y-%m-%d/hour=%H}/{key}.parquet"
             for kind in KINDS
         }
-        temporaries = {kind: self.storage.temporary(target) for kind, target in targets.items()}
-        spill = self._spill_dir() / key
+        temporaries = {kind: self.workspace.temporary(target) for kind, target in targets.items()}
+        spill = self.workspace.spill / key
         spill.mkdir(parents=True, exist_ok=True)
-        args = (
-            self.storage.locate(reports_file),
-            [self.storage.locate(f) for f in alerts],
-            hour,
-            {kind: str(path) for kind, path in temporaries.items()},
-            f"{self.memory_mb}MB",
-            str(spill),
-        )
         try:
+            args = (
+                self.workspace.source(reports_file),
+                [self.workspace.source(f) for f in alerts],
+                hour,
+                {kind: str(path) for kind, path in temporaries.items()},
+                f"{self.memory_mb}MB",
+                str(spill),
+            )
             rows = self._run(roll_up_hour, args)
             self._fence()
             for kind, target in targets.items():
-                self.storage.put_file(target, temporaries[kind])
+                self.workspace.publish(target, temporaries[kind])
         finally:
             for temporary in temporaries.values():
                 temporary.unlink(missing_ok=True)
             shutil.rmtree(spill, ignore_errors=True)
+            self.workspace.release()
         log.info(
             "lake of %s: reports of %s rolled up: %s",
             self.force_id,
@@ -595,7 +657,7 @@ class Compactor:
             if now - since >= self.linger.total_seconds():
                 self._fence()
                 self.storage.delete(path)
-                self.storage.prune(path, self.force_id)
+                self.workspace.prune(path)
                 del self._stale[path]
 
     def _failed(
@@ -630,26 +692,23 @@ class Compactor:
         journal_path = f"{_journal_dir(self.force_id)}/{table}-{hour:%Y%m%d%H}-{token}.json"
         journal = Journal(target, tuple(files))
         self.storage.put(journal_path, journal.encode())
-        temporary = self.storage.temporary(target)
-        spill = self._spill_dir() / token
+        temporary = self.workspace.temporary(target)
+        spill = self.workspace.spill / token
         spill.mkdir(parents=True, exist_ok=True)
         try:
-            rows = self._rewrite(table, [self.storage.locate(f) for f in files], temporary, spill)
+            sources = [self.workspace.source(f) for f in files]
+            rows = self._rewrite(table, sources, temporary, spill)
+            before = sum(self.workspace.size(f) for f in files)
+            after = temporary.stat().st_size
             self._fence()
             self._still_due(journal_path, files)
-            self.storage.put_file(target, temporary)
+            self.workspace.publish(target, temporary)
         finally:
             temporary.unlink(missing_ok=True)
             shutil.rmtree(spill, ignore_errors=True)
+            self.workspace.release()
         self.storage.put(journal_path, replace(journal, compacted_at=self.clock()).encode())
-        result = Compacted(
-            table,
-            hour,
-            len(files),
-            rows,
-            sum(Path(self.storage.locate(f)).stat().st_size for f in files),
-            Path(self.storage.locate(target)).stat().st_size,
-        )
+        result = Compacted(table, hour, len(files), rows, before, after)
         log.info(
             "lake of %s: %s of %s compacted: %d file(s), %d bytes -> 1 file, %d rows, %d bytes",
             self.force_id,
@@ -665,7 +724,7 @@ class Compactor:
     def _still_due(self, ours: str, files: list[str]) -> None:
         """CompactionFailedError unless every file we rewrote is still there and no other
         compaction names one (another compactor, from an earlier hold, went on with it)."""
-        missing = [f for f in files if not Path(self.storage.locate(f)).exists()]
+        missing = self.workspace.missing(files)
         hour = files[0].rsplit("/", 1)[0]
         others = [
             path

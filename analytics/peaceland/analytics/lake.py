@@ -442,6 +442,11 @@ class ArrowStorage:
         finally:
             partial.unlink(missing_ok=True)
 
+    def upload(self, path: str, written: Path) -> None:
+        """Publish the local file ``written`` at ``path``, whole (one PUT, atomic)."""
+        with self._output(path) as out, written.open("rb") as source:
+            shutil.copyfileobj(source, out, 8 * 1024 * 1024)
+
     def delete(self, path: str) -> None:
         try:
             self.filesystem.delete_file(f"{self.root}/{path}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any, Final
@@ -42,6 +42,7 @@ from peaceland.api.routes import keys as key_routes
 from peaceland.api.routes.analytics import Analytics
 from peaceland.api.settings import ApiSettings
 from peaceland.api.throttle import SignInThrottle
+from peaceland.tenants.provisioning.lake_identities import S3Key
 
 log = logging.getLogger(__name__)
 
@@ -190,10 +191,14 @@ def _analytics(settings: ApiSettings, force_data: ForceData | None) -> Analytics
     """The lake the analytics routes read: on an object store, each force's questions
     read it under the force's own key."""
     on_store = (settings.lake_uri or "").startswith("s3://")
+    force_keys: Callable[[str], S3Key | None] | None = None
+    if on_store:
+        # Never this process's own keys: without the forces' Secrets, no force's lake.
+        force_keys = force_data.lake_key if force_data is not None else lambda _force: None
     return Analytics(
         open_storage(settings.lake_uri) if settings.lake_uri else None,
         settings,
-        force_keys=force_data.lake_key if force_data is not None and on_store else None,
+        force_keys=force_keys,
     )
 
 

@@ -122,7 +122,8 @@ class LocalNode:
     def _volumes(
         self, namespace: str, deployment: str, pod_spec: dict[str, Any], container: dict[str, Any]
     ) -> dict[str, str]:
-        """Mount paths mapped to local folders holding the ConfigMaps' and Secrets' files."""
+        """Mount paths mapped to local folders holding the ConfigMaps' and Secrets' files,
+        and the Deployment's emptyDirs but ``/tmp`` (its processes share this machine's)."""
         volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
         mounts: dict[str, str] = {}
         for mount in container.get("volumeMounts", []):
@@ -137,6 +138,9 @@ class LocalNode:
                 folder = self.root / namespace / "volumes" / f"{deployment}.{mount['name']}"
                 files = self._secret(namespace, name, volume["secret"].get("items"))
                 mode = 0o600
+            elif "emptyDir" in volume and mount["mountPath"] != "/tmp":  # noqa: S108
+                folder = self.root / namespace / "volumes" / f"{deployment}.{mount['name']}"
+                files, mode = {}, 0o600
             else:
                 continue
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)

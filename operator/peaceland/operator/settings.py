@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from peaceland.analytics.lake import open_storage
 from peaceland.tenants.access import ServerAccessSettings, secret_value
 from peaceland.tenants.cassandra import parse_contact_points
 from peaceland.tenants.environment import env_prefix
@@ -127,6 +128,7 @@ class OperatorSettings(ServerAccessSettings):
                     "PEACELAND_OPERATOR_LAKE_ADMIN_SECRET_ACCESS_KEY (or its _FILE)"
                 )
             LakeLocation.from_uri(self.lake_uri)
+            open_storage(self.lake_uri, s3_keys=("check", "check"))  # options it may say
             if self.lake_iam_endpoint is None:
                 iam_endpoint_of(self.lake_uri)  # one to be found, or say so now
         return self

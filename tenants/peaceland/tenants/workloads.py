@@ -36,6 +36,10 @@ GENERATION_ANNOTATION: Final = "peaceland.io/credentials-generation"
 _APP: Final = "peaceland"
 #: The unprivileged user and group a consumer runs as (the image needs no other).
 RUN_AS: Final = 10001
+#: Where a lake consumer on an object store copies an hour's files to compact them, and
+#: the most they may take (an hour of a force sending 4,000 reports a second is ~1.4 GB).
+LAKE_WORK_DIR: Final = "/var/cache/peaceland-lake"
+LAKE_WORK_SIZE: Final = "8Gi"
 #: The lake consumer's keys of the lake's object store, as files of its credentials.
 _S3_KEY_FILES: Final = ("s3-access-key-id", "s3-secret-access-key")
 #: Where a consumer pod serves its probes and metrics.
@@ -158,6 +162,7 @@ def consumer_deployment(
         if lake_flush_seconds is not None:
             values[env_name(consumer, "flush_seconds")] = str(lake_flush_seconds)
         if lake_s3_keys:
+            values[env_name(consumer, "compact_work_dir")] = LAKE_WORK_DIR
             for file in _S3_KEY_FILES:
                 values[env_name(consumer, f"{file.replace('-', '_')}_file")] = (
                     f"{CREDENTIALS_DIR}/{file}"
@@ -248,6 +253,11 @@ def consumer_deployment(
                                 # The one place a consumer may write (Python's and
                                 # librdkafka's temporary files), gone with the pod.
                                 {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
+                                *(
+                                    [{"name": "work", "mountPath": LAKE_WORK_DIR}]
+                                    if lake and lake_s3_keys
+                                    else []
+                                ),
                             ],
                         }
                     ],
@@ -266,6 +276,11 @@ def consumer_deployment(
                             },
                         },
                         {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                        *(
+                            [{"name": "work", "emptyDir": {"sizeLimit": LAKE_WORK_SIZE}}]
+                            if lake and lake_s3_keys
+                            else []
+                        ),
                     ],
                 },
             },

@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from peaceland.analytics.compaction import Expirer
+from peaceland.analytics.compaction import Compactor
 from peaceland.analytics.lake import (
     ArrowStorage,
     LakeWriter,
@@ -115,7 +115,7 @@ def test_on_the_object_store_the_hours_past_the_retention_are_deleted(
         writer.write("reports", 0, offset, rows_of_reports([make_report(rng, at=now - age)]))
     consumer = LakeConsumer(settings, writer)
     try:
-        assert isinstance(consumer.compactor, Expirer)
+        assert isinstance(consumer.compactor, Compactor)
         consumer._maintain(consumer.compactor, lambda: None)
     finally:
         consumer.consumer.close()

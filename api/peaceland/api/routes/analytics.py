@@ -86,9 +86,10 @@ class Analytics:
         self._lock = threading.Lock()
         self._running: dict[str, int] = {}
         self._asked: dict[str, deque[float]] = {}
-        #: Each force's last snapshot of an object store's lake, and when it was taken:
-        #: the panel's questions, asked one after another, share one.
-        self._snapshots: dict[str, tuple[float, LocalLake]] = {}
+        #: Each force's last snapshot of an object store's lake, when it was taken, and the
+        #: lake it was taken from (under which key): the panel's questions, asked one after
+        #: another, share one while the force's key stays the same.
+        self._snapshots: dict[str, tuple[float, LocalLake, Storage]] = {}
 
     def lake_configured(self) -> Storage:
         """The lake; 503 when this platform has none."""
@@ -101,13 +102,15 @@ class Analytics:
         on this machine's disk first, under the force's seat); 503 when there is none, or
         the store fails."""
         storage = self.lake_configured()
+        if self._force_keys is not None:
+            # Asked every time (its Secret is read again every half minute): a force whose
+            # key went gets nothing more, not even an earlier snapshot.
+            storage = self._force_storage(storage, force_id, self._force_keys)
         now = time.monotonic()
         with self._lock:
             taken = self._snapshots.get(force_id)
-        if taken is not None and now - taken[0] < SNAPSHOT_REUSE_SECONDS:
+        if taken is not None and taken[2] is storage and now - taken[0] < SNAPSHOT_REUSE_SECONDS:
             return taken[1]
-        if self._force_keys is not None:
-            storage = self._force_storage(storage, force_id, self._force_keys)
         try:
             lake = readable(storage, force_id, self.mirror_dir)
         except OSError as exc:
@@ -118,7 +121,7 @@ class Analytics:
             ) from None
         if lake is not storage:
             with self._lock:
-                self._snapshots[force_id] = (now, lake)
+                self._snapshots[force_id] = (now, lake, storage)
         return lake
 
     def _force_storage(self, storage: Storage, force_id: str, force_keys: ForceKeys) -> Storage:

@@ -26,7 +26,6 @@ from peaceland.tenants.provisioning.identities import (
     retire_generations,
     secret_name,
 )
-from peaceland.tenants.provisioning.lake_identities import s3_user
 from peaceland.tenants.provisioning.quotas import produce_quota, set_produce_quota
 from peaceland.tenants.workloads import credentials_secret
 
@@ -149,8 +148,8 @@ def retire(servers: Servers, force_id: str, keep: int | None) -> list[int]:
 
 def _names(credentials: ForceCredentials) -> str:
     principals = ", ".join(i.username for i in credentials.kafka.values())
-    users = [s3_user(credentials.force_id, r, credentials.generation) for r in credentials.s3]
-    lake = f"; the lake's store users {', '.join(users)}" if users else ""
+    roles = ", ".join(credentials.s3)
+    lake = f"; its users of the lake's store ({roles})" if roles else ""
     return (
         f"generation {credentials.generation}: Kafka principals {principals}; Cassandra role "
         f"{credentials.cassandra.username}{lake}"

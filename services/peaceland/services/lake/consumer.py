@@ -32,9 +32,10 @@ from typing import Final
 import duckdb
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
 
-from peaceland.analytics.compaction import Compactor, Expirer
+from peaceland.analytics.compaction import Compactor
 from peaceland.analytics.lake import (
     STREAM_TABLES,
+    ArrowStorage,
     LakeFencedError,
     LakeWriter,
     LocalStorage,
@@ -153,29 +154,25 @@ class LakeConsumer(StreamConsumer):
         self._fenced: dict[Key, tuple[int, float]] = {}
         self._batches = 0
 
-    def _compactor(self, settings: LakeSettings) -> Compactor | Expirer | None:
+    def _compactor(self, settings: LakeSettings) -> Compactor | None:
         if not settings.compact_every_seconds:
             return None
         storage = self.writer.storage
-        retention = settings.retention_days
-
-        def fence() -> None:
-            self.writer.fence("reports", 0)
-
-        if not isinstance(storage, LocalStorage):
+        if not isinstance(storage, LocalStorage | ArrowStorage):
             log.warning(
-                "lake of %s: the lake at %s is not on this machine's disks: its hours are not "
-                "compacted or rolled up, only deleted past the retention (docs/analytics.md)",
+                "lake of %s: the lake at %s is neither on a disk nor on an object store: its "
+                "hours are not compacted, nothing is deleted past the retention",
                 self.force_id,
                 storage.locate(""),
             )
-            if retention is None:
-                return None
-            return Expirer(storage, self.force_id, fence=fence, retention=timedelta(days=retention))
+            return None
+        retention = settings.retention_days
         return Compactor(
             storage,
             self.force_id,
-            fence=fence,
+            fence=lambda: self.writer.fence("reports", 0),
+            # On an object store, an hour's files are copied here to be rewritten.
+            work_dir=settings.compact_work_dir,
             settle=timedelta(seconds=settings.compact_settle_seconds),
             linger=timedelta(seconds=settings.compact_linger_seconds),
             retention=timedelta(days=retention) if retention else None,
@@ -237,7 +234,7 @@ class LakeConsumer(StreamConsumer):
         )
         self._maintenance.start()
 
-    def _maintain(self, compactor: Compactor | Expirer, fence: Callable[[], None]) -> None:
+    def _maintain(self, compactor: Compactor, fence: Callable[[], None]) -> None:
         try:
             done = compactor.run(fence)
         except LakeFencedError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import ClassVar
 
@@ -37,6 +38,11 @@ class LakeSettings(ConsumerSettings):
     #: Files a compaction replaced stay this long for the queries under way that listed
     #: them: longer than the longest query (the API's ``sql_seconds_max``).
     compact_linger_seconds: float = Field(default=900.0, ge=1, le=86_400)
+    #: On an object store: the local folder where an hour's files are copied to be
+    #: compacted (one hour's at a time, and the engine's spill): the pod mounts one.
+    compact_work_dir: Path = Field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / "peaceland-lake"
+    )
     #: What the compaction's engine may hold in memory before it spills to the lake's disk.
     compact_memory_mb: int = Field(default=256, ge=64, le=65_536)
     #: Days the force keeps its reports, sightings and alerts (its ``retentionDays``): older
