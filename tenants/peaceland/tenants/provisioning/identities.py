@@ -12,8 +12,8 @@ Each process of a force signs in as the force's own principal for its role:
   reports topic (drones' positions), the alerts and lifecycle topics, and writes the
   lifecycle topic; its group names start with the dashboard's (it commits nothing);
 - the Cassandra role ``pf_<force>_g<N>`` reads and writes the force's keyspace only;
-- on a lake in an object store, the store's users ``<force>.lake.g<N>`` (the lake consumer)
-  and ``<force>.dashboard.g<N>`` (the control plane, reading) reach the force's folder of
+- on a lake in an object store, the store's users ``<force>.lake.g<N>.<lake>`` (the lake
+  consumer) and ``<force>.read.g<N>.<lake>`` (the control plane) reach the force's folder of
   the lake only (``peaceland.tenants.provisioning.lake_identities``).
 
 The brokers deny whatever no ACL allows (StandardAuthorizer, no ACL means no access), and
