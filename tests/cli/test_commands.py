@@ -5,18 +5,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from peaceland.analytics.lake import LocalStorage
+from peaceland.analytics.lake import ArrowStorage, delete_force_lake, open_storage
+from peaceland.analytics.mirror import Mirror
 from peaceland.analytics.sql import run_query
 from peaceland.analytics.stats import ForceLake
 from peaceland.node.platform import LocalPlatform
@@ -44,8 +45,8 @@ def peaceland(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[s
 def local_platform(stack: Stack, kubernetes: KubeApiServer) -> Iterator[LocalPlatform]:
     """The demo's operator and node, stopped afterwards with the consumers they ran."""
     # The demo's force is Retain: its lake outlives it (a Delete force's goes with it).
-    shutil.rmtree(stack.settings.state_dir / "lake" / "demo-test", ignore_errors=True)
-    platform = LocalPlatform(stack, manifests.definitions(), lake=True)
+    platform = LocalPlatform(stack, manifests.definitions(), lake_on_store=True)
+    delete_force_lake(_store_lake(stack, platform), "demo-test")
     yield platform
     if platform.operator.alive():  # its finalizer lets the force go, then the consumers stop
         platform.kubectl("delete", "policeforce", "demo-test", "-n", platform.namespace,
@@ -54,7 +55,7 @@ def local_platform(stack: Stack, kubernetes: KubeApiServer) -> Iterator[LocalPla
 
 
 def test_the_demo_makes_its_force_through_kubernetes_shows_alerts_and_reads_reports_back(
-    local_platform: LocalPlatform,
+    local_platform: LocalPlatform, tmp_path: Path
 ):
     # The force's topics outlive it (its deletion policy keeps them): earlier runs' reports
     # are read again into the lake; this run's are the ones stamped since it began.
@@ -80,11 +81,12 @@ def test_the_demo_makes_its_force_through_kubernetes_shows_alerts_and_reads_repo
     assert accepted > 500
     assert f"{accepted} read back from Cassandra" in summary
     # The force's lake consumer (a Deployment the operator rendered, run by the node) keeps
-    # every accepted report in the lake too, once each, within its flush interval.
-    lake = LocalStorage(local_platform.stack.settings.state_dir / "lake")
+    # every accepted report in the lake on the stack's S3 store too, once each, within its
+    # flush interval, signed in as the force's own user of the store.
+    mirror = Mirror(_store_lake(local_platform.stack, local_platform), tmp_path)
 
     def in_lake() -> int:
-        with ForceLake(lake, "demo-test") as force_lake:
+        with ForceLake(mirror.snapshot("demo-test"), "demo-test") as force_lake:
             found = run_query(
                 force_lake,
                 "SELECT count(*), count(DISTINCT report_id) FROM reports "
@@ -96,6 +98,20 @@ def test_the_demo_makes_its_force_through_kubernetes_shows_alerts_and_reads_repo
 
     wait_until(lambda: in_lake() >= accepted, 60, "the demo's reports reaching the lake")
     assert in_lake() == accepted
+    # And `peaceland stats` reads it there by default, as the store's administrator.
+    done = peaceland("stats", "coverage", "--force", "demo-test", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert sum(row["reports"] for row in json.loads(done.stdout)) >= accepted
+
+
+def _store_lake(stack: Stack, platform: LocalPlatform) -> ArrowStorage:
+    """The local platform's lake on the stack's S3 store, as its administrator sees it."""
+    store = stack.endpoints().s3
+    assert store is not None
+    assert platform.lake_uri is not None
+    storage = open_storage(platform.lake_uri, s3_keys=(store.access_key, store.secret_key))
+    assert isinstance(storage, ArrowStorage)
+    return storage
 
 
 def test_stack_up_with_kubernetes_prints_what_makes_kubectl_work(kubernetes: KubeApiServer):

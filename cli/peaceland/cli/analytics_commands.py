@@ -24,7 +24,8 @@ from peaceland.analytics.lake import open_storage
 from peaceland.analytics.mirror import LocalLake, readable
 from peaceland.analytics.sql import QueryLimits, run_query
 from peaceland.analytics.stats import STATISTICS, Answer, ForceLake, Options, Window
-from peaceland.stack import StackSettings
+from peaceland.stack import Stack, StackSettings
+from peaceland.stack.kube import LOCAL_NAMESPACE
 
 
 class Format(StrEnum):
@@ -52,7 +53,9 @@ def stats(
     force: Annotated[str, typer.Option(help="The police force's id.")] = "demo",
     lake: Annotated[
         str | None,
-        typer.Option(help="The lake's URI (default: the local stack's, under its state dir)."),
+        typer.Option(
+            help="The lake's URI (default: the local platform's, on the stack's S3 store)."
+        ),
     ] = None,
     since: Annotated[
         str | None,
@@ -76,8 +79,7 @@ def stats(
         end = _moment(until) if until else datetime.now(UTC)
         window = Window(_moment(since) if since else end - timedelta(days=1), end)
         options = Options(zone_degrees=zone_degrees, top=top)
-        uri = lake or str(StackSettings().state_dir / "lake")
-        with ForceLake(_readable(uri, force), force) as force_lake:
+        with ForceLake(_readable(lake, force), force) as force_lake:
             answer = force_lake.answer(statistic, window, options)
     except (ValueError, OSError, duckdb.Error) as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -85,10 +87,21 @@ def stats(
     _print(answer, output, window)
 
 
-def _readable(uri: str, force: str) -> LocalLake:
+def _readable(uri: str | None, force: str) -> LocalLake:
     """The force's lake at ``uri`` as the engines read it (an object store's copied under
-    the stack's state directory first)."""
-    return readable(open_storage(uri), force, StackSettings().state_dir / "lake-mirror")
+    the stack's state directory first); None: the local platform's, on the stack's S3 store,
+    read as the store's administrator."""
+    settings = StackSettings()
+    if uri is not None:
+        storage = open_storage(uri)
+    else:
+        store = Stack(settings).endpoints().s3
+        if store is None:
+            raise ValueError("the local stack runs no S3 store: give --lake")
+        storage = open_storage(
+            store.lake_uri(LOCAL_NAMESPACE), s3_keys=(store.access_key, store.secret_key)
+        )
+    return readable(storage, force, settings.state_dir / "lake-mirror")
 
 
 def sql(
@@ -98,7 +111,9 @@ def sql(
     force: Annotated[str, typer.Option(help="The police force's id.")] = "demo",
     lake: Annotated[
         str | None,
-        typer.Option(help="The lake's URI (default: the local stack's, under its state dir)."),
+        typer.Option(
+            help="The lake's URI (default: the local platform's, on the stack's S3 store)."
+        ),
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds before the query is stopped.")] = 30.0,
     max_rows: Annotated[int, typer.Option(help="Rows returned at most.")] = 10_000,
@@ -109,8 +124,7 @@ def sql(
     memory and rows). docs/analytics.md lists the tables and their columns."""
     try:
         limits = QueryLimits(seconds=timeout, rows=max_rows)
-        uri = lake or str(StackSettings().state_dir / "lake")
-        with ForceLake(_readable(uri, force), force, memory_limit=memory) as force_lake:
+        with ForceLake(_readable(lake, force), force, memory_limit=memory) as force_lake:
             result = run_query(force_lake, query, limits)
     except (ValueError, OSError, duckdb.Error) as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -88,7 +88,8 @@ def demo(
         )
         control_plane = keys = None
         if kubernetes:
-            platform = LocalPlatform(stack, manifests.definitions(), lake=True)
+            # The lake on the stack's S3 store, each force under users of its own there.
+            platform = LocalPlatform(stack, manifests.definitions(), lake_on_store=True)
             platform.start(_say)
             made = ControlPlaneSecrets.of(stack.settings.state_dir)
             with ControlPlane(platform.control_plane_url) as api:
