@@ -1,8 +1,10 @@
 """``peaceland stats`` and ``peaceland sql``: a force's statistics and analysts' own questions,
 answered from its lake on this machine (DuckDB, in a session that sees that force's files only).
 
-These read the lake's files directly, as whoever may read them on this machine; analysts
-elsewhere ask through the control plane's API, which audits every query.
+These read the lake's files directly: the local platform's on the stack's S3 store as the
+store's administrator, any other (``--lake``) as whoever the AWS SDK's sources or this
+machine's files let read it. Analysts elsewhere ask through the control plane's API, which
+reads each force's lake under that force's own key and audits every query.
 """
 
 from __future__ import annotations

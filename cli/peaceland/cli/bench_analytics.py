@@ -37,8 +37,10 @@ from confluent_kafka.admin import AdminClient
 
 from peaceland.analytics.compaction import Compactor, live_files, reading_of
 from peaceland.analytics.lake import (
+    ArrowStorage,
     LakeWriter,
     LocalStorage,
+    open_storage,
     rows_of_reports,
 )
 from peaceland.analytics.rollups import COMPACTED, KINDS
@@ -50,8 +52,9 @@ from peaceland.services.lake.settings import LakeSettings
 from peaceland.stack import Endpoints
 from peaceland.tenants.forces import resources_for
 from peaceland.tenants.kafka import client_config, producer_config
+from peaceland.tenants.objectstore import S3Access
 from peaceland.tenants.provisioning.topics import TopicSettings, delete_topics, ensure_topics
-from peaceland.tenants.reports import encode_report
+from peaceland.tenants.reports import Report, encode_report
 
 FORCE: Final = "bench-analytics"
 START: Final = datetime(2026, 1, 5, tzinfo=UTC)
@@ -79,14 +82,41 @@ AD_HOC: Final = {
 Emit = Callable[[dict[str, Any]], None]
 
 
-def bytes_per_report(sample: int, folder: Path, drones: int = 500) -> dict[str, Any]:
+def bytes_per_report(
+    sample: int, folder: Path, drones: int = 500, store: S3Access | None = None
+) -> dict[str, Any]:
     """Lake bytes (reports + sightings) per raw JSON byte, through the real writer: as the
     consumer writes them (a file per minute: its default flush, one partition), then once
-    its hours are compacted (``Compactor``, as the consumer runs it)."""
+    its hours are compacted (``Compactor``, as the consumer runs it). ``store``: on that S3
+    store instead of ``folder`` (a folder of its bucket of its own, removed afterwards; the
+    hours copied into ``folder`` to be compacted, as the consumer does)."""
     fleet = Fleet(drones=drones, seed=7)
     reports = list(fleet.reports(START, minutes=max(1, -(-sample // drones))))[:sample]
     raw = sum(len(encode_report(r)) for r in reports)
-    storage = LocalStorage(folder)
+    if store is None:
+        storage: LocalStorage | ArrowStorage = LocalStorage(folder)
+    else:
+        opened = open_storage(
+            store.lake_uri(f"bench-{uuid.uuid4().hex[:8]}"),
+            s3_keys=(store.access_key, store.secret_key),
+        )
+        assert isinstance(opened, ArrowStorage)
+        storage = opened
+    try:
+        return _sized(storage, folder, reports, raw, drones, "s3" if store else "disk")
+    finally:
+        if isinstance(storage, ArrowStorage):
+            storage.filesystem.delete_dir_contents(storage.root, missing_dir_ok=True)
+
+
+def _sized(
+    storage: LocalStorage | ArrowStorage,
+    folder: Path,
+    reports: list[Report],
+    raw: int,
+    drones: int,
+    where: str,
+) -> dict[str, Any]:
     writer = LakeWriter(storage, FORCE)
     writer.resume("reports", 0)
     for first in range(0, len(reports), drones):  # a minute of the fleet per flush
@@ -94,15 +124,23 @@ def bytes_per_report(sample: int, folder: Path, drones: int = 500) -> dict[str, 
         writer.write("reports", 0, first + len(minute) - 1, rows_of_reports(minute))
 
     def sizes() -> dict[str, int]:
+        listed = {f.path: f.size for f in storage.list(FORCE, times=False)}
+        if isinstance(storage, LocalStorage):
+            listed = {path: (folder / path).stat().st_size for path in listed}
         return {
-            table: sum((folder / path).stat().st_size for path in live_files(storage, FORCE, table))
+            table: sum(listed[path] for path in live_files(storage, FORCE, table))
             for table in ("reports", "sightings")
         }
 
     flushed = sizes()
     began = time.perf_counter()
     compactor = Compactor(
-        storage, FORCE, fence=lambda: None, settle=timedelta(0), clock=lambda: time.time() + 1
+        storage,
+        FORCE,
+        fence=lambda: None,
+        work_dir=folder / "work",
+        settle=timedelta(0),
+        clock=lambda: time.time() + 1,
     )
     compacted = compactor.run().compacted
     seconds = time.perf_counter() - began
@@ -110,6 +148,7 @@ def bytes_per_report(sample: int, folder: Path, drones: int = 500) -> dict[str, 
     n = len(reports)
     return {
         "metric": "lake_bytes_per_report",
+        "lake": where,
         "reports": n,
         "raw_json_bytes_per_report": round(raw / n, 1),
         "flushed_files": sum(c.sources for c in compacted),
@@ -397,10 +436,12 @@ def run(
     *,
     reuse: bool = False,
     with_encodings: bool = False,
+    store: S3Access | None = None,
 ) -> None:
     """Measure, emitting each figure as it comes (``reuse``: the lake a previous run
     generated with the same reports and days, if there is one; ``with_encodings``: the
-    size sample written again each way of ``ENCODINGS``)."""
+    size sample written again each way of ``ENCODINGS``; ``store``: the size sample
+    written and compacted on that S3 store too)."""
     lake.mkdir(parents=True, exist_ok=True)
     sample_dir = lake / ".sample"
     shutil.rmtree(sample_dir, ignore_errors=True)
@@ -410,6 +451,9 @@ def run(
         for figure in encodings(sample_dir, sized["raw_json_bytes_per_report"], sample):
             emit(figure)
     shutil.rmtree(sample_dir, ignore_errors=True)
+    if store is not None:
+        emit(bytes_per_report(sample, sample_dir, store=store))
+        shutil.rmtree(sample_dir, ignore_errors=True)
     marker = lake / f".{FORCE}.json"
     made = json.loads(marker.read_text()) if marker.exists() else {}
     if reuse and made.get("reports") == reports and made.get("days") == days:

@@ -235,6 +235,13 @@ def analytics(
         bool,
         typer.Option(help="Also write the size sample again in other lossless encodings."),
     ] = False,
+    on_store: Annotated[
+        bool,
+        typer.Option(
+            help="Also write and compact the size sample on the stack's S3 store (starts "
+            "the stack)."
+        ),
+    ] = False,
 ) -> None:
     """The lake's bytes per report (through the real writer) and every statistic's and a
     few ad-hoc queries' time over generated days of one force, on DuckDB and Spark; prints
@@ -247,14 +254,15 @@ def analytics(
         )
         raise typer.Exit(2)
     where = lake or StackSettings().cache_dir / "bench-analytics"
+    console = Console(stderr=True)
+    stack = Stack(StackSettings(), progress=lambda m: console.print(f"[dim]·[/dim] {m}"))
+    if on_store or consumer_reports:
+        stack.up()
     bench_analytics.run(
         reports, days, sample, chosen, where, bench_analytics.emit_json, reuse=reuse,
-        with_encodings=encodings,
+        with_encodings=encodings, store=stack.endpoints().s3 if on_store else None,
     )  # fmt: skip
     if consumer_reports:
-        console = Console(stderr=True)
-        stack = Stack(StackSettings(), progress=lambda m: console.print(f"[dim]·[/dim] {m}"))
-        stack.up()
         bench_analytics.emit_json(
             bench_analytics.consumer_rate(stack.endpoints(), consumer_reports, where)
         )
