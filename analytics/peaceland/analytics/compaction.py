@@ -36,13 +36,18 @@ over those hours may then fail: nothing older is meant to be read.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
+import posixpath
 import shutil
+import stat
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -65,6 +70,7 @@ from peaceland.analytics.lake import (
     table_dir,
     unfinished_flushes,
 )
+from peaceland.analytics.mirror import lake_file
 from peaceland.analytics.rollups import (
     COMPACTED,
     KINDS,
@@ -311,7 +317,7 @@ class _OnDisk:
         self.force_id = force_id
         self.spill = Path(storage.locate(f"{force_id}/_lake/spill"))
 
-    def clear(self) -> None:
+    def begin(self) -> None:
         """What a rewrite killed half-way (its process, or ours) left to spill, and what a
         journal's write killed half-way left: one compactor per force, none under way."""
         shutil.rmtree(self.spill, ignore_errors=True)
@@ -325,6 +331,12 @@ class _OnDisk:
                 "date=*/hour=*/.*.tmp"
             ):
                 leftover.unlink(missing_ok=True)
+
+    def finish(self) -> None:
+        """Nothing to let go."""
+
+    def lake_file(self, path: str) -> bool:  # noqa: ARG002 - this machine's own files
+        return True
 
     def source(self, path: str) -> str:
         return self.storage.locate(path)
@@ -349,34 +361,75 @@ class _OnDisk:
 
 
 class _Staged:
-    """A lake on an object store: a rewrite's sources are copied into a local folder first
-    (``work_dir``/<force>, made 0700), its output written there and then uploaded whole (one
-    PUT: no reader sees half of it). An hour's copies go once it is done."""
+    """A lake on an object store: a rewrite's sources are copied into a local folder first,
+    its output written there and then uploaded whole (``ArrowStorage.upload``: a cut upload
+    is removed, never left as the hour's file). An hour's copies go once it is done.
+
+    Each run works in a folder of its own, ``work_dir/<force>/<run>``, locked (flock) while
+    it runs: a run starting beside another (a compactor taken for dead that still runs)
+    removes only the folders no live run holds, never the other's copies mid-rewrite.
+    ``work_dir`` must be this user's, not a link (its copies are the force's sightings)."""
 
     def __init__(self, storage: ArrowStorage, force_id: str, work_dir: Path) -> None:
         self.storage = storage
-        self.root = work_dir / force_id
+        self.force_id = force_id
+        self.work_dir = work_dir
+        self.base = work_dir / force_id
+        self.root = self.base / "none"
         self.spill = self.root / "spill"
-        self._sources = self.root / "sources"
-        self._out = self.root / "out"
+        self._lock: int | None = None
 
-    def clear(self) -> None:
-        """What a run killed half-way left here; the store has no temporaries (a PUT is
-        whole or absent)."""
-        if self.root.is_symlink():
-            raise OSError(f"the compaction's work folder {self.root} is a link: refused")
+    def begin(self) -> None:
+        """This run's own folder, locked; the folders of runs that ended (killed) removed."""
+        for folder in (self.work_dir, self.base):
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            held = folder.lstat()
+            if stat.S_ISLNK(held.st_mode) or held.st_uid != os.geteuid():
+                raise PermissionError(
+                    f"the compaction's work folder {folder} is a link or someone else's: refused"
+                )
+            if held.st_mode & 0o077:
+                folder.chmod(0o700)
+        for run in self.base.iterdir():
+            if run.is_symlink() or not run.is_dir():
+                run.unlink(missing_ok=True)
+                continue
+            descriptor = os.open(run / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a run still under way: its copies are its own
+            else:
+                shutil.rmtree(run, ignore_errors=True)
+            finally:
+                os.close(descriptor)
+        self.root = self.base / uuid.uuid4().hex[:12]
+        self.root.mkdir(mode=0o700)
+        self._lock = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        self.spill = self.root / "spill"
+
+    def finish(self) -> None:
+        """This run's folder gone, its lock let go."""
         shutil.rmtree(self.root, ignore_errors=True)
-        self.root.mkdir(parents=True, mode=0o700)
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def lake_file(self, path: str) -> bool:
+        """Whether the store's ``path`` is laid out as the force's lake files are (a name
+        that aliases another once resolved, a stray object, is none of the compactor's)."""
+        return lake_file(self.force_id, path)
 
     def source(self, path: str) -> str:
-        local = (self._sources / path).resolve()
-        if not local.is_relative_to(self._sources.resolve()):
-            raise CompactionFailedError(f"a lake file's name leaves its folder: {path!r}")
+        if not lake_file(self.force_id, path) or posixpath.normpath(path) != path:
+            raise CompactionFailedError(f"not a lake file's name: {path!r}")
+        local = self.root / "sources" / path
         self.storage.download(path, local)
         return str(local)
 
     def size(self, path: str) -> int:
-        return (self._sources / path).stat().st_size
+        return (self.root / "sources" / path).stat().st_size
 
     def missing(self, files: list[str]) -> list[str]:
         folders = {f.rsplit("/", 1)[0] for f in files}
@@ -384,17 +437,28 @@ class _Staged:
         return [f for f in files if f not in listed]
 
     def temporary(self, target: str) -> Path:
-        self._out.mkdir(parents=True, exist_ok=True)
-        return self._out / f"{uuid.uuid4().hex}-{target.rsplit('/', 1)[-1]}"
+        out = self.root / "out"
+        out.mkdir(parents=True, exist_ok=True)
+        return out / f"{uuid.uuid4().hex}-{target.rsplit('/', 1)[-1]}"
 
     def publish(self, target: str, written: Path) -> None:
         self.storage.upload(target, written)
 
     def release(self) -> None:
-        shutil.rmtree(self._sources, ignore_errors=True)
+        shutil.rmtree(self.root / "sources", ignore_errors=True)
 
     def prune(self, path: str) -> None:
         """An object store has no empty folders to remove."""
+
+
+@contextmanager
+def _failing_alone(doing: str) -> Iterator[None]:
+    """A storage's error (the store's, a full work folder) as one hour's failure, backed
+    off like a rewrite's, never the whole run's."""
+    try:
+        yield
+    except OSError as exc:
+        raise CompactionFailedError(f"{doing}: {exc}") from exc
 
 
 class Compactor:
@@ -454,12 +518,24 @@ class Compactor:
         """One turn; ``fence``: this turn's (bound to the hold it started under), else the
         compactor's own."""
         self._fence = fence or self.fence
-        self.workspace.clear()
+        # The journals and the retention first: they need no work folder, and a force's
+        # retention is kept whatever becomes of one.
         listing = self._list()
         released = self._finish_journals(listing)
         expired = self._expire(listing)
         if released or expired:
             listing = self._list()
+        try:
+            self.workspace.begin()
+        except OSError as exc:
+            log.warning("lake of %s: not compacting, its work folder: %s", self.force_id, exc)
+            return Maintenance((), released, expired)
+        try:
+            return self._compact_and_roll_up(listing, released, expired)
+        finally:
+            self.workspace.finish()
+
+    def _compact_and_roll_up(self, listing: Listing, released: int, expired: int) -> Maintenance:
         started = self.clock()
         compacted: list[Compacted] = []
         failed: list[tuple[Table, datetime]] = []
@@ -486,7 +562,14 @@ class Compactor:
         )
 
     def _list(self) -> Listing:
-        return {table: self.storage.list(table_dir(self.force_id, table)) for table in TABLES}
+        return {
+            table: [
+                f
+                for f in self.storage.list(table_dir(self.force_id, table))
+                if self.workspace.lake_file(f.path)
+            ]
+            for table in TABLES
+        }
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC).replace(tzinfo=None)
@@ -623,9 +706,12 @@ class Compactor:
         spill = self.workspace.spill / key
         spill.mkdir(parents=True, exist_ok=True)
         try:
+            with _failing_alone(f"copying the reports of {hour:%Y-%m-%d %H}h"):
+                reports_copy = self.workspace.source(reports_file)
+                alerts_copies = [self.workspace.source(f) for f in alerts]
             args = (
-                self.workspace.source(reports_file),
-                [self.workspace.source(f) for f in alerts],
+                reports_copy,
+                alerts_copies,
                 hour,
                 {kind: str(path) for kind, path in temporaries.items()},
                 f"{self.memory_mb}MB",
@@ -633,8 +719,9 @@ class Compactor:
             )
             rows = self._run(roll_up_hour, args)
             self._fence()
-            for kind, target in targets.items():
-                self.workspace.publish(target, temporaries[kind])
+            with _failing_alone(f"publishing the rollups of {hour:%Y-%m-%d %H}h"):
+                for kind, target in targets.items():
+                    self.workspace.publish(target, temporaries[kind])
         finally:
             for temporary in temporaries.values():
                 temporary.unlink(missing_ok=True)
@@ -696,13 +783,15 @@ class Compactor:
         spill = self.workspace.spill / token
         spill.mkdir(parents=True, exist_ok=True)
         try:
-            sources = [self.workspace.source(f) for f in files]
+            with _failing_alone(f"copying {table} of {hour:%Y-%m-%d %H}h"):
+                sources = [self.workspace.source(f) for f in files]
             rows = self._rewrite(table, sources, temporary, spill)
             before = sum(self.workspace.size(f) for f in files)
             after = temporary.stat().st_size
             self._fence()
             self._still_due(journal_path, files)
-            self.workspace.publish(target, temporary)
+            with _failing_alone(f"publishing {table} of {hour:%Y-%m-%d %H}h"):
+                self.workspace.publish(target, temporary)
         finally:
             temporary.unlink(missing_ok=True)
             shutil.rmtree(spill, ignore_errors=True)

@@ -443,9 +443,23 @@ class ArrowStorage:
             partial.unlink(missing_ok=True)
 
     def upload(self, path: str, written: Path) -> None:
-        """Publish the local file ``written`` at ``path``, whole (one PUT, atomic)."""
-        with self._output(path) as out, written.open("rb") as source:
-            shutil.copyfileobj(source, out, 8 * 1024 * 1024)
+        """Publish the local file ``written`` at ``path``, whole, or raise with nothing
+        there. pyarrow completes an upload when its stream closes, even on an error, with
+        what it was given: a cut upload is deleted, and what the store then holds is
+        checked against the file's size."""
+        size = written.stat().st_size
+        with written.open("rb") as source:  # opened first: a missing file uploads nothing
+            try:
+                with self._output(path) as out:
+                    shutil.copyfileobj(source, out, 8 * 1024 * 1024)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    self.delete(path)
+                raise
+        stored = self.filesystem.get_file_info(f"{self.root}/{path}").size
+        if stored != size:
+            self.delete(path)
+            raise OSError(f"{path}: the store holds {stored} bytes of {size}: removed")
 
     def delete(self, path: str) -> None:
         try:

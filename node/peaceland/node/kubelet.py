@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 MANAGED: Final = {"app.kubernetes.io/managed-by": "peaceland-operator"}
 
 
+#: Stands for the replica's pod in an emptyDir's folder (``_volumes``).
+_POD: Final = "{pod}"
+
+
 @dataclass(frozen=True, slots=True)
 class Replica:
     namespace: str
@@ -123,7 +127,8 @@ class LocalNode:
         self, namespace: str, deployment: str, pod_spec: dict[str, Any], container: dict[str, Any]
     ) -> dict[str, str]:
         """Mount paths mapped to local folders holding the ConfigMaps' and Secrets' files,
-        and the Deployment's emptyDirs but ``/tmp`` (its processes share this machine's)."""
+        and the pod's emptyDirs but ``/tmp`` (its processes share this machine's): each
+        replica's own folder, the ``_POD`` in its name replaced by the replica's pod."""
         volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
         mounts: dict[str, str] = {}
         for mount in container.get("volumeMounts", []):
@@ -139,8 +144,10 @@ class LocalNode:
                 files = self._secret(namespace, name, volume["secret"].get("items"))
                 mode = 0o600
             elif "emptyDir" in volume and mount["mountPath"] != "/tmp":  # noqa: S108
-                folder = self.root / namespace / "volumes" / f"{deployment}.{mount['name']}"
-                files, mode = {}, 0o600
+                # An emptyDir is a pod's own: made by ``_process`` for each replica.
+                folder = self.root / namespace / "volumes" / f"{_POD}.{mount['name']}"
+                mounts[mount["mountPath"]] = str(folder)
+                continue
             else:
                 continue
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -220,9 +227,15 @@ class LocalNode:
                     value = replica.pod
                 if value is None:
                     continue
-                for mount, folder in (mounts or {}).items():
-                    if value.startswith(mount):
-                        value = folder + value[len(mount) :]
+                # The longest mount path first; a path under it, not one merely starting
+                # with the same characters.
+                for mount, folder in sorted((mounts or {}).items(), key=lambda m: -len(m[0])):
+                    if value == mount or value.startswith(mount.rstrip("/") + "/"):
+                        own = folder.replace(_POD, replica.pod)
+                        if own != folder:
+                            Path(own).mkdir(parents=True, exist_ok=True, mode=0o700)
+                        value = own + value[len(mount) :]
+                        break
                 if item["name"].endswith("_METRICS_PORT") and port:
                     value = str(port)  # every replica on this one machine needs its own
                 env[item["name"]] = value

@@ -30,6 +30,7 @@ from datetime import timedelta
 from typing import Final
 
 import duckdb
+import pyarrow.fs as pafs
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
 
 from peaceland.analytics.compaction import Compactor
@@ -158,10 +159,12 @@ class LakeConsumer(StreamConsumer):
         if not settings.compact_every_seconds:
             return None
         storage = self.writer.storage
-        if not isinstance(storage, LocalStorage | ArrowStorage):
+        if not isinstance(storage, LocalStorage) and not (
+            isinstance(storage, ArrowStorage) and isinstance(storage.filesystem, pafs.S3FileSystem)
+        ):
             log.warning(
-                "lake of %s: the lake at %s is neither on a disk nor on an object store: its "
-                "hours are not compacted, nothing is deleted past the retention",
+                "lake of %s: the lake at %s is neither on a disk nor on S3: its hours are "
+                "not compacted, nothing is deleted past the retention",
                 self.force_id,
                 storage.locate(""),
             )
