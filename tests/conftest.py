@@ -9,6 +9,7 @@ database gets a PostgreSQL database of its own: tests never see each other's dat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import pytest
 from cassandra.cluster import Session
 from confluent_kafka.admin import AdminClient
 
+from peaceland.analytics.lake import ArrowStorage, open_storage
 from peaceland.node.launch import ServiceProcess, local_operator
 from peaceland.stack import Endpoints, Stack, StackSettings
 from peaceland.stack.gobuild import helm_binary
@@ -93,6 +95,22 @@ def force(kafka_admin: AdminClient, cassandra: Session) -> Iterator[ForceResourc
     yield resources
     delete_topics(kafka_admin, resources)
     drop_keyspace(cassandra, resources.keyspace)
+
+
+@pytest.fixture
+def s3_lake(endpoints: Endpoints) -> Iterator[ArrowStorage]:
+    """A lake of its own under the stack's S3 bucket, as the store's administrator sees it
+    (its URI: ``s3_lake.uri``); removed afterwards, its folder too."""
+    access = endpoints.s3
+    assert access is not None
+    storage = open_storage(
+        access.lake_uri(f"test-{uuid.uuid4().hex[:8]}"),
+        s3_keys=(access.access_key, access.secret_key),
+    )
+    assert isinstance(storage, ArrowStorage)
+    yield storage
+    with contextlib.suppress(FileNotFoundError):
+        storage.filesystem.delete_dir(storage.root)
 
 
 @pytest.fixture

@@ -4,12 +4,10 @@ their snapshots) see every row once at every step, as on a local disk."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import random
 import shutil
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,32 +21,16 @@ from peaceland.analytics.lake import (
     ArrowStorage,
     encode_parquet,
     hour_of,
-    open_storage,
     report_rows,
 )
 from peaceland.analytics.mirror import Mirror
 from peaceland.analytics.rollups import COMPACTED
 from peaceland.analytics.stats import STATISTICS, Answer, ForceLake, Window
-from peaceland.stack import Endpoints
 from tests.analytics.test_compaction import FORCE, LINGER, SETTLE, Clock, Crash, _fill, _sightings
 from tests.factories import make_report
 from tests.lake_storage import FlatStore
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture
-def s3_lake(endpoints: Endpoints) -> Iterator[ArrowStorage]:
-    access = endpoints.s3
-    assert access is not None
-    storage = open_storage(
-        access.lake_uri(f"compaction-{uuid.uuid4().hex[:8]}"),
-        s3_keys=(access.access_key, access.secret_key),
-    )
-    assert isinstance(storage, ArrowStorage)
-    yield storage
-    with contextlib.suppress(FileNotFoundError):  # the folder too, not only its files
-        storage.filesystem.delete_dir(storage.root)
 
 
 def _compactor(

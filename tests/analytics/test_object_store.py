@@ -4,8 +4,6 @@ through a snapshot, the same answers as on a local disk."""
 from __future__ import annotations
 
 import random
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,30 +16,14 @@ from peaceland.analytics.lake import (
     LakeWriter,
     LocalStorage,
     delete_force_lake,
-    open_storage,
     rows_of_reports,
 )
 from peaceland.analytics.mirror import Mirror, Snapshot
 from peaceland.analytics.sql import QueryLimits, ask
 from peaceland.analytics.stats import STATISTICS, ForceLake
-from peaceland.stack import Endpoints
 from tests.analytics.test_lake import CrashingStorage
 from tests.analytics.test_stats import FORCE, WINDOW, write_history
 from tests.factories import make_report
-
-
-@pytest.fixture
-def s3_lake(endpoints: Endpoints) -> Iterator[ArrowStorage]:
-    """A lake of its own under the stack's bucket, removed afterwards."""
-    access = endpoints.s3
-    assert access is not None
-    storage = open_storage(
-        access.lake_uri(f"test-{uuid.uuid4().hex[:8]}"),
-        s3_keys=(access.access_key, access.secret_key),
-    )
-    assert isinstance(storage, ArrowStorage)
-    yield storage
-    storage.filesystem.delete_dir(storage.root)
 
 
 def _report_ids(storage: ArrowStorage, folder: Path, table: str = "reports") -> list[str]:

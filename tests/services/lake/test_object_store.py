@@ -4,8 +4,6 @@ every report in the lake once."""
 from __future__ import annotations
 
 import random
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -35,14 +33,8 @@ pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture
-def s3_uri(endpoints: Endpoints) -> Iterator[str]:
-    access = endpoints.s3
-    assert access is not None
-    uri = access.lake_uri(f"consumer-{uuid.uuid4().hex[:8]}")
-    yield uri
-    storage = open_storage(uri, s3_keys=(access.access_key, access.secret_key))
-    assert isinstance(storage, ArrowStorage)
-    storage.filesystem.delete_dir(storage.root)
+def s3_uri(s3_lake: ArrowStorage) -> str:
+    return s3_lake.uri
 
 
 def _ids(storage: ArrowStorage, force: ForceResources, folder: Path, table: str) -> list[str]:
