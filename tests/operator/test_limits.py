@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -99,37 +98,3 @@ def test_cassandra_copies_are_counted_in_all_whichever_the_strategy():
         cassandra={"replicationStrategy": "NetworkTopologyStrategy", "dataCenters": {"a": 2}}
     )
     assert refusals(spec_from(two_centres), tight) == []
-
-
-def _operator(**fields: Any) -> OperatorSettings:
-    return OperatorSettings(
-        kafka_bootstrap_servers="k:9092", cassandra_contact_points="c", **fields
-    )
-
-
-def test_an_s3_lake_without_its_stores_administrator_is_refused_at_start(tmp_path: Path):
-    uri = "s3://peaceland-lake/prod?endpoint_override=store:8333&scheme=http"
-    with pytest.raises(ValueError, match="LAKE_ADMIN_ACCESS_KEY_ID"):
-        _operator(lake_uri=uri)
-    (tmp_path / "secret").write_text("s3cr3t")
-    settings = _operator(
-        lake_uri=uri,
-        lake_admin_access_key_id="admin",
-        lake_admin_secret_access_key_file=tmp_path / "secret",
-    )
-    assert settings.lake_admin_key().secret_access_key == "s3cr3t"
-    assert settings.lake_on_object_store
-    with pytest.raises(ValueError, match="cannot be read"):
-        _operator(
-            lake_uri=uri,
-            lake_admin_access_key_id="admin",
-            lake_admin_secret_access_key_file=tmp_path / "missing",
-        )
-    # Without an endpoint in the URI (AWS itself), IAM's endpoint is to be given.
-    with pytest.raises(ValueError, match="endpoint_override"):
-        _operator(
-            lake_uri="s3://peaceland-lake/prod",
-            lake_admin_access_key_id="admin",
-            lake_admin_secret_access_key="s3cr3t",
-        )
-    assert not _operator(lake_uri="/var/lib/lake").lake_on_object_store

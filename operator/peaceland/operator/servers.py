@@ -16,6 +16,7 @@ from peaceland.tenants.provisioning.claims import ensure_claims_table
 from peaceland.tenants.provisioning.lake_identities import (
     LakeIdentities,
     LakeLocation,
+    S3Key,
     iam_endpoint_of,
 )
 from peaceland.tenants.provisioning.quotas import quota_admin
@@ -37,6 +38,7 @@ class Servers:
         self._quotas: Any = None
         self._session: Session | None = None
         self._lake: LakeIdentities | None = None
+        self._lake_admin: S3Key | None = None
         self._lock = threading.Lock()
         self._claims_ready = False
         self._failed_at = -_RECONNECT_PAUSE
@@ -61,14 +63,18 @@ class Servers:
         settings = self.settings
         if not settings.lake_on_object_store or settings.lake_uri is None:
             return None
+        # Read again each time (a mounted Secret's file, small): the administrator's key
+        # rotated is taken up without a restart.
+        admin = settings.lake_admin_key()
         with self._lock:
-            if self._lake is None:
+            if self._lake is None or self._lake_admin != admin:
                 self._lake = LakeIdentities(
                     settings.lake_iam_endpoint or iam_endpoint_of(settings.lake_uri),
-                    settings.lake_admin_key(),
+                    admin,
                     LakeLocation.from_uri(settings.lake_uri),
                     timeout=settings.request_timeout,
                 )
+                self._lake_admin = admin
             return self._lake
 
     def lake_storage(self) -> Storage | None:
