@@ -42,7 +42,6 @@ import logging
 import os
 import posixpath
 import shutil
-import stat
 import time
 import uuid
 from collections import defaultdict
@@ -70,7 +69,7 @@ from peaceland.analytics.lake import (
     table_dir,
     unfinished_flushes,
 )
-from peaceland.analytics.mirror import lake_file
+from peaceland.analytics.mirror import lake_file, own_folder
 from peaceland.analytics.rollups import (
     COMPACTED,
     KINDS,
@@ -382,14 +381,7 @@ class _Staged:
     def begin(self) -> None:
         """This run's own folder, locked; the folders of runs that ended (killed) removed."""
         for folder in (self.work_dir, self.base):
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            held = folder.lstat()
-            if stat.S_ISLNK(held.st_mode) or held.st_uid != os.geteuid():
-                raise PermissionError(
-                    f"the compaction's work folder {folder} is a link or someone else's: refused"
-                )
-            if held.st_mode & 0o077:
-                folder.chmod(0o700)
+            own_folder(folder, "the compaction's work folder")
         for run in self.base.iterdir():
             if run.is_symlink() or not run.is_dir():
                 run.unlink(missing_ok=True)

@@ -210,16 +210,7 @@ class Mirror:
     @contextmanager
     def _locked(self, force: str) -> Iterator[None]:
         """One snapshot of a force at a time, in any process sharing the folder."""
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # Not a link, ours, and ours alone: nobody else can then plant anything in it (a
-        # link where a copy goes), nor swap it (that takes its parent: keep it in a home).
-        owner = self.folder.lstat()
-        if stat.S_ISLNK(owner.st_mode) or owner.st_uid != os.geteuid():
-            raise PermissionError(
-                f"the lake's mirror folder {self.folder} is a link or someone else's: refused"
-            )
-        if owner.st_mode & 0o077:
-            self.folder.chmod(0o700)
+        own_folder(self.folder, "the lake's mirror folder")
         if (self.folder / force).is_symlink():
             raise PermissionError(f"the lake's mirror folder of {force} is a link: refused")
         descriptor = os.open(self.folder / f".{force}.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -228,6 +219,18 @@ class Mirror:
             yield
         finally:
             os.close(descriptor)
+
+
+def own_folder(folder: Path, what: str) -> None:
+    """``folder`` made if missing, and checked: not a link, ours, and ours alone (0700).
+    Nobody else can then plant anything in it (a link where a copy goes), nor swap it
+    (that takes its parent: keep it in a home). PermissionError, naming ``what``, if not."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    held = folder.lstat()
+    if stat.S_ISLNK(held.st_mode) or held.st_uid != os.geteuid():
+        raise PermissionError(f"{what} {folder} is a link or someone else's: refused")
+    if held.st_mode & 0o077:
+        folder.chmod(0o700)
 
 
 #: A lake the engines read on this machine: a directory of its own, or a snapshot.
