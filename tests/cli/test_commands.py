@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cassandra.cluster import Session
 from confluent_kafka.admin import AdminClient
 
 from peaceland.analytics.lake import ArrowStorage, delete_force_lake, open_storage
@@ -179,6 +180,35 @@ def test_the_pipeline_benchmark_prints_its_figures_as_json(stack: Stack):
     assert figures["alerts_raised"] == figures["alerts_expected"]
     assert set(figures["alert_latency_ms"]) == {"p50", "p95", "p99", "max"}
     assert figures["stored_bytes_per_report"] > 0
+
+
+def test_the_limits_benchmark_prints_each_servers_limit_and_the_pipelines_climb(
+    stack: Stack, kafka_admin: AdminClient, cassandra: Session
+):
+    before = {k for k in cassandra.cluster.metadata.keyspaces if k.startswith("pf_bench_")}
+    result = peaceland(
+        "bench", "limits", "--kafka-records", "2000", "--cassandra-reports", "300",
+        "--rates", "100,150", "--seconds", "3",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout)
+    assert figures["kafka_producer"]["records"] == figures["kafka_consumer"]["records"] == 2000
+    for way in ("cassandra_one_request_per_row", "cassandra_archiver_writer"):
+        assert figures[way]["reports"] == 300
+        assert figures[way]["rows"] >= 600  # a row and an id each, and their sightings
+    runs = figures["pipeline"]["runs"]
+    assert runs
+    assert all(run["lossless"] and run["lost"] == 0 for run in runs)
+    assert [run["rate_target_rps"] for run in runs] == [100, 150][: len(runs)]
+    best = figures["pipeline"]["highest_sustained_rps"]
+    producer = figures["kafka_producer"]["records_per_s"]
+    expected = None if best is None else round(best / producer, 3)
+    assert figures["ratios"]["pipeline_to_kafka_producer"] == expected
+    bench_force = re.compile(r"^peaceland\.bench-[0-9a-f]{8}\.")
+    assert not [t for t in kafka_admin.list_topics(timeout=10).topics if bench_force.match(t)]
+    cassandra.cluster.refresh_schema_metadata()
+    after = {k for k in cassandra.cluster.metadata.keyspaces if k.startswith("pf_bench_")}
+    assert after <= before
 
 
 def test_the_operator_benchmark_prints_apply_to_ready_figures_and_cleans_up(

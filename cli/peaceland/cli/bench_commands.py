@@ -18,6 +18,7 @@ from peaceland.cli import (
     bench_analytics,
     bench_api,
     bench_dashboard,
+    bench_limits,
     bench_map,
     bench_operator,
     bench_pipeline,
@@ -98,6 +99,52 @@ def pipeline(
             batch=batch,
             keep=keep,
             say=lambda m: console.print(f"[dim]·[/dim] {m}"),
+        )
+    except USER_ERRORS as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(result, indent=2))
+
+
+@app.command()
+def limits(
+    kafka_records: Annotated[
+        int, typer.Option(min=1_000, help="Records for Kafka's own producer and consumer.")
+    ] = 500_000,
+    cassandra_reports: Annotated[
+        int, typer.Option(min=100, help="Reports written to Cassandra each way.")
+    ] = 10_000,
+    rates: Annotated[
+        str, typer.Option(help="Pipeline rates to climb, reports/s, ascending, comma-separated.")
+    ] = "1000,2000,4000,8000",
+    seconds: Annotated[
+        float, typer.Option(min=2, help="Seconds of reports sent at each pipeline rate.")
+    ] = 20,
+    drones: Annotated[int, typer.Option(min=1, help="Simulated drones.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated fleet.")] = 1,
+) -> None:
+    """The servers' own limits (Kafka's producer and consumer benchmarks, Cassandra writes
+    with our driver) and the pipeline's highest sustained rate, in one run, with the ratios
+    between them; prints one JSON object."""
+    console = Console(stderr=True)
+    say = lambda m: console.print(f"[dim]·[/dim] {m}")  # noqa: E731
+    try:
+        ladder = [float(rate) for rate in rates.split(",") if rate.strip()]
+    except ValueError:
+        console.print(f"[red]error:[/red] --rates takes numbers separated by commas: {rates!r}")
+        raise typer.Exit(2) from None
+    stack = Stack(StackSettings(), progress=say)
+    try:
+        stack.up()
+        result = bench_limits.run(
+            stack,
+            kafka_records=kafka_records,
+            cassandra_reports=cassandra_reports,
+            rates=ladder,
+            seconds=seconds,
+            drones=drones,
+            seed=seed,
+            say=say,
         )
     except USER_ERRORS as exc:
         console.print(f"[red]error:[/red] {exc}")

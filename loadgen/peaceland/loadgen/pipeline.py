@@ -101,6 +101,8 @@ def drive(
         "send_rps": round(truth.accepted / sent_seconds, 1),
         "throughput_rps": round(truth.accepted / drained_seconds, 1),
         "seconds": round(drained_seconds, 1),
+        # How long the consumers took to catch up once the last report was accepted.
+        "drain_seconds": round(drained_seconds - sent_seconds, 2),
     }
 
 

@@ -293,6 +293,20 @@ class Kafka(Server):
             f"-Dkafka.logs.dir={self.home / 'logs'}",
         ]
 
+    def tools(self, progress: Progress) -> list[str]:
+        """The command line that runs Kafka's own tools (``ProducerPerformance``…), the
+        ``kafka-tools`` jar of this Kafka's version, fetched from Maven Central the first
+        time only. A class name and its arguments follow it."""
+        tools = fetch.maven_artifacts(
+            self.settings.cache_dir,
+            f"kafka-tools-{KAFKA_VERSION}",
+            [f"org.apache.kafka:kafka-tools:{KAFKA_VERSION}"],
+            progress,
+        )
+        java = fetch.find_java(None, self.settings.java_home)
+        # The server's folder brings the logging binding; the tools' own come first.
+        return [str(java), "-Xmx512m", "-cp", f"{tools}/*:{self.lib}/*"]
+
     def _run_tool(self, args: list[str]) -> None:
         result = subprocess.run(
             [*self._java(), *args], capture_output=True, text=True, check=False, timeout=120

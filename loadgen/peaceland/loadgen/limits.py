@@ -1,0 +1,261 @@
+"""What the servers themselves take on this machine, to judge the pipeline against.
+
+Kafka's own benchmarks (``ProducerPerformance`` and ``ConsumerPerformance`` of the
+``kafka-tools`` jar, the server's version) run on a topic shaped like a force's, with our own
+reports as their payloads; the pipeline's highest sustained rate is found by climbing a ladder
+of rates. The caller says how to start Java and how to run one pipeline: this module only
+runs, parses and decides.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from peaceland.loadgen.errors import LoadError
+from peaceland.tenants.kafka import KafkaAccess, producer_config
+
+Say = Callable[[str], None]
+
+#: A pipeline run keeps up when the gateway took reports at this share of the rate asked…
+KEEPS_UP: Final = 0.9
+#: … and the consumers caught up within this share of the sending time after the last one
+#: (a backlog that grows through the run drains long after it), or within ``DRAIN_FLOOR``.
+DRAIN_SHARE: Final = 0.1
+DRAIN_FLOOR: Final = 2.0
+
+_PRODUCER_SUMMARY: Final = re.compile(
+    r"(?P<records>\d+) records sent, (?P<rps>[\d.]+) records/sec \((?P<mbs>[\d.]+) MB/sec\), "
+    r"(?P<avg>[\d.]+) ms avg latency, (?P<max>[\d.]+) ms max latency, (?P<p50>\d+) ms 50th, "
+    r"(?P<p95>\d+) ms 95th, (?P<p99>\d+) ms 99th, (?P<p999>\d+) ms 99\.9th\."
+)
+#: The producer settings our gateway sends with, passed on to Kafka's own producer.
+_PRODUCER_SETTINGS: Final = ("acks", "enable.idempotence", "compression.type", "linger.ms")
+
+
+def java_client_properties(access: KafkaAccess) -> str:
+    """A Java client's properties for ``access``: how Kafka's own tools sign in as we do."""
+    lines = [
+        f"bootstrap.servers={access.bootstrap_servers}",
+        f"security.protocol={access.protocol}",
+    ]
+    if access.protocol.startswith("SASL"):
+        if access.username is None or access.password is None:
+            raise LoadError(f"Kafka over {access.protocol} needs a username and a password")
+        lines += [
+            f"sasl.mechanism={access.sasl_mechanism}",
+            "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{_jaas(access.username)}" password="{_jaas(access.password)}";',
+        ]
+    if access.ssl_ca_location is not None:
+        lines += ["ssl.truststore.type=PEM", f"ssl.truststore.location={access.ssl_ca_location}"]
+    return "\n".join(lines) + "\n"
+
+
+def parse_producer_performance(output: str) -> dict[str, Any]:
+    """The summary line ``ProducerPerformance`` prints last, as figures."""
+    found = list(_PRODUCER_SUMMARY.finditer(output))
+    if not found:
+        raise LoadError(f"ProducerPerformance printed no summary:\n{output[-2000:]}")
+    last = found[-1]
+    return {
+        "records": int(last["records"]),
+        "records_per_s": round(float(last["rps"]), 1),
+        "mb_per_s": round(float(last["mbs"]), 2),
+        "latency_ms": {
+            "avg": float(last["avg"]),
+            "p50": float(last["p50"]),
+            "p95": float(last["p95"]),
+            "p99": float(last["p99"]),
+            "p99.9": float(last["p999"]),
+            "max": float(last["max"]),
+        },
+    }
+
+
+def parse_consumer_performance(output: str) -> dict[str, Any]:
+    """The header and the row ``ConsumerPerformance`` prints, as figures."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    for at, line in enumerate(lines[:-1]):
+        if line.startswith("start.time"):
+            fields = dict(
+                zip(
+                    (name.strip() for name in line.split(",")),
+                    (value.strip() for value in lines[at + 1].split(",")),
+                    strict=True,
+                )
+            )
+            return {
+                "records": int(fields["data.consumed.in.nMsg"]),
+                "records_per_s": round(float(fields["nMsg.sec"]), 1),
+                "mb_per_s": round(float(fields["MB.sec"]), 2),
+                # The group's join is in the time above; these leave it out.
+                "fetch_records_per_s": round(float(fields["fetch.nMsg.sec"]), 1),
+                "rebalance_ms": int(fields["rebalance.time.ms"]),
+            }
+    raise LoadError(f"ConsumerPerformance printed no figures:\n{output[-2000:]}")
+
+
+def kafka_producer_benchmark(
+    java: Sequence[str],
+    access: KafkaAccess,
+    topic: str,
+    payloads: Sequence[bytes],
+    records: int,
+    *,
+    timeout: float = 600,
+) -> dict[str, Any]:
+    """Kafka's own producer, as fast as it goes, sending ``records`` drawn from
+    ``payloads`` (our reports: their size and how they compress) with our gateway's
+    producer settings (acks=all, idempotent, lz4)."""
+    if any(b"\n" in payload for payload in payloads):
+        raise LoadError("a payload holds a newline, the payload file's delimiter")
+    ours = producer_config(access)
+    settings = [f"{name}={str(ours[name]).lower()}" for name in _PRODUCER_SETTINGS]
+    with tempfile.TemporaryDirectory(prefix="peaceland-limits-") as folder:
+        config, payload_file = Path(folder) / "client.properties", Path(folder) / "payloads"
+        config.write_text(java_client_properties(access))
+        config.chmod(0o600)
+        payload_file.write_bytes(b"\n".join(payloads))
+        output = _run(
+            [
+                *java,
+                "org.apache.kafka.tools.ProducerPerformance",
+                "--topic",
+                topic,
+                "--num-records",
+                str(records),
+                "--throughput",
+                "-1",
+                "--payload-file",
+                str(payload_file),
+                "--payload-delimiter",
+                "\n",
+                "--producer.config",
+                str(config),
+                "--producer-props",
+                *settings,
+            ],
+            timeout,
+        )
+    figures = parse_producer_performance(output)
+    return figures | {"settings": settings}
+
+
+def kafka_consumer_benchmark(
+    java: Sequence[str],
+    access: KafkaAccess,
+    topic: str,
+    records: int,
+    *,
+    group: str,
+    timeout: float = 600,
+) -> dict[str, Any]:
+    """Kafka's own consumer reading ``records`` of ``topic`` from its start as ``group``."""
+    with tempfile.TemporaryDirectory(prefix="peaceland-limits-") as folder:
+        config = Path(folder) / "client.properties"
+        config.write_text(java_client_properties(access))
+        config.chmod(0o600)
+        output = _run(
+            [
+                *java,
+                "org.apache.kafka.tools.ConsumerPerformance",
+                "--bootstrap-server",
+                access.bootstrap_servers,
+                "--consumer.config",
+                str(config),
+                "--topic",
+                topic,
+                "--group",
+                group,
+                "--messages",
+                str(records),
+                "--timeout",
+                "30000",
+            ],
+            timeout,
+        )
+    return parse_consumer_performance(output)
+
+
+def sustained(run: Mapping[str, Any]) -> bool:
+    """Whether a pipeline run (``peaceland bench pipeline``'s figures) kept up with the rate
+    it was asked for, losing and doubling nothing: the gateway took the reports at that rate
+    and no backlog was left when the last one was in."""
+    sending = run["seconds"] - run["drain_seconds"]
+    return (
+        lossless(run)
+        and bool(run["send_rps"] >= KEEPS_UP * run["rate_target_rps"])
+        and bool(run["drain_seconds"] <= max(DRAIN_FLOOR, DRAIN_SHARE * sending))
+    )
+
+
+def lossless(run: Mapping[str, Any]) -> bool:
+    """Whether every accepted report was stored once and every alert raised once."""
+    nothing_wrong = all(
+        run[count] == 0
+        for count in ("lost", "duplicates", "alerts_raised_twice", "alert_events_missing")
+    )
+    return nothing_wrong and bool(run["reports_stored"] == run["reports_accepted"])
+
+
+def climb(
+    pipeline: Callable[[float], dict[str, Any]], rates: Sequence[float], say: Say
+) -> dict[str, Any]:
+    """Run ``pipeline`` at each of ``rates`` (ascending) until one is not sustained: the
+    highest sustained rate and every run. A run that loses or doubles anything stops the
+    climb at once: that is a defect to look at, not a limit."""
+    if not rates or list(rates) != sorted(rates) or rates[0] <= 0:
+        raise LoadError(f"the rates to climb must be positive and ascending: {list(rates)}")
+    runs: list[dict[str, Any]] = []
+    highest: dict[str, Any] | None = None
+    for rate in rates:
+        say(f"pipeline at {rate:.0f} reports/s")
+        run = pipeline(rate)
+        run = run | {"lossless": lossless(run), "sustained": sustained(run)}
+        runs.append(run)
+        say(
+            f"  stored {run['throughput_rps']:.0f}/s of {rate:.0f}/s asked: "
+            + ("kept up" if run["sustained"] else "did not keep up")
+            + ("" if run["lossless"] else "; LOST OR DOUBLED records")
+        )
+        if not run["sustained"]:
+            break
+        highest = run
+    return {
+        "highest_sustained_rps": None if highest is None else highest["throughput_rps"],
+        "highest_sustained_target_rps": None if highest is None else highest["rate_target_rps"],
+        "lossless": all(run["lossless"] for run in runs),
+        "runs": runs,
+    }
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """``numerator / denominator`` to 3 decimals, or None when either is unknown."""
+    if numerator is None or not denominator:
+        return None
+    return round(numerator / denominator, 3)
+
+
+def _run(argv: list[str], timeout: float) -> str:
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise LoadError(f"Kafka's {_tool(argv)} ran over {timeout:.0f}s") from exc
+    if result.returncode != 0:
+        printed = (result.stdout + result.stderr)[-2000:]
+        raise LoadError(f"Kafka's {_tool(argv)} failed ({result.returncode}):\n{printed}")
+    return result.stdout
+
+
+def _tool(argv: list[str]) -> str:
+    return next((a.rsplit(".", 1)[1] for a in argv if a.startswith("org.apache.kafka.")), "java")
+
+
+def _jaas(value: str) -> str:
+    """A value inside a JAAS string's double quotes."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
