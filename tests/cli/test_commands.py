@@ -21,6 +21,7 @@ from peaceland.analytics.lake import ArrowStorage, delete_force_lake, open_stora
 from peaceland.analytics.mirror import Mirror
 from peaceland.analytics.sql import run_query
 from peaceland.analytics.stats import ForceLake
+from peaceland.loadgen.verify import ALERT_STAGES
 from peaceland.node.platform import LocalPlatform
 from peaceland.operator import manifests
 from peaceland.stack import Endpoints, Stack
@@ -179,6 +180,9 @@ def test_the_pipeline_benchmark_prints_its_figures_as_json(stack: Stack):
     assert figures["lost"] == figures["duplicates"] == 0
     assert figures["alerts_raised"] == figures["alerts_expected"]
     assert set(figures["alert_latency_ms"]) == {"p50", "p95", "p99", "max"}
+    stages = figures["alert_stages_ms"]
+    assert list(stages) == list(ALERT_STAGES)
+    assert stages["request_to_visible"]["p50"] > stages["alert_record_to_visible"]["p50"] > 0
     assert figures["stored_bytes_per_report"] > 0
 
 

@@ -109,11 +109,29 @@ def test_the_climb_stops_at_the_first_rate_not_kept_up() -> None:
     assert [r["sustained"] for r in result["runs"]] == [True, True, False]
 
 
+def test_the_climb_refines_between_the_last_rate_kept_up_and_the_first_not() -> None:
+    asked: list[float] = []
+
+    def pipeline(rate: float) -> dict[str, Any]:
+        asked.append(rate)
+        return _run(rate, drained=0.5 if rate <= 1200 else 30.0) | (
+            {"throughput_rps": 1234.5} if rate == 2000 else {}
+        )
+
+    result = climb(pipeline, [1000, 2000], lambda _: None, refine=3)
+    assert asked == [1000, 2000, 1500, 1250, 1100]
+    assert result["highest_sustained_target_rps"] == 1100
+    assert result["capacity_rps"] == 1234.5  # what the first run not kept up stored
+
+
 def test_a_run_that_loses_a_report_ends_the_climb_and_says_so() -> None:
     result = climb(
-        lambda rate: _run(rate, stored=999 if rate == 2000 else None), [1000, 2000, 4000], print
+        lambda rate: _run(rate, stored=999 if rate == 2000 else None),
+        [1000, 2000, 4000],
+        print,
+        refine=2,
     )
-    assert len(result["runs"]) == 2
+    assert len(result["runs"]) == 2  # no refining around a defect
     assert result["lossless"] is False
     assert result["highest_sustained_target_rps"] == 1000
 

@@ -120,6 +120,12 @@ def limits(
     seconds: Annotated[
         float, typer.Option(min=2, help="Seconds of reports sent at each pipeline rate.")
     ] = 20,
+    refine: Annotated[
+        int,
+        typer.Option(
+            min=0, max=5, help="Runs halfway between the last rate kept up and the first not."
+        ),
+    ] = 2,
     drones: Annotated[int, typer.Option(min=1, help="Simulated drones.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed of the simulated fleet.")] = 1,
 ) -> None:
@@ -142,9 +148,53 @@ def limits(
             cassandra_reports=cassandra_reports,
             rates=ladder,
             seconds=seconds,
+            refine=refine,
             drones=drones,
             seed=seed,
             say=say,
+        )
+    except USER_ERRORS as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(result, indent=2))
+
+
+@app.command()
+def writer(
+    reports: Annotated[int, typer.Option(min=100, help="Reports written each way.")] = 10_000,
+    settings: Annotated[
+        str,
+        typer.Option(
+            help="Ways to write: requests in flight/statements per batch, comma-separated "
+            "(statements 1: each row its own request)."
+        ),
+    ] = "64/16,64/32,64/64,128/16,32/16,256/1",
+    drones: Annotated[int, typer.Option(min=1, help="Simulated drones.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated fleet.")] = 1,
+) -> None:
+    """The archiver's Cassandra writer alone, each way in turn on a scratch keyspace; prints
+    one JSON object."""
+    console = Console(stderr=True)
+    say = lambda m: console.print(f"[dim]·[/dim] {m}")  # noqa: E731
+    try:
+        ways = [
+            (int(way.split("/")[0]), int(way.split("/")[1]))
+            for way in settings.split(",")
+            if way.strip()
+        ]
+    except (ValueError, IndexError):
+        ways = []
+    if not ways or any(not 1 <= c <= 1024 or not 1 <= s <= 1000 for c, s in ways):
+        console.print(
+            "[red]error:[/red] --settings takes in-flight/statements pairs (1-1024/1-1000) "
+            f"separated by commas, such as 64/16,128/32: {settings!r}"
+        )
+        raise typer.Exit(2)
+    stack = Stack(StackSettings(), progress=say)
+    try:
+        stack.up(["cassandra"])
+        result = bench_limits.writer(
+            stack, reports=reports, settings=ways, drones=drones, seed=seed, say=say
         )
     except USER_ERRORS as exc:
         console.print(f"[red]error:[/red] {exc}")

@@ -9,6 +9,7 @@ because these machines are too noisy for figures taken on different days to comp
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import time
@@ -61,6 +62,7 @@ def run(
     cassandra_reports: int,
     rates: Sequence[float],
     seconds: float,
+    refine: int,
     drones: int,
     seed: int,
     say: Say,
@@ -141,6 +143,7 @@ def run(
         ),
         rates,
         say,
+        refine=refine,
     )
     best = pipeline["highest_sustained_rps"]
     return {
@@ -158,11 +161,57 @@ def run(
             "pipeline_to_kafka_consumer": ratio(best, consumer["records_per_s"]),
             "pipeline_to_cassandra_one_request_per_row": ratio(best, raw["reports_per_s"]),
             "pipeline_to_cassandra_archiver_writer": ratio(best, archiver["reports_per_s"]),
+            "capacity_to_cassandra_archiver_writer": ratio(
+                pipeline["capacity_rps"], archiver["reports_per_s"]
+            ),
             "archiver_writer_to_one_request_per_row": ratio(
                 archiver["reports_per_s"], raw["reports_per_s"]
             ),
         },
     }
+
+
+def writer(
+    stack: Stack,
+    *,
+    reports: int,
+    settings: Sequence[tuple[int, int]],
+    drones: int,
+    seed: int,
+    say: Say,
+) -> dict[str, Any]:
+    """The archiver's writer alone, on a scratch keyspace, with each of ``settings``
+    (requests in flight, statements per batch): each on reports of its own."""
+    endpoints = stack.endpoints()
+    fleet = Fleet(drones=drones, seed=seed)
+    start = (datetime.now(UTC) - timedelta(days=1)).replace(second=0, microsecond=0)
+    made = list(islice(fleet.reports(start), reports * len(settings)))
+    force = resources_for(f"bench-{secrets.token_hex(4)}")
+    session = connect(endpoints.cassandra)
+    runs = []
+    try:
+        ensure_keyspace(session, force.keyspace, Replication(), retention_days=30)
+        for at, (concurrency, statements) in enumerate(settings):
+            say(f"{reports} reports, {concurrency} requests in flight, batches of {statements}")
+            run = _cassandra_writes(
+                session,
+                force.keyspace,
+                made[at * reports : (at + 1) * reports],
+                concurrency=concurrency,
+                batch_max_bytes=ArchiverSettings.model_fields["batch_max_bytes"].default
+                if statements > 1
+                else 0,
+                batch_max_statements=statements,
+            )
+            say(f"  {run['reports_per_s']:.0f} reports/s")
+            runs.append(run)
+        stored = _count_report_ids(session, force.keyspace)
+        if stored != len(made):
+            raise LoadError(f"Cassandra holds {stored} report ids after writing {len(made)}")
+    finally:
+        drop_keyspace(session, force.keyspace)
+        shutdown_session(session)
+    return {"machine": {"cores": os.cpu_count()}, "runs": runs}
 
 
 def _cassandra_writes(
@@ -183,14 +232,22 @@ def _cassandra_writes(
         batch_max_bytes=batch_max_bytes,
         batch_max_statements=batch_max_statements,
     )
-    began = time.perf_counter()
-    for at in range(0, len(reports), _CHUNK):
-        outcome = store.write(reports[at : at + _CHUNK])
-        if outcome.failed or outcome.refused:
-            problems = [str(error) for _, error in outcome.failed[:3]]
-            problems += [reason for _, _, reason in outcome.refused[:3]]
-            raise LoadError(f"Cassandra did not store every report: {problems}")
-    seconds = time.perf_counter() - began
+    # Cassandra warns of every unlogged batch over several partitions (the archiver's): a
+    # line per batch would bury the figures, which say what those batches cost.
+    warnings = logging.getLogger("cassandra.protocol")
+    level = warnings.level
+    warnings.setLevel(logging.ERROR)
+    try:
+        began = time.perf_counter()
+        for at in range(0, len(reports), _CHUNK):
+            outcome = store.write(reports[at : at + _CHUNK])
+            if outcome.failed or outcome.refused:
+                problems = [str(error) for _, error in outcome.failed[:3]]
+                problems += [reason for _, _, reason in outcome.refused[:3]]
+                raise LoadError(f"Cassandra did not store every report: {problems}")
+        seconds = time.perf_counter() - began
+    finally:
+        warnings.setLevel(level)
     rows = sum(2 + len(report.sightings()) for report in reports)
     return {
         "reports": len(reports),

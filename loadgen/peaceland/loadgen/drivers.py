@@ -193,6 +193,7 @@ async def _post(
     try:
         for attempt in range(attempts):
             body = b"[" + b",".join(raw for _, raw in batch) + b"]"
+            posted = time.time()
             try:
                 response = await client.post("/v1/reports", content=body, headers=headers)
             except httpx2.TransportError:
@@ -212,6 +213,7 @@ async def _post(
                 if result["status"] == "accepted":
                     truth.accepted += 1
                     truth.accepted_at[report[0].report_id] = now
+                    truth.posted_at[report[0].report_id] = posted
                 elif result["status"] == "rejected":
                     truth.rejected += 1
                 else:

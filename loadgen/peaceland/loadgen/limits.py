@@ -204,16 +204,24 @@ def lossless(run: Mapping[str, Any]) -> bool:
 
 
 def climb(
-    pipeline: Callable[[float], dict[str, Any]], rates: Sequence[float], say: Say
+    pipeline: Callable[[float], dict[str, Any]],
+    rates: Sequence[float],
+    say: Say,
+    *,
+    refine: int = 0,
 ) -> dict[str, Any]:
-    """Run ``pipeline`` at each of ``rates`` (ascending) until one is not sustained: the
-    highest sustained rate and every run. A run that loses or doubles anything stops the
-    climb at once: that is a defect to look at, not a limit."""
+    """Run ``pipeline`` at each of ``rates`` (ascending) until one is not sustained, then
+    ``refine`` times halfway between the highest kept up and the lowest not: the highest
+    sustained rate and every run. A run that loses or doubles anything stops the climb at
+    once: that is a defect to look at, not a limit.
+
+    The first run not kept up also measures the pipeline's capacity: with a backlog from
+    the start, it stores at the rate it can (``capacity_rps``)."""
     if not rates or list(rates) != sorted(rates) or rates[0] <= 0:
         raise LoadError(f"the rates to climb must be positive and ascending: {list(rates)}")
     runs: list[dict[str, Any]] = []
-    highest: dict[str, Any] | None = None
-    for rate in rates:
+
+    def attempt(rate: float) -> dict[str, Any]:
         say(f"pipeline at {rate:.0f} reports/s")
         run = pipeline(rate)
         run = run | {"lossless": lossless(run), "sustained": sustained(run)}
@@ -223,12 +231,35 @@ def climb(
             + ("kept up" if run["sustained"] else "did not keep up")
             + ("" if run["lossless"] else "; LOST OR DOUBLED records")
         )
+        return run
+
+    highest: dict[str, Any] | None = None
+    failed: dict[str, Any] | None = None
+    for rate in rates:
+        run = attempt(rate)
         if not run["sustained"]:
+            failed = run
             break
         highest = run
+    capacity = None if failed is None else failed["throughput_rps"]
+    low = 0.0 if highest is None else highest["rate_target_rps"]
+    if failed is not None and failed["lossless"]:
+        ceiling = failed["rate_target_rps"]
+        for _ in range(refine):
+            rate = round((low + ceiling) / 2 / 50) * 50  # rates in steps of 50 reports/s
+            if not low < rate < ceiling:
+                break
+            run = attempt(rate)
+            if not run["lossless"]:
+                break
+            if run["sustained"]:
+                highest, low = run, rate
+            else:
+                ceiling = rate
     return {
         "highest_sustained_rps": None if highest is None else highest["throughput_rps"],
         "highest_sustained_target_rps": None if highest is None else highest["rate_target_rps"],
+        "capacity_rps": capacity,
         "lossless": all(run["lossless"] for run in runs),
         "runs": runs,
     }

@@ -93,7 +93,9 @@ def drive(
         watcher.stop()
     session = connect(target.cassandra)
     try:
-        result = verify(session, force, truth, watcher.events, target.kafka, sizes)
+        result = verify(
+            session, force, truth, watcher.events, target.kafka, sizes, watcher.produced_at
+        )
     finally:
         shutdown_session(session)
     return result | {

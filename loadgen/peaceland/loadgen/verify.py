@@ -26,9 +26,11 @@ def verify(
     events: list[tuple[float, Any]],
     kafka: KafkaAccess,
     sizes: Callable[[str], dict[str, int]] | None = None,
+    produced_at: list[float] | None = None,
 ) -> dict[str, Any]:
     """Cassandra and the alerts topic against the ground truth; ``sizes`` measures the
-    keyspace on disk when given."""
+    keyspace on disk when given; ``produced_at`` (the alert records' Kafka timestamps, in
+    the order of ``events``) breaks the alerts' latency into stages."""
     stored = Counter(
         row.report_id
         for row in session.execute(f"SELECT report_id FROM {force.keyspace}.reports_by_drone_day")
@@ -59,12 +61,63 @@ def verify(
         "alert_events": len(events),
         "alert_events_missing": len(truth.low_sightings - event_sightings.keys()),
         "alert_latency_ms": percentiles(latencies),
+        "alert_stages_ms": alert_stages(events, produced_at, report_times, truth)
+        if produced_at is not None and truth.posted_at
+        else None,
         "raw_bytes_per_report": round(truth.raw_bytes / max(truth.sent, 1), 1),
         "stored_bytes_per_report": round(stored_bytes / max(len(stored), 1), 1)
         if table_bytes
         else None,
         "stored_bytes_by_table": table_bytes,
     }
+
+
+#: The stages of an alert's way, each from the moment named before it (wall clock of this
+#: one machine): the drone's request sent; the gateway hands the report to its producer
+#: (the report record's timestamp); the alerter takes the sighting up (the alert's
+#: ``raised_at``) after Kafka's acknowledgement, the alerter's poll and its batch; the
+#: alerter hands the alert to its producer (the alert record's timestamp) after its
+#: decision; the alert is visible to a read_committed reader, once the transaction is
+#: committed. And, apart, the gateway's answer after the report record.
+ALERT_STAGES = (
+    "request_to_report_record",
+    "report_record_to_alerter",
+    "alerter_decision",
+    "alert_record_to_visible",
+    "request_to_visible",
+    "report_record_to_gateway_answer",
+)
+
+
+def alert_stages(
+    events: list[tuple[float, Any]],
+    produced_at: list[float],
+    report_times: dict[uuid.UUID, float],
+    truth: GroundTruth,
+) -> dict[str, dict[str, float | None]]:
+    """p50, p95, p99 and max of each stage of ``ALERT_STAGES``, in milliseconds, over every
+    alert event whose report went through the gateway."""
+    stages: dict[str, list[float]] = {stage: [] for stage in ALERT_STAGES}
+    for (seen, alert), alert_record in zip(events, produced_at, strict=True):
+        posted = truth.posted_at.get(alert.report_id)
+        report_record = report_times.get(alert.report_id)
+        if posted is None or report_record is None:
+            continue
+        taken_up = alert.raised_at.timestamp()
+        for stage, took in zip(
+            ALERT_STAGES,
+            (
+                report_record - posted,
+                taken_up - report_record,
+                alert_record - taken_up,
+                seen - alert_record,
+                seen - posted,
+                truth.accepted_at[alert.report_id] - report_record,
+            ),
+            strict=True,
+        ):
+            stages[stage].append(took * 1000)
+    return {stage: percentiles(sorted(took)) for stage, took in stages.items()}
 
 
 def record_times(kafka: KafkaAccess, topic: str) -> dict[uuid.UUID, float]:

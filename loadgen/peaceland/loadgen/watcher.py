@@ -24,6 +24,9 @@ class AlertWatcher:
     #: Called with each event as it arrives (the demo prints them).
     on_event: Callable[[Any], None] = lambda _alert: None
     events: list[tuple[float, Any]] = field(default_factory=list)
+    #: The Kafka timestamp of each event's record (when the alerter produced it), in the
+    #: order of ``events``.
+    produced_at: list[float] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -46,7 +49,9 @@ class AlertWatcher:
                     message = consumer.poll(0.1)
                     if message is not None and message.error() is None:
                         alert = decode_alert(message.value() or b"")
-                        self.events.append((time.time(), alert))
+                        seen = time.time()
+                        self.produced_at.append(message.timestamp()[1] / 1000)
+                        self.events.append((seen, alert))
                         self.on_event(alert)
             finally:
                 consumer.close()
