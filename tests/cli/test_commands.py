@@ -26,7 +26,7 @@ from peaceland.node.platform import LocalPlatform
 from peaceland.operator import manifests
 from peaceland.stack import Endpoints, Stack
 from peaceland.stack.kube import KubeApiServer
-from peaceland.tenants.forces import ForceResources
+from peaceland.tenants.forces import ForceResources, resources_for
 from tests.kafka_helpers import wait_until
 
 pytestmark = pytest.mark.timeout(300)
@@ -189,10 +189,9 @@ def test_the_pipeline_benchmark_prints_its_figures_as_json(stack: Stack):
 def test_the_limits_benchmark_prints_each_servers_limit_and_the_pipelines_climb(
     stack: Stack, kafka_admin: AdminClient, cassandra: Session
 ):
-    before = {k for k in cassandra.cluster.metadata.keyspaces if k.startswith("pf_bench_")}
     result = peaceland(
         "bench", "limits", "--kafka-records", "2000", "--cassandra-reports", "300",
-        "--rates", "100,150", "--seconds", "3",
+        "--rates", "100", "--seconds", "3", "--refine", "0",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout)
@@ -200,19 +199,31 @@ def test_the_limits_benchmark_prints_each_servers_limit_and_the_pipelines_climb(
     for way in ("cassandra_one_request_per_row", "cassandra_archiver_writer"):
         assert figures[way]["reports"] == 300
         assert figures[way]["rows"] >= 600  # a row and an id each, and their sightings
-    runs = figures["pipeline"]["runs"]
-    assert runs
-    assert all(run["lossless"] and run["lost"] == 0 for run in runs)
-    assert [run["rate_target_rps"] for run in runs] == [100, 150][: len(runs)]
-    best = figures["pipeline"]["highest_sustained_rps"]
+    climbed = figures["pipeline"]
+    (run,) = climbed["runs"]
+    assert run["rate_target_rps"] == 100
+    assert run["lossless"] is True
+    assert run["lost"] == run["duplicates"] == 0
+    kept_up = climbed["highest_rate_kept_up"]
+    assert kept_up in (None, 100)
     producer = figures["kafka_producer"]["records_per_s"]
-    expected = None if best is None else round(best / producer, 3)
+    expected = None if kept_up is None else round(kept_up / producer, 3)
     assert figures["ratios"]["pipeline_to_kafka_producer"] == expected
-    bench_force = re.compile(r"^peaceland\.bench-[0-9a-f]{8}\.")
-    assert not [t for t in kafka_admin.list_topics(timeout=10).topics if bench_force.match(t)]
+    scratch = resources_for(figures["scratch_force"])
+    pipeline_force = resources_for(run["force"])
+    topics = kafka_admin.list_topics(timeout=10).topics
+    assert not [t for t in (*scratch.topics, *pipeline_force.topics) if t in topics]
     cassandra.cluster.refresh_schema_metadata()
-    after = {k for k in cassandra.cluster.metadata.keyspaces if k.startswith("pf_bench_")}
-    assert after <= before
+    keyspaces = cassandra.cluster.metadata.keyspaces
+    assert scratch.keyspace not in keyspaces
+    assert pipeline_force.keyspace not in keyspaces
+
+
+def test_limits_refuses_a_ladder_it_cannot_climb_before_measuring_anything():
+    result = peaceland("bench", "limits", "--rates", "2000,1000")
+    assert result.returncode == 1
+    assert "positive and ascending" in result.stderr
+    assert "Kafka's own producer" not in result.stderr
 
 
 def test_the_operator_benchmark_prints_apply_to_ready_figures_and_cleans_up(

@@ -65,11 +65,30 @@ def test_output_without_figures_is_an_error_that_shows_it(parse: Any) -> None:
         parse("Exception in thread main: no broker\n")
 
 
-def test_a_password_cannot_break_out_of_the_jaas_quotes() -> None:
-    access = KafkaAccess("k:9092", username='ad"min', password='p\\"; evil=1')
-    properties = java_client_properties(access)
-    assert 'username="ad\\"min" password="p\\\\\\"; evil=1";' in properties
-    assert "security.protocol=SASL_PLAINTEXT" in properties
+@pytest.mark.parametrize(
+    "password", ['p"ass', "p\\ass", "pa\nss", "pass\u00e9", 'x" tokenauth="true']
+)
+def test_a_password_the_tools_could_misread_is_refused(password: str) -> None:
+    access = KafkaAccess("k:9092", username="admin", password=password)
+    with pytest.raises(LoadError, match="cannot be given this password") as refused:
+        java_client_properties(access)
+    assert password not in str(refused.value)
+
+
+def test_the_login_module_follows_the_mechanism() -> None:
+    scram = java_client_properties(KafkaAccess("k:9092", username="a", password="b-_c"))
+    plain = java_client_properties(
+        KafkaAccess("k:9092", username="a", password="b", sasl_mechanism="PLAIN")
+    )
+    assert 'scram.ScramLoginModule required username="a" password="b-_c";' in scram
+    assert "plain.PlainLoginModule required" in plain
+    assert "security.protocol=SASL_PLAINTEXT" in scram
+
+
+def test_a_consumer_that_stopped_short_is_still_read_past_its_warning() -> None:
+    header, row = CONSUMER_OUTPUT.strip().splitlines()
+    warned = f"{header}\nWARNING: Exiting before consuming the expected number of messages\n{row}\n"
+    assert parse_consumer_performance(warned)["records"] == 200_000
 
 
 def _run(rate: float, *, drained: float = 0.5, stored: int | None = None) -> dict[str, Any]:
@@ -103,8 +122,10 @@ def test_the_climb_stops_at_the_first_rate_not_kept_up() -> None:
 
     result = climb(pipeline, [1000, 2000, 4000, 8000], lambda _: None)
     assert asked == [1000, 2000, 4000]
-    assert result["highest_sustained_target_rps"] == 2000
-    assert result["highest_sustained_rps"] == 1900
+    assert result["highest_rate_kept_up"] == 2000
+    assert result["stored_rps_at_highest"] == 1900
+    assert result["limit_found"] is True
+    assert result["capacity_measured_at"] == 4000
     assert result["lossless"] is True
     assert [r["sustained"] for r in result["runs"]] == [True, True, False]
 
@@ -120,7 +141,7 @@ def test_the_climb_refines_between_the_last_rate_kept_up_and_the_first_not() -> 
 
     result = climb(pipeline, [1000, 2000], lambda _: None, refine=3)
     assert asked == [1000, 2000, 1500, 1250, 1100]
-    assert result["highest_sustained_target_rps"] == 1100
+    assert result["highest_rate_kept_up"] == 1100
     assert result["capacity_rps"] == 1234.5  # what the first run not kept up stored
 
 
@@ -133,10 +154,38 @@ def test_a_run_that_loses_a_report_ends_the_climb_and_says_so() -> None:
     )
     assert len(result["runs"]) == 2  # no refining around a defect
     assert result["lossless"] is False
-    assert result["highest_sustained_target_rps"] == 1000
+    assert result["highest_rate_kept_up"] == 1000
+    assert result["capacity_rps"] is None  # a defect measures no capacity
 
 
-@pytest.mark.parametrize("rates", [[], [2000, 1000], [0, 1000]])
+def test_every_rate_kept_up_is_a_lower_bound_not_a_limit() -> None:
+    result = climb(_run, [1000, 2000], print, refine=2)
+    assert result["highest_rate_kept_up"] == 2000
+    assert result["limit_found"] is False
+    assert result["capacity_rps"] is None
+
+
+def test_a_gateway_that_could_not_take_the_rate_measures_no_capacity() -> None:
+    result = climb(lambda rate: _run(rate) | {"send_rps": rate * 0.5}, [1000], print)
+    assert result["limit_found"] is True
+    assert result["capacity_rps"] is None
+
+
+def test_a_run_that_fails_ends_the_climb_and_keeps_what_was_measured() -> None:
+    def pipeline(rate: float) -> dict[str, Any]:
+        if rate == 2000:
+            raise LoadError("the archiver did not drain within 180s")
+        return _run(rate)
+
+    result = climb(pipeline, [1000, 2000, 4000], print, refine=2)
+    assert [run["rate_target_rps"] for run in result["runs"]] == [1000, 2000]
+    assert result["highest_rate_kept_up"] == 1000
+    assert result["errors"] == ["the archiver did not drain within 180s"]
+
+
+@pytest.mark.parametrize(
+    "rates", [[], [2000, 1000], [0, 1000], [1000, 1000], [float("nan")], [1000, float("inf")]]
+)
 def test_rates_must_climb(rates: list[float]) -> None:
     with pytest.raises(LoadError, match="positive and ascending"):
         climb(_run, rates, print)
@@ -186,7 +235,9 @@ def test_a_tool_that_fails_says_what_it_printed(
     wrong = KafkaAccess(
         endpoints.kafka.bootstrap_servers, username="nobody", password="not-a-password"
     )
-    with pytest.raises(LoadError, match="ProducerPerformance"):
+    with pytest.raises(LoadError) as failed:
         kafka_producer_benchmark(
             kafka.tools(lambda _: None), wrong, force.reports_topic, [b"{}"], 10, timeout=90
         )
+    assert "had 0 of 10 records acknowledged" in str(failed.value)
+    assert "SaslAuthenticationException" in str(failed.value)  # the tool's own words

@@ -190,10 +190,12 @@ async def _post(
     attempts: int = 10,
 ) -> None:
     headers = {"Authorization": f"Bearer {key}"} if key is not None else None
+    first_posted = 0.0
     try:
         for attempt in range(attempts):
             body = b"[" + b",".join(raw for _, raw in batch) + b"]"
-            posted = time.time()
+            if not first_posted:
+                first_posted = time.time()
             try:
                 response = await client.post("/v1/reports", content=body, headers=headers)
             except httpx2.TransportError:
@@ -213,7 +215,9 @@ async def _post(
                 if result["status"] == "accepted":
                     truth.accepted += 1
                     truth.accepted_at[report[0].report_id] = now
-                    truth.posted_at[report[0].report_id] = posted
+                    # The first request that carried it: the gateway may have taken that
+                    # one in and lost only its answer.
+                    truth.posted_at.setdefault(report[0].report_id, first_posted)
                 elif result["status"] == "rejected":
                     truth.rejected += 1
                 else:

@@ -9,6 +9,8 @@ runs, parses and decides.
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
 import subprocess
 import tempfile
@@ -30,15 +32,29 @@ DRAIN_FLOOR: Final = 2.0
 
 _PRODUCER_SUMMARY: Final = re.compile(
     r"(?P<records>\d+) records sent, (?P<rps>[\d.]+) records/sec \((?P<mbs>[\d.]+) MB/sec\), "
-    r"(?P<avg>[\d.]+) ms avg latency, (?P<max>[\d.]+) ms max latency, (?P<p50>\d+) ms 50th, "
+    r"(?P<avg>[\d.]+|NaN) ms avg latency, (?P<max>[\d.]+) ms max latency, (?P<p50>\d+) ms 50th, "
     r"(?P<p95>\d+) ms 95th, (?P<p99>\d+) ms 99th, (?P<p999>\d+) ms 99\.9th\."
 )
 #: The producer settings our gateway sends with, passed on to Kafka's own producer.
 _PRODUCER_SETTINGS: Final = ("acks", "enable.idempotence", "compression.type", "linger.ms")
+#: The gateway's producer waits this long for a batch to fill (services' gateway sender).
+_GATEWAY_LINGER_MS: Final = 1
+#: Printable ASCII but a double quote (0x22) or a backslash (0x5c).
+_SAFE_SECRET: Final = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]+")
+_LOGIN_MODULES: Final = {
+    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+}
 
 
 def java_client_properties(access: KafkaAccess) -> str:
-    """A Java client's properties for ``access``: how Kafka's own tools sign in as we do."""
+    """A Java client's properties for ``access``: how Kafka's own tools sign in as we do.
+
+    A name or password goes inside a JAAS string inside a Java properties file: two layers
+    of escaping that each read backslashes and quotes their own way. Rather than trust both,
+    one holding a quote, a backslash or a control character is refused (the stack's own are
+    URL-safe tokens)."""
     lines = [
         f"bootstrap.servers={access.bootstrap_servers}",
         f"security.protocol={access.protocol}",
@@ -46,10 +62,17 @@ def java_client_properties(access: KafkaAccess) -> str:
     if access.protocol.startswith("SASL"):
         if access.username is None or access.password is None:
             raise LoadError(f"Kafka over {access.protocol} needs a username and a password")
+        for what, value in (("username", access.username), ("password", access.password)):
+            if not _SAFE_SECRET.fullmatch(value):
+                raise LoadError(
+                    f"Kafka's own tools cannot be given this {what}: it holds a quote, a "
+                    "backslash or a character that is not printable ASCII"
+                )
+        module = _LOGIN_MODULES[access.sasl_mechanism]
         lines += [
             f"sasl.mechanism={access.sasl_mechanism}",
-            "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
-            f'username="{_jaas(access.username)}" password="{_jaas(access.password)}";',
+            f"sasl.jaas.config={module} required "
+            f'username="{access.username}" password="{access.password}";',
         ]
     if access.ssl_ca_location is not None:
         lines += ["ssl.truststore.type=PEM", f"ssl.truststore.location={access.ssl_ca_location}"]
@@ -80,23 +103,27 @@ def parse_producer_performance(output: str) -> dict[str, Any]:
 def parse_consumer_performance(output: str) -> dict[str, Any]:
     """The header and the row ``ConsumerPerformance`` prints, as figures."""
     lines = [line for line in output.splitlines() if line.strip()]
-    for at, line in enumerate(lines[:-1]):
-        if line.startswith("start.time"):
-            fields = dict(
-                zip(
-                    (name.strip() for name in line.split(",")),
-                    (value.strip() for value in lines[at + 1].split(",")),
-                    strict=True,
-                )
-            )
-            return {
-                "records": int(fields["data.consumed.in.nMsg"]),
-                "records_per_s": round(float(fields["nMsg.sec"]), 1),
-                "mb_per_s": round(float(fields["MB.sec"]), 2),
-                # The group's join is in the time above; these leave it out.
-                "fetch_records_per_s": round(float(fields["fetch.nMsg.sec"]), 1),
-                "rebalance_ms": int(fields["rebalance.time.ms"]),
-            }
+    headers = [at for at, line in enumerate(lines) if line.startswith("start.time")]
+    if headers:
+        names = [name.strip() for name in lines[headers[0]].split(",")]
+        # The row follows the header; a warning ("Exiting before consuming…") may come
+        # between them.
+        rows = [
+            line.split(",") for line in lines[headers[0] + 1 :] if line.count(",") == len(names) - 1
+        ]
+        if rows:
+            fields = dict(zip(names, (value.strip() for value in rows[0]), strict=True))
+            try:
+                return {
+                    "records": int(fields["data.consumed.in.nMsg"]),
+                    "records_per_s": round(float(fields["nMsg.sec"]), 1),
+                    "mb_per_s": round(float(fields["MB.sec"]), 2),
+                    # The group's join is in the time above; these leave it out.
+                    "fetch_records_per_s": round(float(fields["fetch.nMsg.sec"]), 1),
+                    "rebalance_ms": int(fields["rebalance.time.ms"]),
+                }
+            except (KeyError, ValueError):
+                pass
     raise LoadError(f"ConsumerPerformance printed no figures:\n{output[-2000:]}")
 
 
@@ -114,7 +141,7 @@ def kafka_producer_benchmark(
     producer settings (acks=all, idempotent, lz4)."""
     if any(b"\n" in payload for payload in payloads):
         raise LoadError("a payload holds a newline, the payload file's delimiter")
-    ours = producer_config(access)
+    ours = producer_config(access, linger_ms=_GATEWAY_LINGER_MS)
     settings = [f"{name}={str(ours[name]).lower()}" for name in _PRODUCER_SETTINGS]
     with tempfile.TemporaryDirectory(prefix="peaceland-limits-") as folder:
         config, payload_file = Path(folder) / "client.properties", Path(folder) / "payloads"
@@ -143,6 +170,12 @@ def kafka_producer_benchmark(
             timeout,
         )
     figures = parse_producer_performance(output)
+    if figures["records"] != records:
+        # It counts what Kafka acknowledged and prints the failures on its standard error.
+        raise LoadError(
+            f"Kafka's producer had {figures['records']} of {records} records acknowledged:\n"
+            f"{output[-2000:]}"
+        )
     return figures | {"settings": settings}
 
 
@@ -179,7 +212,12 @@ def kafka_consumer_benchmark(
             ],
             timeout,
         )
-    return parse_consumer_performance(output)
+    figures = parse_consumer_performance(output)
+    if figures["records"] != records:
+        raise LoadError(
+            f"Kafka's consumer read {figures['records']} of {records} records:\n{output[-2000:]}"
+        )
+    return figures
 
 
 def sustained(run: Mapping[str, Any]) -> bool:
@@ -203,6 +241,16 @@ def lossless(run: Mapping[str, Any]) -> bool:
     return nothing_wrong and bool(run["reports_stored"] == run["reports_accepted"])
 
 
+def check_rates(rates: Sequence[float]) -> None:
+    """Refuses a ladder ``climb`` cannot climb: empty, not finite, not positive, not rising."""
+    if (
+        not rates
+        or not all(math.isfinite(rate) and rate > 0 for rate in rates)
+        or any(b <= a for a, b in itertools.pairwise(rates))
+    ):
+        raise LoadError(f"the rates to climb must be positive and ascending: {list(rates)}")
+
+
 def climb(
     pipeline: Callable[[float], dict[str, Any]],
     rates: Sequence[float],
@@ -210,20 +258,27 @@ def climb(
     *,
     refine: int = 0,
 ) -> dict[str, Any]:
-    """Run ``pipeline`` at each of ``rates`` (ascending) until one is not sustained, then
+    """Run ``pipeline`` at each of ``rates`` (ascending) until one is not kept up, then
     ``refine`` times halfway between the highest kept up and the lowest not: the highest
-    sustained rate and every run. A run that loses or doubles anything stops the climb at
-    once: that is a defect to look at, not a limit.
+    rate kept up (``highest_rate_kept_up``) and every run.
 
-    The first run not kept up also measures the pipeline's capacity: with a backlog from
-    the start, it stores at the rate it can (``capacity_rps``)."""
-    if not rates or list(rates) != sorted(rates) or rates[0] <= 0:
-        raise LoadError(f"the rates to climb must be positive and ascending: {list(rates)}")
+    A run that loses or doubles anything stops the climb at once: that is a defect to look
+    at, not a limit. So does a run that fails (its error is kept with it). The first run not
+    kept up for want of draining (the gateway took the rate, the consumers fell behind)
+    also measures the pipeline's capacity: with a backlog from its first seconds, it stores
+    as fast as it can (``capacity_rps``). ``limit_found`` is false when every rate was kept
+    up: the highest is then a lower bound."""
+    check_rates(rates)
     runs: list[dict[str, Any]] = []
 
     def attempt(rate: float) -> dict[str, Any]:
         say(f"pipeline at {rate:.0f} reports/s")
-        run = pipeline(rate)
+        try:
+            run = pipeline(rate)
+        except LoadError as exc:
+            say(f"  failed: {exc}")
+            runs.append({"rate_target_rps": rate, "error": str(exc), "sustained": False})
+            return runs[-1]
         run = run | {"lossless": lossless(run), "sustained": sustained(run)}
         runs.append(run)
         say(
@@ -241,28 +296,37 @@ def climb(
             failed = run
             break
         highest = run
-    capacity = None if failed is None else failed["throughput_rps"]
+    capacity = failed if failed is not None and _drain_limited(failed) else None
     low = 0.0 if highest is None else highest["rate_target_rps"]
-    if failed is not None and failed["lossless"]:
+    if failed is not None and failed.get("lossless"):
         ceiling = failed["rate_target_rps"]
         for _ in range(refine):
             rate = round((low + ceiling) / 2 / 50) * 50  # rates in steps of 50 reports/s
             if not low < rate < ceiling:
                 break
             run = attempt(rate)
-            if not run["lossless"]:
+            if not run.get("lossless"):
                 break
             if run["sustained"]:
                 highest, low = run, rate
             else:
                 ceiling = rate
     return {
-        "highest_sustained_rps": None if highest is None else highest["throughput_rps"],
-        "highest_sustained_target_rps": None if highest is None else highest["rate_target_rps"],
-        "capacity_rps": capacity,
-        "lossless": all(run["lossless"] for run in runs),
+        "highest_rate_kept_up": None if highest is None else highest["rate_target_rps"],
+        "stored_rps_at_highest": None if highest is None else highest["throughput_rps"],
+        "limit_found": failed is not None,
+        "capacity_rps": None if capacity is None else capacity["throughput_rps"],
+        "capacity_measured_at": None if capacity is None else capacity["rate_target_rps"],
+        "lossless": all(run.get("lossless", True) for run in runs),
+        "errors": [run["error"] for run in runs if "error" in run],
         "runs": runs,
     }
+
+
+def _drain_limited(run: Mapping[str, Any]) -> bool:
+    """A run not kept up because the consumers fell behind, not the gateway or the load
+    generator, nor a defect: its stored rate is the pipeline's capacity."""
+    return bool(run.get("lossless") and run["send_rps"] >= KEEPS_UP * run["rate_target_rps"])
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -277,16 +341,11 @@ def _run(argv: list[str], timeout: float) -> str:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
         raise LoadError(f"Kafka's {_tool(argv)} ran over {timeout:.0f}s") from exc
+    printed = result.stdout + result.stderr
     if result.returncode != 0:
-        printed = (result.stdout + result.stderr)[-2000:]
-        raise LoadError(f"Kafka's {_tool(argv)} failed ({result.returncode}):\n{printed}")
-    return result.stdout
+        raise LoadError(f"Kafka's {_tool(argv)} failed ({result.returncode}):\n{printed[-2000:]}")
+    return printed
 
 
 def _tool(argv: list[str]) -> str:
     return next((a.rsplit(".", 1)[1] for a in argv if a.startswith("org.apache.kafka.")), "java")
-
-
-def _jaas(value: str) -> str:
-    """A value inside a JAAS string's double quotes."""
-    return value.replace("\\", "\\\\").replace('"', '\\"')

@@ -20,8 +20,8 @@ class GroundTruth:
     raw_bytes: int = 0
     #: When each accepted report was acknowledged (wall clock, seconds).
     accepted_at: dict[uuid.UUID, float] = field(default_factory=dict)
-    #: When the request that had each accepted report taken was sent (wall clock, seconds;
-    #: through the gateway only).
+    #: When the first request that carried each accepted report was sent (wall clock,
+    #: seconds; through the gateway only).
     posted_at: dict[uuid.UUID, float] = field(default_factory=dict)
     #: (report, citizen) of every sighting below the threshold: one alert event each.
     low_sightings: set[tuple[uuid.UUID, str]] = field(default_factory=set)

@@ -3,6 +3,7 @@ one alert per low-score citizen, and how long alerts took."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -10,8 +11,9 @@ from datetime import date
 from typing import Any
 
 from cassandra.cluster import Session
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TIMESTAMP_CREATE_TIME, Consumer, TopicPartition
 
+from peaceland.loadgen.errors import LoadError
 from peaceland.loadgen.stats import percentiles
 from peaceland.loadgen.truth import GroundTruth
 from peaceland.tenants.forces import ForceResources
@@ -72,20 +74,27 @@ def verify(
     }
 
 
-#: The stages of an alert's way, each from the moment named before it (wall clock of this
-#: one machine): the drone's request sent; the gateway hands the report to its producer
-#: (the report record's timestamp); the alerter takes the sighting up (the alert's
-#: ``raised_at``) after Kafka's acknowledgement, the alerter's poll and its batch; the
-#: alerter hands the alert to its producer (the alert record's timestamp) after its
-#: decision; the alert is visible to a read_committed reader, once the transaction is
-#: committed. And, apart, the gateway's answer after the report record.
+#: The stages of an alert's way, a chain on this one machine's wall clock, each from the
+#: moment the one before it ended:
+#: - ``request_to_gateway``: the drone's request sent → the gateway took it in (the moment
+#:   it stamps on the reports' records, before parsing them);
+#: - ``gateway_to_answer``: → the drone has its 202 (the gateway parsed the request, handed
+#:   the reports to its producer and Kafka acknowledged them on every in-sync replica);
+#: - ``answer_to_alerter``: → the alerter takes the sighting up (the alert's ``raised_at``):
+#:   its poll and the sightings ahead of it in its batch; negative when the alerter was
+#:   quicker than the answer's way back to the drone;
+#: - ``alerter_to_alert_record``: → the alerter hands the alert to its producer (the alert
+#:   record's timestamp): this sighting's decision and those after it in the batch;
+#: - ``alert_record_to_visible``: → a read_committed reader has it (the transaction's
+#:   commit, the reader's fetch);
+#: and ``request_to_visible``, the whole way.
 ALERT_STAGES = (
-    "request_to_report_record",
-    "report_record_to_alerter",
-    "alerter_decision",
+    "request_to_gateway",
+    "gateway_to_answer",
+    "answer_to_alerter",
+    "alerter_to_alert_record",
     "alert_record_to_visible",
     "request_to_visible",
-    "report_record_to_gateway_answer",
 )
 
 
@@ -98,22 +107,19 @@ def alert_stages(
     """p50, p95, p99 and max of each stage of ``ALERT_STAGES``, in milliseconds, over every
     alert event whose report went through the gateway."""
     stages: dict[str, list[float]] = {stage: [] for stage in ALERT_STAGES}
-    for (seen, alert), alert_record in zip(events, produced_at, strict=True):
+    # The watcher notes a record's time before its event: a stop between the two leaves
+    # one time more, at the end.
+    for (seen, alert), alert_record in zip(events, produced_at, strict=False):
         posted = truth.posted_at.get(alert.report_id)
-        report_record = report_times.get(alert.report_id)
-        if posted is None or report_record is None:
+        gateway = report_times.get(alert.report_id)
+        answered = truth.accepted_at.get(alert.report_id)
+        if posted is None or gateway is None or answered is None:
             continue
         taken_up = alert.raised_at.timestamp()
+        moments = (posted, gateway, answered, taken_up, alert_record, seen)
         for stage, took in zip(
             ALERT_STAGES,
-            (
-                report_record - posted,
-                taken_up - report_record,
-                alert_record - taken_up,
-                seen - alert_record,
-                seen - posted,
-                truth.accepted_at[alert.report_id] - report_record,
-            ),
+            [*(b - a for a, b in itertools.pairwise(moments)), seen - posted],
             strict=True,
         ):
             stages[stage].append(took * 1000)
@@ -121,7 +127,8 @@ def alert_stages(
 
 
 def record_times(kafka: KafkaAccess, topic: str) -> dict[uuid.UUID, float]:
-    """When the gateway handed each report to Kafka (its record timestamp), by report id."""
+    """When the gateway took each report in (its record's timestamp: the moment the request
+    was received), by report id; the first record of a report sent twice."""
     consumer = Consumer(
         client_config(kafka) | {"group.id": f"bench-{uuid.uuid4()}", "enable.auto.commit": False}
     )
@@ -137,8 +144,14 @@ def record_times(kafka: KafkaAccess, topic: str) -> dict[uuid.UUID, float]:
         while any(seen[p] < ends[p] for p in partitions):
             for message in consumer.consume(1000, timeout=1):
                 if message.error() is None:
+                    kind, stamp = message.timestamp()
+                    if kind != TIMESTAMP_CREATE_TIME:
+                        raise LoadError(
+                            f"{topic} keeps no producer's time (timestamp type {kind}): the "
+                            "latencies measured from it would mean something else"
+                        )
                     report_id = uuid.UUID(_report_id(message.value() or b""))
-                    times[report_id] = message.timestamp()[1] / 1000
+                    times.setdefault(report_id, stamp / 1000)
                     seen[message.partition() or 0] = (message.offset() or 0) + 1
         return times
     finally:

@@ -304,8 +304,16 @@ class Kafka(Server):
             progress,
         )
         java = fetch.find_java(None, self.settings.java_home)
-        # The server's folder brings the logging binding; the tools' own come first.
-        return [str(java), "-Xmx512m", "-cp", f"{tools}/*:{self.lib}/*"]
+        # The server's folder brings the logging binding; the tools' own come first. Their
+        # figures are read back, so decimals are printed with a point whatever the locale.
+        return [
+            str(java),
+            "-Xmx512m",
+            "-Duser.language=en",
+            "-Duser.country=US",
+            "-cp",
+            f"{tools}/*:{self.lib}/*",
+        ]
 
     def _run_tool(self, args: list[str]) -> None:
         result = subprocess.run(
