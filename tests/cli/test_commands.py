@@ -183,6 +183,12 @@ def test_the_pipeline_benchmark_prints_its_figures_as_json(stack: Stack):
     stages = figures["alert_stages_ms"]
     assert list(stages) == list(ALERT_STAGES)
     assert stages["request_to_visible"]["p50"] > stages["alert_record_to_visible"]["p50"] > 0
+    cpu = figures["cpu"]
+    assert {"simulator", "gateway", "archiver", "alerter", "kafka", "cassandra"} <= set(cpu)
+    assert cpu["all"]["seconds"] == pytest.approx(
+        sum(c["seconds"] for name, c in cpu.items() if name != "all"), abs=0.05
+    )
+    assert cpu["archiver"]["seconds"] > 0
     assert figures["stored_bytes_per_report"] > 0
 
 

@@ -69,6 +69,7 @@ def run(
             batch=batch,
             say=say,
             sizes=sizes,
+            processes=_pids(stack, services),
         )
         return result | {"force": force.force_id}
     finally:
@@ -78,3 +79,10 @@ def run(
             delete_topics(admin, force)
             drop_keyspace(session, force.keyspace)
         shutdown_session(session)
+
+
+def _pids(stack: Stack, services: ForceServices) -> dict[str, int]:
+    """The processes a run's CPU is spent in: the force's services and the stack's servers."""
+    pids = {name: process.pid() for name, process in services.processes.items()}
+    pids |= {name: stack.server(name).pid() for name in ("kafka", "cassandra")}
+    return {name: pid for name, pid in pids.items() if pid is not None}

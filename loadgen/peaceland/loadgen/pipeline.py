@@ -9,15 +9,17 @@ needs only the addresses in a ``Target``.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from peaceland.loadgen.cpu import CpuMeter
 from peaceland.loadgen.drivers import send_to_gateway
 from peaceland.loadgen.errors import LoadError
 from peaceland.loadgen.fleet import Fleet
@@ -58,11 +60,16 @@ def drive(
     say: Say = lambda _: None,
     threshold: float = BENCH_ALERTING.score_threshold,
     sizes: Callable[[str], dict[str, int]] | None = None,
+    processes: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Send ``reports`` through the gateway at ``rate``, run ``fault`` halfway through, wait
-    until both consumers committed everything, and compare with the ground truth."""
+    until both consumers committed everything, and compare with the ground truth.
+    ``processes`` (pids by name) have their CPU time from the first send to the drain
+    measured; this process (the simulator and the watcher) is always measured."""
     watcher = AlertWatcher(target.kafka, force.alerts_topic)
     watcher.start()
+    meter = CpuMeter({"simulator": os.getpid(), **(processes or {})})
+    meter.start()
     faults: list[BaseException] = []
     try:
         fleet = Fleet(drones=drones, seed=seed, threshold=threshold)
@@ -88,6 +95,7 @@ def drive(
         say(f"sent in {sent_seconds:.1f}s; waiting for the consumers to drain")
         wait_drained(target.kafka, force, timeout=max(180.0, reports / 100))
         drained_seconds = time.time() - began
+        cpu = meter.stop(truth.accepted)
         time.sleep(0.5)  # the last alert events reach the watcher
     finally:
         watcher.stop()
@@ -105,6 +113,7 @@ def drive(
         "seconds": round(drained_seconds, 1),
         # How long the consumers took to catch up once the last report was accepted.
         "drain_seconds": round(drained_seconds - sent_seconds, 2),
+        "cpu": cpu,
     }
 
 

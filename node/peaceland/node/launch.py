@@ -107,6 +107,11 @@ class ServiceProcess:
     def alive(self) -> bool:
         return processes.tracked(self.pid_file) is not None
 
+    def pid(self) -> int | None:
+        """The running process's pid, or None."""
+        running = processes.tracked(self.pid_file)
+        return running.pid if running else None
+
     def stop(self, timeout: float = 30.0) -> bool:
         """SIGTERM: finish the batch, commit, exit."""
         return processes.stop(self.pid_file, sig=signal.SIGTERM, timeout=timeout)

@@ -21,6 +21,7 @@ from peaceland.services.gateway.routes import router
 from peaceland.services.gateway.sender import KafkaSender
 from peaceland.services.gateway.settings import GatewaySettings
 from peaceland.services.gateway.usage import UsageMeter, UsagePoster
+from peaceland.tenants.forces import resources_for
 from peaceland.tenants.reports import utc_now
 
 
@@ -53,6 +54,7 @@ def create_app(
                 settings.usage_interval_seconds,
             )  # fmt: skip
             tasks = [asyncio.create_task(feed.run()), asyncio.create_task(poster.run())]
+        tasks.append(asyncio.create_task(_open_producers(app.state.drone_keys, app.state.sender)))
         yield
         for task in tasks:
             task.cancel()
@@ -82,3 +84,14 @@ def create_app(
     app.include_router(router)
     app.mount("/metrics", make_asgi_app())
     return app
+
+
+async def _open_producers(keys: DroneKeys, sender: KafkaSender, interval: float = 1.0) -> None:
+    """Open each force's producer as soon as a key speaks for the force, before its first
+    report; a force whose producer could not open yet is tried again at the next turn."""
+    while True:
+        for force_id in sorted(keys.forces()):
+            if not sender.is_open(force_id):
+                topic = resources_for(force_id).reports_topic
+                await asyncio.to_thread(sender.open, force_id, topic)
+        await asyncio.sleep(interval)

@@ -70,6 +70,10 @@ class DroneKeys:
             self._grants.pop(key_id, None)
         self.cursor = changes.cursor
 
+    def forces(self) -> set[str]:
+        """The forces some key speaks for."""
+        return set(self._configured.values()) | {g.force_id for g in self._grants.values()}
+
     def __len__(self) -> int:
         return len(self._grants) + len(self._configured)
 

@@ -1,10 +1,11 @@
 """Producing to Kafka from async code and awaiting the acknowledgements.
 
 One idempotent, acks=all producer per police force, each signed in as that force's gateway
-principal (the brokers let it write to that force's reports topic only), served by one
-thread that polls them all for delivery reports and hands each one to the event loop that is
-waiting for it. Each queue holds more than every force may have in flight together
-(``admission``), so that no force's reports ever find it full.
+principal (the brokers let it write to that force's reports topic only), each served by a
+thread of its own that waits for its delivery reports and hands each one to the event loop
+that is waiting for it (one thread polling every producer in turn held a force's reports
+while it waited on another producer that had none). Each queue holds more than every force
+may have in flight together (``admission``), so that no force's reports ever find it full.
 
 A force's credentials are looked at again every few seconds: when they changed (a rotation
 mounted new ones), a new producer takes the force's next reports while the old one delivers
@@ -64,8 +65,9 @@ class KafkaSender:
         self._retiring: list[Producer] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="kafka-deliveries", daemon=True)
-        self._thread.start()
+        self._threads: list[threading.Thread] = []
+        #: Forces whose producer has signed in and read its topic's metadata (``open``).
+        self._open: set[str] = set()
 
     def _producer(self, force_id: str | None) -> Producer:
         signed = self._producers.get(force_id)
@@ -89,6 +91,14 @@ class KafkaSender:
                 signed.checked = now
                 return signed.producer
             producer = Producer(producer_config(access, linger_ms=1) | self._config)
+            thread = threading.Thread(
+                target=self._serve,
+                args=(producer,),
+                name=f"kafka-deliveries-{force_id or 'gateway'}",
+                daemon=True,
+            )
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+            thread.start()
             if signed is not None:
                 self._retiring = [*self._retiring, signed.producer]
             # New containers: the delivery thread iterates the old ones without a lock.
@@ -128,6 +138,23 @@ class KafkaSender:
                 future.set_result(exc.args[0])
         return list(await asyncio.gather(*futures))
 
+    def open(self, force_id: str, topic: str, timeout: float = 10.0) -> bool:
+        """Open ``force_id``'s producer before its first report: sign in, get a producer id,
+        read ``topic``'s metadata (half a second on a busy machine, which the first reports
+        would otherwise wait for). Blocks up to ``timeout``: call it from a worker thread.
+        Whether it is open; a failure is logged and left for the next call."""
+        try:
+            self._producer(force_id).list_topics(topic, timeout=timeout)
+        except (KafkaException, OSError, ValueError) as exc:
+            log.warning("could not open the producer of %s yet: %s", force_id, exc)
+            return False
+        self._open.add(force_id)
+        return True
+
+    def is_open(self, force_id: str) -> bool:
+        """Whether ``open`` succeeded for ``force_id``."""
+        return force_id in self._open
+
     def reachable(self, timeout: float = 2.0) -> bool:
         """Whether a Kafka broker answers a metadata request now (blocks up to ``timeout``:
         call it from a worker thread)."""
@@ -140,20 +167,19 @@ class KafkaSender:
         for producer in [s.producer for s in self._producers.values()] + self._retiring:
             producer.flush(timeout)
         self._stop.set()
-        self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
-    def _serve(self) -> None:
+    def _serve(self, producer: Producer) -> None:
+        """Serve ``producer``'s delivery reports as they come, until the sender closes or
+        the producer, retired by a rotation, has delivered everything it held."""
         while not self._stop.is_set():
-            retiring = self._retiring
-            producers = [s.producer for s in self._producers.values()] + retiring
-            if not producers:
-                self._stop.wait(0.05)
-            for producer in producers:
-                producer.poll(0.05 / len(producers))
-            done = [p for p in retiring if len(p) == 0]
-            if done:
+            producer.poll(0.1)
+            if len(producer) == 0 and any(p is producer for p in self._retiring):
                 with self._lock:
-                    self._retiring = [p for p in self._retiring if p not in done]
+                    self._retiring = [p for p in self._retiring if p is not producer]
+                return
 
 
 def _settle(future: asyncio.Future[KafkaError | None], error: KafkaError | None) -> None:
