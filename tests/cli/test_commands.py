@@ -172,8 +172,11 @@ def test_simulate_through_the_gateway_needs_a_drone_key():
     assert "--drone-key" in result.stderr
 
 
-def test_the_pipeline_benchmark_prints_its_figures_as_json(stack: Stack):
-    result = peaceland("bench", "pipeline", "--reports", "1000", "--rate", "250")
+def test_the_pipeline_benchmark_prints_its_figures_as_json(stack: Stack, tmp_path: Path):
+    chart = tmp_path / "lag.svg"
+    result = peaceland(
+        "bench", "pipeline", "--reports", "1000", "--rate", "250", "--lag-chart", str(chart)
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout)
     assert figures["reports_accepted"] == figures["reports_stored"] == 1000
@@ -189,6 +192,13 @@ def test_the_pipeline_benchmark_prints_its_figures_as_json(stack: Stack):
         sum(c["seconds"] for name, c in cpu.items() if name != "all"), abs=0.05
     )
     assert cpu["archiver"]["seconds"] > 0
+    lag = figures["lag"]
+    assert len(lag) >= 3  # a sample a second over a run of four seconds or more
+    assert [s["seconds"] for s in lag] == sorted(s["seconds"] for s in lag)
+    ends = [s["end_offset"] for s in lag]
+    assert ends == sorted(ends)  # the topic only grows
+    assert all(s["archiver"] >= 0 and s["alerter"] >= 0 for s in lag)
+    assert chart.read_text().count("<polyline") == 2
     assert figures["stored_bytes_per_report"] > 0
 
 

@@ -22,6 +22,7 @@ from peaceland.cli import (
     bench_map,
     bench_operator,
     bench_pipeline,
+    charts,
 )
 from peaceland.cli.errors import USER_ERRORS
 from peaceland.loadgen.fleet import Fleet
@@ -83,6 +84,13 @@ def pipeline(
     batch: Annotated[int, typer.Option(min=1, max=1_000, help="Reports per request.")] = 50,
     seed: Annotated[int, typer.Option(help="Seed of the simulated fleet.")] = 1,
     keep: Annotated[bool, typer.Option(help="Keep the bench force's topics and keyspace.")] = False,
+    lag_every: Annotated[
+        float,
+        typer.Option(min=0, help="Sample the consumers' lag this often, in seconds (0: never)."),
+    ] = 0,
+    lag_chart: Annotated[
+        Path | None, typer.Option(help="Write the sampled lag as an SVG chart to this file.")
+    ] = None,
 ) -> None:
     """Drive the whole data path (gateway, archiver, alerter) and check it against the
     simulator's ground truth; prints one JSON object."""
@@ -99,10 +107,24 @@ def pipeline(
             batch=batch,
             keep=keep,
             say=lambda m: console.print(f"[dim]·[/dim] {m}"),
+            lag_every=lag_every or (1.0 if lag_chart is not None else None),
         )
     except USER_ERRORS as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
+    if lag_chart is not None:
+        lag_chart.write_text(
+            charts.line_chart(
+                f"Consumers' lag at {rate:g} reports/s asked ({result['throughput_rps']:g}/s "
+                "stored end to end)",
+                {
+                    group: [(s["seconds"], s[group]) for s in result["lag"]]
+                    for group in ("archiver", "alerter")
+                },
+                x_label="seconds since the first report",
+                y_label="reports not yet committed",
+            )
+        )
     typer.echo(json.dumps(result, indent=2))
 
 

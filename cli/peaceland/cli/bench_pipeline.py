@@ -36,6 +36,7 @@ def run(
     batch: int,
     keep: bool,
     say: Say,
+    lag_every: float | None = None,
 ) -> dict[str, Any]:
     """The benchmark: a fresh force on the stack, driven and checked, then removed."""
     endpoints = stack.endpoints()
@@ -70,6 +71,7 @@ def run(
             say=say,
             sizes=sizes,
             processes=_pids(stack, services),
+            lag_every=lag_every,
         )
         return result | {"force": force.force_id}
     finally:

@@ -16,17 +16,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from peaceland.loadgen.cpu import CpuMeter
 from peaceland.loadgen.drivers import send_to_gateway
 from peaceland.loadgen.errors import LoadError
 from peaceland.loadgen.fleet import Fleet
+from peaceland.loadgen.lag import LagSampler, lag_of
 from peaceland.loadgen.verify import verify
 from peaceland.loadgen.watcher import AlertWatcher
 from peaceland.tenants.cassandra import CassandraAccess, connect, shutdown_session
-from peaceland.tenants.forces import AlertingSettings, ForceResources, consumer_group
+from peaceland.tenants.forces import AlertingSettings, ForceResources
 from peaceland.tenants.kafka import KafkaAccess, client_config, is_transient
 from peaceland.tenants.workloads import CONSUMERS
 
@@ -61,13 +62,19 @@ def drive(
     threshold: float = BENCH_ALERTING.score_threshold,
     sizes: Callable[[str], dict[str, int]] | None = None,
     processes: Mapping[str, int] | None = None,
+    lag_every: float | None = None,
 ) -> dict[str, Any]:
     """Send ``reports`` through the gateway at ``rate``, run ``fault`` halfway through, wait
     until both consumers committed everything, and compare with the ground truth.
     ``processes`` (pids by name) have their CPU time from the first send to the drain
-    measured; this process (the simulator and the watcher) is always measured."""
+    measured; this process (the simulator and the watcher) is always measured. With
+    ``lag_every``, the consumers' lag is sampled that often until the drain."""
     watcher = AlertWatcher(target.kafka, force.alerts_topic)
     watcher.start()
+    sampler = None
+    if lag_every is not None:
+        sampler = LagSampler(target.kafka, force, lag_every)
+        sampler.start()
     meter = CpuMeter({"simulator": os.getpid(), **(processes or {})})
     meter.start()
     faults: list[BaseException] = []
@@ -96,9 +103,12 @@ def drive(
         wait_drained(target.kafka, force, timeout=max(180.0, reports / 100))
         drained_seconds = time.time() - began
         cpu = meter.stop(truth.accepted)
+        lag = sampler.stop() if sampler is not None else None
         time.sleep(0.5)  # the last alert events reach the watcher
     finally:
         watcher.stop()
+        if sampler is not None:
+            sampler.stop()
     session = connect(target.cassandra)
     try:
         result = verify(
@@ -114,6 +124,7 @@ def drive(
         # How long the consumers took to catch up once the last report was accepted.
         "drain_seconds": round(drained_seconds - sent_seconds, 2),
         "cpu": cpu,
+        **({"lag": lag} if lag is not None else {}),
     }
 
 
@@ -138,22 +149,19 @@ def wait_drained(kafka: KafkaAccess, force: ForceResources, timeout: float) -> N
             .topics[force.reports_topic]
             .partitions
         ]
-        ends = sum(consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions)
         deadline = time.monotonic() + timeout
-        for group in CONSUMERS:
-            name = consumer_group(force.force_id, group)
-            while True:
-                try:
-                    offsets = admin.list_consumer_group_offsets(
-                        [ConsumerGroupTopicPartitions(name, partitions)]
-                    )[name].result()
-                    if sum(max(tp.offset, 0) for tp in offsets.topic_partitions) >= ends:
-                        break
-                except KafkaException as exc:
-                    if not is_transient(exc):
-                        raise
-                if time.monotonic() > deadline:
-                    raise LoadError(f"the {group} did not drain within {timeout:.0f}s")
-                time.sleep(0.25)
+        while True:
+            try:
+                lag = lag_of(admin, consumer, force, partitions)
+                behind = [group for group in CONSUMERS if lag[group] > 0]
+                if not behind:
+                    break
+            except KafkaException as exc:
+                if not is_transient(exc):
+                    raise
+                behind = list(CONSUMERS)
+            if time.monotonic() > deadline:
+                raise LoadError(f"the {', '.join(behind)} did not drain within {timeout:.0f}s")
+            time.sleep(0.25)
     finally:
         consumer.close()

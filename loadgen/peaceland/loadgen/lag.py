@@ -1,0 +1,82 @@
+"""The consumers' lag over a run: how far each group's commits are behind the reports topic's
+end, sampled every few seconds, so that a run shows whether the lag stays bounded or grows."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from peaceland.tenants.forces import ForceResources, consumer_group
+from peaceland.tenants.kafka import KafkaAccess, client_config, is_transient
+from peaceland.tenants.workloads import CONSUMERS
+
+
+@dataclass
+class LagSampler:
+    """Samples, every ``every`` seconds, the reports topic's end offset and each consumer
+    group's lag behind it (records not yet committed), from ``start`` to ``stop``."""
+
+    kafka: KafkaAccess
+    force: ForceResources
+    every: float = 1.0
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="lag-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> list[dict[str, Any]]:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+        return self.samples
+
+    def _run(self) -> None:
+        admin = AdminClient(client_config(self.kafka))
+        consumer = Consumer(client_config(self.kafka) | {"group.id": "bench-lag"})
+        topic = self.force.reports_topic
+        began = time.monotonic()
+        try:
+            partitions = [
+                TopicPartition(topic, p)
+                for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            ]
+            while not self._stop.is_set():
+                at = time.monotonic()
+                try:
+                    self.samples.append(
+                        {"seconds": round(at - began, 1)}
+                        | lag_of(admin, consumer, self.force, partitions)
+                    )
+                except KafkaException as exc:
+                    if not is_transient(exc):
+                        raise
+                self._stop.wait(max(0.0, self.every - (time.monotonic() - at)))
+        finally:
+            consumer.close()
+
+
+def lag_of(
+    admin: AdminClient,
+    consumer: Consumer,
+    force: ForceResources,
+    partitions: list[TopicPartition],
+) -> dict[str, int]:
+    """The reports topic's end offset (summed over ``partitions``) and how many records
+    each consumer group has yet to commit."""
+    end = sum(consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions)
+    figures = {"end_offset": end}
+    for group in CONSUMERS:
+        name = consumer_group(force.force_id, group)
+        offsets = admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(name, partitions)]
+        )[name].result()
+        figures[group] = end - sum(max(tp.offset, 0) for tp in offsets.topic_partitions)
+    return figures
