@@ -6,6 +6,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+from confluent_kafka import KafkaException
+
 from peaceland.services.gateway.sender import KafkaSender
 from peaceland.services.gateway.settings import GatewaySettings
 from peaceland.tenants.kafka import KafkaAccess
@@ -72,3 +75,52 @@ def test_the_gateway_reads_its_credential_files_again_at_each_ask(tmp_path: Path
     password.write_text("second-password-0123456789")
     access = settings.force_access("lyon")
     assert (access.username, access.password) == ("lyon.gateway.g1", "second-password-0123456789")
+
+
+def test_open_says_why_a_producer_could_not_be_readied_and_leaves_it_not_open():
+    sender = KafkaSender(
+        lambda _force: KafkaAccess(NOWHERE), delivery_timeout_seconds=1.0, recheck_seconds=0.0
+    )
+    try:
+        with pytest.raises(KafkaException):
+            sender.open("lyon", "peaceland.lyon.reports", timeout=0.5)
+        assert not sender.is_open("lyon")
+    finally:
+        sender.close(1)
+
+
+def test_open_never_replaces_the_producer_the_event_loop_may_be_producing_into():
+    current = {"lyon": KafkaAccess(NOWHERE, "lyon.gateway.g0", "a" * 43)}
+    sender = KafkaSender(
+        lambda force: current[force] if force else KafkaAccess(NOWHERE),
+        delivery_timeout_seconds=1.0,
+        recheck_seconds=0.0,
+    )
+    try:
+        first = sender._producer("lyon")
+        current["lyon"] = KafkaAccess(NOWHERE, "lyon.gateway.g1", "b" * 43)
+        with pytest.raises(KafkaException):
+            sender.open("lyon", "peaceland.lyon.reports", timeout=0.2)
+        assert sender._producers["lyon"].producer is first  # a rotation is the loop's alone
+        assert sender._retiring == []
+    finally:
+        sender.close(1)
+
+
+def test_a_retired_producers_thread_ends_once_it_holds_nothing_and_close_ends_the_rest():
+    current = {"lyon": KafkaAccess(NOWHERE, "lyon.gateway.g0", "a" * 43)}
+    sender = KafkaSender(
+        lambda force: current[force] if force else KafkaAccess(NOWHERE),
+        delivery_timeout_seconds=1.0,
+        recheck_seconds=0.0,
+    )
+    sender._producer("lyon")
+    current["lyon"] = KafkaAccess(NOWHERE, "lyon.gateway.g1", "b" * 43)
+    sender._producer("lyon")
+    assert sum(t.is_alive() for t in sender._threads) == 2
+    deadline = time.monotonic() + 10
+    while sum(t.is_alive() for t in sender._threads) > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sum(t.is_alive() for t in sender._threads) == 1  # the retired one's ended
+    sender.close(1)
+    assert not any(t.is_alive() for t in sender._threads)

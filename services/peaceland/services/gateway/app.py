@@ -6,7 +6,10 @@ together.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import datetime
 
@@ -23,6 +26,8 @@ from peaceland.services.gateway.settings import GatewaySettings
 from peaceland.services.gateway.usage import UsageMeter, UsagePoster
 from peaceland.tenants.forces import resources_for
 from peaceland.tenants.reports import utc_now
+
+log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -86,12 +91,33 @@ def create_app(
     return app
 
 
-async def _open_producers(keys: DroneKeys, sender: KafkaSender, interval: float = 1.0) -> None:
-    """Open each force's producer as soon as a key speaks for the force, before its first
-    report; a force whose producer could not open yet is tried again at the next turn."""
-    while True:
-        for force_id in sorted(keys.forces()):
-            if not sender.is_open(force_id):
-                topic = resources_for(force_id).reports_topic
-                await asyncio.to_thread(sender.open, force_id, topic)
-        await asyncio.sleep(interval)
+async def _open_producers(
+    keys: DroneKeys,
+    sender: KafkaSender,
+    interval: float = 1.0,
+    *,
+    longest_wait: float = 60.0,
+) -> None:
+    """Ready each force's producer as soon as a key speaks for the force, before its first
+    report (and again after a rotation replaced it). A force whose producer cannot open yet
+    (no topic yet, Kafka away) waits longer each time, up to ``longest_wait``, so that it
+    never holds the others back for long; one force's failure never ends the loop."""
+    opener = ThreadPoolExecutor(max_workers=1, thread_name_prefix="open-producers")
+    loop = asyncio.get_running_loop()
+    waits: dict[str, tuple[float, float]] = {}  # force: (next try, wait after a failure)
+    try:
+        while True:
+            for force_id in sorted(keys.forces()):
+                next_try, wait = waits.get(force_id, (0.0, interval))
+                if sender.is_open(force_id) or time.monotonic() < next_try:
+                    continue
+                try:
+                    topic = resources_for(force_id).reports_topic
+                    await loop.run_in_executor(opener, sender.open, force_id, topic)
+                    waits.pop(force_id, None)
+                except Exception as exc:  # logged; tried again later
+                    log.warning("the producer of %s is not open yet: %s", force_id, exc)
+                    waits[force_id] = (time.monotonic() + wait, min(2 * wait, longest_wait))
+            await asyncio.sleep(interval)
+    finally:
+        opener.shutdown(wait=False, cancel_futures=True)

@@ -13,6 +13,7 @@ import asyncio
 import hmac
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,6 +43,8 @@ class DroneKeys:
         #: Configured keys, force by digest.
         self._configured = dict(configured or {})
         self._grants: dict[str, KeyGrant] = {}
+        #: Keys granted per force, kept with the grants (``forces`` is asked every second).
+        self._per_force: Counter[str] = Counter()
         self.cursor = 0
         #: When the feed was last read whole (monotonic), None before the first time.
         self.synced_at: float | None = None
@@ -65,14 +68,23 @@ class DroneKeys:
 
     def apply(self, changes: KeyChanges) -> None:
         for grant in changes.grants:
+            self._drop(grant.key_id)
             self._grants[grant.key_id] = grant
+            self._per_force[grant.force_id] += 1
         for key_id in changes.revoked:
-            self._grants.pop(key_id, None)
+            self._drop(key_id)
         self.cursor = changes.cursor
 
+    def _drop(self, key_id: str) -> None:
+        gone = self._grants.pop(key_id, None)
+        if gone is not None:
+            self._per_force[gone.force_id] -= 1
+            if self._per_force[gone.force_id] <= 0:
+                del self._per_force[gone.force_id]
+
     def forces(self) -> set[str]:
-        """The forces some key speaks for."""
-        return set(self._configured.values()) | {g.force_id for g in self._grants.values()}
+        """The forces some key speaks for (expired keys included)."""
+        return set(self._configured.values()) | set(self._per_force)
 
     def __len__(self) -> int:
         return len(self._grants) + len(self._configured)

@@ -15,6 +15,7 @@ what it holds with the old credentials, still valid until the operator retires t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -26,6 +27,9 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from peaceland.tenants.kafka import KafkaAccess, producer_config
 
 log = logging.getLogger(__name__)
+
+#: Seconds a retired producer's thread goes on serving it at least, whatever it holds.
+_RETIRED_GRACE = 1.0
 
 #: The Kafka access a force's producer signs in with, by force id.
 AccessFor = Callable[[str | None], KafkaAccess]
@@ -66,13 +70,21 @@ class KafkaSender:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        #: Forces whose producer has signed in and read its topic's metadata (``open``).
-        self._open: set[str] = set()
+        #: When each retired producer was retired (by ``id``): its thread outlives that by
+        #: ``_RETIRED_GRACE`` at least.
+        self._retired_at: dict[int, float] = {}
+        #: The producer ``open`` readied for each force (signed in, its topic's metadata
+        #: read); a producer that replaced it by a rotation is not open yet.
+        self._open: dict[str, Producer] = {}
 
-    def _producer(self, force_id: str | None) -> Producer:
+    def _producer(self, force_id: str | None, *, may_rotate: bool = True) -> Producer:
+        """The force's producer, made on first use; with ``may_rotate``, replaced when the
+        force's credentials changed. Only the event loop rotates: it produces into what
+        this returns without letting go in between, so a producer it holds is never
+        retired under it."""
         signed = self._producers.get(force_id)
         now = time.monotonic()
-        if signed is not None and now - signed.checked < self._recheck:
+        if signed is not None and (not may_rotate or now - signed.checked < self._recheck):
             return signed.producer
         with self._lock:
             signed = self._producers.get(force_id)
@@ -100,6 +112,7 @@ class KafkaSender:
             self._threads = [t for t in self._threads if t.is_alive()] + [thread]
             thread.start()
             if signed is not None:
+                self._retired_at[id(signed.producer)] = now
                 self._retiring = [*self._retiring, signed.producer]
             # New containers: the delivery thread iterates the old ones without a lock.
             self._producers = {**self._producers, force_id: _Signed(producer, access, now)}
@@ -126,7 +139,8 @@ class KafkaSender:
                 _message: Message,
                 future: asyncio.Future[KafkaError | None] = future,
             ) -> None:
-                loop.call_soon_threadsafe(_settle, future, error)
+                with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+                    loop.call_soon_threadsafe(_settle, future, error)
 
             try:
                 producer.produce(
@@ -138,22 +152,25 @@ class KafkaSender:
                 future.set_result(exc.args[0])
         return list(await asyncio.gather(*futures))
 
-    def open(self, force_id: str, topic: str, timeout: float = 10.0) -> bool:
-        """Open ``force_id``'s producer before its first report: sign in, get a producer id,
+    def open(self, force_id: str, topic: str, timeout: float = 2.0) -> None:
+        """Ready ``force_id``'s producer before its first report: sign in, get a producer id,
         read ``topic``'s metadata (half a second on a busy machine, which the first reports
-        would otherwise wait for). Blocks up to ``timeout``: call it from a worker thread.
-        Whether it is open; a failure is logged and left for the next call."""
-        try:
-            self._producer(force_id).list_topics(topic, timeout=timeout)
-        except (KafkaException, OSError, ValueError) as exc:
-            log.warning("could not open the producer of %s yet: %s", force_id, exc)
-            return False
-        self._open.add(force_id)
-        return True
+        would otherwise wait for). Never replaces a producer (only the event loop rotates).
+        Blocks up to ``timeout``: call it from a worker thread. Raises ``KafkaException``
+        when Kafka did not answer, or does not let this force see its topic."""
+        producer = self._producer(force_id, may_rotate=False)
+        metadata = producer.list_topics(topic, timeout=timeout)
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None:
+            raise KafkaException(
+                found.error if found is not None else KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)
+            )
+        self._open[force_id] = producer
 
     def is_open(self, force_id: str) -> bool:
-        """Whether ``open`` succeeded for ``force_id``."""
-        return force_id in self._open
+        """Whether the force's current producer was readied by ``open``."""
+        signed = self._producers.get(force_id)
+        return signed is not None and self._open.get(force_id) is signed.producer
 
     def reachable(self, timeout: float = 2.0) -> bool:
         """Whether a Kafka broker answers a metadata request now (blocks up to ``timeout``:
@@ -175,10 +192,19 @@ class KafkaSender:
         """Serve ``producer``'s delivery reports as they come, until the sender closes or
         the producer, retired by a rotation, has delivered everything it held."""
         while not self._stop.is_set():
-            producer.poll(0.1)
-            if len(producer) == 0 and any(p is producer for p in self._retiring):
+            try:
+                producer.poll(0.1)
+            except Exception:  # a callback's fault must not stop the force's deliveries
+                log.exception("a delivery report of the gateway's producer failed")
+            retired = self._retired_at.get(id(producer))
+            if (
+                retired is not None
+                and time.monotonic() - retired > _RETIRED_GRACE
+                and len(producer) == 0
+            ):
                 with self._lock:
                     self._retiring = [p for p in self._retiring if p is not producer]
+                    self._retired_at.pop(id(producer), None)
                 return
 
 
