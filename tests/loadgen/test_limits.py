@@ -113,6 +113,14 @@ def test_a_backlog_left_after_sending_is_not_keeping_up() -> None:
     assert not sustained(_run(1000) | {"send_rps": 700.0})  # the gateway held the drones back
 
 
+def test_a_lag_that_grows_while_sending_is_not_keeping_up_even_if_it_drains_fast() -> None:
+    assert sustained(_run(1000, drained=1.6) | {"lag_growth_rps": {"archiver": 12.0}})
+    assert not sustained(
+        _run(1250, drained=1.6) | {"lag_growth_rps": {"archiver": 150.0, "alerter": 2.0}}
+    )
+    assert sustained(_run(1000) | {"lag_growth_rps": {"archiver": None, "alerter": None}})
+
+
 def test_the_climb_stops_at_the_first_rate_not_kept_up() -> None:
     asked: list[float] = []
 

@@ -141,7 +141,7 @@ def limits(
     ] = "1000,2000,4000,8000",
     seconds: Annotated[
         float, typer.Option(min=2, help="Seconds of reports sent at each pipeline rate.")
-    ] = 20,
+    ] = 30,
     refine: Annotated[
         int,
         typer.Option(

@@ -148,6 +148,7 @@ def run(
             batch=50,
             keep=False,
             say=say,
+            lag_every=1.0,
         ),
         rates,
         say,

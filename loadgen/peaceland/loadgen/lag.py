@@ -80,3 +80,27 @@ def lag_of(
         )[name].result()
         figures[group] = end - sum(max(tp.offset, 0) for tp in offsets.topic_partitions)
     return figures
+
+
+def lag_growth(
+    samples: list[dict[str, Any]], *, since: float, until: float
+) -> dict[str, float | None]:
+    """How fast each consumer group's lag grew between ``since`` and ``until`` seconds
+    (records a second, the least-squares slope of its samples): about zero when it keeps
+    up, the shortfall of its rate when it does not. None with fewer than 5 samples."""
+    window = [s for s in samples if since <= s["seconds"] <= until]
+    growth: dict[str, float | None] = {}
+    for group in CONSUMERS:
+        if len(window) < 5:
+            growth[group] = None
+            continue
+        xs = [s["seconds"] for s in window]
+        ys = [float(s[group]) for s in window]
+        mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+        spread = sum((x - mean_x) ** 2 for x in xs)
+        growth[group] = (
+            round(sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread, 1)
+            if spread
+            else None
+        )
+    return growth

@@ -23,7 +23,7 @@ from peaceland.loadgen.cpu import CpuMeter
 from peaceland.loadgen.drivers import send_to_gateway
 from peaceland.loadgen.errors import LoadError
 from peaceland.loadgen.fleet import Fleet
-from peaceland.loadgen.lag import LagSampler, lag_of
+from peaceland.loadgen.lag import LagSampler, lag_growth, lag_of
 from peaceland.loadgen.verify import verify
 from peaceland.loadgen.watcher import AlertWatcher
 from peaceland.tenants.cassandra import CassandraAccess, connect, shutdown_session
@@ -32,6 +32,9 @@ from peaceland.tenants.kafka import KafkaAccess, client_config, is_transient
 from peaceland.tenants.workloads import CONSUMERS
 
 Say = Callable[[str], None]
+
+#: Seconds at the start of a run whose lag says nothing of the consumers' pace.
+_WARM_UP: Final = 5.0
 
 #: A window longer than any run: each low-score citizen must raise exactly one alert.
 BENCH_ALERTING: Final = AlertingSettings(score_threshold=20.0, dedup_window_seconds=7 * 86_400)
@@ -124,7 +127,17 @@ def drive(
         # How long the consumers took to catch up once the last report was accepted.
         "drain_seconds": round(drained_seconds - sent_seconds, 2),
         "cpu": cpu,
-        **({"lag": lag} if lag is not None else {}),
+        **(
+            {
+                # The first seconds are the consumers' start, not their pace.
+                "lag_growth_rps": lag_growth(
+                    lag, since=min(_WARM_UP, sent_seconds / 4), until=sent_seconds
+                ),
+                "lag": lag,
+            }
+            if lag is not None
+            else {}
+        ),
     }
 
 
