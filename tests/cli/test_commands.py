@@ -197,7 +197,7 @@ def test_the_pipeline_benchmark_prints_its_figures_as_json(stack: Stack, tmp_pat
     assert [s["seconds"] for s in lag] == sorted(s["seconds"] for s in lag)
     ends = [s["end_offset"] for s in lag]
     assert ends == sorted(ends)  # the topic only grows
-    assert all(s["archiver"] >= 0 and s["alerter"] >= 0 for s in lag)
+    assert figures["lag_judged"] is False  # four seconds of sending: too short to judge
     assert chart.read_text().count("<polyline") == 2
     assert figures["stored_bytes_per_report"] > 0
 

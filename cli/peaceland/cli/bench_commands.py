@@ -112,6 +112,7 @@ def pipeline(
     except USER_ERRORS as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
+    typer.echo(json.dumps(result, indent=2))
     if lag_chart is not None:
         lag_chart.write_text(
             charts.line_chart(
@@ -121,11 +122,10 @@ def pipeline(
                     group: [(s["seconds"], s[group]) for s in result["lag"]]
                     for group in ("archiver", "alerter")
                 },
-                x_label="seconds since the first report",
+                x_label="seconds since the run began",
                 y_label="reports not yet committed",
             )
         )
-    typer.echo(json.dumps(result, indent=2))
 
 
 @app.command()

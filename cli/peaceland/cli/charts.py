@@ -67,11 +67,11 @@ def line_chart(
 
 
 def _nice(value: float) -> float:
-    """The smallest of 1, 2, 2.5 or 5 times a power of ten that is at least ``value``."""
+    """The smallest round number (1, 1.2, 1.5, 2 … 8 times a power of ten) at least ``value``."""
     if value <= 0:
         return 1.0
     scale = 10 ** (len(str(int(value))) - 1)
-    for step in (1, 2, 2.5, 5, 10):
+    for step in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
         if step * scale >= value:
             return float(step * scale)
     return float(10 * scale)

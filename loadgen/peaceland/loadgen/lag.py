@@ -19,46 +19,51 @@ from peaceland.tenants.workloads import CONSUMERS
 @dataclass
 class LagSampler:
     """Samples, every ``every`` seconds, the reports topic's end offset and each consumer
-    group's lag behind it (records not yet committed), from ``start`` to ``stop``."""
+    group's lag behind it (records not yet committed), from ``start`` to ``stop``. A
+    sample's ``seconds`` count from ``origin`` (wall clock, set by ``start``)."""
 
     kafka: KafkaAccess
     force: ForceResources
     every: float = 1.0
     samples: list[dict[str, Any]] = field(default_factory=list)
+    origin: float = 0.0
+    #: Why sampling stopped early, if it did.
+    error: str | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def start(self) -> None:
+        self.origin = time.time()
         self._thread = threading.Thread(target=self._run, name="lag-sampler", daemon=True)
         self._thread.start()
 
     def stop(self) -> list[dict[str, Any]]:
+        """Stops sampling; the samples taken (a copy: a late sample never changes it)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(30)
-        return self.samples
+            self._thread.join(60)
+        return list(self.samples)
 
     def _run(self) -> None:
         admin = AdminClient(client_config(self.kafka))
         consumer = Consumer(client_config(self.kafka) | {"group.id": "bench-lag"})
         topic = self.force.reports_topic
-        began = time.monotonic()
         try:
             partitions = [
                 TopicPartition(topic, p)
                 for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions
             ]
             while not self._stop.is_set():
-                at = time.monotonic()
+                at = time.time()
                 try:
-                    self.samples.append(
-                        {"seconds": round(at - began, 1)}
-                        | lag_of(admin, consumer, self.force, partitions)
-                    )
+                    figures = lag_of(admin, consumer, self.force, partitions)
+                    self.samples.append({"seconds": round(at - self.origin, 1)} | figures)
                 except KafkaException as exc:
                     if not is_transient(exc):
                         raise
-                self._stop.wait(max(0.0, self.every - (time.monotonic() - at)))
+                self._stop.wait(max(0.0, self.every - (time.time() - at)))
+        except Exception as exc:  # the run says sampling failed rather than judging on less
+            self.error = f"{type(exc).__name__}: {exc}"
         finally:
             consumer.close()
 
@@ -70,15 +75,21 @@ def lag_of(
     partitions: list[TopicPartition],
 ) -> dict[str, int]:
     """The reports topic's end offset (summed over ``partitions``) and how many records
-    each consumer group has yet to commit."""
-    end = sum(consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions)
-    figures = {"end_offset": end}
+    each consumer group has yet to commit, partition by partition.
+
+    The groups' commits are read first and the ends after them: a commit that lands in
+    between then adds to the end, never makes a lag below zero."""
+    committed: dict[str, dict[int, int]] = {}
     for group in CONSUMERS:
         name = consumer_group(force.force_id, group)
         offsets = admin.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(name, partitions)]
-        )[name].result()
-        figures[group] = end - sum(max(tp.offset, 0) for tp in offsets.topic_partitions)
+            [ConsumerGroupTopicPartitions(name, partitions)], request_timeout=10
+        )[name].result(timeout=15)
+        committed[group] = {tp.partition: max(tp.offset, 0) for tp in offsets.topic_partitions}
+    ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions}
+    figures = {"end_offset": sum(ends.values())}
+    for group, offsets in committed.items():
+        figures[group] = sum(max(0, end - offsets.get(p, 0)) for p, end in ends.items())
     return figures
 
 

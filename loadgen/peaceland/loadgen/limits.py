@@ -234,6 +234,9 @@ def sustained(run: Mapping[str, Any]) -> bool:
         lossless(run)
         and bool(run["send_rps"] >= KEEPS_UP * run["rate_target_rps"])
         and bool(run["drain_seconds"] <= max(DRAIN_FLOOR, DRAIN_SHARE * sending))
+        # A run that sampled its lag but cannot judge it (too short, sampling failed) is
+        # not called kept up.
+        and run.get("lag_judged", True) is True
         and all(g <= LAG_GROWTH_SHARE * run["rate_target_rps"] for g in growth)
     )
 

@@ -97,7 +97,9 @@ def drive(
             rate=rate,
             batch=batch,
         )
-        sent_seconds = time.time() - began
+        # Sending ended with the last report the gateway took (the simulator's last calls
+        # may return later: stragglers, retries, closing its connections).
+        sent_seconds = max(truth.accepted_at.values(), default=time.time()) - began
         if injector is not None:
             injector.join()
         if faults:
@@ -127,17 +129,23 @@ def drive(
         # How long the consumers took to catch up once the last report was accepted.
         "drain_seconds": round(drained_seconds - sent_seconds, 2),
         "cpu": cpu,
-        **(
-            {
-                # The first seconds are the consumers' start, not their pace.
-                "lag_growth_rps": lag_growth(
-                    lag, since=min(_WARM_UP, sent_seconds / 4), until=sent_seconds
-                ),
-                "lag": lag,
-            }
-            if lag is not None
-            else {}
-        ),
+        **(_lag_figures(sampler, lag, began, sent_seconds) if sampler and lag is not None else {}),
+    }
+
+
+def _lag_figures(
+    sampler: LagSampler, lag: list[dict[str, Any]], began: float, sent_seconds: float
+) -> dict[str, Any]:
+    """The lag's samples and its growth while the reports were sent, after the consumers'
+    first seconds (their start, not their pace). ``lag_judged`` is false when the samples
+    cannot say (too short a run, or sampling failed): such a run is never called kept up."""
+    start = began - sampler.origin
+    growth = lag_growth(lag, since=start + _WARM_UP, until=start + sent_seconds)
+    return {
+        "lag_growth_rps": growth,
+        "lag_judged": sampler.error is None and all(g is not None for g in growth.values()),
+        **({"lag_error": sampler.error} if sampler.error else {}),
+        "lag": lag,
     }
 
 

@@ -37,9 +37,6 @@ class ConsumerSettings(ServerAccessSettings):
     batch_size: int = Field(default=500, ge=1, le=10_000)
     #: Longest wait for the first record of a batch, in seconds.
     poll_timeout: float = Field(default=0.2, gt=0, le=10)
-    #: Once a batch's first record is in, how long to wait for more, in seconds: fewer,
-    #: fuller batches (fewer requests, lookups and commits) for that much more latency.
-    batch_linger: float = Field(default=0.0, ge=0, le=5)
     #: First and longest pause between retries while Cassandra refuses work, in seconds.
     retry_backoff: float = Field(default=0.5, gt=0)
     retry_backoff_max: float = Field(default=10.0, gt=0)

@@ -47,18 +47,18 @@ class Retry(Exception):  # noqa: N818 - it names what the loop does with it
         self.reason = reason
 
 
-def take_batch(
-    consumer: Consumer, max_records: int, timeout: float, linger: float = 0.0
-) -> list[Message]:
-    """Up to ``max_records`` records: wait up to ``timeout`` for the first, then up to
-    ``linger`` seconds more for the rest (none by default: what is already buffered)."""
+def take_batch(consumer: Consumer, max_records: int, timeout: float) -> list[Message]:
+    """Up to ``max_records`` records: wait up to ``timeout`` for the first, none for the rest.
+
+    Never longer: a rebalance served while waiting for more would mix two assignments of a
+    partition in one batch (a linger for fuller batches was measured, gained nothing clear,
+    and was taken out for that reason: docs/benchmarks.md)."""
     first = consumer.poll(timeout)
     if first is None:
         return []
     batch = [first]
     if max_records > 1:
-        # consume(n, t) returns once it has n records or t has passed.
-        batch.extend(consumer.consume(num_messages=max_records - 1, timeout=linger))
+        batch.extend(consumer.consume(num_messages=max_records - 1, timeout=0))
     return batch
 
 
@@ -102,7 +102,6 @@ class StreamConsumer(ABC):
         self.topics = (topics,) if isinstance(topics, str) else topics
         self.batch_size = settings.batch_size
         self.poll_timeout = settings.poll_timeout
-        self.batch_linger = settings.batch_linger
         self.health = health.Health(settings.liveness_timeout, settings.ready_grace)
         #: Attempts retried since the consumer started, every step counted.
         self.retries = 0
@@ -229,7 +228,7 @@ class StreamConsumer(ABC):
             self.health.tick("poll")
             if self._reassigned:
                 self._unpause()
-            batch = take_batch(self.consumer, self.batch_size, self.poll_timeout, self.batch_linger)
+            batch = take_batch(self.consumer, self.batch_size, self.poll_timeout)
             records = [m for m in batch if not self._is_error(m)]
             self._fetched = {
                 key: self._epochs.get(key, 0)
