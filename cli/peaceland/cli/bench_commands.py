@@ -6,10 +6,11 @@ import json
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -162,9 +163,10 @@ def limits(
         console.print(f"[red]error:[/red] --rates takes numbers separated by commas: {rates!r}")
         raise typer.Exit(2) from None
     stack = Stack(StackSettings(), progress=say)
-    try:
+
+    def measure() -> dict[str, Any]:
         stack.up()
-        result = bench_limits.run(
+        return bench_limits.run(
             stack,
             kafka_records=kafka_records,
             cassandra_reports=cassandra_reports,
@@ -175,10 +177,8 @@ def limits(
             seed=seed,
             say=say,
         )
-    except USER_ERRORS as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    typer.echo(json.dumps(result, indent=2))
+
+    typer.echo(json.dumps(_figures(console, measure), indent=2))
 
 
 @app.command()
@@ -213,15 +213,14 @@ def writer(
         )
         raise typer.Exit(2)
     stack = Stack(StackSettings(), progress=say)
-    try:
+
+    def measure() -> dict[str, Any]:
         stack.up(["cassandra"])
-        result = bench_limits.writer(
+        return bench_limits.writer(
             stack, reports=reports, settings=ways, drones=drones, seed=seed, say=say
         )
-    except USER_ERRORS as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    typer.echo(json.dumps(result, indent=2))
+
+    typer.echo(json.dumps(_figures(console, measure), indent=2))
 
 
 @app.command()
@@ -397,3 +396,13 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.machine()
+
+
+def _figures(console: Console, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A benchmark's figures; a user's error (a server away, a bad option) ends the command
+    with its message and status 1."""
+    try:
+        return measure()
+    except USER_ERRORS as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None

@@ -148,9 +148,7 @@ def kafka_producer_benchmark(
     ours = producer_config(access, linger_ms=_GATEWAY_LINGER_MS)
     settings = [f"{name}={str(ours[name]).lower()}" for name in _PRODUCER_SETTINGS]
     with tempfile.TemporaryDirectory(prefix="peaceland-limits-") as folder:
-        config, payload_file = Path(folder) / "client.properties", Path(folder) / "payloads"
-        config.write_text(java_client_properties(access))
-        config.chmod(0o600)
+        config, payload_file = _client_config(folder, access), Path(folder) / "payloads"
         payload_file.write_bytes(b"\n".join(payloads))
         output = _run(
             [
@@ -173,13 +171,13 @@ def kafka_producer_benchmark(
             ],
             timeout,
         )
-    figures = parse_producer_performance(output)
-    if figures["records"] != records:
-        # It counts what Kafka acknowledged and prints the failures on its standard error.
-        raise LoadError(
-            f"Kafka's producer had {figures['records']} of {records} records acknowledged:\n"
-            f"{output[-2000:]}"
-        )
+    # It counts what Kafka acknowledged and prints the failures on its standard error.
+    figures = _all_of(
+        records,
+        parse_producer_performance(output),
+        "producer had {} of {} records acknowledged",
+        output,
+    )
     return figures | {"settings": settings}
 
 
@@ -194,9 +192,7 @@ def kafka_consumer_benchmark(
 ) -> dict[str, Any]:
     """Kafka's own consumer reading ``records`` of ``topic`` from its start as ``group``."""
     with tempfile.TemporaryDirectory(prefix="peaceland-limits-") as folder:
-        config = Path(folder) / "client.properties"
-        config.write_text(java_client_properties(access))
-        config.chmod(0o600)
+        config = _client_config(folder, access)
         output = _run(
             [
                 *java,
@@ -216,12 +212,9 @@ def kafka_consumer_benchmark(
             ],
             timeout,
         )
-    figures = parse_consumer_performance(output)
-    if figures["records"] != records:
-        raise LoadError(
-            f"Kafka's consumer read {figures['records']} of {records} records:\n{output[-2000:]}"
-        )
-    return figures
+    return _all_of(
+        records, parse_consumer_performance(output), "consumer read {} of {} records", output
+    )
 
 
 def sustained(run: Mapping[str, Any]) -> bool:
@@ -343,6 +336,24 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or not denominator:
         return None
     return round(numerator / denominator, 3)
+
+
+def _client_config(folder: str, access: KafkaAccess) -> Path:
+    """``access`` as a Java client's properties file in ``folder`` (a private temporary
+    folder: the file holds a password), readable by its owner only."""
+    config = Path(folder) / "client.properties"
+    config.touch(mode=0o600)
+    config.write_text(java_client_properties(access))
+    return config
+
+
+def _all_of(records: int, figures: dict[str, Any], what: str, output: str) -> dict[str, Any]:
+    """``figures`` of a tool that moved every one of ``records``, or the error it printed
+    (``what`` says what it did, with room for what it moved and what was asked)."""
+    if figures["records"] != records:
+        said = what.format(figures["records"], records)
+        raise LoadError(f"Kafka's {said}:\n{output[-2000:]}")
+    return figures
 
 
 def _run(argv: list[str], timeout: float) -> str:

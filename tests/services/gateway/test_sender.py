@@ -17,12 +17,7 @@ NOWHERE = "127.0.0.1:1"
 
 
 def test_a_rotated_credential_gets_a_new_producer_while_the_old_one_drains():
-    current = {"lyon": KafkaAccess(NOWHERE, "lyon.gateway.g0", "a" * 43)}
-    sender = KafkaSender(
-        lambda force: current[force] if force else KafkaAccess(NOWHERE),
-        delivery_timeout_seconds=1.0,
-        recheck_seconds=0.0,
-    )
+    sender, current = _rotating()
     try:
         first = sender._producer("lyon")
         assert sender._producer("lyon") is first  # same credentials: same producer
@@ -89,13 +84,19 @@ def test_open_says_why_a_producer_could_not_be_readied_and_leaves_it_not_open():
         sender.close(1)
 
 
-def test_open_never_replaces_the_producer_the_event_loop_may_be_producing_into():
+def _rotating() -> tuple[KafkaSender, dict[str, KafkaAccess]]:
+    """A sender whose force ``lyon`` signs in with ``current["lyon"]``, checked at each ask."""
     current = {"lyon": KafkaAccess(NOWHERE, "lyon.gateway.g0", "a" * 43)}
     sender = KafkaSender(
         lambda force: current[force] if force else KafkaAccess(NOWHERE),
         delivery_timeout_seconds=1.0,
         recheck_seconds=0.0,
     )
+    return sender, current
+
+
+def test_open_never_replaces_the_producer_the_event_loop_may_be_producing_into():
+    sender, current = _rotating()
     try:
         first = sender._producer("lyon")
         current["lyon"] = KafkaAccess(NOWHERE, "lyon.gateway.g1", "b" * 43)
@@ -108,12 +109,7 @@ def test_open_never_replaces_the_producer_the_event_loop_may_be_producing_into()
 
 
 def test_a_retired_producers_thread_ends_once_it_holds_nothing_and_close_ends_the_rest():
-    current = {"lyon": KafkaAccess(NOWHERE, "lyon.gateway.g0", "a" * 43)}
-    sender = KafkaSender(
-        lambda force: current[force] if force else KafkaAccess(NOWHERE),
-        delivery_timeout_seconds=1.0,
-        recheck_seconds=0.0,
-    )
+    sender, current = _rotating()
     sender._producer("lyon")
     current["lyon"] = KafkaAccess(NOWHERE, "lyon.gateway.g1", "b" * 43)
     sender._producer("lyon")
