@@ -97,9 +97,10 @@ def pipeline(
     simulator's ground truth; prints one JSON object."""
     console = Console(stderr=True)
     stack = Stack(StackSettings(), progress=lambda m: console.print(f"[dim]·[/dim] {m}"))
-    try:
+
+    def measure() -> dict[str, Any]:
         stack.up()
-        result = bench_pipeline.run(
+        return bench_pipeline.run(
             stack,
             reports=reports,
             rate=rate,
@@ -110,9 +111,8 @@ def pipeline(
             say=lambda m: console.print(f"[dim]·[/dim] {m}"),
             lag_every=lag_every or (1.0 if lag_chart is not None else None),
         )
-    except USER_ERRORS as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+
+    result = _figures(console, measure)
     typer.echo(json.dumps(result, indent=2))
     if lag_chart is not None:
         lag_chart.write_text(
@@ -231,14 +231,14 @@ def operator(
     JSON object. Starts the stack's API server if needed."""
     console = Console(stderr=True)
     stack = Stack(StackSettings(), progress=lambda m: console.print(f"[dim]·[/dim] {m}"))
-    try:
+
+    def measure() -> dict[str, Any]:
         stack.up(kubernetes=True)
-        result = bench_operator.run(
+        return bench_operator.run(
             stack, forces=forces, say=lambda m: console.print(f"[dim]·[/dim] {m}")
         )
-    except (*USER_ERRORS, TimeoutError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+
+    result = _figures(console, measure, also=(TimeoutError,))
     result["cpu"] = _cpu_model()
     typer.echo(json.dumps(result, indent=2))
 
@@ -255,18 +255,18 @@ def api(
     latency of its main routes while drones report; prints one JSON object."""
     console = Console(stderr=True)
     stack = Stack(StackSettings(), progress=lambda m: console.print(f"[dim]·[/dim] {m}"))
-    try:
+
+    def measure() -> dict[str, Any]:
         stack.up(kubernetes=True)
-        result = bench_api.run(
+        return bench_api.run(
             stack,
             rounds=rounds,
             requests=requests,
             rate=rate,
             say=lambda m: console.print(f"[dim]·[/dim] {m}"),
         )
-    except (*USER_ERRORS, TimeoutError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+
+    result = _figures(console, measure, also=(TimeoutError,))
     result["cpu"] = _cpu_model()
     typer.echo(json.dumps(result, indent=2))
 
@@ -282,14 +282,14 @@ def dashboard(
     dashboard, in Debian's Chromium, while drones report; prints one JSON object."""
     console = Console(stderr=True)
     stack = Stack(StackSettings(), progress=lambda m: console.print(f"[dim]·[/dim] {m}"))
-    try:
+
+    def measure() -> dict[str, Any]:
         stack.up(kubernetes=True)
-        result = bench_dashboard.run(
+        return bench_dashboard.run(
             stack, probes=probes, rate=rate, say=lambda m: console.print(f"[dim]·[/dim] {m}")
         )
-    except (*USER_ERRORS, TimeoutError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+
+    result = _figures(console, measure, also=(TimeoutError,))
     result["cpu"] = _cpu_model()
     typer.echo(json.dumps(result, indent=2))
 
@@ -310,15 +310,15 @@ def map_(
     the drones move and while the map is dragged; prints one JSON object."""
     console = Console(stderr=True)
     stack = Stack(StackSettings(), progress=lambda m: console.print(f"[dim]·[/dim] {m}"))
-    try:
+
+    def measure() -> dict[str, Any]:
         stack.up(kubernetes=True)
-        result = bench_map.run(
+        return bench_map.run(
             stack, drones=drones, history=history, rate=rate, seconds=seconds,
             say=lambda m: console.print(f"[dim]·[/dim] {m}"),
         )  # fmt: skip
-    except (*USER_ERRORS, TimeoutError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+
+    result = _figures(console, measure, also=(TimeoutError,))
     result["cpu"] = _cpu_model()
     typer.echo(json.dumps(result, indent=2))
 
@@ -398,11 +398,17 @@ def _cpu_model() -> str:
     return platform.machine()
 
 
-def _figures(console: Console, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """A benchmark's figures; a user's error (a server away, a bad option) ends the command
-    with its message and status 1."""
+def _figures(
+    console: Console,
+    measure: Callable[[], dict[str, Any]],
+    *,
+    also: tuple[type[Exception], ...] = (),
+) -> dict[str, Any]:
+    """A benchmark's figures; a user's error (a server away, a bad option), or one of
+    ``also``, ends the command with its message and status 1."""
+    caught: tuple[type[Exception], ...] = (*USER_ERRORS, *also)
     try:
         return measure()
-    except USER_ERRORS as exc:
+    except caught as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None

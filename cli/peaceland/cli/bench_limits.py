@@ -77,11 +77,7 @@ def run(
     endpoints = stack.endpoints()
     began = datetime.now(UTC)
     machine = {"cores": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2)}
-    fleet = Fleet(drones=drones, seed=seed)
-    start = (began - timedelta(days=1)).replace(second=0, microsecond=0)
-    reports = list(islice(fleet.reports(start), 2 * cassandra_reports))
-    if len(reports) < 2 * cassandra_reports:
-        raise LoadError("the simulated fleet made fewer reports than asked")
+    reports = _simulated(drones, seed, 2 * cassandra_reports)
     payloads = [encode_report(r) for r in reports[:_PAYLOADS]]
     force = resources_for(f"bench-{secrets.token_hex(4)}")
     admin = AdminClient(client_config(endpoints.kafka))
@@ -122,11 +118,7 @@ def run(
             batch_max_statements=defaults["batch_max_statements"].default,
         )
         say(f"  {archiver['reports_per_s']:.0f} reports/s")
-        stored = _count_report_ids(session, force.keyspace)
-        if stored != 2 * cassandra_reports:
-            raise LoadError(
-                f"Cassandra holds {stored} report ids after writing {2 * cassandra_reports}"
-            )
+        _check_stored(session, force.keyspace, len(reports))
     finally:
         _tidy(
             say,
@@ -195,9 +187,7 @@ def writer(
     """The archiver's writer alone, on a scratch keyspace, with each of ``settings``
     (requests in flight, statements per batch): each on reports of its own."""
     endpoints = stack.endpoints()
-    fleet = Fleet(drones=drones, seed=seed)
-    start = (datetime.now(UTC) - timedelta(days=1)).replace(second=0, microsecond=0)
-    made = list(islice(fleet.reports(start), reports * len(settings)))
+    made = _simulated(drones, seed, reports * len(settings))
     force = resources_for(f"bench-{secrets.token_hex(4)}")
     session = connect(endpoints.cassandra)
     runs = []
@@ -217,9 +207,7 @@ def writer(
             )
             say(f"  {run['reports_per_s']:.0f} reports/s")
             runs.append(run)
-        stored = _count_report_ids(session, force.keyspace)
-        if stored != len(made):
-            raise LoadError(f"Cassandra holds {stored} report ids after writing {len(made)}")
+        _check_stored(session, force.keyspace, len(made))
     finally:
         _tidy(
             say,
@@ -284,8 +272,19 @@ def _cassandra_writes(
     }
 
 
-def _count_report_ids(session: Session, keyspace: str) -> int:
+def _simulated(drones: int, seed: int, count: int) -> list[Report]:
+    """``count`` reports of a simulated fleet, from a day ago (inside any retention)."""
+    start = (datetime.now(UTC) - timedelta(days=1)).replace(second=0, microsecond=0)
+    made = list(islice(Fleet(drones=drones, seed=seed).reports(start), count))
+    if len(made) < count:
+        raise LoadError("the simulated fleet made fewer reports than asked")
+    return made
+
+
+def _check_stored(session: Session, keyspace: str, written: int) -> None:
+    """Every report written has its id in the keyspace, or the run says how many do not."""
     row = session.execute(
         f"SELECT COUNT(*) FROM {checked_keyspace(keyspace)}.report_ids", timeout=60
     ).one()
-    return int(row[0])
+    if int(row[0]) != written:
+        raise LoadError(f"Cassandra holds {row[0]} report ids after writing {written}")

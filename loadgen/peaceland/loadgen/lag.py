@@ -47,12 +47,8 @@ class LagSampler:
     def _run(self) -> None:
         admin = AdminClient(client_config(self.kafka))
         consumer = Consumer(client_config(self.kafka) | {"group.id": "bench-lag"})
-        topic = self.force.reports_topic
         try:
-            partitions = [
-                TopicPartition(topic, p)
-                for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions
-            ]
+            partitions = reports_partitions(consumer, self.force)
             while not self._stop.is_set():
                 at = time.time()
                 try:
@@ -66,6 +62,13 @@ class LagSampler:
             self.error = f"{type(exc).__name__}: {exc}"
         finally:
             consumer.close()
+
+
+def reports_partitions(consumer: Consumer, force: ForceResources) -> list[TopicPartition]:
+    """The partitions of the force's reports topic, as Kafka lists them now."""
+    topic = force.reports_topic
+    listed = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    return [TopicPartition(topic, p) for p in listed]
 
 
 def lag_of(

@@ -16,14 +16,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from peaceland.loadgen.cpu import CpuMeter
 from peaceland.loadgen.drivers import send_to_gateway
 from peaceland.loadgen.errors import LoadError
 from peaceland.loadgen.fleet import Fleet
-from peaceland.loadgen.lag import LagSampler, lag_growth, lag_of
+from peaceland.loadgen.lag import LagSampler, lag_growth, lag_of, reports_partitions
 from peaceland.loadgen.verify import verify
 from peaceland.loadgen.watcher import AlertWatcher
 from peaceland.tenants.cassandra import CassandraAccess, connect, shutdown_session
@@ -164,12 +164,7 @@ def wait_drained(kafka: KafkaAccess, force: ForceResources, timeout: float) -> N
     admin = AdminClient(client_config(kafka))
     consumer = Consumer(client_config(kafka) | {"group.id": "bench-offsets"})
     try:
-        partitions = [
-            TopicPartition(force.reports_topic, p)
-            for p in consumer.list_topics(force.reports_topic, timeout=10)
-            .topics[force.reports_topic]
-            .partitions
-        ]
+        partitions = reports_partitions(consumer, force)
         deadline = time.monotonic() + timeout
         while True:
             try:
