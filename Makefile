@@ -14,7 +14,7 @@ DASHBOARD := api/peaceland/api/dashboard/static/app.js
 DASHBOARD_SOURCES := $(wildcard api/dashboard/src/*) api/dashboard/package.json \
 	api/dashboard/package-lock.json api/dashboard/build.mjs api/dashboard/tsconfig.json
 
-.PHONY: up test test-fast down status check lint typecheck architecture pytest install lock clean
+.PHONY: up test test-fast down status check lint typecheck architecture pytest install lock clean image
 
 up: $(STAMP) $(DASHBOARD)
 	$(BIN)/peaceland demo
@@ -32,13 +32,18 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy tenants analytics operator services api cli stack node loadgen tests
+	$(BIN)/mypy tenants analytics operator services api cli stack node loadgen image tests
 
 architecture: $(STAMP)
 	$(BIN)/lint-imports
 
 pytest: $(STAMP) $(DASHBOARD)
 	$(BIN)/pytest
+
+# The platform's OCI image (dist/peaceland.oci.tar), built as root with Debian's mmdebstrap
+# and umoci, no Docker engine; prints its digest.
+image: $(STAMP) $(DASHBOARD)
+	$(BIN)/peaceland image
 
 down: $(STAMP)
 	$(BIN)/peaceland stack down
@@ -62,11 +67,15 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
-# Regenerates requirements.lock from pyproject.toml (every transitive dependency pinned).
+# Regenerates requirements.lock from pyproject.toml (every transitive dependency pinned), and
+# requirements-runtime.lock, its runtime part (what the image installs).
 lock:
 	$(PYTHON) -m pip install --quiet uv==0.13.8
 	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --python-version 3.11 \
 		--no-header --output-file requirements.lock
+	# The image's: the runtime only, at the versions the development lock pins.
+	$(PYTHON) -m uv pip compile pyproject.toml -c requirements.lock --python-version 3.11 \
+		--no-header --annotation-style line --output-file requirements-runtime.lock
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache api/dashboard/node_modules api/peaceland/api/dashboard/static
+	rm -rf dist $(VENV) .mypy_cache .ruff_cache .pytest_cache api/dashboard/node_modules api/peaceland/api/dashboard/static

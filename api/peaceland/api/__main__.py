@@ -15,6 +15,7 @@ from peaceland.api.app import bootstrap_admin, create_app
 from peaceland.api.db import make_engine
 from peaceland.api.migrate import upgrade
 from peaceland.api.settings import ApiSettings
+from peaceland.tenants.access import settings_or_exit
 
 
 def main(argv: list[str]) -> int:
@@ -23,7 +24,7 @@ def main(argv: list[str]) -> int:
     if command not in {"migrate", "serve"}:
         print("usage: python -m peaceland.api [migrate|serve]", file=sys.stderr)  # noqa: T201
         return 2
-    settings = ApiSettings()  # from the environment
+    settings = settings_or_exit(ApiSettings, "control plane")
     engine = make_engine(settings.database_url)
     upgrade(engine)
     bootstrap_admin(settings, engine)

@@ -14,6 +14,7 @@ from peaceland.cli import (
     analytics_commands,
     bench_commands,
     demo_commands,
+    image_commands,
     stack_commands,
 )
 from peaceland.operator import manifests
@@ -35,6 +36,7 @@ app.add_typer(admin_commands.drone_app, name="drone")
 app.add_typer(admin_commands.member_app, name="member")
 app.command(name="stats")(analytics_commands.stats)
 app.command(name="sql")(analytics_commands.sql)
+app.command(name="image")(image_commands.image)
 
 
 @app.command()

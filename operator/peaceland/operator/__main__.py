@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import logging
 import secrets
-import sys
 
 import httpx2
 import kopf
 from lightkube import Client, KubeConfig
-from pydantic import ValidationError
 
 from peaceland.operator import metrics
 from peaceland.operator.handlers import registry
 from peaceland.operator.kube import FIELD_MANAGER, Workloads
 from peaceland.operator.servers import Servers
 from peaceland.operator.settings import OperatorSettings
+from peaceland.tenants.access import settings_or_exit
 
 log = logging.getLogger("peaceland.operator")
 
@@ -31,10 +30,7 @@ def main() -> None:
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     logging.getLogger("cassandra").setLevel(logging.WARNING)
     logging.getLogger("kopf.objects").addFilter(_quiet_timer)
-    try:
-        settings = OperatorSettings()
-    except ValidationError as exc:
-        sys.exit(f"peaceland operator: bad settings:\n{exc}")
+    settings = settings_or_exit(OperatorSettings, "operator")
     client = Client(
         KubeConfig.from_env(),
         field_manager=FIELD_MANAGER,

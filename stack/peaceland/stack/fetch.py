@@ -146,7 +146,7 @@ def postgres_bin_dir(progress: Progress) -> Path:
     found = _find_postgres()
     if found is not None:
         return found
-    _apt_install("postgresql", "PostgreSQL", progress,
+    apt_install("postgresql", "PostgreSQL", progress,
                  "(or set DATABASE_URL to an external server)")  # fmt: skip
     found = _find_postgres()
     if found is None:
@@ -170,14 +170,14 @@ def chromium(progress: Progress) -> Path:
     missing (never a browser a test tool downloads)."""
     found = shutil.which("chromium")
     if found is None:
-        _apt_install("chromium", "Chromium", progress)
+        apt_install("chromium", "Chromium", progress)
         found = shutil.which("chromium")
     if found is None:
         raise StackError("apt-get installed chromium but no chromium program was found")
     return Path(found)
 
 
-def _apt_install(package: str, name: str, progress: Progress, otherwise: str = "") -> None:
+def apt_install(package: str, name: str, progress: Progress, otherwise: str = "") -> None:
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise StackError(
             f"{name} is not installed. Install Debian's package: sudo apt-get install "

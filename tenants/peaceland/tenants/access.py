@@ -12,8 +12,9 @@ the gateway, which reads its Kafka files again (``current_kafka_access``). Passw
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings
 
 from peaceland.tenants.cassandra import CassandraAccess
@@ -181,3 +182,16 @@ class CassandraAccessSettings(BaseSettings):
 
 class ServerAccessSettings(KafkaAccessSettings, CassandraAccessSettings):
     """Both servers: what the consumers and the operator reach."""
+
+
+_Settings = TypeVar("_Settings", bound=BaseSettings)
+
+
+def settings_or_exit(settings: type[_Settings], process: str) -> _Settings:
+    """A deployable's settings read from its environment, or the process ends at once
+    (exit code 1) with each wrong setting named and why, and no traceback: the setting is
+    what is wrong, not the code."""
+    try:
+        return settings()
+    except ValidationError as exc:
+        raise SystemExit(f"peaceland {process}: bad settings:\n{exc}") from None

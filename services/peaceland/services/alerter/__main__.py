@@ -7,10 +7,11 @@ from peaceland.services.alerter.consumer import Alerter
 from peaceland.services.alerter.settings import AlerterSettings
 from peaceland.services.force_settings import SettingsSource
 from peaceland.services.stream import main
+from peaceland.tenants.access import settings_or_exit
 from peaceland.tenants.forces import resources_for
 
 if __name__ == "__main__":
-    settings = AlerterSettings()  # read from the environment
+    settings = settings_or_exit(AlerterSettings, "alerter")
     keyspace = resources_for(settings.force_id).keyspace
     source = SettingsSource(settings.default_settings(), settings.settings_file)
     main(

@@ -6,10 +6,11 @@ from peaceland.services.archiver.consumer import Archiver
 from peaceland.services.archiver.settings import ArchiverSettings
 from peaceland.services.archiver.store import ReportStore
 from peaceland.services.stream import main
+from peaceland.tenants.access import settings_or_exit
 from peaceland.tenants.forces import resources_for
 
 if __name__ == "__main__":
-    settings = ArchiverSettings()  # read from the environment
+    settings = settings_or_exit(ArchiverSettings, "archiver")
     keyspace = resources_for(settings.force_id).keyspace
     main(
         settings,

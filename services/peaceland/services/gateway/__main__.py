@@ -9,6 +9,7 @@ import uvicorn
 
 from peaceland.services.gateway.app import create_app
 from peaceland.services.gateway.settings import GatewaySettings
+from peaceland.tenants.access import settings_or_exit
 
 
 def main() -> None:
@@ -17,7 +18,7 @@ def main() -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    settings = GatewaySettings()  # read from the environment
+    settings = settings_or_exit(GatewaySettings, "gateway")
     # uvicorn stops on SIGTERM after in-flight requests, which wait for their Kafka acks.
     uvicorn.run(
         create_app(settings),

@@ -6,9 +6,10 @@ from peaceland.analytics.lake import LakeWriter, open_storage
 from peaceland.services.lake.consumer import LakeConsumer
 from peaceland.services.lake.settings import LakeSettings
 from peaceland.services.stream import serve
+from peaceland.tenants.access import settings_or_exit
 
 if __name__ == "__main__":
-    settings = LakeSettings()  # read from the environment
+    settings = settings_or_exit(LakeSettings, "lake consumer")
     serve(
         settings,
         lambda: LakeConsumer(

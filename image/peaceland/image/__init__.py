@@ -1,0 +1,1 @@
+"""The platform's OCI image, built without a Docker engine (``peaceland.image.build``)."""
