@@ -16,6 +16,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Final
 from urllib.parse import urlsplit
 
 import psycopg
@@ -125,7 +126,7 @@ def database_url(endpoints: Endpoints) -> Iterator[str]:
 
 
 # ------------------------------------------------ Kubernetes: the chart, namespaces, operators
-CHART = ROOT / "helm" / "peaceland-operator"
+CHART = ROOT / "helm" / "peaceland"
 
 
 @pytest.fixture(scope="session")
@@ -138,10 +139,14 @@ def helm(stack: Stack) -> Path:
     return helm_binary(stack.settings.cache_dir, stack.progress)
 
 
-def render_chart(helm: Path, *values: str, release: str = "peaceland-operator") -> str:
+#: What an install must name beyond the defaults (the control plane's database Secret).
+CHART_REQUIRED: Final = ("api.database.existingSecret=peaceland-database",)
+
+
+def render_chart(helm: Path, *values: str, release: str = "peaceland") -> str:
     result = subprocess.run(
         [str(helm), "template", release, str(CHART), "--namespace",
-         OPERATOR_NAMESPACE, *(a for v in values for a in ("--set", v))],
+         OPERATOR_NAMESPACE, *(a for v in (*CHART_REQUIRED, *values) for a in ("--set", v))],
         capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -17,7 +17,7 @@ from peaceland.tenants.crd import CRD_NAME, custom_resource_definition
 
 CRD_FILE: Final = f"crds/{CRD_NAME}.yaml"
 PEERING_FILE: Final = "crds/kopfpeerings.kopf.dev.yaml"
-CHART: Final = "helm/peaceland-operator"
+CHART: Final = "helm/peaceland"
 
 
 def crd_yaml() -> str:

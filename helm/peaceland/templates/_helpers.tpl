@@ -1,0 +1,50 @@
+{{- /* The release's prefix: its name if it says peaceland, else <release>-peaceland. */ -}}
+{{- define "peaceland.fullname" -}}
+{{- if contains "peaceland" .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-peaceland" .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "peaceland-operator.name" -}}
+{{- printf "%s-operator" (include "peaceland.fullname" .) -}}
+{{- end -}}
+
+{{- define "peaceland.api.name" -}}
+{{- printf "%s-api" (include "peaceland.fullname" .) -}}
+{{- end -}}
+
+{{- define "peaceland.common.labels" -}}
+app.kubernetes.io/name: peaceland
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "peaceland-operator.labels" -}}
+{{ include "peaceland.common.labels" . }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "peaceland-operator.selector" -}}
+app.kubernetes.io/name: peaceland
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "peaceland.api.labels" -}}
+{{ include "peaceland.common.labels" . }}
+app.kubernetes.io/component: api
+{{- end -}}
+
+{{- define "peaceland.api.selector" -}}
+app.kubernetes.io/name: peaceland
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: api
+{{- end -}}
+
+{{- define "peaceland.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
