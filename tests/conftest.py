@@ -139,8 +139,13 @@ def helm(stack: Stack) -> Path:
     return helm_binary(stack.settings.cache_dir, stack.progress)
 
 
-#: What an install must name beyond the defaults (the control plane's database Secret).
-CHART_REQUIRED: Final = ("api.database.existingSecret=peaceland-database",)
+#: What an install must name beyond the defaults: the Secrets of the control plane's
+#: database, of the gateways' token on it, of the gateway's own Kafka principal.
+CHART_REQUIRED: Final = (
+    "api.database.existingSecret=peaceland-database",
+    "api.gatewayToken.existingSecret=peaceland-gateway-token",
+    "gateway.kafka.existingSecret=kafka-gateway",
+)
 
 
 def render_chart(helm: Path, *values: str, release: str = "peaceland") -> str:

@@ -10,6 +10,7 @@ import yaml
 
 from peaceland.api.settings import ApiSettings
 from peaceland.operator.settings import OperatorSettings
+from peaceland.services.gateway.settings import GatewaySettings
 from peaceland.stack.kube import OPERATOR_NAMESPACE, KubeApiServer
 from peaceland.tenants.provisioning.lake_identities import S3Key
 from tests.conftest import CHART, CHART_REQUIRED, render_chart
@@ -44,10 +45,13 @@ _PRODUCTION = [
         ([], {"Service", "Role", "RoleBinding", "NetworkPolicy", "PodDisruptionBudget"}),
         (_PRODUCTION, {"Service", "Role", "RoleBinding", "NetworkPolicy", "PodDisruptionBudget"}),
         (
-            ["replicas=1", "api.replicas=1", "operator.peering="],
+            ["replicas=1", "api.replicas=1", "gateway.replicas=1", "operator.peering="],
             {"Service", "Role", "RoleBinding", "NetworkPolicy"},
         ),
-        (["api.enabled=false", "networkPolicy.enabled=false"], {"PodDisruptionBudget"}),
+        (
+            ["api.enabled=false", "gateway.enabled=false", "networkPolicy.enabled=false"],
+            {"PodDisruptionBudget"},
+        ),
     ],
     ids=["defaults", "production", "one-replica-no-peering", "operator-only"],
 )
@@ -263,13 +267,54 @@ def test_the_control_plane_s_forces_can_live_in_a_namespace_of_their_own(
     documents = [
         d for d in yaml.safe_load_all(render_chart(helm, "api.forcesNamespace=forces")) if d
     ]
-    [role] = [d for d in documents if d["kind"] == "Role"]
-    [binding] = [d for d in documents if d["kind"] == "RoleBinding"]
-    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "forces"
-    assert binding["subjects"][0]["namespace"] == OPERATOR_NAMESPACE
+    roles = [d for d in documents if d["kind"] == "Role"]
+    bindings = [d for d in documents if d["kind"] == "RoleBinding"]
+    assert {r["metadata"]["name"] for r in roles} == {"peaceland-api", "peaceland-gateway"}
+    assert {d["metadata"]["namespace"] for d in roles + bindings} == {"forces"}
+    assert {b["subjects"][0]["namespace"] for b in bindings} == {OPERATOR_NAMESPACE}
     _environment(helm, monkeypatch, ["api.forcesNamespace=forces"], "peaceland-api")
     monkeypatch.setenv("PEACELAND_API_DATABASE_URL", "postgresql://api:pw@db:5432/peaceland")
     assert ApiSettings().namespace == "forces"
+    _environment(helm, monkeypatch, ["api.forcesNamespace=forces"], "peaceland-gateway")
+    assert GatewaySettings().force_credentials_namespace == "forces"
+
+
+def test_the_gateway_s_settings_come_from_the_chart_values(
+    helm: Path, monkeypatch: pytest.MonkeyPatch
+):
+    references = _environment(helm, monkeypatch, _PRODUCTION, "peaceland-gateway")
+    assert references == {
+        "KAFKA_USERNAME": ("kafka-gateway", "username"),
+        "KAFKA_PASSWORD": ("kafka-gateway", "password"),
+    }
+    settings = GatewaySettings()
+    assert settings.control_plane_url == f"http://peaceland-api.{OPERATOR_NAMESPACE}.svc:8090"
+    assert settings.control_plane_token_file == Path("/etc/peaceland/gateway-token/token")
+    assert settings.force_credentials_namespace == OPERATOR_NAMESPACE
+    assert settings.drone_keys == {}  # its keys come from the control plane only
+    assert settings.host == "0.0.0.0"
+    assert settings.kafka_ssl_ca_location == Path("/etc/peaceland/kafka-ca/ca.crt")
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource", "namespace", "allowed"),
+    [
+        # Each force's reports go as its own principal, from its Secret read by name.
+        ("get", "secrets", OPERATOR_NAMESPACE, True),
+        ("list", "secrets", OPERATOR_NAMESPACE, False),
+        ("watch", "secrets", OPERATOR_NAMESPACE, False),
+        ("get", "policeforces.peaceland.io", OPERATOR_NAMESPACE, False),
+        ("get", "secrets", "default", False),
+    ],
+)
+def test_the_charts_rbac_lets_the_gateway_read_the_forces_secrets_by_name_only(
+    verb: str, resource: str, namespace: str, allowed: bool, kubectl: Kubectl, chart: None
+):
+    answer = kubectl(
+        "auth", "can-i", verb, *_resource(resource), "-n", namespace,
+        f"--as=system:serviceaccount:{OPERATOR_NAMESPACE}:peaceland-gateway", check=False,
+    )  # fmt: skip
+    assert answer.stdout.strip() == ("yes" if allowed else "no"), answer.stderr
 
 
 @pytest.mark.parametrize(

@@ -48,3 +48,22 @@ app.kubernetes.io/component: api
 {{- define "peaceland.image" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
 {{- end -}}
+
+{{- define "peaceland.gateway.name" -}}
+{{- printf "%s-gateway" (include "peaceland.fullname" .) -}}
+{{- end -}}
+
+{{- define "peaceland.gateway.labels" -}}
+{{ include "peaceland.common.labels" . }}
+app.kubernetes.io/component: gateway
+{{- end -}}
+
+{{- define "peaceland.gateway.selector" -}}
+app.kubernetes.io/name: peaceland
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: gateway
+{{- end -}}
+
+{{- define "peaceland.forcesNamespace" -}}
+{{- .Values.api.forcesNamespace | default .Release.Namespace -}}
+{{- end -}}

@@ -6,6 +6,7 @@ together.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -18,6 +19,7 @@ from prometheus_client import make_asgi_app
 
 from peaceland.services.gateway.admission import Admission
 from peaceland.services.gateway.auth import DroneKeys, KeyFeed
+from peaceland.services.gateway.credentials import SecretCredentials, kube_client
 from peaceland.services.gateway.parsing import BodyParser
 from peaceland.services.gateway.quotas import ReportQuotas
 from peaceland.services.gateway.routes import router
@@ -25,6 +27,7 @@ from peaceland.services.gateway.sender import KafkaSender
 from peaceland.services.gateway.settings import GatewaySettings
 from peaceland.services.gateway.usage import UsageMeter, UsagePoster
 from peaceland.tenants.forces import resources_for
+from peaceland.tenants.kafka import KafkaAccess
 from peaceland.tenants.reports import utc_now
 
 log = logging.getLogger(__name__)
@@ -41,8 +44,18 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = sender is None
+        secrets = None
+        access_for: Callable[[str | None], KafkaAccess] = settings.force_access
+        if settings.force_credentials_namespace:
+            secrets = SecretCredentials(
+                kube_client(settings.kubeconfig),
+                settings.force_credentials_namespace,
+                settings.force_credentials_refresh_seconds,
+            )
+            secrets.start()
+            access_for = functools.partial(settings.force_access_from, secrets)
         app.state.sender = sender or KafkaSender(
-            settings.force_access,
+            access_for,
             settings.delivery_timeout_seconds,
             queue_bytes=2 * settings.max_inflight_bytes,
         )
@@ -69,6 +82,8 @@ def create_app(
             await feed.close()
         if own:
             app.state.sender.close()
+        if secrets is not None:
+            secrets.stop()
 
     app = FastAPI(
         title="PeaceLand ingest gateway",

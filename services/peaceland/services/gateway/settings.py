@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from peaceland.services.gateway.credentials import SecretCredentials
 from peaceland.tenants.access import KafkaAccessSettings, secret_value
 from peaceland.tenants.drone_keys import key_digest, key_id_of
 from peaceland.tenants.environment import env_prefix
@@ -29,6 +30,14 @@ class GatewaySettings(KafkaAccessSettings):
     #: that principal, which the brokers let write to that force's reports topic only. None:
     #: every force's as the gateway's own credentials (a gateway serving one force).
     force_credentials_dir: Path | None = None
+    #: In a cluster, instead: the namespace of the forces' credentials Secrets
+    #: (``<force>-credentials``, keys ``gateway.kafka-username`` and ``gateway.kafka-password``,
+    #: written by the operator), read through the Kubernetes API with the pod's ServiceAccount
+    #: (``get`` on Secrets there, by name) and again every ``force_credentials_refresh_seconds``.
+    force_credentials_namespace: str | None = None
+    force_credentials_refresh_seconds: float = Field(default=5.0, gt=0, le=300)
+    #: A kubeconfig for that; none: the pod's ServiceAccount.
+    kubeconfig: Path | None = None
     #: The control plane (``http://api:8090``): drone keys come from its feed, and usage
     #: goes to it, and no key is taken from configuration. None: a development harness,
     #: which takes only ``drone_keys``.
@@ -82,6 +91,11 @@ class GatewaySettings(KafkaAccessSettings):
 
     @model_validator(mode="after")
     def _control_plane(self) -> GatewaySettings:
+        if self.force_credentials_dir is not None and self.force_credentials_namespace:
+            raise ValueError(
+                "force_credentials_dir and force_credentials_namespace are two sources of the "
+                "forces' credentials: give one"
+            )
         if self.control_plane_url is not None and self.drone_keys:
             raise ValueError(
                 "drone_keys cannot be configured on a gateway that has a control plane: its "
@@ -129,6 +143,18 @@ class GatewaySettings(KafkaAccessSettings):
         if again != username:
             raise ValueError(f"credentials of {force_id} are being replaced")
         return access.as_user(username, password)
+
+    def force_access_from(self, secrets: SecretCredentials, force_id: str | None) -> KafkaAccess:
+        """How the producer of ``force_id`` signs in, its pair read from its Secret
+        (``force_credentials_namespace``); a force without one is refused by Kafka (its
+        producer has no credentials) rather than sent as another principal."""
+        access = self.current_kafka_access()
+        if force_id is None:
+            return access
+        pair = secrets.get(force_id)
+        if pair is None:
+            return access.as_user(f"{force_id}.gateway.missing", "")
+        return access.as_user(*pair)
 
     def force_by_key_digest(self) -> dict[str, str]:
         return {
