@@ -26,9 +26,11 @@ installed once if missing.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,7 +38,9 @@ import tarfile
 import tempfile
 import time
 import tomllib
+import zipfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,9 +51,20 @@ from peaceland.stack.fetch import apt_install
 
 Progress = Callable[[str], None]
 
-#: Debian's release and archive the first layer comes from.
+#: Debian's release and archive the first layer comes from: the release, its updates and its
+#: security updates (what a refreshed base takes).
 SUITE: Final = "bookworm"
-MIRROR: Final = "http://deb.debian.org/debian"
+SOURCES: Final = (
+    f"deb http://deb.debian.org/debian {SUITE} main",
+    f"deb http://deb.debian.org/debian {SUITE}-updates main",
+    f"deb http://deb.debian.org/debian-security {SUITE}-security main",
+)
+#: Every timestamp of the first layer (2026-01-01): the same packages give the same layer,
+#: whichever commit or machine made it.
+BASE_EPOCH: Final = 1_767_225_600
+#: Files of every file system that a runtime provides, and that would carry the build
+#: machine's own (its resolver, its name).
+_HOST_FILES: Final = ("etc/resolv.conf", "etc/hostname")
 #: Beside the ``essential`` set: the interpreter (Debian's 3.11), the C++ runtime the
 #: wheels of pyarrow and DuckDB link to (manylinux wheels expect it), TLS roots for managed
 #: Kafka and Cassandra, time zones for the logs.
@@ -120,12 +135,48 @@ def build_image(
     """Build the image of the working tree ``repo`` into the archive ``output``."""
     began = time.monotonic()
     _require_root()
+    _commit(repo)  # a checkout, before anything is installed
     tools = _tools(progress)
-    revision, epoch, dirty = _commit(repo)
-    version = _version(repo)
     cache = cache_dir / "image"
     cache.mkdir(parents=True, exist_ok=True)
-    base = _base_layer(cache, tools, epoch, progress, refresh=refresh_base)
+    # Modes in the image never depend on who builds it.
+    umask = os.umask(0o022)
+    try:
+        with _locked(cache, progress):
+            return _build(repo, cache, output, tools, progress, refresh_base, began)
+    finally:
+        os.umask(umask)
+
+
+@contextmanager
+def _locked(cache: Path, progress: Progress) -> Iterator[None]:
+    """One build at a time on a cache (its base, its packages, its wheels); a scratch
+    folder a killed build left is swept."""
+    with (cache / ".lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress("another image build holds the cache; waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        for stale in cache.glob("peaceland-image-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        for partial in cache.glob("*.partial"):
+            partial.unlink(missing_ok=True)
+        yield
+
+
+def _build(
+    repo: Path,
+    cache: Path,
+    output: Path,
+    tools: _Tools,
+    progress: Progress,
+    refresh_base: bool,
+    began: float,
+) -> BuiltImage:
+    revision, epoch, dirty = _commit(repo)
+    version = _version(repo)
+    base = _base_layer(cache, tools, progress, refresh=refresh_base)
     with tempfile.TemporaryDirectory(prefix="peaceland-image-", dir=cache) as scratch:
         work = Path(scratch)
         wheels = _wheels(repo, cache / "wheels", work / "wheels", epoch, progress)
@@ -234,12 +285,10 @@ def _base_recipe() -> list[str]:
     ]
 
 
-def _base_layer(
-    cache: Path, tools: _Tools, epoch: int, progress: Progress, *, refresh: bool
-) -> Path:
+def _base_layer(cache: Path, tools: _Tools, progress: Progress, *, refresh: bool) -> Path:
     """Debian's Python as a tar archive, made once per recipe (and per refresh)."""
     recipe = _base_recipe()
-    key = hashlib.sha256(json.dumps([recipe, MIRROR]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([recipe, SOURCES, BASE_EPOCH]).encode()).hexdigest()[:16]
     layer = cache / f"base-{key}.tar"
     if layer.exists() and not refresh:
         progress(f"base layer: {layer} (cached; --refresh-base takes Debian's updates)")
@@ -250,6 +299,10 @@ def _base_layer(
     partial = layer.with_suffix(".partial")
     _run(
         [
+            # Its mounts (proc, sys, dev) end with this namespace, even if it is killed.
+            "unshare",
+            "--mount",
+            "--propagation=private",
             str(tools.mmdebstrap),
             "--mode=root",
             "--quiet",
@@ -258,15 +311,21 @@ def _base_layer(
             '--setup-hook=mkdir -p "$1"/var/cache/apt/archives/',
             f"--setup-hook=sync-in {debs} /var/cache/apt/archives/",
             f"--customize-hook=sync-out /var/cache/apt/archives {debs}",
+            "--customize-hook=rm -f " + " ".join(f'"$1/{f}"' for f in _HOST_FILES),
+            # No setuid or setgid program (su, newgrp …): nothing in the image gains rights.
+            '--customize-hook=find "$1" -xdev -type f -perm /6000 -exec chmod ug-s {} +',
             "--format=tar",
             *recipe,
             str(partial),
-            MIRROR,
+            *SOURCES,
         ],
         "mmdebstrap",
-        env={"SOURCE_DATE_EPOCH": str(epoch)},
+        env={"SOURCE_DATE_EPOCH": str(BASE_EPOCH)},
     )
     partial.replace(layer)
+    for other in cache.glob("base-*.tar"):  # an older recipe's, never used again
+        if other != layer:
+            other.unlink()
     progress(f"base layer: {layer} ({layer.stat().st_size // 2**20} MiB)")
     return layer
 
@@ -296,7 +355,32 @@ def _wheels(repo: Path, cache: Path, out: Path, epoch: int, progress: Progress) 
         "building PeaceLand's wheel",
         env={"SOURCE_DATE_EPOCH": str(epoch)},
     )  # fmt: skip
+    [ours] = out.glob("peaceland-*.whl")
+    _check_dashboard(ours)
     return out
+
+
+#: The dashboard's bundle, as ``make install`` builds it (git ignores it: checked here).
+_BUNDLE: Final = "peaceland/api/dashboard/static/"
+_BUNDLE_FILE: Final = re.compile(r"[\w.-]+\.(js|mjs|css|geojson|txt)")
+
+
+def _check_dashboard(wheel: Path) -> None:
+    """Our wheel holds the dashboard's bundle, and nothing else from that folder (a stray
+    file there, invisible to git, would ship)."""
+    with zipfile.ZipFile(wheel) as archive:
+        bundled = [n[len(_BUNDLE) :] for n in archive.namelist() if n.startswith(_BUNDLE)]
+    if "app.js" not in bundled:
+        raise ImageError(
+            "the dashboard is not built (api/peaceland/api/dashboard/static/app.js): run "
+            "`make install` first (`make image` does)"
+        )
+    strays = [name for name in bundled if not _BUNDLE_FILE.fullmatch(name)]
+    if strays:
+        raise ImageError(
+            f"files in api/peaceland/api/dashboard/static/ that the dashboard's build does not "
+            f"make would ship in the image: {', '.join(sorted(strays))}; remove them"
+        )
 
 
 def _chroot(root: Path, argv: list[str], what: str, epoch: int) -> None:
@@ -326,7 +410,7 @@ def _app_layer(base: Path, wheels: Path, work: Path, epoch: int, progress: Progr
     (root / "dev").mkdir(exist_ok=True)
     shutil.copytree(wheels, root / _INSIDE.lstrip("/"))
     [ours] = (w.name for w in wheels.glob("peaceland-*.whl"))
-    [pip] = (w.name for w in wheels.glob("pip-*.whl"))
+    pip = f"pip-{PIP.split('==')[1]}-py3-none-any.whl"
     progress("app layer: installing the wheels into /opt/peaceland")
     _chroot(root, ["/usr/bin/python3.11", "-m", "venv", "--without-pip", VENV], "venv", epoch)
     _chroot(
@@ -372,15 +456,20 @@ def _entries(root: Path, top: str) -> Iterator[str]:
 
 
 def _write_layer(root: Path, tops: list[str], out: Path, epoch: int) -> None:
-    """A layer as a tar archive that depends only on the files' contents and modes:
-    sorted, owned by root, dated at most ``epoch``."""
+    """A layer as a tar archive that depends only on the files' contents: sorted, owned by
+    root, dated ``epoch``, folders 0755 and files 0644 (0755 for programs)."""
     with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
         for top in sorted(tops):
             for relative in _entries(root, top):
                 info = tar.gettarinfo(str(root / relative), arcname=relative)
-                info.mtime = min(int(info.mtime), epoch)
+                info.mtime = epoch
                 info.uid = info.gid = 0
                 info.uname = info.gname = "root"
+                # Read by all, written by root alone, whatever the builder's umask was.
+                if info.isdir():
+                    info.mode = 0o755
+                elif info.isreg():
+                    info.mode = 0o755 if info.mode & 0o111 else 0o644
                 if info.isreg():
                     with (root / relative).open("rb") as file:
                         tar.addfile(info, file)
@@ -427,6 +516,8 @@ def _pack(
             f"--config.env=PATH={VENV}/bin:/usr/bin:/bin",
             "--config.env=PYTHONUNBUFFERED=1",
             "--config.env=PYTHONDONTWRITEBYTECODE=1",
+            # The home (/nonexistent) is not a folder: caches go to the writable /tmp.
+            "--config.env=XDG_CACHE_HOME=/tmp/.cache",
             "--config.workingdir=/tmp",
             # Run as is, the image is a gateway; each Deployment names its process.
             *(f"--config.cmd={arg}" for arg in ("python", "-m", ENTRYPOINTS["gateway"])),
@@ -484,21 +575,26 @@ def unpack(archive: Path, bundle: Path, progress: Progress) -> Path:
 
 def contained(rootfs: Path, argv: list[str], *, uid: int = UID) -> list[str]:
     """The command that runs ``argv`` inside an unpacked image the way our Deployments run
-    it (a read-only root, a fresh /tmp) and the least way a container runtime would: a
-    mount namespace of its own with the host's /dev, /etc/hosts and /etc/resolv.conf bound
-    in, chrooted into ``rootfs``, as ``uid``; on the host's network (the local stack).
+    it (a read-only root, a fresh /tmp, no privilege to gain) and the least way a container
+    runtime would: mount and process namespaces of its own, its own /proc, the host's /dev,
+    /etc/hosts and /etc/resolv.conf bound in, chrooted into ``rootfs``, as ``uid``; on the
+    host's network (the local stack). Weaker than a runtime: the host's whole /dev.
     Start it in a session of its own and signal the session's group: the process inside is
     in it. Needs root."""
     script = (
         # The host's tools found on the host's PATH; the image's PATH given to the process.
         'set -e; r="$1"; shift; p="$PATH"; PATH=/usr/sbin:/usr/bin:/sbin:/bin; '
-        'c="$(command -v chroot)"; mkdir -p "$r/dev" "$r/tmp"; '
+        'c="$(command -v chroot)"; mkdir -p "$r/dev" "$r/tmp" "$r/proc"; '
         'mount --bind "$r" "$r"; mount --rbind /dev "$r/dev"; '
         "for f in /etc/hosts /etc/resolv.conf; do "
         'if [ -e "$f" ]; then touch "$r$f"; mount --bind "$f" "$r$f"; fi; done; '
         'mount -t tmpfs -o mode=1777,size=64m tmpfs "$r/tmp"; '
+        'mount -t proc proc "$r/proc"; '
         'mount -o remount,bind,ro "$r"; '
-        f'PATH="$p"; exec "$c" --userspec={uid}:{uid} "$r" "$@"'
+        's="$(command -v setpriv)"; '
+        f'PATH="$p"; exec "$s" --no-new-privs "$c" --userspec={uid}:{uid} "$r" "$@"'
     )
     unshare = shutil.which("unshare") or "/usr/bin/unshare"
-    return [unshare, "--mount", "--fork", "/bin/sh", "-c", script, "sh", str(rootfs), *argv]
+    # A process namespace of its own: nothing inside outlives the command (--kill-child).
+    return [unshare, "--mount", "--pid", "--fork", "--kill-child", "/bin/sh", "-c", script,
+            "sh", str(rootfs), *argv]  # fmt: skip

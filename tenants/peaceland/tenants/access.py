@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings
+from pydantic_settings import BaseSettings, SettingsError
 
 from peaceland.tenants.cassandra import CassandraAccess
 from peaceland.tenants.environment import (
@@ -194,4 +194,13 @@ def settings_or_exit(settings: type[_Settings], process: str) -> _Settings:
     try:
         return settings()
     except ValidationError as exc:
-        raise SystemExit(f"peaceland {process}: bad settings:\n{exc}") from None
+        # Each setting and why, never its value: a password or a key given beside a wrong
+        # setting would otherwise be printed into the logs with it.
+        reasons = "\n".join(
+            f"  {'.'.join(str(part) for part in error['loc']) or 'settings'}: {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+        )
+        raise SystemExit(f"peaceland {process}: bad settings:\n{reasons}") from None
+    except SettingsError as exc:  # a setting that is not the JSON its type needs
+        reason = str(exc).split(" from source ", 1)[0]
+        raise SystemExit(f"peaceland {process}: bad settings:\n  {reason}") from None

@@ -82,5 +82,9 @@ def mount(app: FastAPI, style_url: str | None) -> None:
     def dashboard_config() -> dict[str, str | None]:
         return {"style_url": style_url}
 
-    STATIC.mkdir(exist_ok=True)
-    app.mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static")
+    # Never made here: an installed package's folder may be read-only (the image's is).
+    app.mount(
+        "/dashboard/static",
+        StaticFiles(directory=STATIC, check_dir=False),
+        name="dashboard-static",
+    )
