@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import Field
 
 from peaceland.tenants.access import KafkaAccessSettings, settings_or_exit
 
@@ -48,7 +49,7 @@ def test_a_setting_that_is_not_json_stops_the_process_without_a_traceback(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     class Listed(KafkaAccessSettings):
-        drones: list[str] = []
+        drones: list[str] = Field(default_factory=list)
 
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
     monkeypatch.setenv("DRONES", '["d1", "secret-key')
