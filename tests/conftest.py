@@ -28,7 +28,7 @@ from peaceland.analytics.lake import ArrowStorage, open_storage
 from peaceland.node.launch import ServiceProcess, local_operator
 from peaceland.stack import Endpoints, Stack, StackSettings
 from peaceland.stack.gobuild import helm_binary
-from peaceland.stack.kube import OPERATOR_NAMESPACE, KubeApiServer
+from peaceland.stack.kube import LOCAL_NAMESPACE, OPERATOR_NAMESPACE, KubeApiServer
 from peaceland.tenants.cassandra import connect, shutdown_session
 from peaceland.tenants.forces import ForceResources, resources_for
 from peaceland.tenants.kafka import client_config
@@ -139,9 +139,13 @@ def helm(stack: Stack) -> Path:
     return helm_binary(stack.settings.cache_dir, stack.progress)
 
 
-#: What an install must name beyond the defaults: the Secrets of the control plane's
-#: database, of the gateways' token on it, of the gateway's own Kafka principal.
+#: What an install must name beyond the defaults: the forces' namespace, the Secrets of the
+#: operator's credentials, of the control plane's database, of the gateways' token on it,
+#: of the gateway's own Kafka principal.
 CHART_REQUIRED: Final = (
+    f"api.forcesNamespace={LOCAL_NAMESPACE}",
+    "kafka.existingSecret=kafka-operator",
+    "cassandra.existingSecret=cassandra-operator",
     "api.database.existingSecret=peaceland-database",
     "api.gatewayToken.existingSecret=peaceland-gateway-token",
     "gateway.kafka.existingSecret=kafka-gateway",
@@ -163,8 +167,12 @@ def chart(kubectl: Kubectl, helm: Path) -> None:
     """The chart's CRDs, and its ServiceAccount and RBAC, applied to the API server."""
     kubectl("apply", "--server-side", "-f", str(CHART / "crds"))
     kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    if kubectl("get", "namespace", OPERATOR_NAMESPACE, check=False).returncode != 0:
-        kubectl("create", "namespace", OPERATOR_NAMESPACE)
+    for namespace in (OPERATOR_NAMESPACE, LOCAL_NAMESPACE):  # the release's, the forces'
+        if kubectl("get", "namespace", namespace, check=False).returncode != 0:
+            kubectl("create", "namespace", namespace)
+    # An older chart's Roles in the release's namespace (the forces once lived there): gone.
+    kubectl("delete", "role,rolebinding", "-n", OPERATOR_NAMESPACE, "--ignore-not-found",
+            "-l", "app.kubernetes.io/name=peaceland")  # fmt: skip
     kubectl("apply", "--server-side", "-f", "-", stdin=render_chart(helm))
 
 

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from pydantic_settings import BaseSettings
 
 from peaceland.api.settings import ApiSettings
 from peaceland.operator.settings import OperatorSettings
 from peaceland.services.gateway.settings import GatewaySettings
-from peaceland.stack.kube import OPERATOR_NAMESPACE, KubeApiServer
+from peaceland.stack.kube import LOCAL_NAMESPACE, OPERATOR_NAMESPACE, KubeApiServer
 from peaceland.tenants.provisioning.lake_identities import S3Key
 from tests.conftest import CHART, CHART_REQUIRED, render_chart
-from tests.operator.kube_helpers import Kubectl
+from tests.operator.kube_helpers import Kubectl, example
 
 
 def test_the_chart_passes_helm_lint(helm: Path):
@@ -70,7 +72,9 @@ def test_the_rendered_chart_passes_a_server_side_dry_run(
 def test_serving_listed_namespaces_binds_the_forces_rights_in_those_only(
     helm: Path, kubectl: Kubectl, namespace: str
 ):
-    rendered = render_chart(helm, f"watchNamespaces={{{namespace}}}")
+    rendered = render_chart(
+        helm, f"watchNamespaces={{{namespace}}}", f"api.forcesNamespace={namespace}"
+    )
     result = kubectl("apply", "--dry-run=server", "-f", "-", stdin=rendered, check=False)
     assert result.returncode == 0, result.stderr
     documents = [d for d in yaml.safe_load_all(rendered) if d]
@@ -251,7 +255,13 @@ def test_the_control_plane_s_settings_come_from_the_chart_values(
     assert references == {"PEACELAND_API_DATABASE_URL": ("peaceland-database", "url")}
     monkeypatch.setenv("PEACELAND_API_DATABASE_URL", "postgresql://api:pw@db:5432/peaceland")
     settings = ApiSettings()
-    assert settings.namespace == OPERATOR_NAMESPACE  # the release's
+    assert settings.namespace == LOCAL_NAMESPACE
+    # The forces' principals sign in as the operator's do.
+    assert settings.kafka_security_protocol == "SASL_SSL"
+    assert settings.data_servers() is not None
+    assert settings.data_servers()[0].protocol == "SASL_SSL"  # type: ignore[index]
+    assert settings.lake_mirror_dir == Path("/var/cache/peaceland/lake-mirror")
+    assert (settings.analytics_concurrency, settings.analytics_memory_mb) == (2, 1024)
     assert settings.host == "0.0.0.0"
     assert settings.bootstrap_admin_email == "admin@police.example"
     assert settings.gateway_token_file == Path("/etc/peaceland/gateway-token/token")
@@ -290,7 +300,7 @@ def test_the_gateway_s_settings_come_from_the_chart_values(
     settings = GatewaySettings()
     assert settings.control_plane_url == f"http://peaceland-api.{OPERATOR_NAMESPACE}.svc:8090"
     assert settings.control_plane_token_file == Path("/etc/peaceland/gateway-token/token")
-    assert settings.force_credentials_namespace == OPERATOR_NAMESPACE
+    assert settings.force_credentials_namespace == LOCAL_NAMESPACE
     assert settings.drone_keys == {}  # its keys come from the control plane only
     assert settings.host == "0.0.0.0"
     assert settings.kafka_ssl_ca_location == Path("/etc/peaceland/kafka-ca/ca.crt")
@@ -300,10 +310,12 @@ def test_the_gateway_s_settings_come_from_the_chart_values(
     ("verb", "resource", "namespace", "allowed"),
     [
         # Each force's reports go as its own principal, from its Secret read by name.
-        ("get", "secrets", OPERATOR_NAMESPACE, True),
-        ("list", "secrets", OPERATOR_NAMESPACE, False),
-        ("watch", "secrets", OPERATOR_NAMESPACE, False),
-        ("get", "policeforces.peaceland.io", OPERATOR_NAMESPACE, False),
+        ("get", "secrets", LOCAL_NAMESPACE, True),
+        ("list", "secrets", LOCAL_NAMESPACE, False),
+        ("watch", "secrets", LOCAL_NAMESPACE, False),
+        ("get", "policeforces.peaceland.io", LOCAL_NAMESPACE, False),
+        # Never the platform's own Secrets (the operator's superuser credentials).
+        ("get", "secrets", OPERATOR_NAMESPACE, False),
         ("get", "secrets", "default", False),
     ],
 )
@@ -321,15 +333,18 @@ def test_the_charts_rbac_lets_the_gateway_read_the_forces_secrets_by_name_only(
     ("verb", "resource", "namespace", "allowed"),
     [
         # A force sold, changed, read and ended through the API: its PoliceForce.
-        ("patch", "policeforces.peaceland.io", OPERATOR_NAMESPACE, True),
-        ("delete", "policeforces.peaceland.io", OPERATOR_NAMESPACE, True),
-        ("list", "policeforces.peaceland.io", OPERATOR_NAMESPACE, True),
+        ("create", "policeforces.peaceland.io", LOCAL_NAMESPACE, True),
+        ("patch", "policeforces.peaceland.io", LOCAL_NAMESPACE, True),
+        ("delete", "policeforces.peaceland.io", LOCAL_NAMESPACE, True),
+        ("list", "policeforces.peaceland.io", LOCAL_NAMESPACE, True),
         # A force's credentials, read by name to read its data as its own principals.
-        ("get", "secrets", OPERATOR_NAMESPACE, True),
-        ("list", "secrets", OPERATOR_NAMESPACE, False),
-        ("patch", "policeforces.peaceland.io/status", OPERATOR_NAMESPACE, False),
-        ("create", "deployments.apps", OPERATOR_NAMESPACE, False),
-        ("get", "pods", OPERATOR_NAMESPACE, False),
+        ("get", "secrets", LOCAL_NAMESPACE, True),
+        ("list", "secrets", LOCAL_NAMESPACE, False),
+        ("patch", "policeforces.peaceland.io/status", LOCAL_NAMESPACE, False),
+        ("create", "deployments.apps", LOCAL_NAMESPACE, False),
+        ("get", "pods", LOCAL_NAMESPACE, False),
+        # Never the platform's own Secrets, nor another namespace's forces.
+        ("get", "secrets", OPERATOR_NAMESPACE, False),
         ("patch", "policeforces.peaceland.io", "default", False),
         ("get", "secrets", "default", False),
     ],
@@ -371,3 +386,76 @@ def _resource(resource: str) -> list[str]:
     included (given as is, ``can-i`` reads the part after the slash as an object's name)."""
     kind, _, subresource = resource.partition("/")
     return [kind, f"--subresource={subresource}"] if subresource else [kind]
+
+
+def test_the_control_plane_sells_and_ends_a_force_with_the_charts_rights_alone(
+    kubectl: Kubectl, chart: None
+):
+    """The API's own calls, as its ServiceAccount: a new force written by server-side apply
+    (checked as a create), and deleted (server-side dry runs: authorised, never kept)."""
+    manifest = example("brest")
+    manifest["metadata"] = {"name": "rbac-probe", "namespace": LOCAL_NAMESPACE}
+    force = json.dumps(manifest)
+
+    def apply_as(account: str) -> subprocess.CompletedProcess[str]:
+        return kubectl(
+            "apply", "--server-side", "--field-manager=peaceland-api", "--dry-run=server",
+            f"--as=system:serviceaccount:{OPERATOR_NAMESPACE}:{account}", "-f", "-",
+            stdin=force, check=False,
+        )  # fmt: skip
+
+    sold = apply_as("peaceland-api")
+    assert sold.returncode == 0, sold.stderr
+    # The same as the gateway, which has no right on forces: refused by the server.
+    refused = apply_as("peaceland-gateway")
+    assert refused.returncode != 0
+    assert "forbidden" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        ([f"api.forcesNamespace={OPERATOR_NAMESPACE}"], "must not be the release's namespace"),
+        (["watchNamespaces={police}"], "is not among watchNamespaces"),
+        (["api.resources.limits.memory=2Gi"], "cannot hold 2 analysts' questions"),
+        (["lake.uri=s3://AK:s3cret@lake/prod", "lake.existingSecret=lake-admin"],
+         "must not hold a key"),
+        (["kafka.existingSecret="], "kafka.existingSecret is required"),
+    ],
+)  # fmt: skip
+def test_an_install_that_could_not_work_or_would_leak_is_refused_when_rendered(
+    values: list[str], reason: str, helm: Path
+):
+    result = subprocess.run(
+        [str(helm), "template", "x", str(CHART), "--namespace", OPERATOR_NAMESPACE,
+         *(a for v in (*CHART_REQUIRED, *values) for a in ("--set", v))],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert reason in result.stderr
+    assert "s3cret" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("deployment", "settings"),
+    [
+        ("peaceland-operator", OperatorSettings),
+        ("peaceland-api", ApiSettings),
+        ("peaceland-gateway", GatewaySettings),
+    ],
+)
+def test_every_setting_the_chart_renders_is_one_its_process_reads(
+    deployment: str, settings: type[BaseSettings], helm: Path
+):
+    """A misspelt variable would be ignored by the process (and the default taken)."""
+    documents = yaml.safe_load_all(render_chart(helm, *_PRODUCTION))
+    found = next(
+        d for d in documents
+        if d and d["kind"] == "Deployment" and d["metadata"]["name"] == deployment
+    )  # fmt: skip
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    names = {f"{prefix}{name}".upper() for name in settings.model_fields} | {
+        f"{name}".upper() for name in settings.model_fields
+    }
+    rendered = {e["name"] for e in found["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert rendered - names == set()

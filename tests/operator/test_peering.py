@@ -18,7 +18,12 @@ StartOperator = Callable[..., ServiceProcess]
 def served_namespace(kubectl: Kubectl, helm: Path, namespace: str) -> Iterator[str]:
     """The chart as installed to serve the test's namespace only: its RoleBinding there
     (with the peering rights of that mode) and its KopfPeering, applied for real."""
-    rendered = render_chart(helm, f"watchNamespaces={{{namespace}}}", release=f"r-{namespace}")
+    rendered = render_chart(
+        helm,
+        f"watchNamespaces={{{namespace}}}",
+        f"api.forcesNamespace={namespace}",
+        release=f"r-{namespace}",
+    )
     kubectl("apply", "-f", "-", stdin=rendered)
     yield namespace
     kubectl("delete", "-f", "-", "--wait=false", stdin=rendered)

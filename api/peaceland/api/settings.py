@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from peaceland.tenants.access import secret_value
 from peaceland.tenants.cassandra import CassandraAccess
 from peaceland.tenants.environment import env_prefix
-from peaceland.tenants.kafka import KafkaAccess
+from peaceland.tenants.kafka import KafkaAccess, SaslMechanism, SecurityProtocol
 
 
 class ApiSettings(BaseSettings):
@@ -59,6 +59,11 @@ class ApiSettings(BaseSettings):
     #: alert routes answer 503.
     kafka_bootstrap_servers: str | None = None
     kafka_ssl_ca_location: Path | None = None
+    #: How the forces' principals sign in: None guesses from the CA (SASL_SSL with one,
+    #: SASL_PLAINTEXT without); set it as the operator's (SASL_SSL against brokers whose
+    #: certificates a public CA signed).
+    kafka_security_protocol: SecurityProtocol | None = None
+    kafka_sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
     cassandra_contact_points: str | None = None
     cassandra_local_dc: str = Field(default="datacenter1", min_length=1)
     cassandra_ssl_ca_location: Path | None = None
@@ -121,6 +126,8 @@ class ApiSettings(BaseSettings):
             return None
         kafka = KafkaAccess(
             self.kafka_bootstrap_servers,
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
             ssl_ca_location=str(self.kafka_ssl_ca_location) if self.kafka_ssl_ca_location else None,
         )
         cassandra = CassandraAccess(

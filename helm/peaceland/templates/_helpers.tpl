@@ -65,5 +65,12 @@ app.kubernetes.io/component: gateway
 {{- end -}}
 
 {{- define "peaceland.forcesNamespace" -}}
-{{- .Values.api.forcesNamespace | default .Release.Namespace -}}
+{{- $forces := required "api.forcesNamespace is required: a namespace of the forces' own (the control plane and the gateway read its Secrets)" .Values.api.forcesNamespace -}}
+{{- if eq $forces .Release.Namespace -}}
+{{- fail (printf "api.forcesNamespace must not be the release's namespace (%s): the control plane and the gateway may read the forces' namespace's Secrets, and the platform's own are here" .Release.Namespace) -}}
+{{- end -}}
+{{- if and .Values.watchNamespaces (not (has $forces .Values.watchNamespaces)) -}}
+{{- fail (printf "api.forcesNamespace (%s) is not among watchNamespaces: the operator would never make its forces" $forces) -}}
+{{- end -}}
+{{- $forces -}}
 {{- end -}}
