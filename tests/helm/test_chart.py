@@ -306,55 +306,44 @@ def test_the_gateway_s_settings_come_from_the_chart_values(
     assert settings.kafka_ssl_ca_location == Path("/etc/peaceland/kafka-ca/ca.crt")
 
 
+_GATEWAY, _API = "peaceland-gateway", "peaceland-api"
+
+
 @pytest.mark.parametrize(
-    ("verb", "resource", "namespace", "allowed"),
+    ("account", "verb", "resource", "namespace", "allowed"),
     [
         # Each force's reports go as its own principal, from its Secret read by name.
-        ("get", "secrets", LOCAL_NAMESPACE, True),
-        ("list", "secrets", LOCAL_NAMESPACE, False),
-        ("watch", "secrets", LOCAL_NAMESPACE, False),
-        ("get", "policeforces.peaceland.io", LOCAL_NAMESPACE, False),
-        # Never the platform's own Secrets (the operator's superuser credentials).
-        ("get", "secrets", OPERATOR_NAMESPACE, False),
-        ("get", "secrets", "default", False),
-    ],
-)
-def test_the_charts_rbac_lets_the_gateway_read_the_forces_secrets_by_name_only(
-    verb: str, resource: str, namespace: str, allowed: bool, kubectl: Kubectl, chart: None
-):
-    answer = kubectl(
-        "auth", "can-i", verb, *_resource(resource), "-n", namespace,
-        f"--as=system:serviceaccount:{OPERATOR_NAMESPACE}:peaceland-gateway", check=False,
-    )  # fmt: skip
-    assert answer.stdout.strip() == ("yes" if allowed else "no"), answer.stderr
-
-
-@pytest.mark.parametrize(
-    ("verb", "resource", "namespace", "allowed"),
-    [
+        (_GATEWAY, "get", "secrets", LOCAL_NAMESPACE, True),
+        (_GATEWAY, "list", "secrets", LOCAL_NAMESPACE, False),
+        (_GATEWAY, "watch", "secrets", LOCAL_NAMESPACE, False),
+        (_GATEWAY, "get", "policeforces.peaceland.io", LOCAL_NAMESPACE, False),
         # A force sold, changed, read and ended through the API: its PoliceForce.
-        ("create", "policeforces.peaceland.io", LOCAL_NAMESPACE, True),
-        ("patch", "policeforces.peaceland.io", LOCAL_NAMESPACE, True),
-        ("delete", "policeforces.peaceland.io", LOCAL_NAMESPACE, True),
-        ("list", "policeforces.peaceland.io", LOCAL_NAMESPACE, True),
+        (_API, "create", "policeforces.peaceland.io", LOCAL_NAMESPACE, True),
+        (_API, "patch", "policeforces.peaceland.io", LOCAL_NAMESPACE, True),
+        (_API, "delete", "policeforces.peaceland.io", LOCAL_NAMESPACE, True),
+        (_API, "list", "policeforces.peaceland.io", LOCAL_NAMESPACE, True),
         # A force's credentials, read by name to read its data as its own principals.
-        ("get", "secrets", LOCAL_NAMESPACE, True),
-        ("list", "secrets", LOCAL_NAMESPACE, False),
-        ("patch", "policeforces.peaceland.io/status", LOCAL_NAMESPACE, False),
-        ("create", "deployments.apps", LOCAL_NAMESPACE, False),
-        ("get", "pods", LOCAL_NAMESPACE, False),
-        # Never the platform's own Secrets, nor another namespace's forces.
-        ("get", "secrets", OPERATOR_NAMESPACE, False),
-        ("patch", "policeforces.peaceland.io", "default", False),
-        ("get", "secrets", "default", False),
+        (_API, "get", "secrets", LOCAL_NAMESPACE, True),
+        (_API, "list", "secrets", LOCAL_NAMESPACE, False),
+        (_API, "patch", "policeforces.peaceland.io/status", LOCAL_NAMESPACE, False),
+        (_API, "create", "deployments.apps", LOCAL_NAMESPACE, False),
+        (_API, "get", "pods", LOCAL_NAMESPACE, False),
+        # Never the platform's own Secrets (the operator's superuser credentials), nor
+        # another namespace's.
+        (_GATEWAY, "get", "secrets", OPERATOR_NAMESPACE, False),
+        (_API, "get", "secrets", OPERATOR_NAMESPACE, False),
+        (_GATEWAY, "get", "secrets", "default", False),
+        (_API, "get", "secrets", "default", False),
+        (_API, "patch", "policeforces.peaceland.io", "default", False),
     ],
-)
-def test_the_charts_rbac_gives_the_control_plane_what_it_needs_and_nothing_more(
-    verb: str, resource: str, namespace: str, allowed: bool, kubectl: Kubectl, chart: None
-):
+)  # fmt: skip
+def test_the_charts_rbac_gives_the_gateway_and_the_control_plane_what_they_need_only(
+    account: str, verb: str, resource: str, namespace: str, allowed: bool, kubectl: Kubectl,
+    chart: None,
+):  # fmt: skip
     answer = kubectl(
         "auth", "can-i", verb, *_resource(resource), "-n", namespace,
-        f"--as=system:serviceaccount:{OPERATOR_NAMESPACE}:peaceland-api", check=False,
+        f"--as=system:serviceaccount:{OPERATOR_NAMESPACE}:{account}", check=False,
     )  # fmt: skip
     assert answer.stdout.strip() == ("yes" if allowed else "no"), answer.stderr
 

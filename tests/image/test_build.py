@@ -130,6 +130,18 @@ def _start(rootfs: Path, module: str, env: dict[str, str], log: Path) -> subproc
         )
 
 
+def _start_as(
+    rootfs: Path, role: str, force: ForceResources, env: dict[str, str], stack: Stack, log: Path
+) -> subprocess.Popen[bytes]:
+    """``role``'s process of ``force`` inside the image, signed in as the force's principal
+    for that role (its files made for the image's user, as a mounted Secret's)."""
+    endpoints = stack.endpoints()
+    credentials = local_credentials(endpoints, force.force_id, stack.settings.state_dir)
+    folder = rootfs / "run" / "secrets" / f"{force.force_id}-{role}"
+    env = env | credential_files(folder, credentials, role, cassandra=role != "gateway")
+    return _start(rootfs, ENTRYPOINTS[role], _owned(folder, env, rootfs), log)
+
+
 def test_the_gateway_answers_readyz_from_inside_the_image(
     rootfs: Path,
     force: ForceResources,
@@ -138,15 +150,12 @@ def test_the_gateway_answers_readyz_from_inside_the_image(
     run_inside: list[subprocess.Popen[bytes]],
     tmp_path: Path,
 ) -> None:
-    credentials = local_credentials(endpoints, force.force_id, stack.settings.state_dir)
-    folder = rootfs / "run" / "secrets" / force.force_id
-    env = credential_files(folder, credentials, "gateway", cassandra=False)
     port = free_port()
-    env |= {
+    env = {
         "KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap_servers,
         env_name("gateway", "port"): str(port),
     }
-    process = _start(rootfs, ENTRYPOINTS["gateway"], _owned(folder, env, rootfs), tmp_path / "log")
+    process = _start_as(rootfs, "gateway", force, env, stack, tmp_path / "log")
     run_inside.append(process)
     deadline = time.monotonic() + 60
     answer = None
@@ -181,8 +190,6 @@ def test_a_consumer_inside_the_image_joins_its_group(
     run_inside: list[subprocess.Popen[bytes]],
     tmp_path: Path,
 ) -> None:
-    credentials = local_credentials(endpoints, force.force_id, stack.settings.state_dir)
-    folder = rootfs / "run" / "secrets" / f"{force.force_id}-{consumer}"
     env = consumer_environment(
         consumer,
         force.force_id,
@@ -190,8 +197,8 @@ def test_a_consumer_inside_the_image_joins_its_group(
         cassandra_contact_points=endpoints.cassandra_contact_points,
         metrics_port=free_port(),
         cassandra_local_dc=endpoints.cassandra.local_dc,
-    ) | credential_files(folder, credentials, consumer)
-    process = _start(rootfs, ENTRYPOINTS[consumer], _owned(folder, env, rootfs), tmp_path / "log")
+    )
+    process = _start_as(rootfs, consumer, force, env, stack, tmp_path / "log")
     run_inside.append(process)
     admin = AdminClient(client_config(endpoints.kafka))
     group = consumer_group(force.force_id, consumer)
